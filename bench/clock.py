@@ -1,0 +1,66 @@
+"""Timing of one batch: wall time between device synchronisations, plus named phases.
+
+The whole timed region is bracketed by a synchronisation on each side, so queued GPU
+work is charged to the batch that queued it. Phases inside it are marked with CUDA
+events rather than extra synchronisations, so marking them does not change what is
+measured; on the CPU they are plain perf_counter readings.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import torch
+
+# Phases whose sum is "model time": features already on the device to token ids.
+MODEL_PHASES = ("encode", "merge", "prefill", "decode")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Clock:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._cuda = device.type == "cuda"
+        self._marks: list[tuple[str, object, object]] = []
+        self.wall_s = 0.0
+        self.phases: dict[str, float] = {}
+
+    def __enter__(self) -> Clock:
+        synchronize(self.device)
+        self._marks = []
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        synchronize(self.device)
+        self.wall_s = time.perf_counter() - self._t0
+        phases: dict[str, float] = {}
+        for name, start, end in self._marks:
+            seconds = start.elapsed_time(end) / 1e3 if self._cuda else end - start
+            phases[name] = phases.get(name, 0.0) + seconds
+        self.phases = phases
+
+    def _mark(self):
+        if self._cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    @contextmanager
+    def phase(self, name: str):
+        # record_function names the phase in a torch.profiler trace; it costs next to
+        # nothing when no profiler is running.
+        with torch.profiler.record_function(f"phase:{name}"):
+            start = self._mark()
+            yield
+            self._marks.append((name, start, self._mark()))
+
+    @property
+    def model_s(self) -> float:
+        return sum(self.phases.get(name, 0.0) for name in MODEL_PHASES)

@@ -1,0 +1,95 @@
+"""Typed configuration: one dataclass per axis, registered in Hydra's ConfigStore.
+
+The YAML files under conf/ name these dataclasses as their schema, so a typo in an
+override (``run.batchsize=8``) fails at composition instead of being ignored.
+Engines add their own fields by subclassing ``EngineConfig`` in their module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # short key, the file name under conf/model/
+    family: str = MISSING  # which engines can run it: "whisper" or "voxtral"
+    id: str = MISSING  # Hub id, openai-whisper model name, or a local path
+    weights: str = "pretrained"  # pretrained | random
+    scale: str = "full"  # full | tiny (same code paths, small dims: CPU tests)
+    seed: int = 0  # random weights are seeded: same model + seed = same weights
+
+
+@dataclass
+class EngineConfig:
+    name: str = MISSING
+    family: str = MISSING  # model family this engine runs
+    patches: list[str] = field(default_factory=list)
+    max_new_tokens: int = 224
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    source: str = "hub"  # hub (any `datasets` path, local or Hub) | synthetic
+    path: str = ""
+    config: str | None = None
+    split: str = "test"
+    audio_column: str = "audio"
+    text_column: str = "text"
+    id_column: str | None = None
+    language: str = "en"
+    streaming: bool = False
+    sort_by_duration: bool = True  # longest first: OOM shows at once, batches pad little
+    # synthetic source only
+    n_clips: int = 32
+    min_seconds: float = 30.0
+    max_seconds: float = 30.0
+    words_per_second: float = 2.7  # LibriSpeech read speech averages about 2.7
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    batch_size: int = 1
+    limit: int | None = None
+    warmup_batches: int = 1
+    repeats: int = 1
+    on_error: str = "fail"  # skip | fail
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class BenchConfig:
+    model: ModelConfig = MISSING
+    engine: EngineConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    run: RunConfig = field(default_factory=RunConfig)
+    device: str = "auto"  # auto = cuda when available, else cpu
+    dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
+    profile: bool = False
+
+
+def _bench_data(name: str) -> str:
+    """${bench_data:sample} -> the folder of a dataset shipped inside the package."""
+    return str(PACKAGE_DIR / "data" / name)
+
+
+def register_configs() -> None:
+    from bench.engines import engine_config_classes
+
+    if not OmegaConf.has_resolver("bench_data"):
+        OmegaConf.register_new_resolver("bench_data", _bench_data)
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=BenchConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+    for name, config_class in engine_config_classes().items():
+        cs.store(group="engine", name=f"{name}_schema", node=config_class)

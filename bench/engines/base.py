@@ -1,0 +1,94 @@
+"""What every engine provides. An engine turns raw 16 kHz waveforms into text.
+
+Everything an engine does inside ``transcribe`` is inside the timed region: feature
+extraction, host-to-device copy, encoder, prefill, decode, detokenisation. Engines mark
+those steps with ``clock.phase(name)`` so model-only time and profiles line up across
+engines.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.clock import Clock
+from bench.config import EngineConfig, ModelConfig
+from bench.errors import BenchError
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class Transcript:
+    text: str
+    n_tokens: int  # tokens generated, end-of-text excluded
+
+
+class Engine(ABC):
+    def __init__(
+        self,
+        engine: EngineConfig,
+        model: ModelConfig,
+        device: torch.device,
+        dtype: torch.dtype,
+        language: str,
+    ):
+        if model.family != engine.family:
+            raise BenchError(
+                f"engine={engine.name} runs {engine.family} models, but model={model.name} is a "
+                f"{model.family} model; pick a {engine.family} model or drop the model= override"
+            )
+        if model.weights not in ("pretrained", "random"):
+            raise BenchError(f"model.weights={model.weights!r}: use pretrained or random")
+        if model.scale not in ("full", "tiny"):
+            raise BenchError(f"model.scale={model.scale!r}: use full or tiny")
+        self.engine_cfg = engine
+        self.model_cfg = model
+        self.device = device
+        self.dtype = dtype
+        self.language = language
+
+    @property
+    def length_matched(self) -> bool:
+        """Random weights emit random tokens, so decode as many as the reference needs."""
+        return self.model_cfg.weights == "random"
+
+    @abstractmethod
+    def load(self) -> None:
+        """Build or load the model on the device; timed as load time."""
+
+    @abstractmethod
+    def count_target_tokens(self, reference: str) -> int:
+        """Tokens this engine's own tokenizer needs to write the reference."""
+
+    @abstractmethod
+    def transcribe(
+        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
+    ) -> list[Transcript]:
+        """One batch. ``target_tokens`` is given in length-matched mode only."""
+
+    def close(self) -> None:
+        """Drop device memory so the next job of a multirun starts clean."""
+        for name in list(vars(self)):
+            if isinstance(getattr(self, name), torch.nn.Module):
+                setattr(self, name, None)
+
+
+def split_into_windows(audio: np.ndarray, seconds: float = 30.0) -> list[np.ndarray]:
+    """Cut audio into consecutive windows of at most `seconds` (long-form input)."""
+    size = int(seconds * SAMPLE_RATE)
+    if len(audio) <= size:
+        return [audio]
+    return [audio[start : start + size] for start in range(0, len(audio), size)]
+
+
+def share_tokens(total: int, lengths: list[int]) -> list[int]:
+    """Split a token budget over windows in proportion to their length, summing to total."""
+    if len(lengths) == 1:
+        return [total]
+    weight = sum(lengths)
+    bounds = [round(total * sum(lengths[: i + 1]) / weight) for i in range(len(lengths))]
+    return [b - a for a, b in zip([0, *bounds[:-1]], bounds, strict=True)]

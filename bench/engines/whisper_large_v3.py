@@ -1,0 +1,158 @@
+"""Whisper-large-v3 through the openai-whisper package: greedy, no timestamps, batched.
+
+Audio longer than 30 s is cut into consecutive 30 s windows that are decoded as rows of
+the same batch and joined. Weights: `pretrained` goes through whisper.load_model (its
+own download and cache, or a checkpoint path); `random` builds the large-v3 dimensions
+directly on the device. In length-matched mode a logit filter holds end-of-text back
+until the reference's token count is reached, then forces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.clock import Clock
+from bench.config import EngineConfig
+from bench.engines.base import SAMPLE_RATE, Engine, Transcript, share_tokens, split_into_windows
+from bench.errors import BenchError
+
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+
+# openai-whisper's ModelDimensions for large-v3, and a tiny scale with the same
+# vocabulary, mel bins and context lengths (so tokenizer and features are unchanged).
+DIMENSIONS = {
+    "full": dict(
+        n_mels=128, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20, n_audio_layer=32,
+        n_vocab=51866, n_text_ctx=448, n_text_state=1280, n_text_head=20, n_text_layer=32,
+    ),
+    "tiny": dict(
+        n_mels=128, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
+        n_vocab=51866, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2,
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class Config(EngineConfig):
+    name: str = "whisper_large_v3"
+    family: str = "whisper"
+
+
+def _decoding_task_class():
+    """DecodingTask subclass built lazily so importing this module stays cheap."""
+    from whisper.decoding import DecodingTask, LogitFilter
+
+    class ForceLength(LogitFilter):
+        """End-of-text is forbidden before a row's target length and forced at it."""
+
+        def __init__(self, targets: torch.Tensor, sample_begin: int, eot: int):
+            self.targets, self.sample_begin, self.eot = targets, sample_begin, eot
+
+        def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
+            done = (tokens.shape[1] - self.sample_begin) >= self.targets
+            logits.masked_fill_(done[:, None], -np.inf)
+            # finite for done rows (earlier filters may have masked end-of-text), -inf for the rest
+            logits[:, self.eot] = torch.where(done, 0.0, -np.inf).to(logits.dtype)
+
+    class BenchDecodingTask(DecodingTask):
+        """Stock greedy decoding on audio features we computed (in any dtype), with phases."""
+
+        def __init__(self, model, options, audio_features, clock: Clock, targets=None):
+            super().__init__(model, options)
+            self._audio_features, self._clock = audio_features, clock
+            if targets is not None:
+                targets = torch.tensor(targets, device=audio_features.device)
+                self.logit_filters.append(ForceLength(targets, self.sample_begin, self.tokenizer.eot))
+
+        def _get_audio_features(self, mel):
+            # Stock accepts only float16/float32 features; ours are in the run's dtype.
+            return self._audio_features
+
+        def _main_loop(self, audio_features, tokens):
+            with self._clock.phase("decode"):
+                return super()._main_loop(audio_features, tokens)
+
+    return BenchDecodingTask
+
+
+class WhisperLargeV3(Engine):
+    def load(self) -> None:
+        import whisper
+        from whisper.model import ModelDimensions, Whisper
+        from whisper.tokenizer import get_tokenizer
+
+        if self.model_cfg.weights == "pretrained":
+            try:
+                model = whisper.load_model(self.model_cfg.id, device=self.device)
+            except (RuntimeError, OSError) as err:
+                raise BenchError(
+                    f"cannot load Whisper weights {self.model_cfg.id!r} ({str(err).splitlines()[0]}); "
+                    "put the checkpoint in ~/.cache/whisper, pass model.id=/path/to/large-v3.pt, "
+                    "or run offline with model.weights=random"
+                ) from err
+        else:
+            torch.manual_seed(self.model_cfg.seed)
+            with torch.device(self.device):  # initialise in place: seconds on a GPU, not minutes
+                model = Whisper(ModelDimensions(**DIMENSIONS[self.model_cfg.scale]))
+        self.model = model.to(self.dtype).eval()
+        self.tokenizer = get_tokenizer(
+            multilingual=True, num_languages=model.num_languages, language=self.language, task="transcribe"
+        )
+        self.task_class = _decoding_task_class()
+        self.n_mels = model.dims.n_mels
+
+    def count_target_tokens(self, reference: str) -> int:
+        return len(self.tokenizer.encode(" " + reference.strip())) if reference.strip() else 0
+
+    @torch.inference_mode()
+    def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
+        from whisper.audio import log_mel_spectrogram
+        from whisper.decoding import DecodingOptions
+
+        windows, owner, window_targets = [], [], []
+        for i, audio in enumerate(audios):
+            parts = split_into_windows(audio)
+            windows += parts
+            owner += [i] * len(parts)
+            if target_tokens is not None:
+                window_targets += share_tokens(target_tokens[i], [len(p) for p in parts])
+        sample_len = self.engine_cfg.max_new_tokens
+        if window_targets and max(window_targets) > sample_len:
+            raise BenchError(
+                f"a reference needs {max(window_targets)} tokens in one 30 s window, more than "
+                f"engine.max_new_tokens={sample_len}"
+            )
+
+        with clock.phase("h2d"):
+            padded = np.zeros((len(windows), WINDOW_SAMPLES), dtype=np.float32)
+            for row, window in enumerate(windows):
+                padded[row, : len(window)] = window
+            audio = torch.from_numpy(padded).to(self.device, non_blocking=True)
+        with clock.phase("features"):
+            # one window at a time: the log-mel clamp uses the window's own maximum
+            mel = torch.stack([log_mel_spectrogram(row, n_mels=self.n_mels) for row in audio]).to(self.dtype)
+        with clock.phase("encode"):
+            features = self.model.encoder(mel)
+        options = DecodingOptions(
+            task="transcribe",
+            language=self.language,
+            temperature=0.0,
+            without_timestamps=True,
+            fp16=False,  # dtype is ours: the features above are already in it
+            sample_len=sample_len,
+        )
+        task = self.task_class(self.model, options, features, clock, window_targets or None)
+        results = task.run(features)
+
+        texts: list[list[str]] = [[] for _ in audios]
+        counts = [0] * len(audios)
+        for i, result in zip(owner, results, strict=True):
+            texts[i].append(result.text)
+            counts[i] += len(result.tokens)
+        return [Transcript(" ".join(t for t in parts if t), n) for parts, n in zip(texts, counts, strict=True)]
+
+
+ENGINE = WhisperLargeV3

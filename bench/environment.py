@@ -1,0 +1,70 @@
+"""The fingerprint every result row carries: hardware, software, commit, time, host."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+from datetime import UTC, datetime
+
+import torch
+
+from bench.config import REPO_DIR
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _run(*cmd: str) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=REPO_DIR)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict:
+    gpu = device.type == "cuda"
+    gpu_name = torch.cuda.get_device_name(device) if gpu else None
+    gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    driver = _run("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader") if gpu else None
+    status = _run("git", "status", "--porcelain", "--untracked-files=no")
+    return {
+        # hardware: what the CI gate compares; runs on different hardware are not comparable
+        "hardware": f"{gpu_name} x{gpu_count}" if gpu else f"cpu: {_cpu_name()} x{os.cpu_count()}",
+        "device": str(device),
+        "gpu_name": gpu_name,
+        "gpu_count": gpu_count,
+        "driver": driver.splitlines()[0] if driver else None,
+        "cuda": torch.version.cuda,
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "whisper": _version("openai-whisper"),
+        "datasets": _version("datasets"),
+        "mistral_common": _version("mistral_common"),
+        "bench": _version("bench"),
+        "git_commit": _run("git", "rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }

@@ -1,0 +1,131 @@
+"""engine + utterances -> raw timings. The timed region is ``engine.transcribe``.
+
+Order of events: load (timed on its own), warm-up batches (the first of them is the
+cold start, reported on its own, none counted), then ``repeats`` timed passes over every
+batch. Audio was decoded before any of this; target token counts for length-matched
+decoding are computed here, before the timed region, with the engine's own tokenizer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from bench.clock import Clock, synchronize
+from bench.config import RunConfig
+from bench.data import Utterance
+from bench.engines.base import Engine, Transcript
+
+
+@dataclass
+class BatchRecord:
+    repeat: int
+    index: int
+    ids: list[str]
+    audio_s: float
+    processing_s: float
+    model_s: float
+    n_tokens: int
+    phases: dict[str, float]
+
+
+@dataclass
+class Failure:
+    id: str
+    reason: str
+
+
+@dataclass
+class Measurement:
+    load_s: float
+    cold_start_s: float | None
+    cold_start_counted: bool  # no warm-up: the cold batch is also a timed batch
+    batches: list[BatchRecord] = field(default_factory=list)
+    transcripts: dict[str, Transcript] = field(default_factory=dict)  # from the first pass
+    latency_s: dict[str, float] = field(default_factory=dict)  # its batch's time, first pass
+    target_tokens: dict[str, int] | None = None
+    failures: list[Failure] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+
+
+def make_batches(utterances: list[Utterance], batch_size: int) -> list[list[Utterance]]:
+    if batch_size < 1:
+        from bench.errors import BenchError
+
+        raise BenchError(f"run.batch_size={batch_size}: must be at least 1")
+    return [utterances[i : i + batch_size] for i in range(0, len(utterances), batch_size)]
+
+
+def measure(engine: Engine, utterances: list[Utterance], run: RunConfig) -> Measurement:
+    device = engine.device
+    synchronize(device)
+    start = time.perf_counter()
+    engine.load()
+    synchronize(device)
+    load_s = time.perf_counter() - start
+
+    targets = (
+        {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    batches = make_batches(utterances, run.batch_size)
+    warmup = batches[: max(0, run.warmup_batches)]
+    steps = len(warmup) + run.repeats * len(batches)
+    bar = tqdm(total=steps, desc=f"{engine.engine_cfg.name}", unit="batch", disable=not run.progress)
+
+    def call(batch: list[Utterance]) -> tuple[Clock, list[Transcript]]:
+        with Clock(device) as clock:
+            out = engine.transcribe(
+                [u.audio for u in batch], [targets[u.id] for u in batch] if targets else None, clock
+            )
+        bar.update()
+        return clock, out
+
+    result = Measurement(load_s=load_s, cold_start_s=None, cold_start_counted=not warmup, target_tokens=targets)
+    for i, batch in enumerate(warmup):
+        clock, _ = call(batch)
+        if i == 0:
+            result.cold_start_s = clock.wall_s
+
+    failed: set[str] = set()
+    for repeat in range(run.repeats):
+        for index, batch in enumerate(batches):
+            batch = [u for u in batch if u.id not in failed]
+            if not batch:
+                continue
+            try:
+                clock, transcripts = call(batch)
+            except Exception as err:  # recorded per utterance; on_error=fail re-raises
+                if run.on_error != "skip":
+                    raise
+                reason = f"{type(err).__name__}: {err}".splitlines()[0]
+                result.failures += [Failure(u.id, reason) for u in batch]
+                failed.update(u.id for u in batch)
+                continue
+            if result.cold_start_s is None:
+                result.cold_start_s = clock.wall_s
+            result.batches.append(
+                BatchRecord(
+                    repeat=repeat,
+                    index=index,
+                    ids=[u.id for u in batch],
+                    audio_s=sum(u.duration_s for u in batch),
+                    processing_s=clock.wall_s,
+                    model_s=clock.model_s,
+                    n_tokens=sum(t.n_tokens for t in transcripts),
+                    phases=dict(clock.phases),
+                )
+            )
+            if repeat == 0:
+                for u, t in zip(batch, transcripts, strict=True):
+                    result.transcripts[u.id] = t
+                    result.latency_s[u.id] = clock.wall_s
+    bar.close()
+    if device.type == "cuda":
+        result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+    return result

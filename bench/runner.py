@@ -1,0 +1,107 @@
+"""One run, in one direction: config -> dataset -> engine -> measurements -> rows -> run folder."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench.data import load_utterances
+from bench.engines import engine_class
+from bench.environment import environment
+from bench.errors import BenchError
+from bench.measure import measure
+from bench.results import batch_rows, summarize, utterance_rows, write_json, write_parquet
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device={name} but torch sees no CUDA GPU (torch {torch.__version__}); use device=cpu")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise BenchError(f"dtype={name!r}: use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def release_device_memory(device: torch.device) -> None:
+    """Between multirun jobs in one process: free the last job's memory and counters."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    if hasattr(torch, "_dynamo"):
+        torch._dynamo.reset()
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    engine_type = engine_class(cfg.engine.name)
+    release_device_memory(device)
+
+    utterances = load_utterances(cfg.dataset, cfg.run.limit, cfg.run.progress)
+    if not utterances:
+        raise BenchError(f"dataset {cfg.dataset.name} gave no utterances (run.limit={cfg.run.limit})")
+
+    engine = engine_type(cfg.engine, cfg.model, device, dtype, cfg.dataset.language)
+    try:
+        measurement = measure(engine, utterances, cfg.run)
+    finally:
+        engine.close()
+        del engine
+        release_device_memory(device)
+
+    score = cfg.model.weights == "pretrained"
+    rows = utterance_rows(utterances, measurement, cfg.dataset.language, score)
+    batches = batch_rows(measurement)
+    header = {
+        "engine": cfg.engine.name,
+        "patches": list(cfg.engine.patches),
+        "model": cfg.model.name,
+        "model_id": cfg.model.id,
+        "weights": cfg.model.weights,
+        "scale": cfg.model.scale,
+        "seed": cfg.model.seed,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": str(device),
+        "batch_size": cfg.run.batch_size,
+        "warmup_batches": cfg.run.warmup_batches,
+        "repeats": cfg.run.repeats,
+        "length_matched": cfg.model.weights == "random",
+        "dataset": {
+            "name": cfg.dataset.name,
+            "source": cfg.dataset.source,
+            "path": cfg.dataset.path if cfg.dataset.source == "hub" else None,
+            "config": cfg.dataset.config,
+            "split": cfg.dataset.split,
+            "limit": cfg.run.limit,
+            "language": cfg.dataset.language,
+        },
+    }
+    summary = summarize(
+        header=header,
+        utterances=utterances,
+        m=measurement,
+        rows=rows,
+        batches=batches,
+        score=score,
+        environment=environment(device),
+    )
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_parquet(run_dir / "utterances.parquet", rows)
+    write_parquet(run_dir / "batches.parquet", batches)
+    write_json(run_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,46 @@
+"""Short text tables of run summaries for the terminal."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _ci(summary: dict) -> str:
+    ci = summary.get("rtfx_ci")
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-"
+
+
+def summary_frame(summaries: list[dict]) -> pd.DataFrame:
+    def gib(value):
+        return float("nan") if value is None else value / 2**30
+
+    def num(value):
+        return float("nan") if value is None else value
+
+    return pd.DataFrame(
+        [
+            {
+                "engine": s["engine"],
+                "model": f"{s['model']} ({s['weights']}, {s['scale']})",
+                "dataset": s["dataset"]["name"],
+                "batch": s["batch_size"],
+                "n": s["n_utterances"] - s["n_failed"],
+                "failed": s["n_failed"],
+                "audio_s": s["audio_seconds"],
+                "RTFx": num(s["rtfx"]),
+                "RTFx 95% CI": _ci(s),
+                "WER": num(s["wer"]),
+                "tok/s": num(s["decode_tokens_per_s"]),
+                "p50_s": num(s["latency_p50"]),
+                "peak_GiB": gib(s["peak_gpu_memory_bytes"]),
+                "load_s": s["load_seconds"],
+                "cold_s": num(s["cold_start_seconds"]),
+            }
+            for s in summaries
+        ]
+    )
+
+
+def format_summaries(summaries: list[dict]) -> str:
+    frame = summary_frame(summaries)
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="n/a")
