@@ -86,7 +86,9 @@ def measure(engine: Engine, utterances: list[Utterance], run: RunConfig) -> Meas
         bar.update()
         return clock, out
 
-    result = Measurement(load_s=load_s, cold_start_s=None, cold_start_counted=not warmup, target_tokens=targets)
+    result = Measurement(
+        load_s=load_s, cold_start_s=None, cold_start_counted=not warmup, target_tokens=targets
+    )
     for i, batch in enumerate(warmup):
         clock, _ = call(batch)
         if i == 0:

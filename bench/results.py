@@ -46,7 +46,14 @@ def utterance_rows(utterances: list[Utterance], m: Measurement, language: str, s
             }
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for column in ("n_tokens", "target_tokens", "substitutions", "deletions", "insertions", "reference_words"):
+    for column in (
+        "n_tokens",
+        "target_tokens",
+        "substitutions",
+        "deletions",
+        "insertions",
+        "reference_words",
+    ):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     return frame
@@ -99,7 +106,11 @@ def summarize(
         corpus = corpus_errors(
             [
                 UtteranceErrors(
-                    r.reference_norm, r.hypothesis_norm, r.substitutions, r.deletions, r.insertions,
+                    r.reference_norm,
+                    r.hypothesis_norm,
+                    r.substitutions,
+                    r.deletions,
+                    r.insertions,
                     r.reference_words,
                 )
                 for r in ok.itertuples()

@@ -23,7 +23,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"device={name} but torch sees no CUDA GPU (torch {torch.__version__}); use device=cpu")
+        raise BenchError(
+            f"device={name} but torch sees no CUDA GPU (torch {torch.__version__}); use device=cpu"
+        )
     return device
 
 

@@ -82,7 +82,11 @@ CLIPS: list[tuple[str, int, str]] = [
         "task is to assure my dear sister of my welfare.",
     ),
     ("en-us+f2", 160, "The train leaves platform 4 at 6:15 in the evening."),
-    ("en-gb-x-rp", 155, "Whenever I find myself growing grim about the mouth, I account it high time to get to sea."),
+    (
+        "en-gb-x-rp",
+        155,
+        "Whenever I find myself growing grim about the mouth, I account it high time to get to sea.",
+    ),
     (
         "en-us+m3",
         170,
@@ -201,7 +205,9 @@ CLIPS: list[tuple[str, int, str]] = [
 def _speak(voice: str, rate: int, text: str, out_wav: Path) -> None:
     raw = out_wav.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out_wav), "vol", "0.9"], check=True)
+    subprocess.run(
+        ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out_wav), "vol", "0.9"], check=True
+    )
 
 
 def build(out_dir: Path = SAMPLE_DIR) -> None:

@@ -108,7 +108,9 @@ class WhisperLargeV3(Engine):
         return len(self.tokenizer.encode(" " + reference.strip())) if reference.strip() else 0
 
     @torch.inference_mode()
-    def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
+    def transcribe(
+        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
+    ) -> list[Transcript]:
         from whisper.audio import log_mel_spectrogram
         from whisper.decoding import DecodingOptions
 
@@ -152,7 +154,9 @@ class WhisperLargeV3(Engine):
         for i, result in zip(owner, results, strict=True):
             texts[i].append(result.text)
             counts[i] += len(result.tokens)
-        return [Transcript(" ".join(t for t in parts if t), n) for parts, n in zip(texts, counts, strict=True)]
+        return [
+            Transcript(" ".join(t for t in parts if t), n) for parts, n in zip(texts, counts, strict=True)
+        ]
 
 
 ENGINE = WhisperLargeV3

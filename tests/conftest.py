@@ -1,0 +1,44 @@
+"""Tests run offline: nothing may reach the Hugging Face Hub."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from bench.config import REPO_DIR, register_configs  # noqa: E402
+
+CONF_DIR = REPO_DIR / "conf"
+
+
+def compose_config(*overrides: str, hydra_node: bool = False):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+@pytest.fixture
+def tiny_overrides():
+    return ["model.weights=random", "model.scale=tiny", "run.progress=false"]
+
+
+def bench_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bench", *args]
+
+
+@pytest.fixture
+def offline_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_DIR) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,89 @@
+"""`python -m bench` end to end, in subprocesses, as a user runs it."""
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+from conftest import bench_command
+
+from bench.config import REPO_DIR
+
+SUMMARY_FIELDS = {
+    "engine", "patches", "model", "model_id", "weights", "dtype", "batch_size", "dataset", "n_utterances",
+    "n_failed", "audio_seconds", "processing_seconds", "model_seconds", "rtf", "rtfx", "rtfx_ci", "wer",
+    "load_seconds", "cold_start_seconds", "latency_p50", "latency_p90", "latency_p99", "decode_tokens_per_s",
+    "peak_gpu_memory_bytes", "environment",
+}  # fmt: skip
+ENVIRONMENT_FIELDS = {
+    "hardware", "gpu_name", "gpu_count", "driver", "cuda", "torch", "transformers", "whisper", "git_commit",
+    "timestamp", "host",
+}  # fmt: skip
+UTTERANCE_COLUMNS = {"id", "duration_s", "reference", "hypothesis", "n_tokens", "status", "latency_s"}
+TINY = ["model.weights=random", "model.scale=tiny", "run.progress=false"]
+
+
+def run_bench(args, env, timeout=300):
+    return subprocess.run(
+        bench_command(*args), capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=timeout
+    )
+
+
+def test_quick_start_prints_a_table_and_writes_the_run_folder(tmp_path, offline_env):
+    out = run_bench([*TINY, "run.limit=4", "run.batch_size=2", f"hydra.run.dir={tmp_path}"], offline_env)
+    assert out.returncode == 0, out.stderr
+    assert "RTFx" in out.stdout and "whisper_large_v3" in out.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) >= SUMMARY_FIELDS
+    assert set(summary["environment"]) >= ENVIRONMENT_FIELDS
+    assert summary["n_utterances"] == 4 and summary["wer"] is None and summary["weights"] == "random"
+    assert summary["dataset"]["limit"] == 4 and summary["dataset"]["split"] == "test"
+    rows = pd.read_parquet(tmp_path / "utterances.parquet")
+    assert set(rows.columns) >= UTTERANCE_COLUMNS and len(rows) == 4
+    assert (rows.n_tokens == rows.target_tokens).all()
+    assert (tmp_path / "config.yaml").exists() and (tmp_path / "batches.parquet").exists()
+
+
+def test_unreachable_hub_dataset_is_one_line_not_a_traceback(tmp_path, offline_env):
+    out = run_bench([*TINY, "dataset=librispeech_test_clean", f"hydra.run.dir={tmp_path}"], offline_env)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("bench: error:")]
+    assert len(lines) == 1 and "dataset=sample" in lines[0]
+
+
+def test_missing_pretrained_model_is_one_line(tmp_path, offline_env):
+    out = run_bench(
+        ["model.id=/nonexistent/large-v3.pt", "run.limit=1", f"hydra.run.dir={tmp_path}"], offline_env
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "model.weights=random" in out.stderr
+
+
+@pytest.mark.slow
+def test_multirun_in_one_process_writes_one_folder_per_job(tmp_path, offline_env):
+    out = run_bench(
+        ["-m", *TINY, "run.limit=2", "run.batch_size=1,2", f"hydra.sweep.dir={tmp_path}"], offline_env
+    )
+    assert out.returncode == 0, out.stderr
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    assert [s["batch_size"] for s in summaries] == [1, 2]
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_runs_two_jobs(tmp_path, offline_env):
+    out = run_bench(
+        [
+            "-m",
+            "hydra/launcher=local",
+            *TINY,
+            "run.limit=2",
+            "run.batch_size=1,2",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        offline_env,
+    )
+    assert out.returncode == 0, out.stderr
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    assert [s["batch_size"] for s in summaries] == [1, 2]
+    assert (tmp_path / ".submitit").is_dir()  # the jobs really went through submitit

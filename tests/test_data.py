@@ -1,0 +1,85 @@
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import compose_config
+
+from bench.config import PACKAGE_DIR
+from bench.data import load_utterances
+from bench.data.audio import decode_audio, to_mono_16k
+from bench.errors import BenchError
+
+MANIFEST = json.loads((PACKAGE_DIR / "data" / "sample" / "manifest.json").read_text())
+
+
+def test_sample_dataset_loads_exact_texts_and_durations():
+    cfg = compose_config("dataset=sample")
+    utterances = {u.id: u for u in load_utterances(cfg.dataset, progress=False)}
+    assert len(utterances) == len(MANIFEST) == 30
+    for clip in MANIFEST:
+        u = utterances[clip["id"]]
+        assert u.reference == clip["text"]
+        assert len(u.audio) == clip["n_samples"] and clip["sample_rate"] == 16_000
+        assert u.audio.dtype == np.float32 and u.audio.ndim == 1
+        assert 0.01 < np.abs(u.audio).max() <= 1.0  # speech, not silence
+    seconds = sorted(u.duration_s for u in utterances.values())
+    assert seconds[0] >= 2.0 and seconds[-1] <= 35.0
+    assert sum(s > 30 for s in seconds) >= 3
+
+
+def test_sorting_longest_first_and_limit():
+    cfg = compose_config("dataset=sample")
+    utterances = load_utterances(cfg.dataset, limit=5, progress=False)
+    assert [u.id for u in utterances] == sorted(
+        [c["id"] for c in MANIFEST[:5]], key=lambda i: -next(c["n_samples"] for c in MANIFEST if c["id"] == i)
+    )
+    durations = [u.duration_s for u in utterances]
+    assert durations == sorted(durations, reverse=True)
+
+
+def test_streaming_gives_the_same_utterances():
+    plain = load_utterances(compose_config("dataset=sample").dataset, limit=4, progress=False)
+    streamed = load_utterances(
+        compose_config("dataset=sample", "dataset.streaming=true").dataset, limit=4, progress=False
+    )
+    assert [u.id for u in plain] == [u.id for u in streamed]
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(plain, streamed, strict=True))
+
+
+def test_synthetic_dataset_lengths_and_word_rate():
+    cfg = compose_config("dataset=synthetic_librispeech_like", "dataset.n_clips=20")
+    utterances = load_utterances(cfg.dataset, progress=False)
+    assert len(utterances) == 20
+    for u in utterances:
+        assert 3.0 <= u.duration_s <= 20.0
+        assert len(u.reference.split()) == max(1, round(u.duration_s * 2.7))
+    again = load_utterances(cfg.dataset, progress=False)
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(utterances, again, strict=True))
+
+
+def test_stereo_44k_becomes_mono_16k():
+    t = np.arange(44_100) / 44_100
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([left, left], axis=1).astype(np.float32)
+    buffer = io.BytesIO()
+    sf.write(buffer, stereo, 44_100, format="WAV", subtype="FLOAT")
+    audio = decode_audio(buffer.getvalue())
+    assert audio.dtype == np.float32 and audio.shape == (16_000,)
+    # a 440 Hz tone survives resampling: its spectrum peaks at 440 Hz
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 16_000 / len(audio) - 440) < 2
+    assert to_mono_16k(np.ones(16_000), 16_000).dtype == np.float32
+
+
+def test_unreachable_hub_dataset_is_one_clear_error():
+    cfg = compose_config("dataset=librispeech_test_clean")
+    with pytest.raises(BenchError, match="could not be loaded.*dataset=sample"):
+        load_utterances(cfg.dataset, limit=2, progress=False)
+
+
+def test_missing_column_is_named():
+    cfg = compose_config("dataset=sample", "dataset.text_column=transcript")
+    with pytest.raises(BenchError, match="no column 'transcript'"):
+        load_utterances(cfg.dataset, progress=False)

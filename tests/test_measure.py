@@ -1,0 +1,110 @@
+"""RTF arithmetic and the timed region, checked against an engine with known delays."""
+
+import time
+
+import numpy as np
+import pytest
+from conftest import compose_config
+from fake_engine import FakeEngine, fake_engine
+
+import bench.data.hub
+import bench.runner
+from bench.config import RunConfig
+from bench.data import Utterance
+from bench.measure import measure
+
+
+def utterances(seconds: list[float]) -> list[Utterance]:
+    return [
+        Utterance(f"u{i}", np.zeros(int(s * 16_000), dtype=np.float32), "one two three")
+        for i, s in enumerate(seconds)
+    ]
+
+
+def test_rtf_sum_over_sum_with_known_delays(run_dir):
+    engine = fake_engine(batch_delay=0.05, cold_delay=0.3)
+    m = measure(engine, utterances([2.0] * 8), RunConfig(batch_size=2, warmup_batches=1, progress=False))
+    assert len(m.batches) == 4  # warm-up batch not among them
+    for b in m.batches:
+        assert b.audio_s == pytest.approx(4.0)
+        assert 0.05 <= b.processing_s < 0.08
+    assert 0.3 <= m.cold_start_s < 0.35  # the cold call is reported on its own
+    assert 0.1 <= m.load_s < 0.15
+    total = sum(b.processing_s for b in m.batches)
+    assert 0.2 <= total < 0.3  # 4 x 0.05 s; the 0.3 s cold call is excluded
+
+
+def test_without_warmup_the_cold_call_is_counted_and_flagged():
+    m = measure(
+        fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, warmup_batches=0, progress=False)
+    )
+    assert m.cold_start_counted and len(m.batches) == 2
+    assert m.batches[0].processing_s >= 0.3 and m.cold_start_s == m.batches[0].processing_s
+
+
+def test_repeats_keep_every_raw_value():
+    m = measure(fake_engine(), utterances([1.0] * 3), RunConfig(batch_size=1, repeats=3, progress=False))
+    assert [(b.repeat, b.index) for b in m.batches] == [(r, i) for r in range(3) for i in range(3)]
+    assert set(m.transcripts) == {"u0", "u1", "u2"}
+
+
+def test_length_matched_mode_passes_reference_token_counts():
+    m = measure(fake_engine(weights="random"), utterances([1.0, 1.0]), RunConfig(progress=False))
+    assert m.target_tokens == {"u0": 3, "u1": 3}
+    assert all(t.n_tokens == 3 for t in m.transcripts.values())
+
+
+def test_summary_figures_and_timed_region_excludes_audio_decoding(monkeypatch, run_dir):
+    real_decode = bench.data.hub.decode_audio
+
+    def slow_decode(*args, **kwargs):
+        time.sleep(0.2)  # decoding is slow, but happens before the timed region
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(bench.data.hub, "decode_audio", slow_decode)
+    monkeypatch.setattr(bench.runner, "engine_class", lambda name: FakeEngine)
+    cfg = compose_config(
+        "run.limit=4", "run.batch_size=2", "run.progress=false", "model.family=fake", "engine.family=fake"
+    )
+    summary = bench.runner.run(cfg, run_dir)
+    # 2 timed batches of 0.05 s each; 4 x 0.2 s of decoding would show up if it were timed
+    assert 0.1 <= summary["processing_seconds"] < 0.16
+    assert summary["rtfx"] == pytest.approx(summary["audio_seconds"] / summary["processing_seconds"])
+    assert summary["rtf"] == pytest.approx(1 / summary["rtfx"])
+    assert summary["n_utterances"] == 4 and summary["n_failed"] == 0
+    # the fake always answers "fake words here": every reference word is wrong or missing
+    assert summary["wer"] == pytest.approx(
+        (
+            summary["wer_details"]["substitutions"]
+            + summary["wer_details"]["deletions"]
+            + summary["wer_details"]["insertions"]
+        )
+        / summary["wer_details"]["reference_words"]
+    )
+    assert summary["wer"] > 0.5
+
+
+def _engine_failing_on(bad_seconds: float):
+    engine = fake_engine()
+    ok = engine.transcribe
+
+    def transcribe(audios, target_tokens, clock):
+        if len(audios[0]) == int(16_000 * bad_seconds):
+            raise RuntimeError("bad clip")
+        return ok(audios, target_tokens, clock)
+
+    engine.transcribe = transcribe
+    return engine
+
+
+def test_failed_batches_are_recorded_with_on_error_skip():
+    run = RunConfig(on_error="skip", warmup_batches=0, progress=False)
+    m = measure(_engine_failing_on(3.0), utterances([1.0, 3.0, 1.0]), run)
+    assert [f.id for f in m.failures] == ["u1"] and "bad clip" in m.failures[0].reason
+    assert set(m.transcripts) == {"u0", "u2"}
+
+
+def test_on_error_fail_stops_the_run():
+    run = RunConfig(on_error="fail", warmup_batches=0, progress=False)
+    with pytest.raises(RuntimeError, match="bad clip"):
+        measure(_engine_failing_on(3.0), utterances([3.0]), run)
