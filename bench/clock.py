@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import torch
 
 # Phases whose sum is "model time": features already on the device to token ids.
-MODEL_PHASES = ("encode", "merge", "prefill", "decode")
+# ("generate" is an engine's whole generate call when it cannot be split further.)
+MODEL_PHASES = ("encode", "merge", "prefill", "decode", "generate")
 
 
 def synchronize(device: torch.device) -> None:
@@ -27,12 +28,13 @@ class Clock:
         self.device = device
         self._cuda = device.type == "cuda"
         self._marks: list[tuple[str, object, object]] = []
+        self._open: dict[str, object] = {}
         self.wall_s = 0.0
         self.phases: dict[str, float] = {}
 
     def __enter__(self) -> Clock:
         synchronize(self.device)
-        self._marks = []
+        self._marks, self._open = [], {}
         self._t0 = time.perf_counter()
         return self
 
@@ -60,6 +62,18 @@ class Clock:
             start = self._mark()
             yield
             self._marks.append((name, start, self._mark()))
+
+    # begin/end pairs, for phases that start and stop in different places (module hooks).
+    def begin(self, name: str) -> None:
+        self._open[name] = self._mark()
+
+    def end(self, name: str) -> None:
+        start = self._open.pop(name, None)
+        if start is not None:
+            self._marks.append((name, start, self._mark()))
+
+    def is_open(self, name: str) -> bool:
+        return name in self._open
 
     @property
     def model_s(self) -> float:

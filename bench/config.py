@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -25,6 +26,10 @@ class ModelConfig:
     weights: str = "pretrained"  # pretrained | random
     scale: str = "full"  # full | tiny (same code paths, small dims: CPU tests)
     seed: int = 0  # random weights are seeded: same model + seed = same weights
+    # The checkpoint's architecture (its config.json), so random weights need no download,
+    # and what model.scale=tiny changes in it (same code paths, small dimensions).
+    architecture: Any = None
+    tiny: Any = None
 
 
 @dataclass

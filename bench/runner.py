@@ -61,6 +61,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     engine = engine_type(cfg.engine, cfg.model, device, dtype, cfg.dataset.language)
     try:
         measurement = measure(engine, utterances, cfg.run)
+        engine_report = engine.report()
     finally:
         engine.close()
         del engine
@@ -102,6 +103,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         score=score,
         environment=environment(device),
     )
+    summary["engine_report"] = engine_report
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     write_parquet(run_dir / "utterances.parquet", rows)
     write_parquet(run_dir / "batches.parquet", batches)

@@ -87,3 +87,32 @@ def test_submitit_local_sweep_runs_two_jobs(tmp_path, offline_env):
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert [s["batch_size"] for s in summaries] == [1, 2]
     assert (tmp_path / ".submitit").is_dir()  # the jobs really went through submitit
+
+
+@pytest.mark.slow
+def test_sweep_over_the_three_engines_writes_every_spec_field(tmp_path, offline_env):
+    engines = ["voxtral_stock", "voxtral_compile", "whisper_large_v3"]
+    out = run_bench(
+        [
+            "-m",
+            f"engine={','.join(engines)}",
+            *TINY,
+            "run.limit=3",
+            "run.batch_size=2",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        offline_env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summaries = {s["engine"]: s for s in (json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json"))}
+    assert sorted(summaries) == sorted(engines)
+    for name, summary in summaries.items():
+        assert set(summary) >= SUMMARY_FIELDS, name
+        assert set(summary["environment"]) >= ENVIRONMENT_FIELDS, name
+        assert summary["n_utterances"] == 3 and summary["n_failed"] == 0 and summary["rtfx"] > 0
+        rows = pd.read_parquet(next(tmp_path.glob(f"*_{name}_*/utterances.parquet")))
+        assert set(rows.columns) >= UTTERANCE_COLUMNS
+        assert (rows.n_tokens == rows.target_tokens).all(), name  # length-matched decoding
+    assert summaries["voxtral_stock"]["model"] == "voxtral_mini_3b"
+    assert summaries["voxtral_compile"]["engine_report"]["recompiles"] == 0

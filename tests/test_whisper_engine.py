@@ -9,7 +9,7 @@ from conftest import compose_config
 
 from bench.clock import Clock
 from bench.data import load_utterances
-from bench.engines.whisper_large_v3 import DIMENSIONS, WhisperLargeV3
+from bench.engines.whisper_large_v3 import WhisperLargeV3
 from bench.errors import BenchError
 
 
@@ -46,7 +46,7 @@ def test_pretrained_path_loads_a_local_checkpoint(tmp_path, sample):
     from whisper.model import ModelDimensions, Whisper
 
     torch.manual_seed(7)
-    model = Whisper(ModelDimensions(**DIMENSIONS["tiny"]))
+    model = Whisper(ModelDimensions(**make_engine("model.weights=random").architecture))
     path = tmp_path / "tiny-whisper.pt"
     torch.save({"dims": asdict(model.dims), "model_state_dict": model.state_dict()}, path)
 

@@ -9,7 +9,7 @@ engines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ SAMPLE_RATE = 16_000
 class Transcript:
     text: str
     n_tokens: int  # tokens generated, end-of-text excluded
+    tokens: list[int] = field(default_factory=list)  # the generated ids, to compare engines
 
 
 class Engine(ABC):
@@ -52,6 +53,18 @@ class Engine(ABC):
         self.language = language
 
     @property
+    def architecture(self) -> dict:
+        """The model's architecture from its YAML, with the tiny overrides at model.scale=tiny."""
+        from omegaconf import OmegaConf
+
+        if self.model_cfg.architecture is None:
+            raise BenchError(f"model={self.model_cfg.name} has no architecture: random weights need one")
+        arch = OmegaConf.create(OmegaConf.to_container(self.model_cfg.architecture))
+        if self.model_cfg.scale == "tiny":
+            arch = OmegaConf.merge(arch, self.model_cfg.tiny or {})
+        return OmegaConf.to_container(arch)
+
+    @property
     def length_matched(self) -> bool:
         """Random weights emit random tokens, so decode as many as the reference needs."""
         return self.model_cfg.weights == "random"
@@ -69,6 +82,10 @@ class Engine(ABC):
         self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
     ) -> list[Transcript]:
         """One batch. ``target_tokens`` is given in length-matched mode only."""
+
+    def report(self) -> dict:
+        """Engine-specific figures for the summary (e.g. compile counts)."""
+        return {}
 
     def close(self) -> None:
         """Drop device memory so the next job of a multirun starts clean."""

@@ -21,19 +21,6 @@ from bench.errors import BenchError
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
-# openai-whisper's ModelDimensions for large-v3, and a tiny scale with the same
-# vocabulary, mel bins and context lengths (so tokenizer and features are unchanged).
-DIMENSIONS = {
-    "full": dict(
-        n_mels=128, n_audio_ctx=1500, n_audio_state=1280, n_audio_head=20, n_audio_layer=32,
-        n_vocab=51866, n_text_ctx=448, n_text_state=1280, n_text_head=20, n_text_layer=32,
-    ),
-    "tiny": dict(
-        n_mels=128, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
-        n_vocab=51866, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2,
-    ),
-}  # fmt: skip
-
 
 @dataclass
 class Config(EngineConfig):
@@ -96,7 +83,7 @@ class WhisperLargeV3(Engine):
         else:
             torch.manual_seed(self.model_cfg.seed)
             with torch.device(self.device):  # initialise in place: seconds on a GPU, not minutes
-                model = Whisper(ModelDimensions(**DIMENSIONS[self.model_cfg.scale]))
+                model = Whisper(ModelDimensions(**self.architecture))
         self.model = model.to(self.dtype).eval()
         self.tokenizer = get_tokenizer(
             multilingual=True, num_languages=model.num_languages, language=self.language, task="transcribe"

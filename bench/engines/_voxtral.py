@@ -1,0 +1,163 @@
+"""What the Voxtral engines share: weights, processor, prompt layout, length matching.
+
+Pretrained weights and processor come from the Hub id or a local folder. Random
+weights are built from the architecture in conf/model/<name>.yaml, and the processor
+from a Tekken tokenizer shipped inside mistral-common (tekken_240911.json: the same
+131,072-token vocabulary) given Voxtral's special tokens and audio settings, so a run
+needs no download and tokenises exactly as the real processor lays prompts out.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+
+# Voxtral's special-token ids (its tekken.json) and audio layout.
+BOS, EOS, PAD = 1, 2, 11
+BEGIN_INST, END_INST = 3, 4
+AUDIO, BEGIN_AUDIO, TRANSCRIBE = 24, 25, 34
+SAMPLE_RATE = 16_000
+CHUNK_SAMPLES = 30 * SAMPLE_RATE
+TOKENS_PER_CHUNK = 375  # 3000 mel frames -> 1500 encoder frames -> 4 stacked per token
+
+_SPECIAL_NAMES = {
+    0: "<unk>", 1: "<s>", 2: "</s>", 3: "[INST]", 4: "[/INST]", 5: "[AVAILABLE_TOOLS]",
+    6: "[/AVAILABLE_TOOLS]", 7: "[TOOL_RESULTS]", 8: "[/TOOL_RESULTS]", 9: "[TOOL_CALLS]", 10: "[IMG]",
+    11: "<pad>", 12: "[IMG_BREAK]", 13: "[IMG_END]", 14: "[PREFIX]", 15: "[MIDDLE]", 16: "[SUFFIX]",
+    17: "[SYSTEM_PROMPT]", 18: "[/SYSTEM_PROMPT]", 19: "[TOOL_CONTENT]", 20: "[ARGS]", 21: "[CALL_ID]",
+    24: "[AUDIO]", 25: "[BEGIN_AUDIO]", 34: "[TRANSCRIBE]",
+}  # fmt: skip
+SHIPPED_TEKKEN = "tekken_240911.json"
+
+
+@cache
+def local_tokenizer_dir() -> Path:
+    """A folder with a Voxtral-layout tekken.json built from mistral-common's shipped file."""
+    import tempfile
+
+    import mistral_common
+
+    source = Path(mistral_common.__file__).parent / "data" / SHIPPED_TEKKEN
+    data = json.loads(source.read_text())
+    data["config"]["version"] = "v7"  # the version Voxtral's tokenizer declares
+    n_special = data["config"]["default_num_special_tokens"]
+    data["special_tokens"] = [
+        {"rank": r, "token_str": _SPECIAL_NAMES.get(r, f"<SPECIAL_{r}>"), "is_control": True}
+        for r in range(n_special)
+    ]
+    data["audio"] = {
+        "sampling_rate": SAMPLE_RATE,
+        "frame_rate": 12.5,
+        "audio_encoding_config": {"num_mel_bins": 128, "hop_length": 160, "window_size": 400},
+        "chunk_length_s": 30.0,
+        "transcription_format": "instruct",
+    }
+    folder = Path(tempfile.mkdtemp(prefix="bench-voxtral-tokenizer-"))
+    (folder / "tekken.json").write_text(json.dumps(data))
+    return folder
+
+
+@cache
+def local_processor():
+    """Voxtral's processor (WhisperFeatureExtractor + Tekken) built with no download.
+
+    Cached: reading the 150,000-entry vocabulary takes seconds, and it never changes."""
+    from transformers import VoxtralProcessor, WhisperFeatureExtractor
+    from transformers.tokenization_mistral_common import MistralCommonBackend
+
+    tokenizer = MistralCommonBackend(tokenizer_path=str(local_tokenizer_dir() / "tekken.json"))
+    features = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=SAMPLE_RATE, hop_length=160, chunk_length=30, n_fft=400
+    )
+    return VoxtralProcessor(feature_extractor=features, tokenizer=tokenizer)
+
+
+def _offline_hint(model_id: str, err: Exception) -> BenchError:
+    return BenchError(
+        f"cannot load Voxtral {model_id!r} ({str(err).splitlines()[0]}); log in / download it with "
+        f"`hf download {model_id}`, pass model.id=/path/to/local/folder, or run offline with "
+        "model.weights=random"
+    )
+
+
+def load_processor(model_cfg):
+    if model_cfg.weights == "random":
+        return local_processor()
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(model_cfg.id)
+    except OSError as err:
+        raise _offline_hint(model_cfg.id, err) from err
+
+
+def load_model(model_cfg, architecture: dict | None, device: torch.device, dtype: torch.dtype):
+    from transformers import VoxtralConfig, VoxtralForConditionalGeneration
+
+    if model_cfg.weights == "pretrained":
+        try:
+            model = VoxtralForConditionalGeneration.from_pretrained(
+                model_cfg.id, dtype=dtype, device_map=device
+            )
+        except OSError as err:
+            raise _offline_hint(model_cfg.id, err) from err
+    else:
+        config = VoxtralConfig(**architecture)
+        torch.manual_seed(model_cfg.seed)
+        with torch.device(device):  # initialise on the device: seconds for 4.7B on a GPU
+            model = VoxtralForConditionalGeneration._from_config(config, dtype=dtype)
+    model.generation_config.pad_token_id = PAD
+    model.generation_config.eos_token_id = EOS
+    return model.eval()
+
+
+def n_chunks(audio: np.ndarray) -> int:
+    return max(1, -(-len(audio) // CHUNK_SAMPLES))
+
+
+def transcription_prompt(chunks: int, language_ids: list[int]) -> list[int]:
+    """The token layout of Voxtral's transcription request (mistral-common's instruct format)."""
+    return [
+        BOS,
+        BEGIN_INST,
+        BEGIN_AUDIO,
+        *[AUDIO] * (TOKENS_PER_CHUNK * chunks),
+        END_INST,
+        *language_ids,
+        TRANSCRIBE,
+    ]
+
+
+def count_tokens(tokenizer, text: str) -> int:
+    """Tokens Voxtral writes for a transcript (no special tokens)."""
+    return len(tokenizer.encode(text.strip(), add_special_tokens=False)) if text.strip() else 0
+
+
+def generated_lengths(new_tokens: torch.Tensor) -> list[int]:
+    """Tokens generated per row before the first end-of-sequence (padding after it excluded)."""
+    is_end = new_tokens == EOS
+    has_end = is_end.any(dim=1)
+    first_end = torch.where(has_end, is_end.int().argmax(dim=1), new_tokens.shape[1])
+    return first_end.tolist()
+
+
+def length_matching_processor(targets: list[int], prompt_length: int, device: torch.device):
+    """A logits processor: end-of-sequence forbidden before each row's target, forced at it."""
+    from transformers import LogitsProcessor
+
+    target = torch.tensor(targets, device=device)
+
+    class ForceLength(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            done = (input_ids.shape[1] - prompt_length) >= target[: scores.shape[0]]
+            scores = scores.masked_fill(done[:, None], -float("inf"))
+            scores[:, EOS] = torch.where(done, 0.0, -float("inf")).to(scores.dtype)
+            return scores
+
+    return ForceLength()

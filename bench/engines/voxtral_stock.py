@@ -1,0 +1,144 @@
+"""Voxtral exactly as transformers ships it: processor transcription request + generate.
+
+Greedy (one beam, no sampling), batched; audio over 30 s becomes several 30 s chunks of
+375 audio tokens each, as the processor does. Phases are marked with forward hooks on
+the audio tower and the language model, which change nothing in what runs:
+encode (audio tower), merge (projector + placeholder merge), prefill (the first language
+model call), decode (everything after it until generate returns: per-step overhead
+included, since that is what a user waits for).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.clock import Clock
+from bench.config import EngineConfig
+from bench.engines import _voxtral as vox
+from bench.engines.base import Engine, Transcript
+from bench.errors import BenchError
+
+
+@dataclass
+class Config(EngineConfig):
+    name: str = "voxtral_stock"
+    family: str = "voxtral"
+    max_new_tokens: int = 500
+
+
+class VoxtralStock(Engine):
+    phase_hooks = True
+
+    def load(self) -> None:
+        self.processor = vox.load_processor(self.model_cfg)
+        arch = self.architecture if self.model_cfg.weights == "random" else None
+        self.model = vox.load_model(self.model_cfg, arch, self.device, self.dtype)
+        self._clock: Clock | None = None
+        if self.phase_hooks:
+            self._add_phase_hooks()
+
+    def _add_phase_hooks(self) -> None:
+        def mark(hook):
+            return lambda *args: hook(args[1]) if self._clock is not None else None
+
+        def audio_start(_):
+            self._clock.begin("encode")
+
+        def audio_end(_):
+            self._clock.end("encode")
+            self._clock.begin("merge")
+
+        def text_start(_):
+            self._clock.end("merge")
+            if not self._clock.is_open("decode") and not self._seen_prefill:
+                self._clock.begin("prefill")
+
+        def text_end(_):
+            if self._clock.is_open("prefill"):
+                self._clock.end("prefill")
+                self._seen_prefill = True
+                self._clock.begin("decode")
+
+        inner = self.model.model
+        inner.audio_tower.register_forward_pre_hook(mark(audio_start))
+        inner.audio_tower.register_forward_hook(mark(audio_end))
+        inner.language_model.register_forward_pre_hook(mark(text_start))
+        inner.language_model.register_forward_hook(mark(text_end))
+
+    def count_target_tokens(self, reference: str) -> int:
+        return vox.count_tokens(self.processor.tokenizer, reference)
+
+    def prepare(self, audios: list[np.ndarray]):
+        """The processor's transcription request: prompt ids and log-mel features, on the host."""
+        return self.processor.apply_transcription_request(
+            language=self.language,
+            audio=list(audios),
+            format=["wav"] * len(audios),
+            model_id=self.model_cfg.id,
+            sampling_rate=vox.SAMPLE_RATE,
+        )
+
+    def generate_kwargs(self, batch_rows: int) -> dict:
+        return {}
+
+    @torch.inference_mode()
+    def transcribe(
+        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
+    ) -> list[Transcript]:
+        if target_tokens and max(target_tokens) > self.engine_cfg.max_new_tokens:
+            raise BenchError(
+                f"a reference needs {max(target_tokens)} tokens, more than "
+                f"engine.max_new_tokens={self.engine_cfg.max_new_tokens}"
+            )
+        audios, rows = self.pad_batch(list(audios))
+        with clock.phase("features"):
+            inputs = self.prepare(audios)
+        with clock.phase("h2d"):
+            inputs = inputs.to(self.device)
+            inputs["input_features"] = inputs["input_features"].to(self.dtype)
+        prompt_length = inputs["input_ids"].shape[1]
+        processors = []
+        if target_tokens is not None:
+            padded_targets = target_tokens + [target_tokens[-1]] * (len(audios) - rows)
+            processors.append(vox.length_matching_processor(padded_targets, prompt_length, self.device))
+        self._clock, self._seen_prefill = clock, False
+        try:
+            with clock.phase("generate") if not self.phase_hooks else _nothing():
+                out = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.engine_cfg.max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    logits_processor=processors or None,
+                    **self.generate_kwargs(len(audios)),
+                )
+            clock.end("decode")
+        finally:
+            self._clock = None
+        with clock.phase("detokenise"):
+            new_tokens = out[:rows, prompt_length:]
+            lengths = vox.generated_lengths(new_tokens)
+            texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        ids = new_tokens.tolist()
+        return [
+            Transcript(text.strip(), n, ids[i][:n])
+            for i, (text, n) in enumerate(zip(texts, lengths, strict=True))
+        ]
+
+    def pad_batch(self, audios: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+        """Stock runs batches as they come; voxtral_compile pads them to one shape."""
+        return audios, len(audios)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+ENGINE = VoxtralStock

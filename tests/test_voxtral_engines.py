@@ -1,0 +1,121 @@
+"""voxtral_stock and voxtral_compile at tiny scale on the CPU, offline."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_config
+
+from bench.clock import Clock
+from bench.data import load_utterances
+from bench.engines import _voxtral as vox
+from bench.engines.voxtral_compile import VoxtralCompile
+from bench.engines.voxtral_stock import VoxtralStock
+from bench.errors import BenchError
+
+CPU = torch.device("cpu")
+
+
+def make_engine(engine_class, name, *overrides):
+    cfg = compose_config(f"engine={name}", "model.scale=tiny", *overrides)
+    engine = engine_class(cfg.engine, cfg.model, CPU, torch.float32, "en")
+    engine.load()
+    return engine
+
+
+def run(engine, clips, targets=None):
+    with Clock(CPU) as clock:
+        out = engine.transcribe([c.audio for c in clips], targets, clock)
+    return out, clock
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_utterances(compose_config("dataset=sample").dataset, progress=False)
+
+
+@pytest.fixture(scope="module")
+def stock():
+    return make_engine(VoxtralStock, "voxtral_stock", "model.weights=random")
+
+
+@pytest.mark.parametrize("seconds,chunks", [(5, 1), (30, 1), (45, 2)])
+def test_random_mode_prompt_layout_matches_the_processor(seconds, chunks):
+    processor = vox.local_processor()
+    audio = (0.1 * np.random.default_rng(0).standard_normal(16_000 * seconds)).astype(np.float32)
+    inputs = processor.apply_transcription_request(
+        language="en", audio=[audio], format=["wav"], model_id="voxtral", sampling_rate=16_000
+    )
+    language_ids = processor.tokenizer.encode("lang:en", add_special_tokens=False)
+    ours = vox.transcription_prompt(vox.n_chunks(audio), language_ids)
+    assert inputs["input_ids"][0].tolist() == ours
+    # BOS [INST] [BEGIN_AUDIO] audio... [/INST] lang:en [TRANSCRIBE]
+    assert len(ours) == 5 + len(language_ids) + 375 * chunks
+    assert ours.count(vox.AUDIO) == 375 * chunks
+    assert ours[:3] == [vox.BOS, vox.BEGIN_INST, vox.BEGIN_AUDIO] and ours[-1] == vox.TRANSCRIBE
+    assert tuple(inputs["input_features"].shape) == (chunks, 128, 3000)
+
+
+def test_random_weights_decode_exactly_the_reference_token_count(stock, sample):
+    clips = [sample[0], sample[12], sample[-1]]  # a two-chunk clip, a medium one, the shortest
+    assert sample[0].duration_s > 30
+    targets = [stock.count_target_tokens(c.reference) for c in clips]
+    out, clock = run(stock, clips, targets)
+    assert [t.n_tokens for t in out] == targets == [len(t.tokens) for t in out]
+    assert {"features", "h2d", "encode", "merge", "prefill", "decode", "detokenise"} <= set(clock.phases)
+    assert clock.phases["decode"] > clock.phases["prefill"] > 0
+
+
+def test_compile_gives_the_same_token_ids_as_stock(stock, sample):
+    compiled = make_engine(VoxtralCompile, "voxtral_compile", "model.weights=random")
+    for clips in ([sample[0], sample[-1], sample[-3]], [sample[20], sample[21]]):
+        targets = [stock.count_target_tokens(c.reference) for c in clips]
+        expected, _ = run(stock, clips, targets)
+        got, _ = run(compiled, clips, targets)
+        assert [t.tokens for t in got] == [t.tokens for t in expected]
+        assert [t.text for t in got] == [t.text for t in expected]
+    report = compiled.report()
+    assert report["graphs_compiled_at_cold_start"] >= 1
+    assert report["recompiles"] == 0  # the smaller second batch was padded to the first's shape
+
+
+def test_pretrained_path_loads_a_local_folder(tmp_path, stock, sample):
+    """Save the tiny random model with a locally built processor, load it by path as pretrained."""
+    stock.model.save_pretrained(tmp_path)
+    vox.local_processor().save_pretrained(tmp_path)
+    loaded = make_engine(
+        VoxtralStock,
+        "voxtral_stock",
+        "model.weights=pretrained",
+        f"model.id={tmp_path}",
+        "engine.max_new_tokens=6",
+    )
+    assert type(loaded.processor.tokenizer).__name__ == "MistralCommonBackend"
+    clips = [sample[-1], sample[-2]]
+    got, _ = run(loaded, clips)
+    stock.engine_cfg.max_new_tokens, saved = 6, stock.engine_cfg.max_new_tokens
+    try:
+        expected, _ = run(stock, clips)
+    finally:
+        stock.engine_cfg.max_new_tokens = saved
+    assert [t.tokens for t in got] == [t.tokens for t in expected]
+    assert all(0 <= t.n_tokens <= 6 for t in got)
+
+
+def test_missing_pretrained_voxtral_says_what_to_do(tmp_path):
+    with pytest.raises(BenchError, match="model.weights=random"):
+        make_engine(
+            VoxtralStock, "voxtral_stock", "model.weights=pretrained", f"model.id={tmp_path / 'absent'}"
+        )
+
+
+def test_full_size_architectures_are_the_real_ones():
+    from transformers import VoxtralConfig
+
+    for name, layers, hidden in (("voxtral_mini_3b", 30, 3072), ("voxtral_small_24b", 40, 5120)):
+        cfg = compose_config("engine=voxtral_stock", f"model={name}")
+        engine = VoxtralStock(cfg.engine, cfg.model, CPU, torch.float32, "en")
+        config = VoxtralConfig(**engine.architecture)
+        assert (config.text_config.num_hidden_layers, config.text_config.hidden_size) == (layers, hidden)
+        assert config.audio_token_id == vox.AUDIO and config.audio_config.num_hidden_layers == 32
+        # 4 encoder frames stacked per audio token: 1500 frames -> 375 tokens per chunk
+        assert config.audio_config.intermediate_size == 4 * config.audio_config.hidden_size
