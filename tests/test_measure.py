@@ -108,3 +108,22 @@ def test_on_error_fail_stops_the_run():
     run = RunConfig(on_error="fail", warmup_batches=0, progress=False)
     with pytest.raises(RuntimeError, match="bad clip"):
         measure(_engine_failing_on(3.0), utterances([3.0]), run)
+
+
+def test_a_run_releases_its_model_before_the_next_job_starts(monkeypatch, run_dir):
+    """Multirun jobs share a process: nothing of a finished job may keep device memory alive."""
+    import weakref
+
+    import torch
+
+    held = []
+
+    class HoldingEngine(FakeEngine):
+        def load(self):
+            self.model = torch.nn.Linear(256, 256)
+            held.append(weakref.ref(self.model))
+
+    monkeypatch.setattr(bench.runner, "engine_class", lambda name: HoldingEngine)
+    cfg = compose_config("run.limit=1", "run.progress=false", "model.family=fake", "engine.family=fake")
+    bench.runner.run(cfg, run_dir)
+    assert len(held) == 1 and held[0]() is None
