@@ -147,17 +147,22 @@ def generated_lengths(new_tokens: torch.Tensor) -> list[int]:
     return first_end.tolist()
 
 
+def force_length(scores: torch.Tensor, generated: int, targets: torch.Tensor) -> torch.Tensor:
+    """Length matching: end-of-sequence forbidden before each row's target, forced at it."""
+    done = generated >= targets[: scores.shape[0]]
+    scores = scores.masked_fill(done[:, None], -float("inf"))
+    scores[:, EOS] = torch.where(done, 0.0, -float("inf")).to(scores.dtype)
+    return scores
+
+
 def length_matching_processor(targets: list[int], prompt_length: int, device: torch.device):
-    """A logits processor: end-of-sequence forbidden before each row's target, forced at it."""
+    """force_length as a transformers LogitsProcessor, for generate."""
     from transformers import LogitsProcessor
 
     target = torch.tensor(targets, device=device)
 
     class ForceLength(LogitsProcessor):
         def __call__(self, input_ids, scores):
-            done = (input_ids.shape[1] - prompt_length) >= target[: scores.shape[0]]
-            scores = scores.masked_fill(done[:, None], -float("inf"))
-            scores[:, EOS] = torch.where(done, 0.0, -float("inf")).to(scores.dtype)
-            return scores
+            return force_length(scores, input_ids.shape[1] - prompt_length, target)
 
     return ForceLength()
