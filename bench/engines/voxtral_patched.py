@@ -24,10 +24,12 @@ from bench.errors import BenchError
 PATCHES = {
     "device_features": "log-mel computed on the device from the waveform; stock encodes each clip to WAV, "
     "decodes it again and runs the STFT on the host (the 16-bit PCM rounding of that round trip is kept)",
-    "batched_encoder": "all 30 s chunks of the batch through the audio encoder in one call (off: one call per chunk)",
+    "batched_encoder": "all 30 s chunks of the batch through the audio encoder in one call "
+    "(off: one call per chunk)",
     "merge_no_sync": "audio embeddings placed by a cumulative-sum gather and a where: no boolean-mask count "
     "check and no host sync (off: stock's get_placeholder_mask + masked_scatter)",
-    "static_cache": "a preallocated static KV cache reused across batches (off: DynamicCache, grown every step)",
+    "static_cache": "a preallocated static KV cache reused across batches "
+    "(off: DynamicCache, grown every step)",
     "sync_free_loop": "greedy loop with end-of-sequence tracked on the device and read back every "
     "eos_check_every steps (off: read back after every step, as generate does)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
