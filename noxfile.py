@@ -29,3 +29,11 @@ def tests(session):
         *session.posargs,
         env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )
+
+
+@nox.session
+def speed(session):
+    """The Voxtral speed benchmark (meant for a GPU host): nox -s speed -- --batch-sizes 1 32"""
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("python", "-m", "bench.speed", *session.posargs)

@@ -29,12 +29,13 @@ class Clock:
         self._cuda = device.type == "cuda"
         self._marks: list[tuple[str, object, object]] = []
         self._open: dict[str, object] = {}
+        self.counts: dict[str, int] = {}  # e.g. decode_steps, for per-step figures
         self.wall_s = 0.0
         self.phases: dict[str, float] = {}
 
     def __enter__(self) -> Clock:
         synchronize(self.device)
-        self._marks, self._open = [], {}
+        self._marks, self._open, self.counts = [], {}, {}
         self._t0 = time.perf_counter()
         return self
 
@@ -71,6 +72,9 @@ class Clock:
         start = self._open.pop(name, None)
         if start is not None:
             self._marks.append((name, start, self._mark()))
+
+    def count(self, name: str, n: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
 
     def is_open(self, name: str) -> bool:
         return name in self._open

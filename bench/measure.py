@@ -30,6 +30,7 @@ class BatchRecord:
     model_s: float
     n_tokens: int
     phases: dict[str, float]
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +122,7 @@ def measure(engine: Engine, utterances: list[Utterance], run: RunConfig) -> Meas
                     model_s=clock.model_s,
                     n_tokens=sum(t.n_tokens for t in transcripts),
                     phases=dict(clock.phases),
+                    counts=dict(clock.counts),
                 )
             )
             if repeat == 0:

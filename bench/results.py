@@ -72,6 +72,7 @@ def batch_rows(m: Measurement) -> pd.DataFrame:
                 "n_tokens": b.n_tokens,
                 "rtf": b.processing_s / b.audio_s,
                 **{f"phase_{name}_s": seconds for name, seconds in b.phases.items()},
+                **b.counts,
             }
             for b in m.batches
         ]
@@ -145,6 +146,14 @@ def summarize(
         "latency_p99": latency["p99"],
         "n_tokens": int(batches.n_tokens.sum()) if len(batches) else 0,
         "decode_tokens_per_s": float(batches.n_tokens.sum()) / decode_s if decode_s else None,
+        # decode steps (one token per row each) and their mean time, where the engine counts them
+        "decode_steps": int(batches.decode_steps.sum()) if "decode_steps" in batches else None,
+        "decode_step_seconds": (
+            decode_s / float(batches.decode_steps.sum())
+            if "decode_steps" in batches and batches.decode_steps.sum()
+            else None
+        ),
+        "decode_phase": decode_column.removeprefix("phase_").removesuffix("_s"),
         "peak_gpu_memory_bytes": m.peak_memory_bytes,
         "wer": wer,
         "wer_details": wer_details,

@@ -32,7 +32,7 @@ def run_bench(args, env, timeout=300):
 def test_quick_start_prints_a_table_and_writes_the_run_folder(tmp_path, offline_env):
     out = run_bench([*TINY, "run.limit=4", "run.batch_size=2", f"hydra.run.dir={tmp_path}"], offline_env)
     assert out.returncode == 0, out.stderr
-    assert "RTFx" in out.stdout and "whisper_large_v3" in out.stdout
+    assert "RTFx" in out.stdout and "voxtral_patched" in out.stdout  # the default engine
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) >= SUMMARY_FIELDS
     assert set(summary["environment"]) >= ENVIRONMENT_FIELDS

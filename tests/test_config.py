@@ -33,7 +33,7 @@ def test_each_engine_brings_its_own_model_and_the_command_line_wins():
 
 def test_defaults():
     cfg = compose_config()
-    assert cfg.dataset.name == "sample"
+    assert (cfg.engine.name, cfg.model.name, cfg.dataset.name) == ("voxtral_patched", "voxtral_mini_3b", "sample")
     assert (cfg.run.batch_size, cfg.run.warmup_batches, cfg.run.repeats) == (1, 1, 1)
     assert cfg.device == "auto" and cfg.dtype == "auto"
 

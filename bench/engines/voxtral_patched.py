@@ -245,6 +245,7 @@ class VoxtralPatched(Engine):
                 token = self._pick(logits, step, targets, unfinished)
                 out[:, step] = token
                 position = position + 1
+                clock.count("decode_steps", 1)
         return out
 
     def _step(self, token, position, cache_position, valid) -> torch.Tensor:

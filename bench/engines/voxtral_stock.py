@@ -118,6 +118,7 @@ class VoxtralStock(Engine):
             clock.end("decode")
         finally:
             self._clock = None
+        clock.count("decode_steps", max(0, out.shape[1] - prompt_length - 1))  # after the prefill's token
         with clock.phase("detokenise"):
             new_tokens = out[:rows, prompt_length:]
             lengths = vox.generated_lengths(new_tokens)

@@ -1,0 +1,48 @@
+"""The speed benchmark command, as a CPU smoke run, and its bandwidth arithmetic."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.config import REPO_DIR
+from bench.speed import decode_bytes_per_step
+
+
+def test_decode_bytes_per_step_by_hand():
+    # one layer, hidden 2, 1 head of dim 2, 1 kv head, mlp 3, vocab 5
+    text = dict(
+        hidden_size=2,
+        intermediate_size=3,
+        vocab_size=5,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=2,
+        num_hidden_layers=1,
+    )
+    # layer: q 4 + k,v 8 + o 4 + mlp 18 + norms 4 = 38; + final norm 2 + lm_head 10 = 50 weights
+    # kv: 1 layer x 2 x 1 head x 2 dims x context 10 x 3 rows = 120 values
+    assert decode_bytes_per_step(text, rows=3, context=10, bytes_per_value=2) == (50 + 120) * 2
+
+
+@pytest.mark.slow
+def test_speed_command_prints_both_tables(tmp_path, offline_env):
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.speed", "--scale", "tiny", "--clip-seconds", "4",
+         "--batch-sizes", "1", "2", "--engines", "voxtral_stock", "voxtral_patched",
+         "--min-clips", "2", "--repeats", "1",
+         "--ablation-batch-sizes", "2", "--quiet", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "# Voxtral speed" in out.stdout and "# voxtral_patched ablation" in out.stdout
+    speed = pd.read_csv(tmp_path / "speed.csv")
+    assert sorted(zip(speed.engine, speed.batch, strict=True)) == [
+        ("voxtral_patched", 1), ("voxtral_patched", 2), ("voxtral_stock", 1), ("voxtral_stock", 2)
+    ]  # fmt: skip
+    assert (speed["RTFx"] > 0).all() and (speed["decode GB/s"] > 0).all()
+    assert ((speed["% of copy BW"] > 0) & (speed["% of copy BW"] < 100)).all()
+    ablation = pd.read_csv(tmp_path / "ablation.csv")
+    assert len(ablation) == 7 and ablation["vs all on"].iloc[0] == 1.0
+    assert (tmp_path / "voxtral_stock_b1" / "summary.json").exists()
