@@ -66,12 +66,16 @@ class Clock:
 
     # begin/end pairs, for phases that start and stop in different places (module hooks).
     def begin(self, name: str) -> None:
-        self._open[name] = self._mark()
+        label = torch.profiler.record_function(f"phase:{name}")
+        label.__enter__()
+        self._open[name] = (self._mark(), label)
 
     def end(self, name: str) -> None:
-        start = self._open.pop(name, None)
-        if start is not None:
+        opened = self._open.pop(name, None)
+        if opened is not None:
+            start, label = opened
             self._marks.append((name, start, self._mark()))
+            label.__exit__(None, None, None)
 
     def count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

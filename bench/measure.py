@@ -68,9 +68,7 @@ def measure(engine: Engine, utterances: list[Utterance], run: RunConfig) -> Meas
     synchronize(device)
     load_s = time.perf_counter() - start
 
-    targets = (
-        {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
-    )
+    targets = {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -87,9 +85,7 @@ def measure(engine: Engine, utterances: list[Utterance], run: RunConfig) -> Meas
         bar.update()
         return clock, out
 
-    result = Measurement(
-        load_s=load_s, cold_start_s=None, cold_start_counted=not warmup, target_tokens=targets
-    )
+    result = Measurement(load_s=load_s, cold_start_s=None, cold_start_counted=not warmup, target_tokens=targets)
     for i, batch in enumerate(warmup):
         clock, _ = call(batch)
         if i == 0:

@@ -23,9 +23,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(
-            f"device={name} but torch sees no CUDA GPU (torch {torch.__version__}); use device=cpu"
-        )
+        raise BenchError(f"device={name} but torch sees no CUDA GPU (torch {torch.__version__}); use device=cpu")
     return device
 
 
@@ -59,9 +57,12 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         raise BenchError(f"dataset {cfg.dataset.name} gave no utterances (run.limit={cfg.run.limit})")
 
     engine = engine_type(cfg.engine, cfg.model, device, dtype, cfg.dataset.language)
+    profile = None
     try:
         measurement = measure(engine, utterances, cfg.run)
         engine_report = engine.report()
+        if cfg.profile:
+            profile = _profile(engine, utterances, cfg, measurement, run_dir)
     finally:
         engine.close()
         del engine
@@ -104,8 +105,23 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         environment=environment(device),
     )
     summary["engine_report"] = engine_report
+    summary["profile"] = profile.summary if profile else None
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     write_parquet(run_dir / "utterances.parquet", rows)
     write_parquet(run_dir / "batches.parquet", batches)
     write_json(run_dir / "summary.json", summary)
+    if profile:
+        print(profile.verdict)
     return summary
+
+
+def _profile(engine, utterances, cfg, measurement, run_dir: Path):
+    """Profile the first batch once more, warm, after the timed passes."""
+    from bench.measure import make_batches
+    from bench.profile import profile_batch, write_profile
+
+    batch = make_batches(utterances, cfg.run.batch_size)[0]
+    targets = [measurement.target_tokens[u.id] for u in batch] if measurement.target_tokens else None
+    result, trace = profile_batch(engine, [u.audio for u in batch], targets)
+    write_profile(result, trace, run_dir)
+    return result

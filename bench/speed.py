@@ -186,9 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     hardware = environment(device)["hardware"]
 
     summaries = [
-        _run(args, engine, batch_size, out, [], engine)
-        for batch_size in args.batch_sizes
-        for engine in args.engines
+        _run(args, engine, batch_size, out, [], engine) for batch_size in args.batch_sizes for engine in args.engines
     ]
     speed = pd.DataFrame([_bandwidth_row(s, copy_bw, args.scale) for s in summaries])
 

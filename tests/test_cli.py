@@ -24,9 +24,7 @@ TINY = ["model.weights=random", "model.scale=tiny", "run.progress=false"]
 
 
 def run_bench(args, env, timeout=300):
-    return subprocess.run(
-        bench_command(*args), capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=timeout
-    )
+    return subprocess.run(bench_command(*args), capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=timeout)
 
 
 def test_quick_start_prints_a_table_and_writes_the_run_folder(tmp_path, offline_env):
@@ -53,18 +51,14 @@ def test_unreachable_hub_dataset_is_one_line_not_a_traceback(tmp_path, offline_e
 
 
 def test_missing_pretrained_model_is_one_line(tmp_path, offline_env):
-    out = run_bench(
-        ["model.id=/nonexistent/large-v3.pt", "run.limit=1", f"hydra.run.dir={tmp_path}"], offline_env
-    )
+    out = run_bench(["model.id=/nonexistent/large-v3.pt", "run.limit=1", f"hydra.run.dir={tmp_path}"], offline_env)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "model.weights=random" in out.stderr
 
 
 @pytest.mark.slow
 def test_multirun_in_one_process_writes_one_folder_per_job(tmp_path, offline_env):
-    out = run_bench(
-        ["-m", *TINY, "run.limit=2", "run.batch_size=1,2", f"hydra.sweep.dir={tmp_path}"], offline_env
-    )
+    out = run_bench(["-m", *TINY, "run.limit=2", "run.batch_size=1,2", f"hydra.sweep.dir={tmp_path}"], offline_env)
     assert out.returncode == 0, out.stderr
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert [s["batch_size"] for s in summaries] == [1, 2]

@@ -7,17 +7,13 @@ from hydra.errors import ConfigCompositionException
 GROUPS = ["engine", "model", "dataset"]
 
 
-@pytest.mark.parametrize(
-    "group,name", [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
-)
+@pytest.mark.parametrize("group,name", [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))])
 def test_every_yaml_composes(group, name):
     cfg = compose_config(f"{group}={name}")
     assert cfg[group].name == name
 
 
-@pytest.mark.parametrize(
-    "launcher", [p.stem for p in sorted((CONF_DIR / "hydra" / "launcher").glob("*.yaml"))]
-)
+@pytest.mark.parametrize("launcher", [p.stem for p in sorted((CONF_DIR / "hydra" / "launcher").glob("*.yaml"))])
 def test_launcher_configs_compose(launcher):
     cfg = compose_config(f"hydra/launcher={launcher}", hydra_node=True)
     assert "submitit" in cfg.hydra.launcher._target_
@@ -25,15 +21,17 @@ def test_launcher_configs_compose(launcher):
 
 def test_each_engine_brings_its_own_model_and_the_command_line_wins():
     assert compose_config("engine=whisper_large_v3").model.family == "whisper"
-    cfg = compose_config(
-        "engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "model.seed=3"
-    )
+    cfg = compose_config("engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "model.seed=3")
     assert (cfg.model.weights, cfg.model.scale, cfg.model.seed) == ("random", "tiny", 3)
 
 
 def test_defaults():
     cfg = compose_config()
-    assert (cfg.engine.name, cfg.model.name, cfg.dataset.name) == ("voxtral_patched", "voxtral_mini_3b", "sample")
+    assert (cfg.engine.name, cfg.model.name, cfg.dataset.name) == (
+        "voxtral_patched",
+        "voxtral_mini_3b",
+        "sample",
+    )
     assert (cfg.run.batch_size, cfg.run.warmup_batches, cfg.run.repeats) == (1, 1, 1)
     assert cfg.device == "auto" and cfg.dtype == "auto"
 

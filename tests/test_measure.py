@@ -16,8 +16,7 @@ from bench.measure import measure
 
 def utterances(seconds: list[float]) -> list[Utterance]:
     return [
-        Utterance(f"u{i}", np.zeros(int(s * 16_000), dtype=np.float32), "one two three")
-        for i, s in enumerate(seconds)
+        Utterance(f"u{i}", np.zeros(int(s * 16_000), dtype=np.float32), "one two three") for i, s in enumerate(seconds)
     ]
 
 
@@ -35,9 +34,7 @@ def test_rtf_sum_over_sum_with_known_delays(run_dir):
 
 
 def test_without_warmup_the_cold_call_is_counted_and_flagged():
-    m = measure(
-        fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, warmup_batches=0, progress=False)
-    )
+    m = measure(fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, warmup_batches=0, progress=False))
     assert m.cold_start_counted and len(m.batches) == 2
     assert m.batches[0].processing_s >= 0.3 and m.cold_start_s == m.batches[0].processing_s
 

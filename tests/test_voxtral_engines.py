@@ -103,9 +103,7 @@ def test_pretrained_path_loads_a_local_folder(tmp_path, stock, sample):
 
 def test_missing_pretrained_voxtral_says_what_to_do(tmp_path):
     with pytest.raises(BenchError, match="model.weights=random"):
-        make_engine(
-            VoxtralStock, "voxtral_stock", "model.weights=pretrained", f"model.id={tmp_path / 'absent'}"
-        )
+        make_engine(VoxtralStock, "voxtral_stock", "model.weights=pretrained", f"model.id={tmp_path / 'absent'}")
 
 
 def test_full_size_architectures_are_the_real_ones():

@@ -40,14 +40,12 @@ CLIPS: list[tuple[str, int, str]] = [
     (
         "en-gb",
         160,
-        "Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
-        "nothing to do.",
+        "Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do.",
     ),
     (
         "en-us+f2",
         170,
-        "To Sherlock Holmes she is always the woman. I have seldom heard him mention her under any "
-        "other name.",
+        "To Sherlock Holmes she is always the woman. I have seldom heard him mention her under any other name.",
     ),
     (
         "en-gb-x-rp",
@@ -205,9 +203,7 @@ CLIPS: list[tuple[str, int, str]] = [
 def _speak(voice: str, rate: int, text: str, out_wav: Path) -> None:
     raw = out_wav.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(raw), text], check=True)
-    subprocess.run(
-        ["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out_wav), "vol", "0.9"], check=True
-    )
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out_wav), "vol", "0.9"], check=True)
 
 
 def build(out_dir: Path = SAMPLE_DIR) -> None:

@@ -21,9 +21,7 @@ def _open(dataset: DatasetConfig):
     import datasets
 
     try:
-        ds = datasets.load_dataset(
-            dataset.path, dataset.config, split=dataset.split, streaming=dataset.streaming
-        )
+        ds = datasets.load_dataset(dataset.path, dataset.config, split=dataset.split, streaming=dataset.streaming)
     except (ConnectionError, FileNotFoundError) as err:
         raise BenchError(
             f"dataset {dataset.path!r} (config {dataset.config}, split {dataset.split}) could not be "

@@ -21,9 +21,7 @@ class Utterance:
         return len(self.audio) / SAMPLE_RATE
 
 
-def load_utterances(
-    dataset: DatasetConfig, limit: int | None = None, progress: bool = True
-) -> list[Utterance]:
+def load_utterances(dataset: DatasetConfig, limit: int | None = None, progress: bool = True) -> list[Utterance]:
     if dataset.source == "synthetic":
         from bench.data.synthetic import synthetic_utterances
 

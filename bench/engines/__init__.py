@@ -17,9 +17,7 @@ from bench.errors import BenchError
 @cache
 def engine_names() -> tuple[str, ...]:
     return tuple(
-        sorted(
-            m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and not m.name.startswith("_")
-        )
+        sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and not m.name.startswith("_"))
     )
 
 

@@ -48,8 +48,7 @@ def local_tokenizer_dir() -> Path:
     data["config"]["version"] = "v7"  # the version Voxtral's tokenizer declares
     n_special = data["config"]["default_num_special_tokens"]
     data["special_tokens"] = [
-        {"rank": r, "token_str": _SPECIAL_NAMES.get(r, f"<SPECIAL_{r}>"), "is_control": True}
-        for r in range(n_special)
+        {"rank": r, "token_str": _SPECIAL_NAMES.get(r, f"<SPECIAL_{r}>"), "is_control": True} for r in range(n_special)
     ]
     data["audio"] = {
         "sampling_rate": SAMPLE_RATE,
@@ -102,9 +101,7 @@ def load_model(model_cfg, architecture: dict | None, device: torch.device, dtype
 
     if model_cfg.weights == "pretrained":
         try:
-            model = VoxtralForConditionalGeneration.from_pretrained(
-                model_cfg.id, dtype=dtype, device_map=device
-            )
+            model = VoxtralForConditionalGeneration.from_pretrained(model_cfg.id, dtype=dtype, device_map=device)
         except OSError as err:
             raise _offline_hint(model_cfg.id, err) from err
     else:

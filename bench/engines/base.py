@@ -78,9 +78,7 @@ class Engine(ABC):
         """Tokens this engine's own tokenizer needs to write the reference."""
 
     @abstractmethod
-    def transcribe(
-        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
-    ) -> list[Transcript]:
+    def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         """One batch. ``target_tokens`` is given in length-matched mode only."""
 
     def report(self) -> dict:

@@ -49,9 +49,7 @@ class VoxtralCompile(VoxtralStock):
         self.compile_config = compile_config
         prompt_overhead = 16  # BOS, [INST], [BEGIN_AUDIO], [/INST], lang:xx, [TRANSCRIBE]
         self.max_cache_len = (
-            prompt_overhead
-            + vox.TOKENS_PER_CHUNK * self.engine_cfg.max_chunks
-            + self.engine_cfg.max_new_tokens
+            prompt_overhead + vox.TOKENS_PER_CHUNK * self.engine_cfg.max_chunks + self.engine_cfg.max_new_tokens
         )
         self.rows = 0
         self.calls = 0

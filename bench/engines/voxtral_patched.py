@@ -24,12 +24,10 @@ from bench.errors import BenchError
 PATCHES = {
     "device_features": "log-mel computed on the device from the waveform; stock encodes each clip to WAV, "
     "decodes it again and runs the STFT on the host (the 16-bit PCM rounding of that round trip is kept)",
-    "batched_encoder": "all 30 s chunks of the batch through the audio encoder in one call "
-    "(off: one call per chunk)",
+    "batched_encoder": "all 30 s chunks of the batch through the audio encoder in one call (off: one call per chunk)",
     "merge_no_sync": "audio embeddings placed by a cumulative-sum gather and a where: no boolean-mask count "
     "check and no host sync (off: stock's get_placeholder_mask + masked_scatter)",
-    "static_cache": "a preallocated static KV cache reused across batches "
-    "(off: DynamicCache, grown every step)",
+    "static_cache": "a preallocated static KV cache reused across batches (off: DynamicCache, grown every step)",
     "sync_free_loop": "greedy loop with end-of-sequence tracked on the device and read back every "
     "eos_check_every steps (off: read back after every step, as generate does)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
@@ -62,9 +60,7 @@ class VoxtralPatched(Engine):
         self.mel_filters = torch.from_numpy(fe.mel_filters).to(self.device, torch.float32)
         self.window = torch.hann_window(fe.n_fft, device=self.device)
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
-        self.max_cache_len = (
-            16 + vox.TOKENS_PER_CHUNK * self.engine_cfg.max_chunks + self.engine_cfg.max_new_tokens
-        )
+        self.max_cache_len = 16 + vox.TOKENS_PER_CHUNK * self.engine_cfg.max_chunks + self.engine_cfg.max_new_tokens
         self.cache = None  # static cache, made at the first batch, reused after
         self.rows = 0
         self.graph = None
@@ -127,9 +123,7 @@ class VoxtralPatched(Engine):
             else:
                 hidden = torch.cat([inner.audio_tower(f[None]).last_hidden_state for f in features])
         with clock.phase("merge"):
-            audio_embeds = inner.multi_modal_projector(
-                hidden.reshape(-1, inner.config.audio_config.intermediate_size)
-            )
+            audio_embeds = inner.multi_modal_projector(hidden.reshape(-1, inner.config.audio_config.intermediate_size))
             embeds = inner.get_input_embeddings()(ids)
             if "merge_no_sync" in self.on:
                 is_audio = (ids == vox.AUDIO).reshape(-1)
@@ -170,9 +164,7 @@ class VoxtralPatched(Engine):
         return self.model.lm_head(out.last_hidden_state[:, -1]).float()
 
     @torch.inference_mode()
-    def transcribe(
-        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
-    ) -> list[Transcript]:
+    def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         if target_tokens and max(target_tokens) > self.engine_cfg.max_new_tokens:
             raise BenchError(
                 f"a reference needs {max(target_tokens)} tokens, more than "
@@ -199,10 +191,7 @@ class VoxtralPatched(Engine):
             lengths = vox.generated_lengths(tokens)
             ids_list = tokens.tolist()
             texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
-        return [
-            Transcript(t.strip(), n, ids_list[i][:n])
-            for i, (t, n) in enumerate(zip(texts, lengths, strict=True))
-        ]
+        return [Transcript(t.strip(), n, ids_list[i][:n]) for i, (t, n) in enumerate(zip(texts, lengths, strict=True))]
 
     def _greedy(self, embeds, mask, target_tokens, clock: Clock) -> torch.Tensor:
         rows, length = mask.shape

@@ -85,9 +85,7 @@ class VoxtralStock(Engine):
         return {}
 
     @torch.inference_mode()
-    def transcribe(
-        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
-    ) -> list[Transcript]:
+    def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         if target_tokens and max(target_tokens) > self.engine_cfg.max_new_tokens:
             raise BenchError(
                 f"a reference needs {max(target_tokens)} tokens, more than "
@@ -124,10 +122,7 @@ class VoxtralStock(Engine):
             lengths = vox.generated_lengths(new_tokens)
             texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         ids = new_tokens.tolist()
-        return [
-            Transcript(text.strip(), n, ids[i][:n])
-            for i, (text, n) in enumerate(zip(texts, lengths, strict=True))
-        ]
+        return [Transcript(text.strip(), n, ids[i][:n]) for i, (text, n) in enumerate(zip(texts, lengths, strict=True))]
 
     def pad_batch(self, audios: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
         """Stock runs batches as they come; voxtral_compile pads them to one shape."""

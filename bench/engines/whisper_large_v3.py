@@ -60,7 +60,9 @@ def _decoding_task_class():
 
         def _main_loop(self, audio_features, tokens):
             with self._clock.phase("decode"):
-                return super()._main_loop(audio_features, tokens)
+                out = super()._main_loop(audio_features, tokens)
+            self._clock.count("decode_steps", out[0].shape[-1] - tokens.shape[-1])
+            return out
 
     return BenchDecodingTask
 
@@ -95,9 +97,7 @@ class WhisperLargeV3(Engine):
         return len(self.tokenizer.encode(" " + reference.strip())) if reference.strip() else 0
 
     @torch.inference_mode()
-    def transcribe(
-        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
-    ) -> list[Transcript]:
+    def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         from whisper.audio import log_mel_spectrogram
         from whisper.decoding import DecodingOptions
 
@@ -141,9 +141,7 @@ class WhisperLargeV3(Engine):
         for i, result in zip(owner, results, strict=True):
             texts[i].append(result.text)
             counts[i] += len(result.tokens)
-        return [
-            Transcript(" ".join(t for t in parts if t), n) for parts, n in zip(texts, counts, strict=True)
-        ]
+        return [Transcript(" ".join(t for t in parts if t), n) for parts, n in zip(texts, counts, strict=True)]
 
 
 ENGINE = WhisperLargeV3

@@ -1,0 +1,187 @@
+"""profile=true: where one warm batch's time goes, phase by phase, from a torch.profiler trace.
+
+The phases are the ones every engine marks in its timed region (clock.phase / begin-end,
+each also a record_function range named "phase:<name>"). Every profiled operation is
+charged to the phase whose range holds its start. Per phase:
+
+- wall_ms: the phase's host-side duration;
+- device_ms: on CUDA, the summed duration of the kernels and copies launched from it;
+- kernels: on CUDA, kernel launches (cudaLaunchKernel and friends; one cudaGraphLaunch
+  counts as one); on the CPU, innermost aten operators, the CPU's unit of work;
+- host_syncs: points where the host must wait for the device: scalar reads
+  (aten::_local_scalar_dense, behind .item(), bool(), int()), data-dependent shapes
+  (aten::nonzero, behind boolean-mask indexing), and explicit CUDA synchronize calls;
+- copies: on CUDA, cudaMemcpy* calls; on the CPU, aten copies (copy_ / _to_copy);
+- idle_share: on CUDA, the part of the phase's wall time the GPU ran nothing.
+A "decode, per step" row divides the decode phase by the engine's decode step count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.clock import Clock
+
+SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero")
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+LAUNCH_CALLS = (
+    "cudaLaunchKernel",
+    "cudaLaunchKernelExC",
+    "cuLaunchKernel",
+    "cuLaunchKernelEx",
+    "cudaGraphLaunch",
+)
+PHASE_PREFIX = "phase:"
+
+
+@dataclass
+class Profile:
+    phases: pd.DataFrame
+    verdict: str
+    summary: dict
+
+
+def _phase_ranges(events) -> list[tuple[str, float, float]]:
+    ranges = [
+        (e.name.removeprefix(PHASE_PREFIX), e.time_range.start, e.time_range.end)
+        for e in events
+        if e.name.startswith(PHASE_PREFIX)
+    ]
+    return sorted(ranges, key=lambda r: r[1])  # in the order they ran
+
+
+def _owner(start: float, ranges) -> str | None:
+    for name, low, high in ranges:
+        if low <= start <= high:
+            return name
+    return None
+
+
+def _ancestor_is_sync_op(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name in SYNC_OPS:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
+    ranges = _phase_ranges(events)
+    stats = {name: dict(wall_ms=0.0, device_ms=0.0, kernels=0, host_syncs=0, copies=0) for name, _, _ in ranges}
+    for name, low, high in ranges:
+        stats[name]["wall_ms"] += (high - low) / 1e3
+    for event in events:
+        if event.name.startswith(PHASE_PREFIX) or event.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        phase = _owner(event.time_range.start, ranges)
+        if phase is None:
+            continue
+        row = stats[phase]
+        row["device_ms"] += sum(k.duration for k in event.kernels) / 1e3
+        if event.name in SYNC_OPS or (event.name in SYNC_CALLS and not _ancestor_is_sync_op(event)):
+            row["host_syncs"] += 1
+        if cuda:
+            row["kernels"] += event.name in LAUNCH_CALLS
+            row["copies"] += event.name.startswith("cudaMemcpy")
+        else:
+            row["kernels"] += event.name.startswith("aten::") and not event.cpu_children
+            row["copies"] += event.name in ("aten::copy_", "aten::_to_copy")
+    frame = pd.DataFrame([{"phase": name, **row} for name, row in stats.items()])
+    order = {}
+    for name, _, _ in ranges:
+        order.setdefault(name, len(order))
+    frame = frame.sort_values("phase", key=lambda s: s.map(order)).reset_index(drop=True)
+    frame["idle_share"] = (1 - frame.device_ms / frame.wall_ms).clip(lower=0) if cuda else np.nan
+    if decode_steps and "decode" in set(frame.phase):
+        decode = frame[frame.phase == "decode"].iloc[0]
+        per_step = {"phase": "decode, per step"}
+        for column in ("wall_ms", "device_ms", "kernels", "host_syncs", "copies"):
+            per_step[column] = decode[column] / decode_steps
+        per_step["idle_share"] = decode["idle_share"]
+        frame = pd.concat([frame, pd.DataFrame([per_step])], ignore_index=True)
+    return frame
+
+
+def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -> tuple[Profile, object]:
+    """Profile one call of engine.transcribe (the engine should be warm)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = engine.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof, Clock(engine.device) as clock:
+        engine.transcribe(audios, targets, clock)
+    steps = clock.counts.get("decode_steps", 0)
+    frame = phase_table(prof.events(), cuda, steps)
+    summary = {
+        "device": str(engine.device),
+        "decode_steps": steps,
+        "merge_kernels": _value(frame, "merge", "kernels"),
+        "decode_kernels_per_step": _value(frame, "decode, per step", "kernels"),
+        "decode_host_syncs_per_step": _value(frame, "decode, per step", "host_syncs"),
+        "decode_idle_share": _value(frame, "decode", "idle_share"),
+        "batch_wall_ms": clock.wall_s * 1e3,
+    }
+    if cuda and summary["decode_idle_share"] is not None:
+        decode_wall = _value(frame, "decode", "wall_ms")
+        summary["decode_idle_share_of_batch"] = summary["decode_idle_share"] * decode_wall / (clock.wall_s * 1e3)
+    verdict = _verdict(engine, frame, summary)
+    return Profile(frame, verdict, summary), prof
+
+
+def _value(frame: pd.DataFrame, phase: str, column: str):
+    rows = frame[frame.phase == phase]
+    if rows.empty or pd.isna(rows.iloc[0][column]):
+        return None
+    return float(rows.iloc[0][column])
+
+
+def _verdict(engine, frame: pd.DataFrame, summary: dict) -> str:
+    cuda = summary["device"].startswith("cuda")
+    unit = "kernel launches" if cuda else "innermost CPU operators"
+    lines = [
+        f"# Profile of one warm batch: {engine.engine_cfg.name} on {summary['device']}",
+        "",
+        _markdown(frame),
+        "",
+    ]
+    if summary["merge_kernels"] is not None:
+        lines.append(
+            f"- Placeholder merge: {summary['merge_kernels']:.0f} {unit} for the whole batch; "
+            "the count does not depend on how many audio tokens are merged (see the tests)."
+        )
+    if summary["decode_kernels_per_step"] is not None:
+        lines.append(
+            f"- Decode: {summary['decode_steps']} steps, {summary['decode_kernels_per_step']:.1f} {unit} and "
+            f"{summary['decode_host_syncs_per_step']:.2f} host syncs per step."
+        )
+    if cuda and summary.get("decode_idle_share") is not None:
+        lines.append(
+            f"- The GPU sat idle {100 * summary['decode_idle_share']:.0f}% of the decode phase: "
+            f"{100 * summary['decode_idle_share_of_batch']:.0f}% of the batch's time is decode overhead."
+        )
+    elif not cuda:
+        lines.append("- On the CPU there is no device to sit idle; profile on a GPU for idle shares.")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def cell(value):
+        if isinstance(value, float):
+            return "n/a" if np.isnan(value) else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_profile(result: Profile, prof, run_dir: Path) -> None:
+    prof.export_chrome_trace(str(run_dir / "profile_trace.json"))
+    result.phases.to_parquet(run_dir / "profile_phases.parquet", index=False)
+    (run_dir / "profile.md").write_text(result.verdict)
