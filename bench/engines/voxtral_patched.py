@@ -271,13 +271,16 @@ class VoxtralPatched(Engine):
         def step():
             return self._step(static_token, static_position, static_cache_position, valid)
 
-        # Warm up on a side stream with the real first step's inputs: it writes the KV
-        # slot that this very step writes again, so the cache stays correct.
+        # Warm up on a side stream with the real first step's inputs. The static cache
+        # advances its own position counter (a device tensor) on every write, so step it
+        # back afterwards: the replay of this very step then writes the same slot again.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             step()
         torch.cuda.current_stream().wait_stream(side)
+        for layer in self.cache.layers:
+            layer.cumulative_length.sub_(1)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             static_logits = step()

@@ -1,0 +1,206 @@
+"""python -m bench.gate: fail a change that made an engine slower, beyond noise.
+
+    python -m bench.gate --write-baseline RUNS... --out results/baselines/my-gpu.json
+    python -m bench.gate --baseline results/baselines/my-gpu.json --candidate RUNS...
+
+Two checks, each on the raw per-batch timings kept in every run folder:
+
+- RTF against the baseline (same engine, settings and data): the bootstrap distribution
+  of candidate RTF / baseline RTF (batches resampled in each run, 2000 times). A
+  regression is a 95% interval wholly above 1 + --threshold: slower by more than the
+  threshold, and by more than the noise. Needs the same hardware fingerprint
+  (environment.hardware) unless --force.
+- Same-run ratios (default: voxtral_patched's speed-up over voxtral_stock, both measured
+  in the candidate sweep): a regression is a 95% interval of candidate ratio / baseline
+  ratio wholly below 1 - --ratio-threshold. Ratios hold across machines of a kind, so
+  this is what a CI runner without the baseline's hardware can gate (--ratios-only).
+
+Exit status: 0 pass, 1 regression (a table says what and by how much), 2 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.report import markdown
+from bench.runs import Run, load_runs, rtf_samples
+
+RESAMPLES = 2000
+DEFAULT_RATIOS = ("voxtral_patched/voxtral_stock",)
+
+
+def _group(run: Run) -> list:
+    """What two engines must share for their ratio to mean something."""
+    s = run.summary
+    return [s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"], *run.dataset_key]
+
+
+def _raw(run: Run) -> dict:
+    b = run.batches
+    return {"processing_s": b.processing_s.tolist(), "audio_s": b.audio_s.tolist()}
+
+
+def _frame(raw: dict) -> pd.DataFrame:
+    return pd.DataFrame(raw)
+
+
+def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
+    entries = []
+    for pair in pairs:
+        numerator, denominator = pair.split("/")
+        for num in (r for r in runs if r.summary["engine"] == numerator):
+            for den in (r for r in runs if r.summary["engine"] == denominator and _group(r) == _group(num)):
+                entries.append(
+                    {
+                        "pair": pair,
+                        "group": _group(num),
+                        "ratio": den.summary["rtf"] / num.summary["rtf"],  # speed-up of numerator
+                        "numerator": _raw(num),
+                        "denominator": _raw(den),
+                    }
+                )
+    return entries
+
+
+def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
+    hardware = sorted({r.hardware for r in runs})
+    if len(hardware) > 1:
+        raise BenchError(f"a baseline holds runs of one hardware class, these have: {'; '.join(hardware)}")
+    baseline = {
+        "hardware": hardware[0],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": runs[0].summary["environment"].get("git_commit"),
+        "runs": [
+            {"key": list(r.key), "engine": r.summary["engine"], "rtf": r.summary["rtf"], "batches": _raw(r)}
+            for r in runs
+        ],
+        "ratios": _ratio_entries(runs, pairs),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(baseline, indent=1) + "\n")
+    return baseline
+
+
+def _ratio_samples(entry: dict, rng) -> np.ndarray:
+    return rtf_samples(_frame(entry["denominator"]), RESAMPLES, rng) / rtf_samples(
+        _frame(entry["numerator"]), RESAMPLES, rng
+    )
+
+
+def gate(
+    baseline: dict,
+    candidate: list[Run],
+    threshold: float = 0.10,
+    ratio_threshold: float = 0.10,
+    force: bool = False,
+    ratios_only: bool = False,
+    pairs=DEFAULT_RATIOS,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, bool]:
+    """Rows of what was compared, and whether anything regressed."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    if not ratios_only:
+        hardware = sorted({r.hardware for r in candidate})
+        if hardware != [baseline["hardware"]] and not force:
+            raise BenchError(
+                f"baseline was measured on {baseline['hardware']!r}, the candidate on {'; '.join(hardware)!r}: "
+                "absolute RTF is comparable only on the same hardware. Use a baseline of this hardware, gate "
+                "same-run ratios only (--ratios-only), or --force"
+            )
+        by_key = {tuple(entry["key"]): entry for entry in baseline["runs"]}
+        for run in candidate:
+            entry = by_key.get(run.key)
+            if entry is None:
+                continue
+            change = rtf_samples(run.batches, RESAMPLES, rng) / rtf_samples(_frame(entry["batches"]), RESAMPLES, rng)
+            low, high = np.percentile(change, [2.5, 97.5])
+            rows.append(
+                {
+                    "check": "RTF vs baseline",
+                    "what": f"{run.summary['engine']} b{run.summary['batch_size']}",
+                    "baseline": 1 / entry["rtf"],
+                    "candidate": run.summary["rtfx"],
+                    "unit": "RTFx",
+                    "slower by %": 100 * (run.summary["rtf"] / entry["rtf"] - 1),
+                    "95% CI %": f"[{100 * (low - 1):+.1f}, {100 * (high - 1):+.1f}]",
+                    "limit %": f"+{100 * threshold:.0f}",
+                    "verdict": "REGRESSION" if low > 1 + threshold else "ok",
+                }
+            )
+    base_ratios = {(e["pair"], json.dumps(e["group"])): e for e in baseline["ratios"]}
+    for entry in _ratio_entries(candidate, pairs):
+        base = base_ratios.get((entry["pair"], json.dumps(entry["group"])))
+        if base is None:
+            continue
+        change = _ratio_samples(entry, rng) / _ratio_samples(base, rng)
+        low, high = np.percentile(change, [2.5, 97.5])
+        rows.append(
+            {
+                "check": "same-run ratio",
+                "what": f"{entry['pair']} b{entry['group'][4]}",
+                "baseline": base["ratio"],
+                "candidate": entry["ratio"],
+                "unit": "speed-up",
+                "slower by %": 100 * (1 - entry["ratio"] / base["ratio"]),
+                "95% CI %": f"[{100 * (1 - high):+.1f}, {100 * (1 - low):+.1f}]",
+                "limit %": f"+{100 * ratio_threshold:.0f}",
+                "verdict": "REGRESSION" if high < 1 - ratio_threshold else "ok",
+            }
+        )
+    if not rows:
+        raise BenchError("nothing to compare: no candidate run or ratio matches the baseline")
+    table = pd.DataFrame(rows)
+    return table, bool((table.verdict == "REGRESSION").any())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__.splitlines()[0])
+    parser.add_argument("--write-baseline", nargs="+", metavar="RUNS", help="write a baseline from these runs")
+    parser.add_argument("--out", type=Path, help="where --write-baseline writes")
+    parser.add_argument("--baseline", type=Path)
+    parser.add_argument("--candidate", nargs="+", metavar="RUNS")
+    parser.add_argument("--threshold", type=float, default=0.10, help="allowed RTF slowdown (fraction)")
+    parser.add_argument("--ratio-threshold", type=float, default=0.10, help="allowed loss of a same-run speed-up")
+    parser.add_argument("--ratio", action="append", help="numerator/denominator engines (repeatable)")
+    parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (any hardware)")
+    parser.add_argument("--force", action="store_true", help="compare absolute RTF across hardware anyway")
+    args = parser.parse_args(argv)
+    pairs = tuple(args.ratio or DEFAULT_RATIOS)
+    try:
+        if args.write_baseline:
+            if not args.out:
+                raise BenchError("--write-baseline needs --out FILE")
+            baseline = write_baseline(load_runs(args.write_baseline), args.out, pairs)
+            print(f"baseline of {len(baseline['runs'])} runs, {len(baseline['ratios'])} ratios -> {args.out}")
+            return 0
+        if not (args.baseline and args.candidate):
+            raise BenchError("give --baseline FILE and --candidate RUNS (or --write-baseline RUNS --out FILE)")
+        baseline = json.loads(args.baseline.read_text())
+        table, regressed = gate(
+            baseline,
+            load_runs(args.candidate),
+            args.threshold,
+            args.ratio_threshold,
+            args.force,
+            args.ratios_only,
+            pairs,
+        )
+    except BenchError as err:
+        print(f"bench.gate: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(table))
+    print("FAIL: slower than the baseline beyond noise and threshold" if regressed else "PASS")
+    return 1 if regressed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Reading run folders back: what bench.report and bench.gate start from."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict
+
+    @property
+    def batches(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "batches.parquet")
+
+    @property
+    def utterances(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "utterances.parquet")
+
+    @property
+    def hardware(self) -> str:
+        return self.summary["environment"]["hardware"]
+
+    @property
+    def dataset_key(self) -> tuple:
+        d = self.summary["dataset"]
+        return (d["name"], d.get("config"), d["split"], d.get("limit"), self.summary["n_utterances"])
+
+    @property
+    def key(self) -> tuple:
+        """What makes two runs "the same measurement" (engine, settings, data)."""
+        s = self.summary
+        return (
+            s["engine"],
+            ",".join(s["patches"]),
+            s["model"],
+            s["weights"],
+            s["scale"],
+            s["dtype"],
+            s["batch_size"],
+            *self.dataset_key,
+        )
+
+
+def load_runs(paths: list[str]) -> list[Run]:
+    """Run folders, parent folders (searched for summary.json) or globs of either."""
+    found: list[Path] = []
+    for pattern in paths:
+        matches = glob.glob(pattern) or [pattern]
+        for match in map(Path, matches):
+            if match.is_file() and match.name == "summary.json":
+                found.append(match.parent)
+            elif (match / "summary.json").is_file():
+                found.append(match)
+            elif match.is_dir():
+                found += sorted(p.parent for p in match.rglob("summary.json"))
+    if not found:
+        raise BenchError(f"no run folders (with a summary.json) under: {' '.join(paths)}")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return [Run(p, json.loads((p / "summary.json").read_text())) for p in unique]
+
+
+def rtf_samples(batches: pd.DataFrame, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap distribution of a run's RTF (sum of processing / sum of audio over batches)."""
+    processing, audio = batches.processing_s.to_numpy(float), batches.audio_s.to_numpy(float)
+    picks = rng.integers(0, len(processing), size=(resamples, len(processing)))
+    return processing[picks].sum(axis=1) / audio[picks].sum(axis=1)

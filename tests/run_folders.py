@@ -1,0 +1,77 @@
+"""Synthetic run folders with chosen timings, for the report and gate tests."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.results import write_json
+
+
+def make_run(
+    folder: Path,
+    engine: str = "voxtral_stock",
+    seconds_per_batch: float = 1.0,
+    noise: float = 0.02,
+    n_batches: int = 20,
+    audio_per_batch: float = 10.0,
+    hardware: str = "NVIDIA H100 80GB HBM3 x1",
+    dataset: str = "synthetic",
+    batch_size: int = 1,
+    errors: list[int] | None = None,
+    weights: str = "pretrained",
+    peak_gib: float = 10.0,
+    seed: int = 0,
+) -> Path:
+    rng = np.random.default_rng(seed)
+    processing = seconds_per_batch * (1 + noise * rng.standard_normal(n_batches))
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {"repeat": 0, "batch": range(n_batches), "audio_s": audio_per_batch, "processing_s": processing}
+    ).to_parquet(folder / "batches.parquet")
+    errors = errors if errors is not None else [1] * n_batches
+    words = 10
+    rows = pd.DataFrame(
+        {
+            "id": [f"u{i}" for i in range(n_batches)],
+            "substitutions": errors,
+            "deletions": 0,
+            "insertions": 0,
+            "reference_words": words,
+            "status": "ok",
+        }
+    )
+    rows.to_parquet(folder / "utterances.parquet")
+    rtf = processing.sum() / (audio_per_batch * n_batches)
+    wer = sum(errors) / (words * n_batches) if weights == "pretrained" else None
+    summary = {
+        "engine": engine,
+        "patches": [],
+        "model": "voxtral_mini_3b",
+        "weights": weights,
+        "scale": "full",
+        "dtype": "bfloat16",
+        "batch_size": batch_size,
+        "dataset": {"name": dataset, "config": None, "split": "test", "limit": None},
+        "n_utterances": n_batches,
+        "n_failed": 0,
+        "rtf": rtf,
+        "rtfx": 1 / rtf,
+        "rtfx_ci": [0.95 / rtf, 1.05 / rtf],
+        "wer": wer,
+        "wer_details": {"substitutions": sum(errors), "deletions": 0, "insertions": 0} if wer is not None else None,
+        "latency_p50": seconds_per_batch,
+        "latency_p90": seconds_per_batch * 1.1,
+        "latency_p99": seconds_per_batch * 1.2,
+        "decode_tokens_per_s": 100.0,
+        "peak_gpu_memory_bytes": peak_gib * 2**30,
+        "cold_start_seconds": 1.0,
+        "environment": {"hardware": hardware, "git_commit": "abc"},
+    }
+    write_json(folder / "summary.json", summary)
+    return folder
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,63 @@
+"""The CI gate on synthetic run folders with known timings."""
+
+from run_folders import make_run
+
+from bench.gate import main
+
+
+def baseline_file(tmp_path, **kwargs):
+    make_run(tmp_path / "base" / "stock", seed=1, **kwargs)
+    out = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(out)]) == 0
+    return out
+
+
+def test_a_30_percent_slowdown_fails(tmp_path, capsys):
+    baseline = baseline_file(tmp_path)
+    make_run(tmp_path / "cand" / "stock", seconds_per_batch=1.3, seed=2)
+    assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "cand")]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "FAIL" in out
+    assert "| RTF vs baseline | voxtral_stock b1 |" in out
+
+
+def test_noise_level_differences_pass(tmp_path, capsys):
+    baseline = baseline_file(tmp_path)
+    for seed in range(2, 7):  # five fresh draws of the same 2% noise
+        make_run(tmp_path / f"cand{seed}" / "stock", seed=seed)
+        assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / f"cand{seed}")]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_a_small_real_slowdown_within_the_threshold_passes(tmp_path):
+    baseline = baseline_file(tmp_path)
+    make_run(tmp_path / "cand" / "stock", seconds_per_batch=1.04, seed=2)  # 4% < the 10% threshold
+    assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "cand")]) == 0
+
+
+def test_other_hardware_is_refused_unless_forced(tmp_path, capsys):
+    baseline = baseline_file(tmp_path)
+    make_run(tmp_path / "cand" / "stock", hardware="NVIDIA H200 x1", seed=2)
+    assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "cand")]) == 2
+    assert "same hardware" in capsys.readouterr().err
+    assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "cand"), "--force"]) == 0
+
+
+def ratio_runs(folder, speedup, hardware="cpu: x x2", seed=0):
+    make_run(folder / "stock", engine="voxtral_stock", seconds_per_batch=1.0, hardware=hardware, seed=seed)
+    make_run(folder / "patched", engine="voxtral_patched", seconds_per_batch=1 / speedup, hardware=hardware,
+             seed=seed + 100)  # fmt: skip
+
+
+def test_same_run_ratio_is_gated_across_machines(tmp_path, capsys):
+    ratio_runs(tmp_path / "base", speedup=3.0)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(baseline)]) == 0
+    ratio_runs(tmp_path / "same", speedup=3.0, hardware="cpu: other x4", seed=5)
+    ratio_runs(tmp_path / "slower", speedup=2.0, hardware="cpu: other x4", seed=6)
+    same = ["--baseline", str(baseline), "--ratios-only", "--candidate", str(tmp_path / "same")]
+    assert main(same) == 0
+    slower = ["--baseline", str(baseline), "--ratios-only", "--candidate", str(tmp_path / "slower")]
+    assert main(slower) == 1
+    out = capsys.readouterr().out
+    assert "| same-run ratio | voxtral_patched/voxtral_stock b1 |" in out and "REGRESSION" in out

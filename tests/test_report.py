@@ -1,0 +1,76 @@
+"""Comparison and release tables, plots and the recommendation, on synthetic run folders."""
+
+import pandas as pd
+import pytest
+from run_folders import make_run
+
+from bench.report import comparison_frame, main, recommend
+from bench.runs import load_runs
+
+
+def test_comparison_table_and_files(tmp_path, capsys):
+    make_run(tmp_path / "runs" / "a", engine="voxtral_patched", seconds_per_batch=0.2, errors=[1] * 20)
+    make_run(tmp_path / "runs" / "b", engine="whisper_large_v3", seconds_per_batch=0.5, errors=[2] * 20)
+    make_run(tmp_path / "runs" / "c", engine="voxtral_patched", seconds_per_batch=1.0, batch_size=8)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "runs" / "*"), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert sorted(table.engine) == ["voxtral_patched", "voxtral_patched", "whisper_large_v3"]
+    assert table.loc[table.engine == "whisper_large_v3", "WER"].item() == pytest.approx(0.2)  # 40 / 200
+    assert (out / "wer_vs_rtfx.png").stat().st_size > 0 and (out / "rtfx_vs_batch.png").exists()
+    assert "Recommended: voxtral_patched" in capsys.readouterr().out
+
+
+def test_mixed_hardware_or_data_is_refused_with_the_reason(tmp_path, capsys):
+    make_run(tmp_path / "a", hardware="NVIDIA H100 x1")
+    make_run(tmp_path / "b", hardware="NVIDIA H200 x1", engine="whisper_large_v3")
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]) == 2
+    assert "hardware differs" in capsys.readouterr().err
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o"), "--allow-mixed"]) == 0
+    make_run(tmp_path / "c", dataset="librispeech_test_clean")
+    assert main([str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
+    assert "datasets differ" in capsys.readouterr().err
+
+
+def test_release_table_marks_changes(tmp_path):
+    make_run(tmp_path / "v1" / "p", engine="voxtral_patched", seconds_per_batch=1.0, errors=[1] * 20, seed=1)
+    make_run(tmp_path / "v1" / "w", engine="whisper_large_v3", seconds_per_batch=1.0, errors=[1] * 20, seed=2)
+    make_run(tmp_path / "v2" / "p", engine="voxtral_patched", seconds_per_batch=0.7, errors=[1] * 20, seed=3)
+    make_run(tmp_path / "v2" / "w", engine="whisper_large_v3", seconds_per_batch=1.0, errors=[3] * 20, seed=4)
+    out = tmp_path / "out"
+    assert main(["--baseline", str(tmp_path / "v1"), "--candidate", str(tmp_path / "v2"), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "release.csv").set_index("engine")
+    assert table.loc["voxtral_patched", "RTFx"] == "better"
+    assert table.loc["voxtral_patched", "RTFx Δ%"] == pytest.approx(100 * (1 / 0.7 - 1), rel=0.05)
+    assert table.loc["voxtral_patched", "WER"] == "noise"
+    assert table.loc["whisper_large_v3", "RTFx"] == "noise"
+    assert table.loc["whisper_large_v3", "WER"] == "worse"  # 10% -> 30%
+    assert table.loc["whisper_large_v3", "WER Δ"] == pytest.approx(0.2)
+
+
+def frame_of(tmp_path, specs):
+    for name, (engine, seconds, errors, peak) in specs.items():
+        make_run(tmp_path / name, engine=engine, seconds_per_batch=seconds, errors=[errors] * 20, peak_gib=peak)
+    return comparison_frame(load_runs([str(tmp_path)]))
+
+
+def test_recommendation_follows_the_constraints(tmp_path):
+    frame = frame_of(
+        tmp_path,
+        {
+            "fast_inaccurate": ("voxtral_patched", 0.1, 3, 10.0),  # RTFx 100, WER 30%
+            "slow_accurate": ("whisper_large_v3", 0.5, 1, 5.0),  # RTFx 20, WER 10%
+            "middle": ("voxtral_stock", 0.25, 1, 50.0),  # RTFx 40, WER 10%, big memory
+        },
+    )
+    assert recommend(frame).startswith("Recommended: voxtral_stock")  # best WER, fastest among equals
+    assert recommend(frame, max_memory_gib=20).startswith("Recommended: whisper_large_v3")
+    assert recommend(frame, min_rtfx=60).startswith("Recommended: voxtral_patched")
+    assert recommend(frame, max_wer=0.2, min_rtfx=60).startswith("No engine meets")
+
+
+def test_random_weights_recommend_on_speed_alone_and_say_so(tmp_path):
+    make_run(tmp_path / "a", engine="voxtral_patched", seconds_per_batch=0.1, weights="random")
+    make_run(tmp_path / "b", engine="voxtral_stock", seconds_per_batch=0.5, weights="random")
+    text = recommend(comparison_frame(load_runs([str(tmp_path)])), max_wer=0.1)
+    assert text.startswith("Recommended: voxtral_patched") and "speed alone" in text
