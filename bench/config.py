@@ -70,6 +70,9 @@ class RunConfig:
     on_error: str = "fail"  # skip | fail
     resume: bool = False
     progress: bool = True
+    # engines measured beside this one, batch by batch in turns, on the same model (a paired
+    # measurement for same-run ratios); each gets a folder under <run dir>/paired/<engine>
+    paired_with: list[str] = field(default_factory=list)
 
 
 @dataclass

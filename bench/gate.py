@@ -11,7 +11,8 @@ Two checks, each on the raw per-batch timings kept in every run folder:
   threshold, and by more than the noise. Needs the same hardware fingerprint
   (environment.hardware) unless --force.
 - Same-run ratios (default: voxtral_patched's speed-up over voxtral_stock, both measured
-  in the candidate sweep): a regression is a 95% interval of candidate ratio / baseline
+  in the candidate sweep, best in turns with run.paired_with, where batches are
+  resampled jointly so drift common to both cancels): a regression is a 95% interval of candidate ratio / baseline
   ratio wholly below 1 - --ratio-threshold. Ratios hold across machines of a kind, so
   this is what a CI runner without the baseline's hardware can gate (--ratios-only).
 
@@ -52,17 +53,26 @@ def _frame(raw: dict) -> pd.DataFrame:
     return pd.DataFrame(raw)
 
 
+def _measured_in_turns(a: Run, b: Run) -> bool:
+    """Whether two runs come from one run.paired_with measurement (batches timed in turns)."""
+    return a.path / "paired" / b.summary["engine"] == b.path or b.path / "paired" / a.summary["engine"] == a.path
+
+
 def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
     entries = []
     for pair in pairs:
         numerator, denominator = pair.split("/")
         for num in (r for r in runs if r.summary["engine"] == numerator):
-            for den in (r for r in runs if r.summary["engine"] == denominator and _group(r) == _group(num)):
+            partners = [r for r in runs if r.summary["engine"] == denominator and _group(r) == _group(num)]
+            # a partner measured in turns with this run is the one to pair it with
+            partners.sort(key=lambda r: not _measured_in_turns(num, r))
+            for den in partners[:1]:
                 entries.append(
                     {
                         "pair": pair,
                         "group": _group(num),
                         "ratio": den.summary["rtf"] / num.summary["rtf"],  # speed-up of numerator
+                        "paired": _measured_in_turns(num, den),
                         "numerator": _raw(num),
                         "denominator": _raw(den),
                     }
@@ -90,9 +100,14 @@ def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
 
 
 def _ratio_samples(entry: dict, rng) -> np.ndarray:
-    return rtf_samples(_frame(entry["denominator"]), RESAMPLES, rng) / rtf_samples(
-        _frame(entry["numerator"]), RESAMPLES, rng
-    )
+    """Bootstrap of a speed-up. Runs measured in turns are resampled jointly, batch by batch,
+    so drift that slowed both engines alike cancels in the ratio."""
+    num, den = _frame(entry["numerator"]), _frame(entry["denominator"])
+    if entry.get("paired") and len(num) == len(den):
+        picks = rng.integers(0, len(num), size=(RESAMPLES, len(num)))
+        num_p, den_p = num.processing_s.to_numpy(float), den.processing_s.to_numpy(float)
+        return den_p[picks].sum(axis=1) / num_p[picks].sum(axis=1)
+    return rtf_samples(den, RESAMPLES, rng) / rtf_samples(num, RESAMPLES, rng)
 
 
 def gate(

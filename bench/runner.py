@@ -12,7 +12,7 @@ from bench.data import load_utterances
 from bench.engines import engine_class
 from bench.environment import environment
 from bench.errors import BenchError
-from bench.measure import measure
+from bench.measure import measure_side_by_side
 from bench.results import batch_rows, summarize, utterance_rows, write_json, write_parquet
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -45,35 +45,71 @@ def release_device_memory(device: torch.device) -> None:
         torch._dynamo.reset()
 
 
+def partner_engine_config(name: str):
+    """An engine's config (its YAML over its schema), for run.paired_with."""
+    from bench.config import REPO_DIR
+    from bench.engines import engine_config_classes
+
+    classes = engine_config_classes()
+    if name not in classes:
+        raise BenchError(f"run.paired_with: unknown engine {name!r}; choose from: {', '.join(classes)}")
+    yaml = OmegaConf.load(REPO_DIR / "conf" / "engine" / f"{name}.yaml")
+    yaml.pop("defaults", None)
+    return OmegaConf.merge(OmegaConf.structured(classes[name]), yaml)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Measure cfg.engine (and any run.paired_with engines beside it); write the run folder(s)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
-    engine_type = engine_class(cfg.engine.name)
+    engine_configs = [cfg.engine, *(partner_engine_config(name) for name in cfg.run.paired_with)]
+    engine_types = [engine_class(c.name) for c in engine_configs]
     release_device_memory(device)
 
     utterances = load_utterances(cfg.dataset, cfg.run.limit, cfg.run.progress)
     if not utterances:
         raise BenchError(f"dataset {cfg.dataset.name} gave no utterances (run.limit={cfg.run.limit})")
 
-    engine = engine_type(cfg.engine, cfg.model, device, dtype, cfg.dataset.language)
+    engines = [
+        t(c, cfg.model, device, dtype, cfg.dataset.language) for t, c in zip(engine_types, engine_configs, strict=True)
+    ]
     profile = None
     try:
-        measurement = measure(engine, utterances, cfg.run)
-        engine_report = engine.report()
+        measurements = measure_side_by_side(engines, utterances, cfg.run)
+        reports = [engine.report() for engine in engines]
         if cfg.profile:
-            profile = _profile(engine, utterances, cfg, measurement, run_dir)
+            profile = _profile(engines[0], utterances, cfg, measurements[0], run_dir)
     finally:
-        engine.close()
-        del engine
+        for engine in engines:
+            engine.close()
+        del engines
         release_device_memory(device)
 
+    env = environment(device)
+    names = [c.name for c in engine_configs]
+    summaries = []
+    for k, (engine_cfg, measurement, report) in enumerate(zip(engine_configs, measurements, reports, strict=True)):
+        folder = run_dir if k == 0 else run_dir / "paired" / engine_cfg.name
+        summary = _write_run(folder, cfg, engine_cfg, dtype, device, utterances, measurement, env)
+        summary["engine_report"] = report
+        summary["paired_with"] = [n for n in names if n != engine_cfg.name]
+        summary["profile"] = profile.summary if profile and k == 0 else None
+        write_json(folder / "summary.json", summary)
+        summaries.append(summary)
+    if profile:
+        print(profile.verdict)
+    return summaries[0]
+
+
+def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, measurement, env) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
     score = cfg.model.weights == "pretrained"
     rows = utterance_rows(utterances, measurement, cfg.dataset.language, score)
     batches = batch_rows(measurement)
     header = {
-        "engine": cfg.engine.name,
-        "patches": list(cfg.engine.patches),
+        "engine": engine_cfg.name,
+        "patches": list(engine_cfg.patches),
         "model": cfg.model.name,
         "model_id": cfg.model.id,
         "weights": cfg.model.weights,
@@ -96,22 +132,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         },
     }
     summary = summarize(
-        header=header,
-        utterances=utterances,
-        m=measurement,
-        rows=rows,
-        batches=batches,
-        score=score,
-        environment=environment(device),
+        header=header, utterances=utterances, m=measurement, rows=rows, batches=batches, score=score, environment=env
     )
-    summary["engine_report"] = engine_report
-    summary["profile"] = profile.summary if profile else None
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    write_parquet(run_dir / "utterances.parquet", rows)
-    write_parquet(run_dir / "batches.parquet", batches)
-    write_json(run_dir / "summary.json", summary)
-    if profile:
-        print(profile.verdict)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["engine"] = OmegaConf.to_container(engine_cfg, resolve=True)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    write_parquet(folder / "utterances.parquet", rows)
+    write_parquet(folder / "batches.parquet", batches)
     return summary
 
 

@@ -52,7 +52,7 @@ class Run:
 
 
 def load_runs(paths: list[str]) -> list[Run]:
-    """Run folders, parent folders (searched for summary.json) or globs of either."""
+    """Run folders (with their paired/ partners), parent folders (searched for summary.json) or globs of either."""
     found: list[Path] = []
     for pattern in paths:
         matches = glob.glob(pattern) or [pattern]
@@ -60,7 +60,8 @@ def load_runs(paths: list[str]) -> list[Run]:
             if match.is_file() and match.name == "summary.json":
                 found.append(match.parent)
             elif (match / "summary.json").is_file():
-                found.append(match)
+                # A run.paired_with run keeps its partners' folders under paired/<engine>/.
+                found += [match, *sorted(p.parent for p in match.glob("paired/*/summary.json"))]
             elif match.is_dir():
                 found += sorted(p.parent for p in match.rglob("summary.json"))
     if not found:

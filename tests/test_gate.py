@@ -61,3 +61,41 @@ def test_same_run_ratio_is_gated_across_machines(tmp_path, capsys):
     assert main(slower) == 1
     out = capsys.readouterr().out
     assert "| same-run ratio | voxtral_patched/voxtral_stock b1 |" in out and "REGRESSION" in out
+
+
+def paired_runs(folder, speedup, drift, seed):
+    """stock and patched measured in turns: both see the same per-batch drift of the machine."""
+    import numpy as np
+    import pandas as pd
+
+    ratio_runs(folder, speedup=speedup, seed=seed)
+    stock, patched = folder / "stock", folder / "stock" / "paired" / "voxtral_patched"
+    patched.parent.mkdir(parents=True)
+    (folder / "patched").rename(patched)
+    factor = 1 + drift * np.sin(np.arange(20) + seed)  # slow machine-wide drift, common to both
+    for run in (stock, patched):
+        batches = pd.read_parquet(run / "batches.parquet")
+        batches["processing_s"] *= factor
+        batches.to_parquet(run / "batches.parquet")
+
+
+def test_runs_measured_in_turns_cancel_common_drift(tmp_path):
+    paired_runs(tmp_path / "base", speedup=3.0, drift=0.0, seed=1)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(baseline)]) == 0
+    for seed in range(2, 7):  # heavy drift (+-40%), same speed-up: passes every time
+        paired_runs(tmp_path / f"drift{seed}", speedup=3.0, drift=0.4, seed=seed)
+        args = ["--baseline", str(baseline), "--ratios-only", "--candidate", str(tmp_path / f"drift{seed}")]
+        assert main(args) == 0
+    paired_runs(tmp_path / "slower", speedup=2.4, drift=0.4, seed=9)  # a 20% smaller speed-up
+    assert main(["--baseline", str(baseline), "--ratios-only", "--candidate", str(tmp_path / "slower")]) == 1
+
+
+def test_a_run_folder_brings_its_paired_partners(tmp_path):
+    import json
+
+    paired_runs(tmp_path / "base", speedup=3.0, drift=0.0, seed=1)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base" / "stock"), "--out", str(baseline)]) == 0
+    ratios = json.loads(baseline.read_text())["ratios"]
+    assert len(ratios) == 1 and ratios[0]["paired"] is True

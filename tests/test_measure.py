@@ -124,3 +124,24 @@ def test_a_run_releases_its_model_before_the_next_job_starts(monkeypatch, run_di
     cfg = compose_config("run.limit=1", "run.progress=false", "model.family=fake", "engine.family=fake")
     bench.runner.run(cfg, run_dir)
     assert len(held) == 1 and held[0]() is None
+
+
+def test_side_by_side_engines_take_turns_batch_by_batch():
+    from bench.measure import measure_side_by_side
+
+    calls = []
+    a, b = fake_engine(batch_delay=0.01), fake_engine(batch_delay=0.03)
+    for name, engine in (("a", a), ("b", b)):
+        original = engine.transcribe
+
+        def transcribe(audios, targets, clock, original=original, name=name):
+            calls.append(name)
+            return original(audios, targets, clock)
+
+        engine.transcribe = transcribe
+    ma, mb = measure_side_by_side([a, b], utterances([1.0] * 4), RunConfig(batch_size=2, progress=False))
+    # warm-up a, b; then batch 0: a first, batch 1: b first (who starts rotates)
+    assert calls == ["a", "b", "a", "b", "b", "a"]
+    assert len(ma.batches) == len(mb.batches) == 2
+    ratio = sum(x.processing_s for x in mb.batches) / sum(x.processing_s for x in ma.batches)
+    assert 2.0 < ratio < 3.5  # 0.03 s vs 0.01 s per batch
