@@ -1,10 +1,10 @@
-"""Task runner. `python -m nox -s lint tests` is what CI runs (see .ci/run)."""
+"""Task runner. `python -m nox -s lint tests gate` is what CI runs (see .ci/run)."""
 
 import os
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "gate"]
 
 # The CPU build of torch by default, so nothing pulls CUDA wheels on a CPU machine;
 # a GPU host sets BENCH_TORCH=torch (or a CUDA-specific pin) to get the normal build.
@@ -37,3 +37,46 @@ def speed(session):
     session.install(TORCH)
     session.install("-e", ".")
     session.run("python", "-m", "bench.speed", *session.posargs)
+
+
+# The CI smoke benchmark: patched and stock Voxtral at tiny scale, measured in turns batch by
+# batch (run.paired_with) so the machine's drift cancels in their speed-up, which is what the
+# gate checks against the committed baseline. About 30 s on a 2-core CPU.
+SMOKE_RUN = [
+    "engine=voxtral_patched",
+    "run.paired_with=[voxtral_stock]",
+    "model.weights=random",
+    "model.scale=tiny",
+    "dataset=synthetic",
+    "dataset.n_clips=16",
+    "dataset.words_per_second=0.3",  # short transcripts: the tiny model's decode is lm_head-bound on a CPU
+    "run.batch_size=4",
+    "run.repeats=3",
+    "run.progress=false",
+]
+CI_BASELINE = "results/baselines/ci_cpu_tiny.json"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _smoke(session, run_dir: str) -> None:
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("python", "-m", "bench", *SMOKE_RUN, *session.posargs, f"hydra.run.dir={run_dir}", env=OFFLINE)
+
+
+@nox.session
+def gate(session):
+    """CI smoke gate: the same-run patched/stock speed-up must not drop beyond noise (nox -s gate)."""
+    run_dir = os.path.join(session.create_tmp(), "smoke")
+    session.run("rm", "-rf", run_dir, external=True)
+    _smoke(session, run_dir)
+    session.run("python", "-m", "bench.gate", "--baseline", CI_BASELINE, "--ratios-only", "--candidate", run_dir)
+
+
+@nox.session
+def gate_baseline(session):
+    """Rewrite the CI baseline from a fresh smoke run (commit it with the change that moved it)."""
+    run_dir = os.path.join(session.create_tmp(), "smoke-baseline")
+    session.run("rm", "-rf", run_dir, external=True)
+    _smoke(session, run_dir)
+    session.run("python", "-m", "bench.gate", "--write-baseline", run_dir, "--out", CI_BASELINE)
