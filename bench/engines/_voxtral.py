@@ -163,3 +163,15 @@ def length_matching_processor(targets: list[int], prompt_length: int, device: to
             return force_length(scores, input_ids.shape[1] - prompt_length, target)
 
     return ForceLength()
+
+
+def token_budget(max_new_tokens: int, audios, target_tokens: list[int] | None) -> int:
+    """New tokens a batch may generate. engine.max_new_tokens counts per 30 s chunk of the
+    batch's longest clip, because a long-form transcript grows with its audio."""
+    budget = max_new_tokens * max(n_chunks(a) for a in audios)
+    if target_tokens and max(target_tokens) > budget:
+        raise BenchError(
+            f"a reference needs {max(target_tokens)} tokens, more than engine.max_new_tokens={max_new_tokens} "
+            f"per 30 s chunk allows ({budget}); raise engine.max_new_tokens"
+        )
+    return budget

@@ -85,6 +85,15 @@ class Engine(ABC):
         """Engine-specific figures for the summary (e.g. compile counts)."""
         return {}
 
+    def after_out_of_memory(self) -> None:
+        """The batch ran out of GPU memory and is retried in halves: free what it left.
+        Engines that size buffers by the batch drop them here so the halves get smaller ones."""
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def close(self) -> None:
         """Drop device memory so the next job of a multirun starts clean."""
         for name in list(vars(self)):

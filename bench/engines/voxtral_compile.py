@@ -48,8 +48,9 @@ class VoxtralCompile(VoxtralStock):
         compile_config._compile_all_devices = True
         self.compile_config = compile_config
         prompt_overhead = 16  # BOS, [INST], [BEGIN_AUDIO], [/INST], lang:xx, [TRANSCRIBE]
-        self.max_cache_len = (
-            prompt_overhead + vox.TOKENS_PER_CHUNK * self.engine_cfg.max_chunks + self.engine_cfg.max_new_tokens
+        # max_new_tokens counts per chunk (see voxtral_stock)
+        self.max_cache_len = prompt_overhead + self.engine_cfg.max_chunks * (
+            vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens
         )
         self.rows = 0
         self.calls = 0
@@ -65,6 +66,10 @@ class VoxtralCompile(VoxtralStock):
             )
         self.rows = max(self.rows, len(audios))
         return audios + [audios[-1]] * (self.rows - len(audios)), len(audios)
+
+    def after_out_of_memory(self) -> None:
+        self.rows = 0  # pad the halves to their own size (a new shape: one recompile)
+        super().after_out_of_memory()
 
     def generate_kwargs(self, batch_rows: int) -> dict:
         return {

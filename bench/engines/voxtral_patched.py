@@ -40,9 +40,9 @@ class Config(EngineConfig):
     name: str = "voxtral_patched"
     family: str = "voxtral"
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
-    max_new_tokens: int = 500
     eos_check_every: int = 8
-    max_chunks: int = 2  # static cache sized for this many 30 s chunks
+    max_new_tokens: int = 500  # per 30 s chunk of the batch's longest clip
+    max_chunks: int = 2  # static cache sized for this many 30 s chunks at first (grows for longer clips)
 
 
 class VoxtralPatched(Engine):
@@ -60,12 +60,22 @@ class VoxtralPatched(Engine):
         self.mel_filters = torch.from_numpy(fe.mel_filters).to(self.device, torch.float32)
         self.window = torch.hann_window(fe.n_fft, device=self.device)
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
-        self.max_cache_len = 16 + vox.TOKENS_PER_CHUNK * self.engine_cfg.max_chunks + self.engine_cfg.max_new_tokens
-        self.cache = None  # static cache, made at the first batch, reused after
-        self.rows = 0
-        self.graph = None
+        self._size_cache(self.engine_cfg.max_chunks)
         # a graph replays fixed buffers: it needs the static cache, and CUDA
         self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
+
+    def _size_cache(self, chunks: int) -> None:
+        """The static cache holds the prompt and the token budget of `chunks` 30 s chunks;
+        it is made at the next batch and reused after."""
+        self.capacity_chunks = chunks
+        per_chunk = vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens
+        self.max_cache_len = 16 + per_chunk * chunks
+        self.cache, self.rows, self.graph = None, 0, None
+
+    def after_out_of_memory(self) -> None:
+        # the halves get a cache (and graph) of their own size
+        self.cache, self.rows, self.graph, self._valid = None, 0, None, None
+        super().after_out_of_memory()
 
     def count_target_tokens(self, reference: str) -> int:
         return vox.count_tokens(self.processor.tokenizer, reference)
@@ -165,18 +175,12 @@ class VoxtralPatched(Engine):
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
-        if target_tokens and max(target_tokens) > self.engine_cfg.max_new_tokens:
-            raise BenchError(
-                f"a reference needs {max(target_tokens)} tokens, more than "
-                f"engine.max_new_tokens={self.engine_cfg.max_new_tokens}"
-            )
+        budget = vox.token_budget(self.engine_cfg.max_new_tokens, audios, target_tokens)
         rows = len(audios)
         if "static_cache" in self.on:
-            if max(vox.n_chunks(a) for a in audios) > self.engine_cfg.max_chunks:
-                raise BenchError(
-                    f"a clip needs more than engine.max_chunks={self.engine_cfg.max_chunks} chunks of 30 s; "
-                    "raise engine.max_chunks"
-                )
+            chunks = max(vox.n_chunks(a) for a in audios)
+            if chunks > self.capacity_chunks:  # longer audio than the cache holds: a bigger one
+                self._size_cache(chunks)
             # one batch shape for the whole run (the first batch is the largest), so the
             # cache and the captured graph are reused; padding rows' output is dropped
             padded = max(self.rows, rows)
@@ -185,7 +189,7 @@ class VoxtralPatched(Engine):
                 target_tokens = list(target_tokens) + [target_tokens[-1]] * (padded - rows)
         ids, mask, features = self._inputs(audios, clock)
         embeds = self._embeddings(ids, features, clock)
-        tokens = self._greedy(embeds, mask, target_tokens, clock)
+        tokens = self._greedy(embeds, mask, target_tokens, budget, clock)
         with clock.phase("detokenise"):
             tokens = tokens[:rows]
             lengths = vox.generated_lengths(tokens)
@@ -193,17 +197,17 @@ class VoxtralPatched(Engine):
             texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
         return [Transcript(t.strip(), n, ids_list[i][:n]) for i, (t, n) in enumerate(zip(texts, lengths, strict=True))]
 
-    def _greedy(self, embeds, mask, target_tokens, clock: Clock) -> torch.Tensor:
+    def _greedy(self, embeds, mask, target_tokens, budget: int, clock: Clock) -> torch.Tensor:
         rows, length = mask.shape
         device = self.device
         static = "static_cache" in self.on
-        kv_len = self.max_cache_len if static else length + self.engine_cfg.max_new_tokens
+        kv_len = self.max_cache_len if static else length + budget
         # valid[b, j]: row b may attend key j (a real prompt token or a generated one)
         valid = self._valid_buffer(rows, kv_len)
         valid[:, :length] = mask.bool()
         targets = torch.tensor(target_tokens, device=device) if target_tokens is not None else None
         cache = self._new_cache(rows)
-        out = torch.full((rows, self.engine_cfg.max_new_tokens), vox.PAD, dtype=torch.long, device=device)
+        out = torch.full((rows, budget), vox.PAD, dtype=torch.long, device=device)
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
         # positions as generate derives them from a left-padded mask
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
@@ -219,7 +223,7 @@ class VoxtralPatched(Engine):
         with clock.phase("decode"):
             check_every = self.engine_cfg.eos_check_every if "sync_free_loop" in self.on else 1
             step_fn = None
-            for step in range(1, self.engine_cfg.max_new_tokens):
+            for step in range(1, budget):
                 if step % check_every == 0 and not bool(unfinished.any()):
                     break  # the loop's only read-back to the host
                 cache_position = torch.full((1,), length + step - 1, device=device)

@@ -1,7 +1,9 @@
 """Whisper-large-v3 through the openai-whisper package: greedy, no timestamps, batched.
 
-Audio longer than 30 s is cut into consecutive 30 s windows that are decoded as rows of
-the same batch and joined. Weights: `pretrained` goes through whisper.load_model (its
+Audio longer than 30 s goes the way openai-whisper's `transcribe` takes it without
+timestamps: consecutive 30 s windows decoded one after another, each prompted with the
+text decoded so far (condition_on_previous_text), one clip at a time. Short clips are
+decoded as rows of one batch. Weights: `pretrained` goes through whisper.load_model (its
 own download and cache, or a checkpoint path); `random` builds the large-v3 dimensions
 directly on the device. In length-matched mode a logit filter holds end-of-text back
 until the reference's token count is reached, then forces it.
@@ -30,7 +32,11 @@ class Config(EngineConfig):
 
 def _decoding_task_class():
     """DecodingTask subclass built lazily so importing this module stays cheap."""
-    from whisper.decoding import DecodingTask, LogitFilter
+    from whisper.decoding import DecodingTask, LogitFilter, SequenceRanker
+
+    class OnlyCandidate(SequenceRanker):
+        def rank(self, tokens, sum_logprobs):
+            return [0 for _ in tokens]
 
     class ForceLength(LogitFilter):
         """End-of-text is forbidden before a row's target length and forced at it."""
@@ -49,6 +55,10 @@ def _decoding_task_class():
 
         def __init__(self, model, options, audio_features, clock: Clock, targets=None):
             super().__init__(model, options)
+            # Greedy keeps one candidate per row, so ranking has nothing to choose. Stock's
+            # ranker divides by the candidate's length and raises ZeroDivisionError for a
+            # window decoded to nothing (end-of-text first: silence, an empty reference).
+            self.sequence_ranker = OnlyCandidate()
             self._audio_features, self._clock = audio_features, clock
             if targets is not None:
                 targets = torch.tensor(targets, device=audio_features.device)
@@ -98,22 +108,31 @@ class WhisperLargeV3(Engine):
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
-        from whisper.audio import log_mel_spectrogram
-        from whisper.decoding import DecodingOptions
 
-        windows, owner, window_targets = [], [], []
-        for i, audio in enumerate(audios):
-            parts = split_into_windows(audio)
-            windows += parts
-            owner += [i] * len(parts)
-            if target_tokens is not None:
-                window_targets += share_tokens(target_tokens[i], [len(p) for p in parts])
-        sample_len = self.engine_cfg.max_new_tokens
-        if window_targets and max(window_targets) > sample_len:
-            raise BenchError(
-                f"a reference needs {max(window_targets)} tokens in one 30 s window, more than "
-                f"engine.max_new_tokens={sample_len}"
-            )
+        if any(len(audio) > WINDOW_SAMPLES for audio in audios):
+            return [
+                self._long_form(audio, target_tokens[i] if target_tokens is not None else None, clock)
+                for i, audio in enumerate(audios)
+            ]
+        features = self._encode(audios, clock)
+        results = self._decode(features, target_tokens, clock)
+        return [Transcript(r.text.strip(), len(r.tokens), list(r.tokens)) for r in results]
+
+    def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
+        """Sequential 30 s windows, each conditioned on the tokens decoded before it."""
+        windows = split_into_windows(audio)
+        targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
+        features = self._encode(windows, clock)  # the encoder does not see text: all windows at once
+        tokens: list[int] = []
+        texts = []
+        for j in range(len(windows)):
+            result = self._decode(features[j : j + 1], [targets[j]] if targets else None, clock, prompt=tokens)[0]
+            tokens = tokens + result.tokens  # a new list: the task keeps the one it was given
+            texts.append(result.text.strip())
+        return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)
+
+    def _encode(self, windows: list[np.ndarray], clock: Clock) -> torch.Tensor:
+        from whisper.audio import log_mel_spectrogram
 
         with clock.phase("h2d"):
             padded = np.zeros((len(windows), WINDOW_SAMPLES), dtype=np.float32)
@@ -124,7 +143,17 @@ class WhisperLargeV3(Engine):
             # one window at a time: the log-mel clamp uses the window's own maximum
             mel = torch.stack([log_mel_spectrogram(row, n_mels=self.n_mels) for row in audio]).to(self.dtype)
         with clock.phase("encode"):
-            features = self.model.encoder(mel)
+            return self.model.encoder(mel)
+
+    def _decode(self, features, targets: list[int] | None, clock: Clock, prompt: list[int] | None = None):
+        from whisper.decoding import DecodingOptions
+
+        sample_len = self.engine_cfg.max_new_tokens
+        if targets and max(targets) > sample_len:
+            raise BenchError(
+                f"a reference needs {max(targets)} tokens in one 30 s window, more than "
+                f"engine.max_new_tokens={sample_len}"
+            )
         options = DecodingOptions(
             task="transcribe",
             language=self.language,
@@ -132,16 +161,10 @@ class WhisperLargeV3(Engine):
             without_timestamps=True,
             fp16=False,  # dtype is ours: the features above are already in it
             sample_len=sample_len,
+            prompt=prompt or None,  # the task keeps its last n_text_ctx // 2 - 1 tokens, as transcribe does
         )
-        task = self.task_class(self.model, options, features, clock, window_targets or None)
-        results = task.run(features)
-
-        texts: list[list[str]] = [[] for _ in audios]
-        counts = [0] * len(audios)
-        for i, result in zip(owner, results, strict=True):
-            texts[i].append(result.text)
-            counts[i] += len(result.tokens)
-        return [Transcript(" ".join(t for t in parts if t), n) for parts, n in zip(texts, counts, strict=True)]
+        task = self.task_class(self.model, options, features, clock, targets or None)
+        return task.run(features)
 
 
 ENGINE = WhisperLargeV3

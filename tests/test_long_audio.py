@@ -1,0 +1,68 @@
+"""Clips of minutes: Voxtral in 30 s chunks as its processor makes them, Whisper in
+sequential 30 s windows each prompted with the text before it (as whisper.transcribe)."""
+
+import numpy as np
+import pytest
+from test_voxtral_patched import CPU, make_engine
+
+from bench.clock import Clock
+from bench.engines.voxtral_compile import VoxtralCompile
+from bench.engines.voxtral_patched import VoxtralPatched
+from bench.engines.voxtral_stock import VoxtralStock
+from bench.engines.whisper_large_v3 import WhisperLargeV3
+from bench.errors import BenchError
+
+SECONDS = 150  # five 30 s chunks; the engines' static caches start sized for two
+CLIP = np.random.default_rng(1).uniform(-0.3, 0.3, SECONDS * 16_000).astype(np.float32)
+REFERENCE = "the quick brown fox jumps over the lazy dog " * 12
+
+
+def transcribe(engine, audios, targets):
+    with Clock(CPU) as clock:
+        return engine.transcribe(audios, targets, clock)
+
+
+def test_voxtral_patched_grows_its_cache_for_long_audio_and_keeps_stock_tokens():
+    stock = make_engine(VoxtralStock, "voxtral_stock", "engine.max_new_tokens=30")
+    patched = make_engine(VoxtralPatched, "voxtral_patched", "engine.max_new_tokens=30")
+    target = stock.count_target_tokens(REFERENCE)
+    assert target > 30  # more than one chunk's budget: the budget counts per 30 s chunk
+    short = CLIP[: 20 * 16_000]
+    transcribe(patched, [short], [5])  # sizes its cache for two chunks first
+    small_cache = patched.max_cache_len
+    expected = transcribe(stock, [CLIP], [target])[0]
+    got = transcribe(patched, [CLIP], [target])[0]
+    assert got.tokens == expected.tokens and got.n_tokens == target
+    assert patched.capacity_chunks == 5 and patched.max_cache_len > small_cache
+
+
+def test_a_reference_longer_than_the_token_budget_is_refused_with_the_setting_named():
+    stock = make_engine(VoxtralStock, "voxtral_stock", "engine.max_new_tokens=5")
+    with pytest.raises(BenchError, match=r"raise engine.max_new_tokens"):
+        transcribe(stock, [CLIP[:16_000]], [6])
+
+
+def test_voxtral_compile_names_the_setting_for_audio_beyond_its_fixed_shapes():
+    engine = make_engine(VoxtralCompile, "voxtral_compile")
+    with pytest.raises(BenchError, match=r"more than engine.max_chunks=2 chunks of 30 s; raise engine.max_chunks"):
+        transcribe(engine, [CLIP], [10])
+
+
+def test_whisper_decodes_long_audio_window_after_window_with_the_previous_text_as_prompt(monkeypatch):
+    engine = make_engine(WhisperLargeV3, "whisper_large_v3", "model=whisper_large_v3")
+    prompts = []
+    task_class = engine.task_class
+
+    def spy(model, options, *args):
+        prompts.append(options.prompt)
+        return task_class(model, options, *args)
+
+    monkeypatch.setattr(engine, "task_class", spy)
+    target = engine.count_target_tokens(REFERENCE)
+    out = transcribe(engine, [CLIP], [target])[0]
+    assert out.n_tokens == target == len(out.tokens)
+    assert len(prompts) == 5 and prompts[0] is None
+    # each window's prompt is every token decoded before it
+    window_tokens = [len(p or []) for p in prompts] + [out.n_tokens]
+    assert all(b > a for a, b in zip(window_tokens, window_tokens[1:], strict=False))
+    assert prompts[-1] == out.tokens[: len(prompts[-1])]
