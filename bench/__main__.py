@@ -14,6 +14,24 @@ from bench.errors import BenchError
 
 register_configs()
 
+CONFIG_GROUPS = ("engine", "model", "dataset")
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """One clear line for an unknown engine=/model=/dataset= name (Hydra's own message is
+    a page long), before Hydra composes anything. Sweeps (a,b) are checked name by name."""
+    from bench.config import REPO_DIR
+
+    for arg in argv:
+        group, _, value = arg.partition("=")
+        if group not in CONFIG_GROUPS or not value or "(" in value:
+            continue
+        known = sorted(p.stem for p in (REPO_DIR / "conf" / group).glob("*.yaml"))
+        for name in value.split(","):
+            if name not in known:
+                print(f"bench: error: unknown {group} {name!r}; choose from: {', '.join(known)}", file=sys.stderr)
+                sys.exit(2)
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
@@ -32,4 +50,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:])
     main()

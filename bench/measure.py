@@ -4,11 +4,18 @@ Order of events: load (timed on its own), warm-up batches (the first of them is 
 cold start, reported on its own, none counted), then ``repeats`` timed passes over every
 batch. Audio was decoded before any of this; target token counts for length-matched
 decoding are computed here, before the timed region, with the engine's own tokenizer.
+
+A batch that runs out of GPU memory is halved and its halves retried; with
+``run.on_error=skip`` a batch that fails otherwise is split until the utterance that fails
+is alone, and only that one is recorded as failed. A resumed run (``prior``) skips the
+batches its earlier sessions finished; ``on_batch`` is called after every batch so the
+caller can save progress.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -16,8 +23,12 @@ from tqdm import tqdm
 
 from bench.clock import Clock, synchronize
 from bench.config import RunConfig
-from bench.data import Utterance
+from bench.data import Failure, Utterance
+from bench.data.audio import SAMPLE_RATE
 from bench.engines.base import Engine, Transcript
+from bench.errors import BenchError
+
+LONG_FORM_S = 30.0  # longer clips need several 30 s windows: long-form
 
 
 @dataclass
@@ -31,12 +42,7 @@ class BatchRecord:
     n_tokens: int
     phases: dict[str, float]
     counts: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Failure:
-    id: str
-    reason: str
+    long_form: bool = False
 
 
 @dataclass
@@ -50,21 +56,101 @@ class Measurement:
     target_tokens: dict[str, int] | None = None
     failures: list[Failure] = field(default_factory=list)
     peak_memory_bytes: int | None = None
+    done: list[list[int]] = field(default_factory=list)  # [repeat, index] of finished batches
+    oom_splits: list[dict] = field(default_factory=list)  # batches halved after running out of memory
+    resumed: list[dict] = field(default_factory=list)  # later sessions: load, cold start, batches done before
+
+
+def is_long_form(utterance: Utterance) -> bool:
+    return len(utterance.audio) > LONG_FORM_S * SAMPLE_RATE
 
 
 def make_batches(utterances: list[Utterance], batch_size: int) -> list[list[Utterance]]:
+    """Consecutive batches of at most batch_size; short- and long-form clips never share one,
+    so each batch's time belongs to one form and the summary can report them apart."""
     if batch_size < 1:
-        from bench.errors import BenchError
-
         raise BenchError(f"run.batch_size={batch_size}: must be at least 1")
-    return [utterances[i : i + batch_size] for i in range(0, len(utterances), batch_size)]
+    batches: list[list[Utterance]] = []
+    for u in utterances:
+        if batches and len(batches[-1]) < batch_size and is_long_form(batches[-1][0]) == is_long_form(u):
+            batches[-1].append(u)
+        else:
+            batches.append([u])
+    return batches
 
 
 def measure(engine: Engine, utterances: list[Utterance], run: RunConfig) -> Measurement:
     return measure_side_by_side([engine], utterances, run)[0]
 
 
-def measure_side_by_side(engines: list[Engine], utterances: list[Utterance], run: RunConfig) -> list[Measurement]:
+def _out_of_memory(err: Exception) -> bool:
+    return isinstance(err, torch.OutOfMemoryError)
+
+
+class _Session:
+    """One pass of measure_side_by_side: the engines, the batches, and the calls."""
+
+    def __init__(self, engines: list[Engine], run: RunConfig, steps: int):
+        self.engines, self.run = engines, run
+        self.targets: list[dict[str, int] | None] = []
+        label = "+".join(e.engine_cfg.name for e in engines)
+        self.bar = tqdm(total=steps, desc=label, unit="batch", disable=not run.progress)
+
+    def call(self, k: int, batch: list[Utterance]) -> tuple[Clock, list[Transcript]]:
+        targets = self.targets[k]
+        with Clock(self.engines[k].device) as clock:
+            out = self.engines[k].transcribe(
+                [u.audio for u in batch], [targets[u.id] for u in batch] if targets else None, clock
+            )
+        return clock, out
+
+    def attempt(self, k: int, batch: list[Utterance], result: Measurement | None, where: str):
+        """Run a batch, splitting it on out-of-memory (always) or on failure (on_error=skip).
+
+        Yields (sub-batch, clock, transcripts) for what ran; records what failed in result
+        (None: a warm-up call, whose failures the timed pass will meet and record).
+        """
+        try:
+            yield (batch, *self.call(k, batch))
+            return
+        except Exception as err:
+            error = err
+        engine = self.engines[k]
+        oom = _out_of_memory(error)
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        ids = ", ".join(u.id for u in batch[:4]) + (", ..." if len(batch) > 4 else "")
+        if oom:
+            engine.after_out_of_memory()
+        elif self.run.on_error != "skip":
+            raise BenchError(
+                f"{engine.engine_cfg.name} failed on {where} (utterances {ids}): {reason}; "
+                "run.on_error=skip records failed utterances and goes on"
+            ) from error
+        elif result is None:
+            return  # a warm-up call: the timed pass meets this failure again and records it
+        if len(batch) > 1:
+            half = (len(batch) + 1) // 2
+            if oom and result is not None:
+                result.oom_splits.append({"where": where, "size": len(batch), "into": [half, len(batch) - half]})
+            for part in (batch[:half], batch[half:]):
+                yield from self.attempt(k, part, result, where)
+            return
+        if oom and self.run.on_error != "skip":
+            raise BenchError(
+                f"{engine.engine_cfg.name} ran out of GPU memory on utterance {batch[0].id} alone ({where}); "
+                "use a smaller model or dtype, or run.on_error=skip to record it and go on"
+            ) from error
+        if result is not None:
+            result.failures.append(Failure(batch[0].id, reason))
+
+
+def measure_side_by_side(
+    engines: list[Engine],
+    utterances: list[Utterance],
+    run: RunConfig,
+    prior: list[Measurement] | None = None,
+    on_batch: Callable[[list[Measurement]], None] | None = None,
+) -> list[Measurement]:
     """Engines over the same batches, taking turns batch by batch (who goes first rotates).
 
     With one engine this is the plain measurement. With several, slow drift of the
@@ -72,85 +158,87 @@ def measure_side_by_side(engines: list[Engine], utterances: list[Utterance], run
     speeds is a paired measurement: what the CI gate's same-run ratio relies on.
     """
     device = engines[0].device
+    batches = make_batches(utterances, run.batch_size)
+    warmup = batches[: max(0, run.warmup_batches)]
+    done_before = sum(len(p.done) for p in prior) if prior else 0
+    steps = (len(warmup) + run.repeats * len(batches)) * len(engines) - done_before
+    session = _Session(engines, run, steps)
     results = []
-    targets_by_engine = []
-    for engine in engines:
+    for k, engine in enumerate(engines):
         synchronize(device)
         start = time.perf_counter()
         engine.load()
         synchronize(device)
         load_s = time.perf_counter() - start
         targets = {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
-        targets_by_engine.append(targets)
-        results.append(Measurement(load_s=load_s, cold_start_s=None, cold_start_counted=False, target_tokens=targets))
+        session.targets.append(targets)
+        if prior:
+            prior[k].resumed.append({"load_s": load_s, "cold_start_s": None, "batches_done_before": len(prior[k].done)})
+            results.append(prior[k])
+        else:
+            results.append(
+                Measurement(load_s=load_s, cold_start_s=None, cold_start_counted=False, target_tokens=targets)
+            )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    batches = make_batches(utterances, run.batch_size)
-    warmup = batches[: max(0, run.warmup_batches)]
-    steps = (len(warmup) + run.repeats * len(batches)) * len(engines)
-    label = "+".join(e.engine_cfg.name for e in engines)
-    bar = tqdm(total=steps, desc=label, unit="batch", disable=not run.progress)
-
-    def call(k: int, batch: list[Utterance]) -> tuple[Clock, list[Transcript]]:
-        targets = targets_by_engine[k]
-        with Clock(device) as clock:
-            out = engines[k].transcribe(
-                [u.audio for u in batch], [targets[u.id] for u in batch] if targets else None, clock
-            )
-        bar.update()
-        return clock, out
-
     for i, batch in enumerate(warmup):
         for k in range(len(engines)):
-            clock, _ = call(k, batch)
+            start = time.perf_counter()
+            for _ in session.attempt(k, batch, None, f"warm-up batch {i}"):
+                pass
+            session.bar.update()
             if i == 0:
-                results[k].cold_start_s = clock.wall_s
-    for result in results:
-        result.cold_start_counted = not warmup
+                cold = time.perf_counter() - start
+                if prior:
+                    results[k].resumed[-1]["cold_start_s"] = cold
+                else:
+                    results[k].cold_start_s = cold
+    if not prior:
+        for result in results:
+            result.cold_start_counted = not warmup
 
-    failed: list[set[str]] = [set() for _ in engines]
     for repeat in range(run.repeats):
         for index, batch in enumerate(batches):
             first = (index + repeat) % len(engines)
             for k in [*range(first, len(engines)), *range(first)]:
-                _timed_batch(call, k, results[k], failed[k], repeat, index, batch, run.on_error)
-    bar.close()
+                if [repeat, index] in results[k].done:
+                    continue  # measured by an earlier session of this run
+                _timed_batch(session, k, results[k], repeat, index, batch)
+                results[k].done.append([repeat, index])
+                session.bar.update()
+                if on_batch:
+                    on_batch(results)
+    session.bar.close()
     if device.type == "cuda":
         for result in results:
-            result.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+            result.peak_memory_bytes = max(result.peak_memory_bytes or 0, torch.cuda.max_memory_allocated(device))
     return results
 
 
-def _timed_batch(call, k, result: Measurement, failed: set[str], repeat, index, batch, on_error) -> None:
+def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, index: int, batch) -> None:
+    failed = {f.id for f in result.failures}
     batch = [u for u in batch if u.id not in failed]
     if not batch:
         return
-    try:
-        clock, transcripts = call(k, batch)
-    except Exception as err:  # recorded per utterance; on_error=fail re-raises
-        if on_error != "skip":
-            raise
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        result.failures += [Failure(u.id, reason) for u in batch]
-        failed.update(u.id for u in batch)
-        return
-    if result.cold_start_s is None:
-        result.cold_start_s = clock.wall_s
-    result.batches.append(
-        BatchRecord(
-            repeat=repeat,
-            index=index,
-            ids=[u.id for u in batch],
-            audio_s=sum(u.duration_s for u in batch),
-            processing_s=clock.wall_s,
-            model_s=clock.model_s,
-            n_tokens=sum(t.n_tokens for t in transcripts),
-            phases=dict(clock.phases),
-            counts=dict(clock.counts),
+    for part, clock, transcripts in session.attempt(k, batch, result, f"batch {index} of repeat {repeat}"):
+        if result.cold_start_s is None:
+            result.cold_start_s = clock.wall_s
+        result.batches.append(
+            BatchRecord(
+                repeat=repeat,
+                index=index,
+                ids=[u.id for u in part],
+                audio_s=sum(u.duration_s for u in part),
+                processing_s=clock.wall_s,
+                model_s=clock.model_s,
+                n_tokens=sum(t.n_tokens for t in transcripts),
+                phases=dict(clock.phases),
+                counts=dict(clock.counts),
+                long_form=is_long_form(part[0]),
+            )
         )
-    )
-    if repeat == 0:
-        for u, t in zip(batch, transcripts, strict=True):
-            result.transcripts[u.id] = t
-            result.latency_s[u.id] = clock.wall_s
+        if repeat == 0:
+            for u, t in zip(part, transcripts, strict=True):
+                result.transcripts[u.id] = t
+                result.latency_s[u.id] = clock.wall_s

@@ -10,29 +10,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.data import Utterance
-from bench.measure import Measurement
+from bench.data import Failure, Utterance
+from bench.data.loading import reference_warning
+from bench.measure import LONG_FORM_S, Measurement, is_long_form
 from bench.stats import percentiles, ratio_ci
-from bench.wer import corpus_errors, utterance_errors
+from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
 
 RANDOM_WER_NOTE = "not applicable: random weights emit random tokens (length-matched decoding)"
 
 
-def utterance_rows(utterances: list[Utterance], m: Measurement, language: str, score: bool) -> pd.DataFrame:
-    failures = {f.id: f.reason for f in m.failures}
+def utterance_rows(
+    utterances: list[Utterance], m: Measurement, language: str, score: bool, rejected: list[Failure] = ()
+) -> pd.DataFrame:
+    """One row per utterance of the dataset: transcribed, failed in the engine, or rejected as input."""
+    failures = {f.id: f for f in [*rejected, *m.failures]}
     rows = []
     for u in utterances:
         t = m.transcripts.get(u.id)
+        failure = failures.get(u.id)
         row = {
             "id": u.id,
             "duration_s": u.duration_s,
+            "long_form": is_long_form(u),
             "reference": u.reference,
             "hypothesis": t.text if t else None,
             "n_tokens": t.n_tokens if t else None,
             "target_tokens": m.target_tokens.get(u.id) if m.target_tokens else None,
             "latency_s": m.latency_s.get(u.id),
-            "status": "ok" if t else "failed",
-            "error": failures.get(u.id),
+            "status": "ok" if t else ("failed" if failure else "not measured"),
+            "error": failure.reason if failure else None,
+            "failed_at": failure.stage if failure else None,
+            "warning": reference_warning(u, language),
         }
         if t and score:
             e = utterance_errors(u.reference, t.text, language)
@@ -45,6 +53,8 @@ def utterance_rows(utterances: list[Utterance], m: Measurement, language: str, s
                 "reference_words": e.reference_words,
             }
         rows.append(row)
+    for f in rejected:
+        rows.append({"id": f.id, "status": "failed", "error": f.reason, "failed_at": f.stage})
     frame = pd.DataFrame(rows)
     for column in (
         "n_tokens",
@@ -71,6 +81,7 @@ def batch_rows(m: Measurement) -> pd.DataFrame:
                 "model_s": b.model_s,
                 "n_tokens": b.n_tokens,
                 "rtf": b.processing_s / b.audio_s,
+                "long_form": b.long_form,
                 **{f"phase_{name}_s": seconds for name, seconds in b.phases.items()},
                 **b.counts,
             }
@@ -91,45 +102,45 @@ def summarize(
 ) -> dict:
     ok = rows[rows.status == "ok"]
     first = batches[batches.repeat == 0] if len(batches) else batches
-    audio_s = float(first.audio_s.sum()) if len(first) else 0.0
-    per_repeat = batches.groupby("repeat").processing_s.sum().tolist() if len(batches) else []
-    processing_s = statistics.median(per_repeat) if per_repeat else None
-    rtf = processing_s / audio_s if processing_s and audio_s else None
+    audio_s, processing_s, rtf, per_repeat = _speed(batches)
     decode_column = "phase_decode_s" if "phase_decode_s" in batches else "model_s"
     decode_s = float(batches[decode_column].sum()) if len(batches) else 0.0
     ci = ratio_ci(batches.processing_s.to_numpy(), batches.audio_s.to_numpy()) if len(batches) else None
     latency = percentiles(ok.latency_s.dropna())
-
-    wer, wer_details = None, None
-    if score and len(ok):
-        from bench.wer import UtteranceErrors
-
-        corpus = corpus_errors(
-            [
-                UtteranceErrors(
-                    r.reference_norm,
-                    r.hypothesis_norm,
-                    r.substitutions,
-                    r.deletions,
-                    r.insertions,
-                    r.reference_words,
-                )
-                for r in ok.itertuples()
-            ]
-        )
-        wer = corpus.wer
-        wer_details = {
-            "substitutions": corpus.substitutions,
-            "deletions": corpus.deletions,
-            "insertions": corpus.insertions,
-            "reference_words": corpus.reference_words,
-            "n_empty_references": corpus.n_empty_references,
+    wer, wer_details = _wer(ok) if score else (None, None)
+    by_form = {}
+    for form, long_form in (("short", False), ("long", True)):
+        in_form = batches[batches.long_form == long_form] if len(batches) else batches
+        form_rows = rows[rows.long_form.eq(long_form)] if "long_form" in rows else rows.iloc[:0]
+        if not len(form_rows):
+            continue
+        form_audio, form_processing, form_rtf, _ = _speed(in_form)
+        form_wer, _ = _wer(form_rows[form_rows.status == "ok"]) if score else (None, None)
+        by_form[form] = {
+            "n_utterances": len(form_rows),
+            "audio_seconds": form_audio,
+            "processing_seconds": form_processing,
+            "rtf": form_rtf,
+            "rtfx": 1 / form_rtf if form_rtf else None,
+            "wer": form_wer,
         }
+    failed = rows[rows.status != "ok"]
     n_empty_raw = int(sum(1 for u in utterances if not u.reference.strip()))
+    warnings = rows.warning.dropna() if "warning" in rows else pd.Series(dtype=str)
     return {
         **header,
-        "n_utterances": len(utterances),
-        "n_failed": len(rows) - len(ok),
+        "n_utterances": len(rows),  # the rejected inputs included
+        "n_failed": len(failed),
+        "failures": {
+            "input": int((failed.failed_at == "input").sum()) if len(failed) else 0,
+            "engine": int((failed.failed_at == "engine").sum()) if len(failed) else 0,
+            "reasons": failed.error.value_counts().head(10).to_dict() if len(failed) else {},
+        },
+        "out_of_memory_splits": m.oom_splits,
+        "resumed": len(m.resumed),
+        "resume_sessions": m.resumed,
+        "by_form": by_form,
+        "long_form_threshold_seconds": LONG_FORM_S,
         "audio_seconds": audio_s,
         "processing_seconds": processing_s,
         "model_seconds": float(first.model_s.sum()) if len(first) else None,
@@ -159,7 +170,40 @@ def summarize(
         "wer_details": wer_details,
         "wer_note": None if score else RANDOM_WER_NOTE,
         "n_empty_references": n_empty_raw,
+        "n_missing_references": int(sum(u.reference_missing for u in utterances)),
+        "reference_warnings": warnings.value_counts().to_dict(),
         "environment": environment,
+    }
+
+
+def _speed(batches: pd.DataFrame) -> tuple[float, float | None, float | None, list[float]]:
+    """Audio seconds (one pass), median processing seconds over repeats, RTF, per-repeat seconds."""
+    if not len(batches):
+        return 0.0, None, None, []
+    audio_s = float(batches[batches.repeat == 0].audio_s.sum())
+    per_repeat = batches.groupby("repeat").processing_s.sum().tolist()
+    processing_s = statistics.median(per_repeat)
+    return audio_s, processing_s, (processing_s / audio_s if processing_s and audio_s else None), per_repeat
+
+
+def _wer(ok: pd.DataFrame) -> tuple[float | None, dict | None]:
+    """Corpus WER over the scored rows, with its error counts."""
+    if not len(ok):
+        return None, None
+    corpus = corpus_errors(
+        [
+            UtteranceErrors(
+                r.reference_norm, r.hypothesis_norm, r.substitutions, r.deletions, r.insertions, r.reference_words
+            )
+            for r in ok.itertuples()
+        ]
+    )
+    return corpus.wer, {
+        "substitutions": corpus.substitutions,
+        "deletions": corpus.deletions,
+        "insertions": corpus.insertions,
+        "reference_words": corpus.reference_words,
+        "n_empty_references": corpus.n_empty_references,
     }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bench import progress
 from bench.data import load_utterances
 from bench.engines import engine_class
 from bench.environment import environment
@@ -67,16 +68,36 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     engine_types = [engine_class(c.name) for c in engine_configs]
     release_device_memory(device)
 
-    utterances = load_utterances(cfg.dataset, cfg.run.limit, cfg.run.progress)
+    if cfg.run.on_error not in ("skip", "fail"):
+        raise BenchError(f"run.on_error={cfg.run.on_error!r}: use skip or fail")
+    rejected = [] if cfg.run.on_error == "skip" else None
+    utterances = load_utterances(cfg.dataset, cfg.run.limit, cfg.run.progress, rejected)
+    rejected = rejected or []
     if not utterances:
-        raise BenchError(f"dataset {cfg.dataset.name} gave no utterances (run.limit={cfg.run.limit})")
+        why = f"all {len(rejected)} were unusable, e.g. {rejected[0].id}: {rejected[0].reason}" if rejected else ""
+        raise BenchError(f"dataset {cfg.dataset.name} gave no utterances (run.limit={cfg.run.limit}) {why}".strip())
+
+    names = [c.name for c in engine_configs]
+    folders = [run_dir, *(run_dir / "paired" / name for name in names[1:])]
+    fingerprint = progress.fingerprint(
+        OmegaConf.to_container(cfg, resolve=True), [u.id for u in utterances], [f.id for f in rejected]
+    )
+    prior = _prior_session(cfg, run_dir, fingerprint, names)
+
+    def save_progress(measurements):
+        for folder, m in zip(folders, measurements, strict=True):  # readable partial rows, unscored
+            folder.mkdir(parents=True, exist_ok=True)
+            rows = utterance_rows(utterances, m, cfg.dataset.language, False, rejected)
+            write_parquet(folder / "utterances.parquet", rows)
+            write_parquet(folder / "batches.parquet", batch_rows(m))
+        progress.save(run_dir, fingerprint, names, measurements)  # last: what resume trusts
 
     engines = [
         t(c, cfg.model, device, dtype, cfg.dataset.language) for t, c in zip(engine_types, engine_configs, strict=True)
     ]
     profile = None
     try:
-        measurements = measure_side_by_side(engines, utterances, cfg.run)
+        measurements = measure_side_by_side(engines, utterances, cfg.run, prior, save_progress)
         reports = [engine.report() for engine in engines]
         if cfg.profile:
             profile = _profile(engines[0], utterances, cfg, measurements[0], run_dir)
@@ -87,11 +108,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         release_device_memory(device)
 
     env = environment(device)
-    names = [c.name for c in engine_configs]
     summaries = []
     for k, (engine_cfg, measurement, report) in enumerate(zip(engine_configs, measurements, reports, strict=True)):
-        folder = run_dir if k == 0 else run_dir / "paired" / engine_cfg.name
-        summary = _write_run(folder, cfg, engine_cfg, dtype, device, utterances, measurement, env)
+        folder = folders[k]
+        summary = _write_run(folder, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env)
         summary["engine_report"] = report
         summary["paired_with"] = [n for n in names if n != engine_cfg.name]
         summary["profile"] = profile.summary if profile and k == 0 else None
@@ -102,10 +122,26 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     return summaries[0]
 
 
-def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, measurement, env) -> dict:
+def _prior_session(cfg, run_dir: Path, fingerprint: dict, names: list[str]):
+    """With run.resume, what earlier sessions of this run measured; without, a guard against
+    measuring into a folder that already holds a run."""
+    if not cfg.run.resume:
+        if (run_dir / progress.FILE).exists():
+            raise BenchError(
+                f"{run_dir} already holds a run ({progress.FILE}): continue it with run.resume=true, "
+                "or choose another hydra.run.dir"
+            )
+        return None
+    prior = progress.load(run_dir, fingerprint, names)
+    done = len(prior[0].done) if prior else 0
+    print(f"resuming {run_dir}: {done} batches were measured before" if prior else f"nothing to resume in {run_dir}")
+    return prior
+
+
+def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     score = cfg.model.weights == "pretrained"
-    rows = utterance_rows(utterances, measurement, cfg.dataset.language, score)
+    rows = utterance_rows(utterances, measurement, cfg.dataset.language, score, rejected)
     batches = batch_rows(measurement)
     header = {
         "engine": engine_cfg.name,

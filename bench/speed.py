@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     device = resolve_device(args.device)
     out = args.out or Path("runs") / "speed" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if out.is_dir() and any(out.iterdir()):
+        raise SystemExit(
+            f"bench.speed: error: {out} is not empty: give --out a new folder (runs are never overwritten)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     copy_bw = copy_bandwidth(device)
     hardware = environment(device)["hardware"]

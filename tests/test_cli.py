@@ -110,3 +110,23 @@ def test_sweep_over_the_three_engines_writes_every_spec_field(tmp_path, offline_
         assert (rows.n_tokens == rows.target_tokens).all(), name  # length-matched decoding
     assert summaries["voxtral_stock"]["model"] == "voxtral_mini_3b"
     assert summaries["voxtral_compile"]["engine_report"]["recompiles"] == 0
+
+
+def test_an_unknown_engine_is_one_error_line_listing_the_engines(offline_env):
+    out = run_bench(["-m", "engine=voxtral_stock,wisper"], offline_env)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == (
+        "bench: error: unknown engine 'wisper'; choose from: voxtral_compile, voxtral_patched, voxtral_stock, "
+        "whisper_large_v3"
+    )
+
+
+def test_an_unreachable_hub_is_one_error_line_saying_what_to_do(offline_env):
+    env = {k: v for k, v in offline_env.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: the Hub cannot be reached
+    out = run_bench(["dataset=librispeech_test_clean", *TINY], env)
+    assert out.returncode == 2
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("bench: error: dataset 'openslr/librispeech_asr' (config clean, split test) could not")
+    assert last.endswith("run the shipped dataset (dataset=sample) or the generated one (dataset=synthetic), or "
+                         "point dataset.path at a local copy")  # fmt: skip

@@ -83,3 +83,9 @@ def test_missing_column_is_named():
     cfg = compose_config("dataset=sample", "dataset.text_column=transcript")
     with pytest.raises(BenchError, match="no column 'transcript'"):
         load_utterances(cfg.dataset, progress=False)
+
+
+def test_a_missing_split_is_one_clear_error():
+    cfg = compose_config("dataset=sample", "dataset.split=validation")
+    with pytest.raises(BenchError, match=r"Unknown split \"validation\". Should be one of \['test'\]"):
+        load_utterances(cfg.dataset, progress=False)

@@ -11,6 +11,7 @@ import bench.data.hub
 import bench.runner
 from bench.config import RunConfig
 from bench.data import Utterance
+from bench.errors import BenchError
 from bench.measure import measure
 
 
@@ -86,7 +87,7 @@ def _engine_failing_on(bad_seconds: float):
     ok = engine.transcribe
 
     def transcribe(audios, target_tokens, clock):
-        if len(audios[0]) == int(16_000 * bad_seconds):
+        if any(len(audio) == int(16_000 * bad_seconds) for audio in audios):
             raise RuntimeError("bad clip")
         return ok(audios, target_tokens, clock)
 
@@ -94,8 +95,8 @@ def _engine_failing_on(bad_seconds: float):
     return engine
 
 
-def test_failed_batches_are_recorded_with_on_error_skip():
-    run = RunConfig(on_error="skip", warmup_batches=0, progress=False)
+def test_a_failing_batch_is_split_until_the_failing_utterance_is_alone():
+    run = RunConfig(on_error="skip", warmup_batches=0, progress=False, batch_size=3)
     m = measure(_engine_failing_on(3.0), utterances([1.0, 3.0, 1.0]), run)
     assert [f.id for f in m.failures] == ["u1"] and "bad clip" in m.failures[0].reason
     assert set(m.transcripts) == {"u0", "u2"}
@@ -103,7 +104,9 @@ def test_failed_batches_are_recorded_with_on_error_skip():
 
 def test_on_error_fail_stops_the_run():
     run = RunConfig(on_error="fail", warmup_batches=0, progress=False)
-    with pytest.raises(RuntimeError, match="bad clip"):
+    with pytest.raises(
+        BenchError, match=r"fake failed on batch 0 of repeat 0 \(utterances u0\): RuntimeError: bad clip"
+    ):
         measure(_engine_failing_on(3.0), utterances([3.0]), run)
 
 

@@ -206,9 +206,22 @@ def _speak(voice: str, rate: int, text: str, out_wav: Path) -> None:
     subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out_wav), "vol", "0.9"], check=True)
 
 
-def build(out_dir: Path = SAMPLE_DIR) -> None:
+def write_hub_shard(rows: dict[str, list], out_dir: Path, split: str = "test") -> None:
+    """Columns (an "audio" column of {bytes, path}, the rest strings) as one Parquet shard in
+    the Hub's layout, with the feature metadata `datasets` reads."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    features = {name: {"dtype": "string", "_type": "Value"} for name in rows}
+    features["audio"] = {"sampling_rate": 16000, "_type": "Audio"}
+    table = pa.table(rows).replace_schema_metadata(
+        {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
+    )
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out_dir / "data" / f"{split}-00000-of-00001.parquet")
+
+
+def build(out_dir: Path = SAMPLE_DIR) -> None:
     import soundfile as sf
 
     for tool in ("espeak-ng", "sox"):
@@ -229,17 +242,7 @@ def build(out_dir: Path = SAMPLE_DIR) -> None:
             rows["text"].append(text)
             rows["voice"].append(voice)
             manifest.append({"id": uid, "n_samples": len(samples), "sample_rate": sample_rate, "text": text})
-    features = {
-        "id": {"dtype": "string", "_type": "Value"},
-        "audio": {"sampling_rate": 16000, "_type": "Audio"},
-        "text": {"dtype": "string", "_type": "Value"},
-        "voice": {"dtype": "string", "_type": "Value"},
-    }
-    table = pa.table(rows).replace_schema_metadata(
-        {b"huggingface": json.dumps({"info": {"features": features}}).encode()}
-    )
-    (out_dir / "data").mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out_dir / "data" / "test-00000-of-00001.parquet")
+    write_hub_shard(rows, out_dir)
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     seconds = [m["n_samples"] / m["sample_rate"] for m in manifest]
     print(f"{len(manifest)} clips, {min(seconds):.1f} s to {max(seconds):.1f} s, {sum(seconds):.0f} s in all")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 from tqdm import tqdm
 
 from bench.config import DatasetConfig
 from bench.data.audio import decode_audio
-from bench.data.loading import Utterance
+from bench.data.loading import Failure, Utterance, audio_problem
 from bench.errors import BenchError
 
 OFFLINE_HINT = (
@@ -40,19 +41,38 @@ def _open(dataset: DatasetConfig):
     return ds.cast_column(dataset.audio_column, datasets.Audio(decode=False))
 
 
-def hub_utterances(dataset: DatasetConfig, limit: int | None, progress: bool) -> list[Utterance]:
+def hub_utterances(
+    dataset: DatasetConfig, limit: int | None, progress: bool, rejected: list[Failure] | None
+) -> list[Utterance]:
     ds = _open(dataset)
     rows = itertools.islice(ds, limit) if limit is not None else ds
     total = limit if limit is not None else (len(ds) if hasattr(ds, "__len__") else None)
     utterances = []
     for index, row in enumerate(tqdm(rows, total=total, desc="decoding audio", disable=not progress)):
-        audio = row[dataset.audio_column]
         uid = str(row[dataset.id_column]) if dataset.id_column else f"{dataset.split}-{index:06d}"
+        reference = row[dataset.text_column]
+        audio, problem = _decode(row[dataset.audio_column])
+        if problem:
+            if rejected is None:
+                raise BenchError(
+                    f"utterance {uid} of dataset {dataset.name}: {problem}; run.on_error=skip records it as "
+                    "failed and goes on"
+                )
+            rejected.append(Failure(uid, problem, stage="input"))
+            continue
         utterances.append(
-            Utterance(
-                id=uid,
-                audio=decode_audio(audio.get("bytes"), audio.get("path")),
-                reference=row[dataset.text_column] or "",
-            )
+            Utterance(id=uid, audio=audio, reference=str(reference or ""), reference_missing=reference is None)
         )
     return utterances
+
+
+def _decode(audio: dict | None) -> tuple[object, str | None]:
+    """(samples, None), or (None, why the audio cannot be used)."""
+    if not audio or not (audio.get("bytes") or audio.get("path")):
+        return None, "no audio in the row"
+    try:
+        samples = decode_audio(audio.get("bytes"), audio.get("path"))
+    except Exception as err:  # libsndfile's errors for corrupt, truncated or unknown formats, and I/O
+        message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the audio bytes", str(err).split("\n")[0])
+        return None, f"undecodable audio ({type(err).__name__}: {message})"
+    return samples, audio_problem(samples)
