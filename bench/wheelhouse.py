@@ -3,7 +3,8 @@
 A lent GPU machine has PyTorch, transformers, pandas and much else, but not all of
 bench's dependencies, and it cannot reach a registry. This walks bench's dependency tree
 as installed here (so the host gets the versions CI tested), drops what the host already
-has, and fetches a wheel of each remaining package for the host's Python and platform.
+has (except transformers, whose internals bench's Voxtral engines use), and fetches a
+wheel of each remaining package for the host's Python and platform.
 Source-only packages (openai-whisper, antlr4-python3-runtime) are built into wheels here;
 both are pure Python, so a wheel built here runs there.
 
@@ -29,17 +30,30 @@ from packaging.utils import canonicalize_name
 # 2026-11-17 (/work/.library/device/KINDS.md there); override with --have for another host
 # (the names of `python3 -m pip freeze` run on it).
 GPU_IMAGE_PACKAGES = """
-absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs certifi
-charset-normalizer click cloudpickle colorama contourpy cycler filelock fonttools frozenlist fsspec
-h11 hf-xet httpcore httpx huggingface-hub idna jinja2 joblib kiwisolver llvmlite markupsafe
-matplotlib mpmath msgpack multidict networkx numba numpy packaging pandas pillow pip propcache
-protobuf psutil pyarrow pygments pyparsing python-dateutil pyyaml regex requests rich
-safetensors scipy sentencepiece setuptools six sympy tiktoken tokenizers torch tqdm transformers
-triton typing-extensions urllib3 wheel xxhash yarl zipp
-nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft
-nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13
-nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx cuda-bindings cuda-pathfinder cuda-toolkit
+absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
+charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core cuda-
+pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
+flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
+huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt jax-
+cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities linear-
+operator lineax llvmlite lxml markdown markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py
+mpmath msgpack multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba numba-cuda
+numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-
+cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-ml-py nvidia-
+nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript opencv-python-
+headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec patsy peft
+pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments
+pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout
+pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-
+core scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham
+simplejson six sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore
+threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric
+torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3
+uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split()  # noqa: SIM905 (a word list reads better as text)
+# Carried even where the host has them: bench's Voxtral engines reach into transformers'
+# internals (caches, placeholder merge), so the host runs the version the tests ran.
+ALWAYS_CARRY = ("transformers",)
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
 
 
@@ -103,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.have
         else {canonicalize_name(n) for n in GPU_IMAGE_PACKAGES}
     )
+    have -= set(ALWAYS_CARRY)
     packages = missing_packages("bench", have, args.python)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, version in packages.items():

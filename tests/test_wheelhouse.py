@@ -14,6 +14,8 @@ def test_the_gpu_host_gets_what_it_lacks_at_the_versions_tested_here():
         assert packages[name] == version(name)
     # what it has is never carried: no CUDA wheels, no second torch or numpy
     assert not set(packages) & have
+    with_transformers = missing_packages("bench", have - {"transformers"}, "3.12")
+    assert set(with_transformers) - set(packages) == {"transformers"}  # its own needs are on the host
     assert "torch" not in packages and not any(name.startswith("nvidia-") for name in packages)
 
 
