@@ -1,0 +1,55 @@
+"""python -m bench.agreement: the patched engine against stock, logits and tokens."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import compose_config
+from test_voxtral_patched import make_engine
+
+from bench.agreement import compare, headline, token_agreement
+from bench.config import REPO_DIR
+from bench.data import load_utterances
+from bench.engines.voxtral_patched import VoxtralPatched
+from bench.engines.voxtral_stock import VoxtralStock
+
+
+def test_token_agreement_by_hand():
+    assert token_agreement([1, 2, 3, 4], [1, 2, 9, 4]) == (0.75, 2)
+    assert token_agreement([1, 2, 3], [1, 2, 3, 4, 5]) == (0.6, 3)  # the longer sequence counts
+    assert token_agreement([], []) == (1.0, 0)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return load_utterances(compose_config("dataset=sample").dataset, limit=6, progress=False)
+
+
+def test_in_float32_the_patched_engine_agrees_exactly(clips):
+    frame = compare(
+        make_engine(VoxtralStock, "voxtral_stock"), make_engine(VoxtralPatched, "voxtral_patched"), clips, 2
+    )
+    assert len(frame) == 6 and frame.identical.all() and frame.first_token_equal.all()
+    assert (frame.token_agreement == 1.0).all() and (frame.first_difference == frame.stock_tokens).all()
+    assert frame.logits_rel_error.max() < 1e-5
+    assert headline(frame)["token agreement (all positions)"] == 1.0
+
+
+def test_a_perturbed_model_shows_in_the_logits_error(clips):
+    patched = make_engine(VoxtralPatched, "voxtral_patched")
+    weight = patched.model.lm_head.weight
+    weight.data += 0.01 * weight.data.std()  # what a lossy kernel would do, in excess
+    frame = compare(make_engine(VoxtralStock, "voxtral_stock"), patched, clips[:2], 1)
+    assert (frame.logits_rel_error > 1e-3).all()
+
+
+def test_the_command_prints_the_headline_and_writes_the_tables(tmp_path, offline_env):
+    args = ["--scale", "tiny", "--dtype", "float32", "--device", "cpu", "--limit", "3", "--out", str(tmp_path)]
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.agreement", *args], capture_output=True, text=True, env=offline_env, cwd=REPO_DIR
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "# voxtral_patched vs voxtral_stock" in out.stdout and "identical transcripts" in out.stdout
+    frame = pd.read_csv(tmp_path / "agreement.csv")
+    assert len(frame) == 3 and frame.identical.all()
