@@ -105,8 +105,7 @@ def _ratio_samples(entry: dict, rng) -> np.ndarray:
     num, den = _frame(entry["numerator"]), _frame(entry["denominator"])
     if entry.get("paired") and len(num) == len(den):
         picks = rng.integers(0, len(num), size=(RESAMPLES, len(num)))
-        num_p, den_p = num.processing_s.to_numpy(float), den.processing_s.to_numpy(float)
-        return den_p[picks].sum(axis=1) / num_p[picks].sum(axis=1)
+        return rtf_samples(den, RESAMPLES, rng, picks) / rtf_samples(num, RESAMPLES, rng, picks)
     return rtf_samples(den, RESAMPLES, rng) / rtf_samples(num, RESAMPLES, rng)
 
 

@@ -70,8 +70,12 @@ def load_runs(paths: list[str]) -> list[Run]:
     return [Run(p, json.loads((p / "summary.json").read_text())) for p in unique]
 
 
-def rtf_samples(batches: pd.DataFrame, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap distribution of a run's RTF (sum of processing / sum of audio over batches)."""
+def rtf_samples(
+    batches: pd.DataFrame, resamples: int, rng: np.random.Generator, picks: np.ndarray | None = None
+) -> np.ndarray:
+    """Bootstrap distribution of a run's RTF (sum of processing / sum of audio over batches).
+    `picks` (resamples x batches indices) resamples two runs of the same batches jointly."""
     processing, audio = batches.processing_s.to_numpy(float), batches.audio_s.to_numpy(float)
-    picks = rng.integers(0, len(processing), size=(resamples, len(processing)))
+    if picks is None:
+        picks = rng.integers(0, len(processing), size=(resamples, len(processing)))
     return processing[picks].sum(axis=1) / audio[picks].sum(axis=1)

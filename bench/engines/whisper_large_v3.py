@@ -108,7 +108,6 @@ class WhisperLargeV3(Engine):
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
-
         if any(len(audio) > WINDOW_SAMPLES for audio in audios):
             return [
                 self._long_form(audio, target_tokens[i] if target_tokens is not None else None, clock)
