@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     from bench.engines.voxtral_patched import VoxtralPatched
     from bench.engines.voxtral_stock import VoxtralStock
     from bench.environment import environment
+    from bench.grid import compose
     from bench.runner import resolve_device, resolve_dtype
-    from bench.speed import _compose, _table
+    from bench.table import markdown
 
     parser = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="voxtral_mini_3b")
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     overrides = [f"model={args.model}", f"model.scale={args.scale}", f"model.weights={args.weights}"]
     if args.patches is not None:
         overrides.append(f"engine.patches=[{','.join(args.patches)}]")
-    stock_cfg = _compose([*overrides[:3], "engine=voxtral_stock", f"dataset={args.dataset}"])
-    patched_cfg = _compose([*overrides, "engine=voxtral_patched"])
+    stock_cfg = compose([*overrides[:3], "engine=voxtral_stock", f"dataset={args.dataset}"])
+    patched_cfg = compose([*overrides, "engine=voxtral_patched"])
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     utterances = load_utterances(stock_cfg.dataset, args.limit, progress=False)
@@ -130,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
         f"# voxtral_patched vs voxtral_stock\n\n{environment(device)['hardware']}; model {args.model} "
         f"({args.scale}, {args.weights} weights), {str(dtype).removeprefix('torch.')}, dataset {args.dataset}, "
         f"batch {args.batch_size}, patches: {', '.join(patched_cfg.engine.patches)}\n\n"
-        f"{_table(pd.DataFrame([headline(frame)]))}\n"
+        f"{markdown(pd.DataFrame([headline(frame)]))}"
     )
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "agreement.md").write_text(text + "\n" + _table(frame) + "\n")
+        (args.out / "agreement.md").write_text(text + "\n" + markdown(frame))
         frame.to_csv(args.out / "agreement.csv", index=False)
         print(f"per clip: {args.out / 'agreement.csv'}")
 

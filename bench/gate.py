@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.report import markdown
 from bench.runs import Run, load_runs, rtf_samples
+from bench.table import markdown
 
 RESAMPLES = 2000
 DEFAULT_RATIOS = ("voxtral_patched/voxtral_stock",)

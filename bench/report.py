@@ -3,6 +3,8 @@
     python -m bench.report runs/multirun/2026-11-24/*            # engines side by side
     python -m bench.report --baseline results/v1/* --candidate runs/multirun/...   # release vs release
     python -m bench.report runs/... --max-wer 0.08 --min-rtfx 20 --max-memory-gib 40
+    python -m bench.report --reference results/reference/h100    # a bench.reference folder's tables
+    python -m bench.report --profiles runs/... --out results/profiles/h100   # profile=true runs
 
 Rows from different hardware or datasets are not put in one comparison unless
 --allow-mixed is given. Outputs go to --out (default: the current folder).
@@ -19,6 +21,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.runs import Run, load_runs, rtf_samples
+from bench.table import markdown
 
 RESAMPLES = 2000
 
@@ -70,17 +73,6 @@ def check_comparable(runs: list[Run], allow_mixed: bool) -> None:
             "these runs are not comparable: " + " and ".join(problems) + "; speed is comparable only on the same "
             "hardware and data. Report them separately, or pass --allow-mixed to put them in one table anyway"
         )
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    def cell(value):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "n/a"
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 # -- release vs release -------------------------------------------------------------------
@@ -271,9 +263,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-rtfx", type=float)
     parser.add_argument("--max-memory-gib", type=float)
     parser.add_argument("--max-latency-s", type=float, help="budget for p90 latency per utterance")
+    parser.add_argument(
+        "--reference", type=Path, help="a bench.reference folder: write its README.md and tables from its runs"
+    )
+    parser.add_argument("--profiles", nargs="+", help="profiled runs: write profiles.md and phase tables to --out")
     args = parser.parse_args(argv)
     try:
+        if args.reference:
+            from bench.reference import write_folder
+
+            print(write_folder(args.reference))
+            return 0
         args.out.mkdir(parents=True, exist_ok=True)
+        if args.profiles:
+            from bench.profile import finding
+
+            text, tables = finding(load_runs(args.profiles))
+            (args.out / "profiles.md").write_text(text)
+            for name, table in tables.items():
+                table.to_csv(args.out / f"{name}.csv", index=False)
+            print(text)
+            return 0
         if args.baseline or args.candidate:
             if not (args.baseline and args.candidate):
                 raise BenchError("a release comparison needs both --baseline and --candidate")

@@ -5,7 +5,9 @@
 
 Each engine runs on the synthetic dataset (30 s clips by default) with random weights
 at every batch size, through the same runner as `python -m bench` (one run folder each,
-under --out). It prints and writes (speed.md, speed.csv, ablation.md, ablation.csv):
+under --out/runs/synthetic/, see bench.grid: the same command again measures only what
+is missing, and --budget-minutes stops before a point that would not fit). Once every
+point is measured it prints and writes (speed.md, speed.csv, ablation.md, ablation.csv):
 
 - RTFx with its 95% CI, decode tokens/s, time per decode step, cold start, peak memory;
 - achieved bandwidth in decode: bytes read per decode step / step time, where bytes =
@@ -21,32 +23,40 @@ decode steps (hooks cannot split a compiled region), so its bandwidth is a lower
 from __future__ import annotations
 
 import argparse
-import time
+import json
+import math
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-import torch
+from omegaconf import OmegaConf
+
+from bench.grid import DEVICE_FILE, Point, Settings, device_record, measure, summary_if_done
+from bench.table import markdown
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
+# profile=true on these, on the synthetic dataset at batch 1: the per-phase tables of issue 5
+PROFILED = ("voxtral_stock", "voxtral_patched")
+INCOMPLETE = 3  # exit status when the time budget ran out before every point was measured
 
 
-def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:
-    """Bytes per second moved by a large same-device copy (bytes read + bytes written)."""
-    if device.type != "cuda":
-        n_bytes = min(n_bytes, 256 << 20)
-    src = torch.empty(n_bytes, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        dst.copy_(src)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    return 2 * n_bytes * repeats / seconds
+def profiled(engine: str, dataset: str, batch_size: int) -> bool:
+    return engine in PROFILED and dataset == "synthetic" and batch_size == 1
+
+
+def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
+    from bench.engines.voxtral_patched import PATCHES
+
+    def point(engine, batch_size, without=None):
+        profile = not without and profiled(engine, "synthetic", batch_size)
+        return Point("synthetic", engine, batch_size, without, profile)
+
+    points = [point(e, b) for b in batch_sizes for e in engines]
+    for b in ablation_sizes:
+        points += [p for p in [point("voxtral_patched", b)] if p not in points]
+        points += [point("voxtral_patched", b, patch) for patch in PATCHES]
+    return points
 
 
 def decode_bytes_per_step(text: dict, rows: float, context: float, bytes_per_value: int) -> float:
@@ -65,56 +75,27 @@ def decode_bytes_per_step(text: dict, rows: float, context: float, bytes_per_val
     return (weights + kv) * bytes_per_value
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+def _text_config(folder: Path) -> dict:
+    """The decoder's dimensions as the run built them (its config.yaml: architecture, tiny)."""
+    model = OmegaConf.load(folder / "config.yaml").model
+    arch = OmegaConf.create(model.architecture)
+    if model.scale == "tiny":
+        arch = OmegaConf.merge(arch, model.tiny)
+    return OmegaConf.to_container(arch.text_config)
 
-    from bench.config import REPO_DIR, register_configs
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO_DIR / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
-def _run(args, engine: str, batch_size: int, out: Path, extra: list[str], label: str) -> dict:
-    from bench.runner import run
-
-    n_clips = max(args.min_clips, 2 * batch_size)
-    cfg = _compose(
-        [
-            f"engine={engine}",
-            f"model={args.model}",
-            "model.weights=random",
-            f"model.scale={args.scale}",
-            "dataset=synthetic",
-            f"dataset.n_clips={n_clips}",
-            f"dataset.min_seconds={args.clip_seconds}",
-            f"dataset.max_seconds={args.clip_seconds}",
-            f"run.batch_size={batch_size}",
-            f"run.repeats={args.repeats}",
-            "run.warmup_batches=1",
-            f"run.progress={str(not args.quiet).lower()}",
-            f"device={args.device}",
-            f"dtype={args.dtype}",
-            *extra,
-        ]
-    )
-    summary = run(cfg, out / f"{label}_b{batch_size}")
-    summary["label"] = label
-    summary["architecture"] = cfg.model.architecture
-    summary["tiny"] = cfg.model.tiny
+def finished(point: Point, out: Path) -> dict:
+    summary = summary_if_done(point, out)
+    if summary is None:
+        raise SystemExit(f"bench.speed: error: {point.folder(out)} holds no finished run; measure it first")
     return summary
 
 
-def _bandwidth_row(summary: dict, copy_bw: float, scale: str) -> dict:
-    from omegaconf import OmegaConf
-
-    arch = OmegaConf.create(summary["architecture"])
-    if scale == "tiny":
-        arch = OmegaConf.merge(arch, summary["tiny"])
-    text = OmegaConf.to_container(arch.text_config)
+def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
+    summary = finished(point, out)
     step_s = summary.get("decode_step_seconds")
     row = {
-        "engine": summary["label"],
+        "engine": point.label,
         "batch": summary["batch_size"],
         "RTFx": summary["rtfx"],
         "RTFx 95% CI": "[{:.2f}, {:.2f}]".format(*summary["rtfx_ci"]) if summary["rtfx_ci"] else "-",
@@ -126,28 +107,61 @@ def _bandwidth_row(summary: dict, copy_bw: float, scale: str) -> dict:
         "peak GiB": summary["peak_gpu_memory_bytes"] / 2**30 if summary["peak_gpu_memory_bytes"] else None,
     }
     if step_s and summary.get("decode_steps"):
-        rows = summary["batch_size"]
-        prompt = 8 + 375 * 1  # one 30 s chunk per clip; prompt length before decoding starts
-        tokens_per_row = summary["n_tokens"] / max(1, summary["n_utterances"])
-        context = prompt + tokens_per_row / 2  # mean context over a clip's decode steps
+        clips = max(1, summary["n_utterances"])
+        chunks = math.ceil(summary["audio_seconds"] / clips / 30 - 1e-9)  # 30 s chunks per clip
+        prompt = 8 + 375 * chunks  # prompt length when decoding starts
+        context = prompt + summary["n_tokens"] / clips / 2  # mean context over a clip's decode steps
         value_bytes = 4 if summary["dtype"] == "float32" else 2
-        bandwidth = decode_bytes_per_step(text, rows, context, value_bytes) / step_s
-        row["decode GB/s"] = bandwidth / 1e9
-        row["% of copy BW"] = 100 * bandwidth / copy_bw
+        bandwidth = decode_bytes_per_step(_text_config(point.folder(out)), summary["batch_size"], context, value_bytes)
+        row["decode GB/s"] = bandwidth / step_s / 1e9
+        row["% of copy BW"] = 100 * bandwidth / step_s / copy_bw
     return row
 
 
-def _table(frame: pd.DataFrame) -> str:
-    """A Markdown table without the optional tabulate dependency."""
+def ablation_row(point: Point, out: Path, base: dict) -> dict:
+    s = finished(point, out)
+    return {
+        "removed patch": point.without or "(none: all on)",
+        "batch": point.batch_size,
+        "RTFx": s["rtfx"],
+        "RTFx 95% CI": "[{:.2f}, {:.2f}]".format(*s["rtfx_ci"]) if s["rtfx_ci"] else "-",
+        "vs all on": s["rtfx"] / base["rtfx"],
+        "decode tok/s": s["decode_tokens_per_s"],
+    }
 
-    def cell(value):
-        if value is None or (isinstance(value, float) and pd.isna(value)):
-            return "n/a"
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
+def write_tables(out: Path, points: list[Point]) -> str:
+    """speed.md/csv and ablation.md/csv from the measured run folders; returns the text."""
+    device_file = out / DEVICE_FILE
+    if not device_file.exists():
+        raise SystemExit(f"bench.speed: error: {device_file} is missing (written when the runs are measured)")
+    device = json.loads(device_file.read_text())
+    copy_bw = device["copy_bandwidth_bytes_per_s"]
+    main_points = [p for p in points if not p.without]
+    speed = pd.DataFrame([bandwidth_row(p, out, copy_bw) for p in main_points])
+    ablation_rows = []
+    for b in sorted({p.batch_size for p in points if p.without}):
+        base_point = next(p for p in main_points if p.engine == "voxtral_patched" and p.batch_size == b)
+        base = finished(base_point, out)
+        ablation_rows.append(ablation_row(base_point, out, base))
+        ablation_rows += [ablation_row(p, out, base) for p in points if p.without and p.batch_size == b]
+    ablation = pd.DataFrame(ablation_rows)
+
+    first = OmegaConf.load(main_points[0].folder(out) / "config.yaml")
+    header = (
+        f"{device['hardware']}; model {first.model.name} ({first.model.scale}, random weights), "
+        f"synthetic {first.dataset.max_seconds:g} s clips, {first.run.repeats} repeats, "
+        f"copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write)"
+    )
+    text = f"# Voxtral speed\n\n{header}\n\n{markdown(speed)}"
+    (out / "speed.md").write_text(text)
+    speed.to_csv(out / "speed.csv", index=False)
+    if len(ablation):
+        ablation_text = f"# voxtral_patched ablation\n\n{header}\n\n{markdown(ablation)}"
+        (out / "ablation.md").write_text(ablation_text)
+        ablation.to_csv(out / "ablation.csv", index=False)
+        text += "\n" + ablation_text
+    return text
 
 
 def parse(argv: list[str] | None):
@@ -169,82 +183,38 @@ def parse(argv: list[str] | None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/speed/<date>_<time>")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")
+    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs under --out")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from bench.engines.voxtral_patched import PATCHES
-    from bench.environment import environment
+def main(argv: list[str] | None = None) -> int:
     from bench.runner import resolve_device
 
     args = parse(argv)
-    device = resolve_device(args.device)
     out = args.out or Path("runs") / "speed" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    if out.is_dir() and any(out.iterdir()):
-        raise SystemExit(
-            f"bench.speed: error: {out} is not empty: give --out a new folder (runs are never overwritten)"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    copy_bw = copy_bandwidth(device)
-    hardware = environment(device)["hardware"]
-
-    summaries = [
-        _run(args, engine, batch_size, out, [], engine) for batch_size in args.batch_sizes for engine in args.engines
-    ]
-    speed = pd.DataFrame([_bandwidth_row(s, copy_bw, args.scale) for s in summaries])
-
     ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
-    ablation_rows = []
-    for batch_size in ablation_sizes:
-        base = next(
-            (s for s in summaries if s["label"] == "voxtral_patched" and s["batch_size"] == batch_size), None
-        ) or _run(args, "voxtral_patched", batch_size, out, [], "voxtral_patched")
-        ablation_rows.append(
-            {
-                "removed patch": "(none: all on)",
-                "batch": batch_size,
-                "RTFx": base["rtfx"],
-                "vs all on": 1.0,
-                "decode tok/s": base["decode_tokens_per_s"],
-            }
+    points = speed_points(args.engines, args.batch_sizes, ablation_sizes)
+    if not args.tables_only:
+        settings = Settings(
+            scale=args.scale,
+            voxtral_model=args.model,
+            repeats=args.repeats,
+            min_clips=args.min_clips,
+            clip_seconds=args.clip_seconds,
+            device=args.device,
+            dtype=args.dtype,
+            quiet=args.quiet,
         )
-        for patch in PATCHES:
-            kept = ",".join(p for p in PATCHES if p != patch)
-            s = _run(
-                args,
-                "voxtral_patched",
-                batch_size,
-                out,
-                [f"engine.patches=[{kept}]"],
-                f"patched_without_{patch}",
-            )
-            ablation_rows.append(
-                {
-                    "removed patch": patch,
-                    "batch": batch_size,
-                    "RTFx": s["rtfx"],
-                    "vs all on": s["rtfx"] / base["rtfx"],
-                    "decode tok/s": s["decode_tokens_per_s"],
-                }
-            )
-    ablation = pd.DataFrame(ablation_rows)
-
-    header = (
-        f"{hardware}; model {args.model} ({args.scale}, random weights), "
-        f"synthetic {args.clip_seconds:g} s clips, copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write)"
-    )
-    speed_md = f"# Voxtral speed\n\n{header}\n\n{_table(speed)}\n"
-    (out / "speed.md").write_text(speed_md)
-    speed.to_csv(out / "speed.csv", index=False)
-    print(speed_md)
-    if len(ablation):
-        ablation_md = f"# voxtral_patched ablation\n\n{header}\n\n{_table(ablation)}\n"
-        (out / "ablation.md").write_text(ablation_md)
-        ablation.to_csv(out / "ablation.csv", index=False)
-        print(ablation_md)
+        out.mkdir(parents=True, exist_ok=True)
+        device_record(out, resolve_device(args.device))
+        if measure(points, out, settings, args.budget_minutes):
+            return INCOMPLETE
+    print(write_tables(out, points))
     print(f"run folders and tables: {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,23 @@
-"""Short text tables of run summaries for the terminal."""
+"""Text tables: run summaries for the terminal, and Markdown for reports."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A Markdown table (no optional tabulate dependency); floats to 3 significant digits."""
+
+    def cell(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def _ci(summary: dict) -> str:

@@ -45,4 +45,14 @@ def test_speed_command_prints_both_tables(tmp_path, offline_env):
     assert ((speed["% of copy BW"] > 0) & (speed["% of copy BW"] < 100)).all()
     ablation = pd.read_csv(tmp_path / "ablation.csv")
     assert len(ablation) == 7 and ablation["vs all on"].iloc[0] == 1.0
-    assert (tmp_path / "voxtral_stock_b1" / "summary.json").exists()
+    runs = tmp_path / "runs" / "synthetic"
+    assert (runs / "voxtral_stock_b1" / "summary.json").exists()
+    assert (runs / "voxtral_stock_b1" / "profile.md").exists()  # profiled at batch 1
+    assert not (runs / "voxtral_stock_b2" / "profile.md").exists()
+    tables = subprocess.run(
+        [sys.executable, "-m", "bench.speed", "--tables-only", "--batch-sizes", "1", "2",
+         "--engines", "voxtral_stock", "voxtral_patched", "--ablation-batch-sizes", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600,
+    )  # fmt: skip
+    assert tables.returncode == 0, tables.stderr[-3000:]
+    assert pd.read_csv(tmp_path / "speed.csv").equals(speed)  # the same table from the run folders alone

@@ -1,0 +1,180 @@
+"""A grid of runs measured into one folder tree, resumable and inside a time budget.
+
+bench.speed and bench.reference are both such grids: points (dataset, engine, batch size,
+a patch removed, profiled or not), each measured by the same runner as `python -m bench`
+into `<out>/runs/<dataset>/<label>_b<batch>/`. A point whose folder holds a summary.json
+is kept, so the same command run again (on the next lease of a GPU host, with the folder
+carried over) measures only what is missing; a folder left half-measured is measured
+again from scratch, since timings from two machines or two sessions must not mix.
+`<out>/device.json` records the hardware and its measured copy bandwidth once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEVICE_FILE = "device.json"
+
+
+@dataclass(frozen=True)
+class Point:
+    dataset: str
+    engine: str
+    batch_size: int
+    without: str | None = None  # a voxtral_patched patch switched off (the ablation)
+    profile: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"voxtral_patched_without_{self.without}" if self.without else self.engine
+
+    def folder(self, out: Path) -> Path:
+        return out / "runs" / self.dataset / f"{self.label}_b{self.batch_size}"
+
+
+@dataclass
+class Settings:
+    """How every point is measured; clips per point = max(min_clips, 2 x batch size)."""
+
+    scale: str = "full"
+    voxtral_model: str = "voxtral_mini_3b"
+    repeats: int = 3
+    min_clips: int = 8
+    clip_seconds: float | None = None  # the synthetic dataset's clip length (its YAML's when None)
+    device: str = "auto"
+    dtype: str = "auto"
+    quiet: bool = False
+
+    def clips(self, batch_size: int) -> int:
+        return max(self.min_clips, 2 * batch_size)
+
+
+def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:
+    """Bytes per second moved by a large same-device copy (bytes read + bytes written)."""
+    if device.type != "cuda":
+        n_bytes = min(n_bytes, 256 << 20)
+    src = torch.empty(n_bytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return 2 * n_bytes * repeats / seconds
+
+
+def device_record(out: Path, device: torch.device) -> dict:
+    """The hardware and its copy bandwidth, measured once per folder (kept when resuming)."""
+    from bench.environment import environment
+
+    path = out / DEVICE_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    record = {"hardware": environment(device)["hardware"], "copy_bandwidth_bytes_per_s": copy_bandwidth(device)}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from bench.config import REPO_DIR, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO_DIR / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def point_config(point: Point, settings: Settings):
+    from bench.engines.voxtral_patched import PATCHES
+
+    overrides = [
+        f"engine={point.engine}",
+        "model.weights=random",
+        f"model.scale={settings.scale}",
+        f"dataset={point.dataset}",
+        f"run.batch_size={point.batch_size}",
+        f"run.repeats={settings.repeats}",
+        "run.warmup_batches=1",
+        f"run.progress={str(not settings.quiet).lower()}",
+        f"device={settings.device}",
+        f"dtype={settings.dtype}",
+        f"profile={str(point.profile).lower()}",
+    ]
+    if point.engine != "whisper_large_v3":
+        overrides.append(f"model={settings.voxtral_model}")
+    if point.without:
+        overrides.append(f"engine.patches=[{','.join(p for p in PATCHES if p != point.without)}]")
+    cfg = compose(overrides)
+    clips = settings.clips(point.batch_size)
+    if cfg.dataset.source == "synthetic":
+        cfg.dataset.n_clips = clips
+        if settings.clip_seconds is not None and point.dataset == "synthetic":
+            cfg.dataset.min_seconds = cfg.dataset.max_seconds = settings.clip_seconds
+    else:
+        cfg.run.limit = clips  # the first rows of a Hub dataset (a shipped one has as many as it has)
+    return cfg
+
+
+def summary_if_done(point: Point, out: Path) -> dict | None:
+    """The point's summary once it is fully measured (with its profile, when asked for)."""
+    folder = point.folder(out)
+    if not (folder / "summary.json").exists() or (point.profile and not (folder / "profile.md").exists()):
+        return None
+    return json.loads((folder / "summary.json").read_text())
+
+
+def measured_points(out: Path) -> list[Point]:
+    """The points fully measured under out/runs, read back from their folder names."""
+    points = []
+    for summary in sorted((out / "runs").glob("*/*/summary.json")):
+        folder = summary.parent
+        label, _, batch = folder.name.rpartition("_b")
+        engine, _, without = label.partition("_without_")
+        profile = (folder / "profile.md").exists()
+        points.append(Point(folder.parent.name, engine, int(batch), without or None, profile))
+    return points
+
+
+def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: float | None = None) -> list[Point]:
+    """Measure the points not measured yet; returns the ones left (budget spent), in order.
+
+    A point is started only if the time spent so far plus the longest point of the same
+    engine measured in this call (or of any engine, before the first) fits the budget."""
+    from bench.runner import run
+
+    start = time.perf_counter()
+    took: dict[str, float] = {}
+    todo = [p for p in points if summary_if_done(p, out) is None]
+    if len(todo) < len(points):
+        print(f"{len(points) - len(todo)} of {len(points)} points already measured in {out}: kept")
+    for i, point in enumerate(todo):
+        if budget_minutes is not None and took:
+            guess = took.get(point.engine, max(took.values()))
+            if time.perf_counter() - start + guess > 60 * budget_minutes:
+                left = todo[i:]
+                print(
+                    f"time budget of {budget_minutes:g} min reached: {len(left)} points left; "
+                    "run the same command again (with this folder) to measure them"
+                )
+                return left
+        folder = point.folder(out)
+        if folder.exists():
+            print(f"{folder}: measured only in part before; measuring it again from scratch")
+            shutil.rmtree(folder)
+        print(f"[{i + 1}/{len(todo)}] {point.dataset} {point.label} batch {point.batch_size}", flush=True)
+        began = time.perf_counter()
+        run(point_config(point, settings), folder)
+        took[point.engine] = max(took.get(point.engine, 0.0), time.perf_counter() - began)
+    return []

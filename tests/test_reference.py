@@ -1,0 +1,178 @@
+"""bench.grid (resumable points inside a time budget) and bench.reference (the results folder)."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from run_folders import make_run
+
+from bench import grid
+from bench.config import REPO_DIR
+from bench.grid import Point, Settings, measure, measured_points
+from bench.reference import _without_budget, ratio_frame, reference_points
+from bench.runs import load_runs
+
+
+@pytest.fixture
+def fake_runner(monkeypatch):
+    """bench.runner.run replaced by one that takes `seconds` and writes a summary.json."""
+    calls, seconds = [], [0.0]
+
+    def run(cfg, folder):
+        calls.append(folder)
+        time.sleep(seconds[0])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps({"batch_size": cfg.run.batch_size}))
+        if cfg.profile:
+            (folder / "profile.md").write_text("# profile\n")
+
+    monkeypatch.setattr("bench.runner.run", run)
+    monkeypatch.setattr(grid, "point_config", lambda point, settings: _cfg(point))
+    return calls, seconds
+
+
+def _cfg(point):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(run=SimpleNamespace(batch_size=point.batch_size), profile=point.profile)
+
+
+def test_measure_keeps_finished_points_and_remeasures_half_measured_ones(tmp_path, fake_runner):
+    calls, _ = fake_runner
+    done, half, new = Point("synthetic", "a", 1), Point("synthetic", "b", 1), Point("sample", "a", 8)
+    done.folder(tmp_path).mkdir(parents=True)
+    (done.folder(tmp_path) / "summary.json").write_text("{}")
+    half.folder(tmp_path).mkdir(parents=True)
+    (half.folder(tmp_path) / "progress.json").write_text("{}")  # a call cut off mid-point
+    assert measure([done, half, new], tmp_path, Settings()) == []
+    assert calls == [half.folder(tmp_path), new.folder(tmp_path)]
+    assert not (half.folder(tmp_path) / "progress.json").exists()  # measured again from scratch
+    assert measure([done, half, new], tmp_path, Settings()) == [] and len(calls) == 2  # nothing left to do
+
+
+def test_a_profiled_point_without_its_profile_is_not_done(tmp_path, fake_runner):
+    calls, _ = fake_runner
+    point = Point("synthetic", "voxtral_stock", 1, profile=True)
+    point.folder(tmp_path).mkdir(parents=True)
+    (point.folder(tmp_path) / "summary.json").write_text("{}")
+    measure([point], tmp_path, Settings())
+    assert calls == [point.folder(tmp_path)] and (point.folder(tmp_path) / "profile.md").exists()
+
+
+def test_budget_stops_before_a_point_that_would_not_fit(tmp_path, fake_runner):
+    calls, seconds = fake_runner
+    seconds[0] = 0.3
+    points = [Point("synthetic", "a", b) for b in (1, 2, 4)]
+    # 0.5 s: the first point (0.3 s) always starts; 0.3 s spent + 0.3 s expected for the next > 0.5 s
+    left = measure(points, tmp_path, Settings(), budget_minutes=0.5 / 60)
+    assert left == points[1:] and len(calls) == 1
+    assert measure(points, tmp_path, Settings(), budget_minutes=10) == [] and len(calls) == 3
+
+
+def test_measured_points_read_back_from_folder_names(tmp_path):
+    points = [
+        Point("synthetic", "voxtral_patched", 32, without="cuda_graph"),
+        Point("synthetic_librispeech_like", "whisper_large_v3", 8),
+        Point("synthetic", "voxtral_stock", 1, profile=True),
+    ]
+    for p in points:
+        p.folder(tmp_path).mkdir(parents=True)
+        (p.folder(tmp_path) / "summary.json").write_text("{}")
+        if p.profile:
+            (p.folder(tmp_path) / "profile.md").write_text("")
+    assert sorted(measured_points(tmp_path), key=str) == sorted(points, key=str)
+
+
+def test_point_config_sizes_every_dataset_by_batch():
+    settings = Settings(scale="tiny", min_clips=8)
+    synthetic = grid.point_config(Point("synthetic", "voxtral_patched", 32, without="cuda_graph"), settings)
+    assert synthetic.dataset.n_clips == 64 and synthetic.run.batch_size == 32 and synthetic.run.repeats == 3
+    assert "cuda_graph" not in synthetic.engine.patches and "static_cache" in synthetic.engine.patches
+    sample = grid.point_config(Point("sample", "whisper_large_v3", 1), settings)
+    assert sample.run.limit == 8 and sample.model.name == "whisper_large_v3"  # each engine keeps its model
+
+
+def test_reference_plan_holds_the_grid_the_ablation_and_two_profiles():
+    points = reference_points(
+        ["voxtral_stock", "voxtral_compile", "voxtral_patched", "whisper_large_v3"],
+        ["synthetic", "synthetic_librispeech_like", "sample"],
+        [1, 8, 32],
+        [1, 32],
+    )
+    assert len(points) == len(set(points)) == 4 * 3 * 3 + 6 * 2
+    assert {(p.engine, p.dataset, p.batch_size) for p in points if p.profile} == {
+        ("voxtral_stock", "synthetic", 1),
+        ("voxtral_patched", "synthetic", 1),
+    }
+    assert points[0].dataset == "synthetic"  # the speed points first: they matter most if a call runs out
+
+
+def test_ratio_frame_by_hand(tmp_path):
+    runs = [
+        make_run(tmp_path / "p1", "voxtral_patched", seconds_per_batch=1.0, noise=0.0, batch_size=1),
+        make_run(tmp_path / "s1", "voxtral_stock", seconds_per_batch=5.0, noise=0.0, batch_size=1),
+        make_run(tmp_path / "w1", "whisper_large_v3", seconds_per_batch=2.0, noise=0.0, batch_size=1),
+        make_run(tmp_path / "s8", "voxtral_stock", seconds_per_batch=3.0, noise=0.0, batch_size=8),  # no partner
+    ]
+    ratios = ratio_frame(load_runs([str(r) for r in runs]))
+    assert list(zip(ratios.batch, ratios.vs, strict=True)) == [(1, "voxtral_stock"), (1, "whisper_large_v3")]
+    # equal batches: the ratio of RTFs is exact, and so is every bootstrap draw
+    assert ratios["speed-up"].tolist() == pytest.approx([5.0, 2.0])
+    assert ratios.low.tolist() == pytest.approx([5.0, 2.0]) and ratios.high.tolist() == pytest.approx([5.0, 2.0])
+
+
+def test_ratio_interval_covers_the_point_estimate_under_noise(tmp_path):
+    runs = [
+        make_run(tmp_path / "p", "voxtral_patched", seconds_per_batch=1.0, noise=0.1, seed=1),
+        make_run(tmp_path / "s", "voxtral_stock", seconds_per_batch=4.0, noise=0.1, seed=2),
+    ]
+    r = ratio_frame(load_runs([str(p) for p in runs])).iloc[0]
+    assert r.low < r["speed-up"] < r.high and r.low > 3.5 and r.high < 4.5
+
+
+def test_the_recorded_command_leaves_out_the_budget():
+    argv = ["--out", "x", "--budget-minutes", "8", "--repeats", "3", "--budget-minutes=2"]
+    assert _without_budget(argv) == ["--out", "x", "--repeats", "3"]
+
+
+@pytest.mark.slow
+def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_path, offline_env):
+    out = tmp_path / "ref"
+    command = [sys.executable, "-m", "bench.reference", "--out", str(out), "--scale", "tiny",
+               "--engines", "voxtral_stock", "voxtral_patched", "whisper_large_v3", "--datasets", "synthetic",
+               "--batch-sizes", "1", "2", "--ablation-batch-sizes", "--repeats", "1", "--min-clips", "2",
+               "--quiet"]  # fmt: skip
+    first = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    readme = (out / "README.md").read_text()
+    assert "## synthetic" in readme and "python -m bench.report --reference" in readme
+    comparison = pd.read_csv(out / "comparison_synthetic.csv")
+    assert sorted(zip(comparison.engine, comparison.batch, strict=True)) == [
+        ("voxtral_patched", 1), ("voxtral_patched", 2), ("voxtral_stock", 1), ("voxtral_stock", 2),
+        ("whisper_large_v3", 1), ("whisper_large_v3", 2),
+    ]  # fmt: skip
+    ratios = pd.read_csv(out / "ratios.csv")
+    rtfx = {(r.engine, r.batch): r.RTFx for r in comparison.itertuples()}
+    assert len(ratios) == 4
+    for row in ratios.to_dict("records"):
+        assert row["speed-up"] == pytest.approx(
+            rtfx[("voxtral_patched", row["batch"])] / rtfx[(row["vs"], row["batch"])]
+        )
+        assert f"{row['speed-up']:.2f}x [{row['low']:.2f}, {row['high']:.2f}]" in readme
+    profiles = (out / "profiles.md").read_text()
+    assert "## voxtral_stock, synthetic, batch 1" in profiles and "## voxtral_patched, synthetic, batch 1" in profiles
+    assert profiles.count("for 375 audio placeholders") == 2  # one 30 s clip: 375 placeholders merged
+    assert (out / "rtfx_vs_batch_synthetic.png").exists()
+
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600)
+    assert again.returncode == 0 and "6 of 6 points already measured" in again.stdout
+    report = subprocess.run(
+        [sys.executable, "-m", "bench.report", "--reference", str(out)],
+        capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
