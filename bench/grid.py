@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +149,9 @@ def measured_points(out: Path) -> list[Point]:
 
 
 def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: float | None = None) -> list[Point]:
-    """Measure the points not measured yet; returns the ones left (budget spent), in order.
+    """Measure the points not measured yet; returns the ones still missing, in order: left
+    for lack of time, or failed (the error is kept in the point's folder as error.txt and
+    the grid goes on: one engine's failure must not cost an unattended call the others).
 
     A point is started only if the time spent so far plus the longest point of the same
     engine measured in this call (or of any engine, before the first) fits the budget."""
@@ -156,6 +159,7 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
 
     start = time.perf_counter()
     took: dict[str, float] = {}
+    failed: list[Point] = []
     todo = [p for p in points if summary_if_done(p, out) is None]
     if len(todo) < len(points):
         print(f"{len(points) - len(todo)} of {len(points)} points already measured in {out}: kept")
@@ -168,13 +172,25 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
                     f"time budget of {budget_minutes:g} min reached: {len(left)} points left; "
                     "run the same command again (with this folder) to measure them"
                 )
-                return left
+                return failed + left
         folder = point.folder(out)
         if folder.exists():
             print(f"{folder}: measured only in part before; measuring it again from scratch")
             shutil.rmtree(folder)
         print(f"[{i + 1}/{len(todo)}] {point.dataset} {point.label} batch {point.batch_size}", flush=True)
         began = time.perf_counter()
-        run(point_config(point, settings), folder)
+        try:
+            run(point_config(point, settings), folder)
+        except Exception as err:  # noqa: BLE001 - kept with its traceback, reported below
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "error.txt").write_text(traceback.format_exc())
+            print(
+                f"  failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                f"(traceback in {folder / 'error.txt'})",
+                flush=True,
+            )
+            failed.append(point)
         took[point.engine] = max(took.get(point.engine, 0.0), time.perf_counter() - began)
-    return []
+    if failed:
+        print(f"{len(failed)} points failed: " + ", ".join(f"{p.dataset}/{p.folder(out).name}" for p in failed))
+    return failed

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from run_folders import make_run
 
+import bench.runner
 from bench import grid
 from bench.config import REPO_DIR
 from bench.grid import Point, Settings, measure, measured_points
@@ -51,6 +52,24 @@ def test_measure_keeps_finished_points_and_remeasures_half_measured_ones(tmp_pat
     assert calls == [half.folder(tmp_path), new.folder(tmp_path)]
     assert not (half.folder(tmp_path) / "progress.json").exists()  # measured again from scratch
     assert measure([done, half, new], tmp_path, Settings()) == [] and len(calls) == 2  # nothing left to do
+
+
+def test_a_failing_point_is_recorded_and_the_grid_goes_on(tmp_path, fake_runner, monkeypatch):
+    calls, _ = fake_runner
+    points = [Point("synthetic", "a", 1), Point("synthetic", "broken", 1), Point("synthetic", "c", 1)]
+    fake = bench.runner.run  # the fixture's
+
+    def run(cfg, folder):
+        if "broken" in folder.name:
+            calls.append(folder)
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        fake(cfg, folder)
+
+    monkeypatch.setattr("bench.runner.run", run)
+    assert measure(points, tmp_path, Settings()) == [points[1]]
+    assert len(calls) == 3 and (points[2].folder(tmp_path) / "summary.json").exists()
+    assert "illegal memory access" in (points[1].folder(tmp_path) / "error.txt").read_text()
+    assert measure(points, tmp_path, Settings()) == [points[1]] and calls[-1] == points[1].folder(tmp_path)
 
 
 def test_a_profiled_point_without_its_profile_is_not_done(tmp_path, fake_runner):
