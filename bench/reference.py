@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.grid import Point, Settings, device_record, measure, measured_points
+from bench.grid import Point, Settings, device_record, measure, measured_points, summary_if_done
 from bench.speed import INCOMPLETE, profiled, speed_points
 from bench.table import markdown
 
@@ -93,6 +93,24 @@ def _fastest_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _missing_lines(out: Path, command: str) -> list[str]:
+    """The planned points with no finished run, and why when a run failed (its error.txt)."""
+    args = parse(shlex.split(command)[3:])  # after "python -m bench.reference"
+    plan = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
+    missing = [p for p in plan if summary_if_done(p, out) is None]
+    if not missing:
+        return []
+    lines = [
+        f"Not measured (yet): {len(missing)} of the {len(plan)} planned runs; the tables below leave them out.",
+        "",
+    ]
+    for p in missing:
+        error = p.folder(out) / "error.txt"
+        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
+        lines.append(f"- {p.dataset}, {p.label}, batch {p.batch_size}: {why}")
+    return [*lines, ""]
+
+
 COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
 
 
@@ -120,6 +138,7 @@ def write_folder(out: Path) -> str:
     command = out / COMMAND_FILE
     if command.exists():
         lines += ["Measured with:", "", "```bash", command.read_text().strip(), "```", ""]
+        lines += _missing_lines(out, command.read_text())
     lines += [
         "Tables written by (gives the same files again from the committed runs):",
         "",

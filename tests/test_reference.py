@@ -195,3 +195,22 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+
+
+def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
+    from bench.reference import _missing_lines
+
+    command = (
+        "python -m bench.reference --out x --engines voxtral_stock whisper_large_v3 --datasets sample "
+        "--batch-sizes 1 8 --ablation-batch-sizes"
+    )
+    done, failed = Point("sample", "voxtral_stock", 1), Point("sample", "whisper_large_v3", 8)
+    done.folder(tmp_path).mkdir(parents=True)
+    (done.folder(tmp_path) / "summary.json").write_text("{}")
+    failed.folder(tmp_path).mkdir(parents=True)
+    (failed.folder(tmp_path) / "error.txt").write_text("Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory\n")
+    lines = _missing_lines(tmp_path, command)
+    assert lines[0].startswith("Not measured (yet): 3 of the 4 planned runs")
+    assert "- sample, whisper_large_v3, batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
+    assert "- sample, voxtral_stock, batch 8: not run yet" in lines
+    assert not any("voxtral_stock, batch 1" in line for line in lines)
