@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.runs import Run, load_runs, rtf_samples
+from bench.runs import Run, load_runs, rtf_ratio_samples
 from bench.table import markdown
 
 RESAMPLES = 2000
@@ -103,10 +103,7 @@ def _ratio_samples(entry: dict, rng) -> np.ndarray:
     """Bootstrap of a speed-up. Runs measured in turns are resampled jointly, batch by batch,
     so drift that slowed both engines alike cancels in the ratio."""
     num, den = _frame(entry["numerator"]), _frame(entry["denominator"])
-    if entry.get("paired") and len(num) == len(den):
-        picks = rng.integers(0, len(num), size=(RESAMPLES, len(num)))
-        return rtf_samples(den, RESAMPLES, rng, picks) / rtf_samples(num, RESAMPLES, rng, picks)
-    return rtf_samples(den, RESAMPLES, rng) / rtf_samples(num, RESAMPLES, rng)
+    return rtf_ratio_samples(den, num, RESAMPLES, rng, paired=entry.get("paired") and len(num) == len(den))
 
 
 def gate(
@@ -135,7 +132,7 @@ def gate(
             entry = by_key.get(run.key)
             if entry is None:
                 continue
-            change = rtf_samples(run.batches, RESAMPLES, rng) / rtf_samples(_frame(entry["batches"]), RESAMPLES, rng)
+            change = rtf_ratio_samples(run.batches, _frame(entry["batches"]), RESAMPLES, rng)
             low, high = np.percentile(change, [2.5, 97.5])
             rows.append(
                 {

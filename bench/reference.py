@@ -49,7 +49,7 @@ def ratio_frame(runs, baseline_engine: str = "voxtral_patched") -> pd.DataFrame:
     """How many times faster baseline_engine is than each other engine, per batch size, with
     a 95% bootstrap CI: both runs' timed batches resampled independently (seeded: the same
     runs give the same figures)."""
-    from bench.runs import rtf_samples
+    from bench.runs import rtf_ratio_samples
 
     by = {(r.summary["engine"], r.summary["batch_size"]): r for r in runs}
     rows = []
@@ -58,7 +58,7 @@ def ratio_frame(runs, baseline_engine: str = "voxtral_patched") -> pd.DataFrame:
         if engine == baseline_engine or ours is None:
             continue
         rng = np.random.default_rng(0)
-        samples = rtf_samples(run.batches, RESAMPLES, rng) / rtf_samples(ours.batches, RESAMPLES, rng)
+        samples = rtf_ratio_samples(run.batches, ours.batches, RESAMPLES, rng)
         low, high = np.percentile(samples, [2.5, 97.5])
         rows.append(
             {

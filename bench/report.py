@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.runs import Run, load_runs, rtf_samples
+from bench.runs import Run, load_runs, rtf_ratio_samples
 from bench.table import markdown
 
 RESAMPLES = 2000
@@ -78,7 +78,7 @@ def check_comparable(runs: list[Run], allow_mixed: bool) -> None:
 # -- release vs release -------------------------------------------------------------------
 def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
     """RTFx change and whether it is beyond noise: bootstrap CI of the RTF ratio."""
-    ratio = rtf_samples(cand.batches, RESAMPLES, rng) / rtf_samples(base.batches, RESAMPLES, rng)
+    ratio = rtf_ratio_samples(cand.batches, base.batches, RESAMPLES, rng)
     low, high = np.percentile(ratio, [2.5, 97.5])
     delta = base.summary["rtf"] / cand.summary["rtf"] - 1  # RTFx change
     if low > 1:

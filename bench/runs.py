@@ -79,3 +79,12 @@ def rtf_samples(
     if picks is None:
         picks = rng.integers(0, len(processing), size=(resamples, len(processing)))
     return processing[picks].sum(axis=1) / audio[picks].sum(axis=1)
+
+
+def rtf_ratio_samples(
+    numerator: pd.DataFrame, denominator: pd.DataFrame, resamples: int, rng: np.random.Generator, paired: bool = False
+) -> np.ndarray:
+    """Bootstrap distribution of RTF(numerator) / RTF(denominator): each run's batches
+    resampled on their own, or with `paired` (the same batches timed in turns) jointly."""
+    picks = rng.integers(0, len(numerator), size=(resamples, len(numerator))) if paired else None
+    return rtf_samples(numerator, resamples, rng, picks) / rtf_samples(denominator, resamples, rng, picks)
