@@ -55,6 +55,30 @@ class Settings:
     def clips(self, batch_size: int) -> int:
         return max(self.min_clips, 2 * batch_size)
 
+    @classmethod
+    def from_args(cls, args, **more) -> Settings:
+        """From the options add_arguments declared (plus a command's own, as keywords)."""
+        return cls(
+            scale=args.scale,
+            repeats=args.repeats,
+            min_clips=args.min_clips,
+            device=args.device,
+            dtype=args.dtype,
+            quiet=args.quiet,
+            **more,
+        )
+
+
+def add_arguments(parser) -> None:
+    """The options every grid command shares: how each point is measured, and the time budget."""
+    parser.add_argument("--scale", default="full", choices=["full", "tiny"])
+    parser.add_argument("--min-clips", type=int, default=8, help="clips per run: max(this, 2 x batch size)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")
+    parser.add_argument("--quiet", action="store_true")
+
 
 def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:
     """Bytes per second moved by a large same-device copy (bytes read + bytes written)."""
@@ -154,9 +178,12 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
     the grid goes on: one engine's failure must not cost an unattended call the others).
 
     A point is started only if the time spent so far plus the longest point of the same
-    engine measured in this call (or of any engine, before the first) fits the budget."""
-    from bench.runner import run
+    engine measured in this call (or of any engine, before the first) fits the budget.
+    The folder's device.json is written first, if it is not there yet."""
+    from bench.runner import resolve_device, run
 
+    out.mkdir(parents=True, exist_ok=True)
+    device_record(out, resolve_device(settings.device))
     start = time.perf_counter()
     took: dict[str, float] = {}
     failed: list[Point] = []

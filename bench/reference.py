@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.grid import Point, Settings, device_record, measure, measured_points, summary_if_done
+from bench.grid import DEVICE_FILE, Point, Settings, add_arguments, measure, measured_points, summary_if_done
 from bench.speed import INCOMPLETE, profiled, speed_points
 from bench.table import markdown
 
@@ -169,7 +169,7 @@ def write_folder(out: Path) -> str:
     pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
 
     speed = [p for p in measured_points(out) if p.dataset == "synthetic" and (p.without or p.engine in SPEED_ENGINES)]
-    if (out / "device.json").exists() and any(p.without for p in speed):
+    if (out / DEVICE_FILE).exists() and any(p.without for p in speed):
         tables = write_tables(out, speed)
         lines += ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
         lines += [tables.replace("# Voxtral speed", "### Speed").replace("# voxtral_patched ablation", "### Ablation")]
@@ -190,13 +190,7 @@ def parse(argv):
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--ablation-batch-sizes", nargs="*", type=int, default=[1, 32])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--min-clips", type=int, default=8, help="clips per run: max(this, 2 x batch size)")
-    parser.add_argument("--scale", default="full", choices=["full", "tiny"])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")
-    parser.add_argument("--quiet", action="store_true")
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -213,24 +207,13 @@ def _without_budget(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.runner import resolve_device
-
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    settings = Settings(
-        scale=args.scale,
-        repeats=args.repeats,
-        min_clips=args.min_clips,
-        device=args.device,
-        dtype=args.dtype,
-        quiet=args.quiet,
-    )
     points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
     kept = _without_budget(argv)  # the budget changes no figure, only how many calls it takes
     (args.out / COMMAND_FILE).write_text("python -m bench.reference " + shlex.join(kept) + "\n")
-    device_record(args.out, resolve_device(args.device))
-    if measure(points, args.out, settings, args.budget_minutes):
+    if measure(points, args.out, Settings.from_args(args), args.budget_minutes):
         return INCOMPLETE
     print(write_folder(args.out))
     return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bench.grid import DEVICE_FILE, Point, Settings, device_record, measure, summary_if_done
+from bench.grid import DEVICE_FILE, Point, Settings, add_arguments, measure, summary_if_done
 from bench.table import markdown
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
@@ -167,7 +167,6 @@ def write_tables(out: Path, points: list[Point]) -> str:
 def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="voxtral_mini_3b")
-    parser.add_argument("--scale", default="full", choices=["full", "tiny"])
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument(
@@ -178,37 +177,19 @@ def parse(argv: list[str] | None):
         help="batch sizes for the ablation (default: --batch-sizes; none: skip it)",
     )
     parser.add_argument("--clip-seconds", type=float, default=30.0)
-    parser.add_argument("--min-clips", type=int, default=8, help="clips per run: max(this, 2 x batch size)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/speed/<date>_<time>")
-    parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")
     parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs under --out")
-    parser.add_argument("--quiet", action="store_true")
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.runner import resolve_device
-
     args = parse(argv)
     out = args.out or Path("runs") / "speed" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
     points = speed_points(args.engines, args.batch_sizes, ablation_sizes)
     if not args.tables_only:
-        settings = Settings(
-            scale=args.scale,
-            voxtral_model=args.model,
-            repeats=args.repeats,
-            min_clips=args.min_clips,
-            clip_seconds=args.clip_seconds,
-            device=args.device,
-            dtype=args.dtype,
-            quiet=args.quiet,
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        device_record(out, resolve_device(args.device))
+        settings = Settings.from_args(args, voxtral_model=args.model, clip_seconds=args.clip_seconds)
         if measure(points, out, settings, args.budget_minutes):
             return INCOMPLETE
     print(write_tables(out, points))
