@@ -177,16 +177,15 @@ def write_profile(result: Profile, prof, run_dir: Path) -> None:
 
 
 # -- a finding across profiled runs (bench.report --profiles) --------------------------------
-AUDIO_TOKENS_PER_CHUNK = 375  # Voxtral: one [AUDIO] placeholder per 80 ms of a 30 s chunk
-
-
 def _audio_tokens_in_profiled_batch(run) -> int | None:
     """Placeholders merged in the profiled batch: the run's first batch, its longest clips."""
+    from bench.engines import _voxtral as vox
+
     if not run.summary["engine"].startswith("voxtral"):
         return None
     durations = run.utterances.duration_s.dropna().sort_values(ascending=False)
     first = durations.head(run.summary["batch_size"])
-    return int(sum(AUDIO_TOKENS_PER_CHUNK * max(1, int(np.ceil(d / 30 - 1e-9))) for d in first))
+    return sum(vox.TOKENS_PER_CHUNK * vox.chunks_in(round(d * vox.SAMPLE_RATE)) for d in first)
 
 
 def finding(runs) -> tuple[str, dict[str, pd.DataFrame]]:

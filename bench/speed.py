@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
+from bench.engines import _voxtral as vox
 from bench.grid import DEVICE_FILE, Point, Settings, add_arguments, measure, summary_if_done
 from bench.table import markdown
 
@@ -108,8 +108,8 @@ def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     }
     if step_s and summary.get("decode_steps"):
         clips = max(1, summary["n_utterances"])
-        chunks = math.ceil(summary["audio_seconds"] / clips / 30 - 1e-9)  # 30 s chunks per clip
-        prompt = 8 + 375 * chunks  # prompt length when decoding starts
+        chunks = vox.chunks_in(round(summary["audio_seconds"] / clips * vox.SAMPLE_RATE))  # of the mean clip
+        prompt = 8 + vox.TOKENS_PER_CHUNK * chunks  # prompt length when decoding starts
         context = prompt + summary["n_tokens"] / clips / 2  # mean context over a clip's decode steps
         value_bytes = 4 if summary["dtype"] == "float32" else 2
         bandwidth = decode_bytes_per_step(_text_config(point.folder(out)), summary["batch_size"], context, value_bytes)

@@ -115,7 +115,12 @@ def load_model(model_cfg, architecture: dict | None, device: torch.device, dtype
 
 
 def n_chunks(audio: np.ndarray) -> int:
-    return max(1, -(-len(audio) // CHUNK_SAMPLES))
+    return chunks_in(len(audio))
+
+
+def chunks_in(samples: int) -> int:
+    """30 s chunks a clip of this many samples is cut into (at least one)."""
+    return max(1, -(-samples // CHUNK_SAMPLES))
 
 
 def transcription_prompt(chunks: int, language_ids: list[int]) -> list[int]:
