@@ -86,7 +86,10 @@ def headline(frame: pd.DataFrame) -> dict:
         "first token equal": f"{int(frame.first_token_equal.sum())}/{len(frame)}",
         "token agreement (all positions)": float((frame.token_agreement * positions).sum() / positions.sum()),
         "identical transcripts": f"{int(frame.identical.sum())}/{len(frame)}",
-        "median first difference (tokens)": frame.first_difference.median(),
+        # over the clips that differ only: an identical clip's "first difference" is its length
+        "first difference, median of differing clips (tokens)": (
+            frame.first_difference[~frame.identical].median() if not frame.identical.all() else "none"
+        ),
     }
 
 

@@ -34,6 +34,27 @@ def test_in_float32_the_patched_engine_agrees_exactly(clips):
     assert (frame.token_agreement == 1.0).all() and (frame.first_difference == frame.stock_tokens).all()
     assert frame.logits_rel_error.max() < 1e-5
     assert headline(frame)["token agreement (all positions)"] == 1.0
+    assert headline(frame)["first difference, median of differing clips (tokens)"] == "none"
+
+
+def test_the_headline_places_the_first_difference_among_differing_clips_only():
+    frame = pd.DataFrame(
+        {
+            "logits_rel_error": [0.0, 0.0, 0.01, 0.02],
+            "first_token_equal": True,
+            "stock_tokens": [10, 40, 12, 12],
+            "patched_tokens": [10, 40, 12, 14],
+            # two identical clips (first "difference" = their length), two differing at tokens 3 and 7
+            "first_difference": [10, 40, 3, 7],
+            "token_agreement": [1.0, 1.0, 0.5, 0.5],
+            "identical": [True, True, False, False],
+        }
+    )
+    figures = headline(frame)
+    assert figures["first difference, median of differing clips (tokens)"] == 5.0
+    assert figures["identical transcripts"] == "2/4"
+    # positions weighted by the longer side: (10 + 40 + 0.5 x 12 + 0.5 x 14) / (10 + 40 + 12 + 14)
+    assert abs(figures["token agreement (all positions)"] - 63 / 76) < 1e-12
 
 
 def test_a_perturbed_model_shows_in_the_logits_error(clips):
