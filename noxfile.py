@@ -55,28 +55,32 @@ SMOKE_RUN = [
     "run.progress=false",
 ]
 CI_BASELINE = "results/baselines/ci_cpu_tiny.json"
+BASELINE_SMOKE_RUNS = 3
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def _smoke(session, run_dir: str) -> None:
+def _smoke(session, *names: str) -> list[str]:
+    """One fresh smoke run per name, in the session's tmp folder; their run folders."""
     session.install(TORCH)
     session.install("-e", ".")
-    session.run("python", "-m", "bench", *SMOKE_RUN, *session.posargs, f"hydra.run.dir={run_dir}", env=OFFLINE)
+    run_dirs = [os.path.join(session.create_tmp(), name) for name in names]
+    for run_dir in run_dirs:
+        session.run("rm", "-rf", run_dir, external=True)
+        session.run("python", "-m", "bench", *SMOKE_RUN, *session.posargs, f"hydra.run.dir={run_dir}", env=OFFLINE)
+    return run_dirs
 
 
 @nox.session
 def gate(session):
     """CI smoke gate: the same-run patched/stock speed-up must not drop beyond noise (nox -s gate)."""
-    run_dir = os.path.join(session.create_tmp(), "smoke")
-    session.run("rm", "-rf", run_dir, external=True)
-    _smoke(session, run_dir)
+    (run_dir,) = _smoke(session, "smoke")
     session.run("python", "-m", "bench.gate", "--baseline", CI_BASELINE, "--ratios-only", "--candidate", run_dir)
 
 
 @nox.session
 def gate_baseline(session):
-    """Rewrite the CI baseline from a fresh smoke run (commit it with the change that moved it)."""
-    run_dir = os.path.join(session.create_tmp(), "smoke-baseline")
-    session.run("rm", "-rf", run_dir, external=True)
-    _smoke(session, run_dir)
-    session.run("python", "-m", "bench.gate", "--write-baseline", run_dir, "--out", CI_BASELINE)
+    """Rewrite the CI baseline from fresh smoke runs (commit it with the change that moved it)."""
+    # Several runs, pooled: the speed-up moves by some 10% from one smoke run to the next on
+    # the 2-core CPU, and a baseline from one run may sit at either edge of that spread.
+    runs = _smoke(session, *(f"smoke-baseline-{i}" for i in range(BASELINE_SMOKE_RUNS)))
+    session.run("python", "-m", "bench.gate", "--write-baseline", *runs, "--out", CI_BASELINE)

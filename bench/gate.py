@@ -1,6 +1,7 @@
 """python -m bench.gate: fail a change that made an engine slower, beyond noise.
 
     python -m bench.gate --write-baseline RUNS... --out results/baselines/my-gpu.json
+    (several runs of the same measurement are pooled into one baseline entry)
     python -m bench.gate --baseline results/baselines/my-gpu.json --candidate RUNS...
 
 Two checks, each on the raw per-batch timings kept in every run folder:
@@ -73,6 +74,7 @@ def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
                         "group": _group(num),
                         "ratio": den.summary["rtf"] / num.summary["rtf"],  # speed-up of numerator
                         "paired": _measured_in_turns(num, den),
+                        "runs": (str(num.path), str(den.path)),
                         "numerator": _raw(num),
                         "denominator": _raw(den),
                     }
@@ -80,19 +82,65 @@ def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
     return entries
 
 
+def _pooled(raw: list[dict]) -> dict:
+    """Several runs' batches as one run's: a baseline from a few runs sits in the middle of
+    their spread, where one run may sit at its edge."""
+    return {column: [value for r in raw for value in r[column]] for column in ("processing_s", "audio_s")}
+
+
+def _pooled_rtf(raw: dict) -> float:
+    return sum(raw["processing_s"]) / sum(raw["audio_s"])
+
+
 def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
+    """A baseline from `runs`; repeated runs of one measurement (same key, or same ratio
+    group) are pooled batch by batch into one entry."""
     hardware = sorted({r.hardware for r in runs})
     if len(hardware) > 1:
         raise BenchError(f"a baseline holds runs of one hardware class, these have: {'; '.join(hardware)}")
+    by_key: dict[tuple, list[Run]] = {}
+    for run in runs:
+        by_key.setdefault(run.key, []).append(run)
+    by_group: dict[tuple, list[dict]] = {}
+    for entry in _ratio_entries(runs, pairs):
+        by_group.setdefault((entry["pair"], json.dumps(entry["group"])), []).append(entry)
+    entries = []
+    for same in by_group.values():
+        # measured in turns: pooled entry by entry, so batch i of one side still pairs with batch i
+        # of the other; otherwise each distinct run once (several runs may share one partner)
+        paired = all(e["paired"] and len(e["numerator"]["audio_s"]) == len(e["denominator"]["audio_s"]) for e in same)
+        if paired:
+            numerators, denominators = [e["numerator"] for e in same], [e["denominator"] for e in same]
+        else:
+            numerators = list({e["runs"][0]: e["numerator"] for e in same}.values())
+            denominators = list({e["runs"][1]: e["denominator"] for e in same}.values())
+        numerator, denominator = _pooled(numerators), _pooled(denominators)
+        entries.append(
+            {
+                "pair": same[0]["pair"],
+                "group": same[0]["group"],
+                "ratio": _pooled_rtf(denominator) / _pooled_rtf(numerator),
+                "paired": paired,
+                "n_runs": len(numerators),
+                "numerator": numerator,
+                "denominator": denominator,
+            }
+        )
     baseline = {
         "hardware": hardware[0],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": runs[0].summary["environment"].get("git_commit"),
         "runs": [
-            {"key": list(r.key), "engine": r.summary["engine"], "rtf": r.summary["rtf"], "batches": _raw(r)}
-            for r in runs
+            {
+                "key": list(key),
+                "engine": key[0],
+                "rtf": _pooled_rtf(raw := _pooled([_raw(r) for r in same])),
+                "n_runs": len(same),
+                "batches": raw,
+            }
+            for key, same in by_key.items()
         ],
-        "ratios": _ratio_entries(runs, pairs),
+        "ratios": entries,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(baseline, indent=1) + "\n")
@@ -191,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.out:
                 raise BenchError("--write-baseline needs --out FILE")
             baseline = write_baseline(load_runs(args.write_baseline), args.out, pairs)
-            print(f"baseline of {len(baseline['runs'])} runs, {len(baseline['ratios'])} ratios -> {args.out}")
+            pooled = sum(entry["n_runs"] for entry in baseline["runs"])
+            print(f"baseline of {len(baseline['runs'])} runs (pooled from {pooled}), "
+                  f"{len(baseline['ratios'])} ratios -> {args.out}")  # fmt: skip
             return 0
         if not (args.baseline and args.candidate):
             raise BenchError("give --baseline FILE and --candidate RUNS (or --write-baseline RUNS --out FILE)")

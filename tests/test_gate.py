@@ -99,3 +99,37 @@ def test_a_run_folder_brings_its_paired_partners(tmp_path):
     assert main(["--write-baseline", str(tmp_path / "base" / "stock"), "--out", str(baseline)]) == 0
     ratios = json.loads(baseline.read_text())["ratios"]
     assert len(ratios) == 1 and ratios[0]["paired"] is True
+
+
+def test_repeated_runs_are_pooled_into_one_baseline_entry(tmp_path, capsys):
+    import json
+
+    for i, seconds in enumerate((1.0, 1.1, 1.2)):
+        make_run(tmp_path / "base" / f"stock{i}", seconds_per_batch=seconds, noise=0.0)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(baseline)]) == 0
+    assert "baseline of 1 runs (pooled from 3)" in capsys.readouterr().out
+    (entry,) = json.loads(baseline.read_text())["runs"]
+    # 20 batches of 10 s audio each run: (20 x 1.0 + 20 x 1.1 + 20 x 1.2) s / 600 s
+    assert entry["n_runs"] == 3 and len(entry["batches"]["processing_s"]) == 60
+    assert abs(entry["rtf"] - 66 / 600) < 1e-12
+
+
+def test_a_pooled_ratio_baseline_sits_in_the_middle_of_its_runs(tmp_path):
+    import json
+
+    for speedup in (2.0, 2.5, 3.0):  # one measurement, drawn three times with a wide spread
+        paired_runs(tmp_path / "base" / str(speedup), speedup=speedup, drift=0.0, seed=int(10 * speedup))
+    pooled = tmp_path / "pooled.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(pooled)]) == 0
+    (entry,) = json.loads(pooled.read_text())["ratios"]
+    assert entry["paired"] is True and entry["n_runs"] == 3 and len(entry["numerator"]["audio_s"]) == 60
+    # stock takes ~1 s a batch; patched ~1/speedup: 60 s over 20 x (1/2 + 1/2.5 + 1/3) s, up to the 2% noise
+    assert abs(entry["ratio"] - 60 / (20 * (1 / 2 + 1 / 2.5 + 1 / 3))) < 0.03
+    single = tmp_path / "single.json"
+    assert main(["--write-baseline", str(tmp_path / "base" / "3.0"), "--out", str(single)]) == 0
+
+    paired_runs(tmp_path / "cand", speedup=2.3, drift=0.0, seed=99)  # 5% under the pooled 2.43
+    candidate = ["--ratios-only", "--candidate", str(tmp_path / "cand")]
+    assert main(["--baseline", str(pooled), *candidate]) == 0
+    assert main(["--baseline", str(single), *candidate]) == 1  # 23% under the one run at the top
