@@ -9,6 +9,7 @@ nox.options.sessions = ["lint", "tests", "gate"]
 # The CPU build of torch by default, so nothing pulls CUDA wheels on a CPU machine;
 # a GPU host sets BENCH_TORCH=torch (or a CUDA-specific pin) to get the normal build.
 TORCH = os.environ.get("BENCH_TORCH", "torch==2.13.0")
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 @nox.session(python=False)
@@ -27,7 +28,7 @@ def tests(session):
         "pytest",
         "-q",
         *session.posargs,
-        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+        env=OFFLINE,
     )
 
 
@@ -37,6 +38,29 @@ def speed(session):
     session.install(TORCH)
     session.install("-e", ".")
     session.run("python", "-m", "bench.speed", *session.posargs)
+
+
+@nox.session(python="3.12")
+def gpu_host_rehearsal(session):
+    """Rehearse a lent GPU host's set-up on any CPU machine, before spending device time on it:
+    a Python 3.12 environment with the host's own packages (.whl/host-requirements.txt, pinned to
+    the image's versions where known; torch 2.11's CUDA wheels, a few GB), the wheelhouse installed
+    over it as the device command does, then the tiny float32 agreement check on the CPU.
+    Build the wheelhouse first: python -m bench.wheelhouse --out .whl"""
+    if not os.path.exists(".whl/host-requirements.txt"):
+        session.error("no .whl/host-requirements.txt: run python -m bench.wheelhouse --out .whl first")
+    session.install("-r", ".whl/host-requirements.txt")
+    site = os.path.join(session.create_tmp(), "site")
+    session.run("rm", "-rf", site, external=True)
+    wheels = [os.path.join(".whl", name) for name in sorted(os.listdir(".whl")) if name.endswith(".whl")]
+    session.run("python", "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", site, *wheels)
+    env = {**OFFLINE, "PYTHONPATH": os.pathsep.join([os.path.abspath(site), os.getcwd()])}
+    agreement = ["--scale", "tiny", "--dtype", "float32", "--device", "cpu", "--limit", "8", *session.posargs]
+    session.run("python", "-m", "bench.agreement", *agreement, env=env)
+    # the rest of the stack: Hydra's command line, openai-whisper (numba, tiktoken), jiwer
+    whisper = ["engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=float32"]
+    run_dir = os.path.join(session.create_tmp(), "whisper")
+    session.run("python", "-m", "bench", *whisper, "run.limit=2", f"hydra.run.dir={run_dir}", env=env)
 
 
 # The CI smoke benchmark: patched and stock Voxtral at tiny scale, measured in turns batch by
@@ -56,7 +80,6 @@ SMOKE_RUN = [
 ]
 CI_BASELINE = "results/baselines/ci_cpu_tiny.json"
 BASELINE_SMOKE_RUNS = 3
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 def _smoke(session, *names: str) -> list[str]:

@@ -51,6 +51,19 @@ threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiff
 torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3
 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
 """.split()  # noqa: SIM905 (a word list reads better as text)
+# Versions the image's page gives for some of them (a session's `pip list` there, 2026-11):
+# what `nox -s gpu_host_rehearsal` installs to stand in for the host on a CPU machine.
+GPU_IMAGE_VERSIONS = {
+    "torch": "2.11.0",
+    "transformers": "5.17.0",
+    "numpy": "2.5.2",
+    "huggingface-hub": "1.33.0",
+    "tokenizers": "0.23.2",
+    "safetensors": "0.8.0",
+    "tiktoken": "0.14.0",
+    "triton": "3.6.0",
+}
+HOST_REQUIREMENTS = "host-requirements.txt"
 # Carried even where the host has them: bench's Voxtral engines reach into transformers'
 # internals (caches, placeholder merge), so the host runs the version the tests ran.
 ALWAYS_CARRY = ("transformers",)
@@ -95,6 +108,13 @@ def missing_packages(root: str, have: set[str], python: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def host_requirements(root: str, have: set[str], python: str, versions: dict[str, str]) -> list[str]:
+    """What of root's dependency tree the host provides itself, pinned where its version is
+    known: a CPU machine that installs these stands in for the host in a rehearsal."""
+    tree = missing_packages(root, set(), python)
+    return [f"{name}=={versions[name]}" if name in versions else name for name in tree if name in have]
+
+
 def fetch(name: str, version: str, out: Path, python: str) -> None:
     """A wheel of name==version for the host: a built one from the registry, else built here."""
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
@@ -117,14 +137,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.have
         else {canonicalize_name(n) for n in GPU_IMAGE_PACKAGES}
     )
+    args.out.mkdir(parents=True, exist_ok=True)
+    host = host_requirements("bench", have, args.python, {} if args.have else GPU_IMAGE_VERSIONS)
+    (args.out / HOST_REQUIREMENTS).write_text("\n".join(host) + "\n")
     have -= set(ALWAYS_CARRY)
     packages = missing_packages("bench", have, args.python)
-    args.out.mkdir(parents=True, exist_ok=True)
     for name, version in packages.items():
         print(f"{name}=={version}")
         fetch(name, version, args.out, args.python)
     size = sum(p.stat().st_size for p in args.out.glob("*.whl")) / 2**20
-    print(f"{len(packages)} packages -> {args.out} ({size:.1f} MiB)")
+    print(f"{len(packages)} packages -> {args.out} ({size:.1f} MiB); what the host has: {args.out / HOST_REQUIREMENTS}")
 
 
 if __name__ == "__main__":

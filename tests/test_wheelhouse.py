@@ -28,3 +28,17 @@ def test_markers_are_evaluated_for_the_host_not_for_this_machine():
     assert not old_python.evaluate(target_environment("3.12")) and old_python.evaluate(target_environment("3.10"))
     assert not Requirement('pywin32; sys_platform == "win32"').marker.evaluate(target_environment("3.12"))
     assert Requirement('uvloop; platform_system == "Linux"').marker.evaluate(target_environment("3.12"))
+
+
+def test_the_host_stand_in_has_what_is_not_carried_pinned_where_the_image_version_is_known():
+    from bench.wheelhouse import GPU_IMAGE_VERSIONS, host_requirements
+
+    have = set(GPU_IMAGE_PACKAGES)
+    host = host_requirements("bench", have, "3.12", GPU_IMAGE_VERSIONS)
+    names = {line.split("==")[0] for line in host}
+    carried = set(missing_packages("bench", have - {"transformers"}, "3.12"))
+    # both come from bench's tree (the rest of it hangs below host packages), only transformers is both
+    tree = set(missing_packages("bench", set(), "3.12"))
+    assert names | carried <= tree and names & carried == {"transformers"}
+    assert {"torch==2.11.0", "transformers==5.17.0", "numpy==2.5.2", "pandas", "pyarrow"} <= set(host)
+    assert "hydra-core" not in names and not any(name.startswith("nvidia-") for name in names)
