@@ -198,11 +198,12 @@ def measure_side_by_side(
         for result in results:
             result.cold_start_counted = not warmup
 
+    measured_before = [{tuple(d) for d in result.done} for result in results]
     for repeat in range(run.repeats):
         for index, batch in enumerate(batches):
             first = (index + repeat) % len(engines)
             for k in [*range(first, len(engines)), *range(first)]:
-                if [repeat, index] in results[k].done:
+                if (repeat, index) in measured_before[k]:
                     continue  # measured by an earlier session of this run
                 _timed_batch(session, k, results[k], repeat, index, batch)
                 results[k].done.append([repeat, index])

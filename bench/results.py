@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from dataclasses import is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -214,8 +215,8 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: Path, data: dict) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=_json_default) + "\n"))
+def write_json(path: Path, data: dict, indent: int | None = 2) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=indent, default=_json_default) + "\n"))
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -225,4 +226,6 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> None:
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
+    if is_dataclass(value) and not isinstance(value, type):
+        return vars(value)  # what asdict gives, without its deep copy of every list and dict
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

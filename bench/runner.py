@@ -97,7 +97,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     ]
     profile = None
     try:
-        measurements = measure_side_by_side(engines, utterances, cfg.run, prior, save_progress)
+        with progress.Saver(save_progress) as saver:  # on exit, also by an error: the last finished batch saved
+            measurements = measure_side_by_side(engines, utterances, cfg.run, prior, saver)
         reports = [engine.report() for engine in engines]
         if cfg.profile:
             profile = _profile(engines[0], utterances, cfg, measurements[0], run_dir)
