@@ -9,11 +9,12 @@ folder whose progress came from another configuration or another dataset.
 A save rewrites the whole run so far, so saving after every batch would make a long run
 quadratic: at the end of LibriSpeech test-clean (2620 clips) x 3 repeats at batch 1 one
 save (progress.json and the two tables) takes about a quarter second on a 2-core CPU, and
-one after each of the 7860 batches would add up to a quarter hour. ``Saver`` therefore saves after a batch only once the time since
-the last save is at least ``COST_FACTOR`` times what that save took (after every batch on
-short runs; saving stays under ~5% of a long one), and once more when measuring ends,
-normally or by an error or Ctrl-C, with the state as of the last finished batch. A run
-killed outright loses the batches since the last save.
+one after each of the 7860 batches would add up to a quarter hour. ``Saver`` therefore
+saves after a batch only once the time since the last save is at least ``COST_FACTOR``
+times what that save took (after every batch on short runs; saving stays under ~5% of a
+long one), and once more when measuring ends, normally or by an error or Ctrl-C, with the
+state as of the last finished batch. A run killed outright loses the batches since the
+last save.
 """
 
 from __future__ import annotations
