@@ -21,13 +21,9 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.runs import Run, load_runs, rtf_ratio_samples
-from bench.table import markdown
+from bench.table import markdown, rtfx_ci_cell
 
 RESAMPLES = 2000
-
-
-def _fmt_ci(ci) -> str:
-    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-"
 
 
 def comparison_frame(runs: list[Run]) -> pd.DataFrame:
@@ -47,7 +43,7 @@ def comparison_frame(runs: list[Run]) -> pd.DataFrame:
                 "WER": s["wer"],
                 "S/D/I": f"{wer['substitutions']}/{wer['deletions']}/{wer['insertions']}" if wer else "-",
                 "RTFx": s["rtfx"],
-                "RTFx 95% CI": _fmt_ci(s.get("rtfx_ci")),
+                "RTFx 95% CI": rtfx_ci_cell(s),
                 "p50 s": s["latency_p50"],
                 "p90 s": s["latency_p90"],
                 "p99 s": s["latency_p99"],

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 
 from bench.engines import _voxtral as vox
 from bench.grid import DEVICE_FILE, Point, Settings, add_arguments, measure, summary_if_done
-from bench.table import markdown
+from bench.table import markdown, rtfx_ci_cell
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
 # profile=true on these, on the synthetic dataset at batch 1: the per-phase tables of issue 5
@@ -98,7 +98,7 @@ def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
         "engine": point.label,
         "batch": summary["batch_size"],
         "RTFx": summary["rtfx"],
-        "RTFx 95% CI": "[{:.2f}, {:.2f}]".format(*summary["rtfx_ci"]) if summary["rtfx_ci"] else "-",
+        "RTFx 95% CI": rtfx_ci_cell(summary),
         "decode tok/s": summary["decode_tokens_per_s"],
         "ms/step": 1e3 * step_s if step_s else None,
         "decode GB/s": None,
@@ -124,7 +124,7 @@ def ablation_row(point: Point, out: Path, base: dict) -> dict:
         "removed patch": point.without or "(none: all on)",
         "batch": point.batch_size,
         "RTFx": s["rtfx"],
-        "RTFx 95% CI": "[{:.2f}, {:.2f}]".format(*s["rtfx_ci"]) if s["rtfx_ci"] else "-",
+        "RTFx 95% CI": rtfx_ci_cell(s),
         "vs all on": s["rtfx"] / base["rtfx"],
         "decode tok/s": s["decode_tokens_per_s"],
     }

@@ -20,7 +20,8 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ci(summary: dict) -> str:
+def rtfx_ci_cell(summary: dict) -> str:
+    """A run's RTFx 95% interval as a table cell."""
     ci = summary.get("rtfx_ci")
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-"
 
@@ -43,7 +44,7 @@ def summary_frame(summaries: list[dict]) -> pd.DataFrame:
                 "failed": s["n_failed"],
                 "audio_s": s["audio_seconds"],
                 "RTFx": num(s["rtfx"]),
-                "RTFx 95% CI": _ci(s),
+                "RTFx 95% CI": rtfx_ci_cell(s),
                 "WER": num(s["wer"]),
                 "tok/s": num(s["decode_tokens_per_s"]),
                 "p50_s": num(s["latency_p50"]),
