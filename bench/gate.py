@@ -68,15 +68,18 @@ def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
             # a partner measured in turns with this run is the one to pair it with
             partners.sort(key=lambda r: not _measured_in_turns(num, r))
             for den in partners[:1]:
+                # batch i of one pairs with batch i of the other only if both have all their batches
+                raw_num, raw_den = _raw(num), _raw(den)
+                paired = _measured_in_turns(num, den) and len(raw_num["audio_s"]) == len(raw_den["audio_s"])
                 entries.append(
                     {
                         "pair": pair,
                         "group": _group(num),
                         "ratio": den.summary["rtf"] / num.summary["rtf"],  # speed-up of numerator
-                        "paired": _measured_in_turns(num, den),
+                        "paired": paired,
                         "runs": (str(num.path), str(den.path)),
-                        "numerator": _raw(num),
-                        "denominator": _raw(den),
+                        "numerator": raw_num,
+                        "denominator": raw_den,
                     }
                 )
     return entries
@@ -108,7 +111,7 @@ def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
     for same in by_group.values():
         # measured in turns: pooled entry by entry, so batch i of one side still pairs with batch i
         # of the other; otherwise each distinct run once (several runs may share one partner)
-        paired = all(e["paired"] and len(e["numerator"]["audio_s"]) == len(e["denominator"]["audio_s"]) for e in same)
+        paired = all(e["paired"] for e in same)
         if paired:
             numerators, denominators = [e["numerator"] for e in same], [e["denominator"] for e in same]
         else:

@@ -135,10 +135,10 @@ def write_folder(out: Path) -> str:
         "RTFx = audio seconds / processing seconds, with a 95% bootstrap interval over the timed batches.",
         "",
     ]
-    command = out / COMMAND_FILE
-    if command.exists():
-        lines += ["Measured with:", "", "```bash", command.read_text().strip(), "```", ""]
-        lines += _missing_lines(out, command.read_text())
+    if (out / COMMAND_FILE).exists():
+        command = (out / COMMAND_FILE).read_text()
+        lines += ["Measured with:", "", "```bash", command.strip(), "```", ""]
+        lines += _missing_lines(out, command)
     lines += [
         "Tables written by (gives the same files again from the committed runs):",
         "",
