@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from fake_engine import fake_engine
-from test_voxtral_patched import make_engine, tokens_by_clip
+from test_voxtral_patched import make_engine, run_clips
 
 from bench.config import RunConfig
 from bench.data import Utterance
@@ -70,7 +70,7 @@ def test_the_patched_engine_recovers_from_out_of_memory_with_stock_tokens():
     sample = load_utterances(compose_config("dataset=sample").dataset, progress=False)[-8:]  # short clips
     stock = make_engine(VoxtralStock, "voxtral_stock")
     targets = {u.id: stock.count_target_tokens(u.reference) for u in sample}
-    expected = tokens_by_clip(stock, sample, 2, targets)
+    expected, _ = run_clips(stock, sample, 2, targets)
 
     patched = make_engine(VoxtralPatched, "voxtral_patched")
     forward = patched._forward

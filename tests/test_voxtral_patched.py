@@ -1,4 +1,5 @@
-"""voxtral_patched gives voxtral_stock's tokens: all patches on, and each one off alone.
+"""voxtral_patched gives voxtral_stock's tokens, and its logits at every step up to float32
+noise: all patches on, each one off alone, and the CUDA graph path emulated on the CPU.
 
 Tiny scale, float32, CPU, every clip of the sample dataset, batch 1 and batch 4.
 """
@@ -34,31 +35,63 @@ def stock():
     return make_engine(VoxtralStock, "voxtral_stock")
 
 
-def tokens_by_clip(engine, sample, batch_size, targets):
-    tokens = {}
-    for batch in make_batches(sample, batch_size):
-        with Clock(CPU) as clock:
-            out = engine.transcribe([u.audio for u in batch], [targets[u.id] for u in batch], clock)
-        tokens.update({u.id: t.tokens for u, t in zip(batch, out, strict=True)})
-    return tokens
+def run_clips(engine, sample, batch_size, targets):
+    """Each clip's tokens, and the logits the engine chose them from, step by step.
+
+    The logits are kept because this tiny random model leans on its residual stream: a KV
+    cache written one slot off changes them by ~1e-3 yet flips none of its tokens. Every
+    64th vocabulary entry is kept, enough to see such an error.
+    """
+    steps = []
+
+    def keep(logits):
+        steps.append(logits.reshape(logits.shape[0], -1)[:, ::64].float().clone())
+
+    if isinstance(engine, VoxtralPatched):
+        pick = engine._pick
+        engine._pick = lambda logits, *rest: keep(logits) or pick(logits, *rest)
+        undo = lambda: delattr(engine, "_pick")  # noqa: E731
+    else:  # generate chooses from the language model head's output
+        undo = engine.model.lm_head.register_forward_hook(lambda _module, _args, out: keep(out)).remove
+    tokens, logits = {}, {}
+    try:
+        for batch in make_batches(sample, batch_size):
+            steps.clear()
+            with Clock(CPU) as clock:
+                out = engine.transcribe([u.audio for u in batch], [targets[u.id] for u in batch], clock)
+            for row, (u, transcript) in enumerate(zip(batch, out, strict=True)):
+                tokens[u.id], logits[u.id] = transcript.tokens, torch.stack([step[row] for step in steps])
+    finally:
+        undo()
+    return tokens, logits
+
+
+def assert_same_logits(got, stock):
+    """Equal up to float32 noise (~4e-7 here) at every step stock took; patched may take
+    up to eos_check_every - 1 more before it reads back that every row has finished."""
+    for clip, expected in stock.items():
+        assert len(got[clip]) >= len(expected), clip
+        steps = got[clip][: len(expected)]
+        torch.testing.assert_close(steps, expected, rtol=0, atol=1e-5, msg=lambda m, c=clip: f"{c}: {m}")
 
 
 @pytest.fixture(scope="module")
 def expected(stock, sample):
     targets = {u.id: stock.count_target_tokens(u.reference) for u in sample}
-    return targets, {size: tokens_by_clip(stock, sample, size, targets) for size in (1, 4)}
+    return targets, {size: run_clips(stock, sample, size, targets) for size in (1, 4)}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("off", [None, *PATCHES])
 def test_tokens_equal_stock(off, batch_size, expected, sample):
-    targets, stock_tokens = expected
+    targets, stock = expected
     patches = [p for p in PATCHES if p != off]
     engine = make_engine(VoxtralPatched, "voxtral_patched", f"engine.patches=[{','.join(patches)}]")
-    got = tokens_by_clip(engine, sample, batch_size, targets)
-    assert got == stock_tokens[batch_size]
-    assert all(len(got[u.id]) == targets[u.id] for u in sample)  # length-matched exactly
+    tokens, logits = run_clips(engine, sample, batch_size, targets)
+    assert tokens == stock[batch_size][0]
+    assert all(len(tokens[u.id]) == targets[u.id] for u in sample)  # length-matched exactly
+    assert_same_logits(logits, stock[batch_size][1])
 
 
 def test_the_default_config_switches_every_patch_on():
@@ -92,3 +125,19 @@ def test_phases_and_report(sample):
     report = engine.report()
     assert report["patches"] == sorted(PATCHES) and report["cuda_graph_active"] is False  # CPU
     assert report["eos_check_every"] == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, monkeypatch):
+    """The CUDA-only decode path (capture once, replay per step) keeps stock's tokens."""
+    from cuda_graph_emulation import Emulation
+
+    targets, stock = expected
+    engine = make_engine(VoxtralPatched, "voxtral_patched")
+    emulation = Emulation(engine, monkeypatch)
+    tokens, logits = run_clips(engine, sample, batch_size, targets)
+    assert tokens == stock[batch_size][0]
+    assert_same_logits(logits, stock[batch_size][1])
+    assert emulation.captures == 1  # one batch shape for the whole run: captured once, replayed after
+    assert emulation.replays >= len(make_batches(sample, batch_size)) * 2
