@@ -5,7 +5,8 @@ each also a record_function range named "phase:<name>"). Every profiled operatio
 charged to the phase whose range holds its start. Per phase:
 
 - wall_ms: the phase's host-side duration;
-- device_ms: on CUDA, the summed duration of the kernels and copies launched from it;
+- device_ms: on CUDA, the summed duration of the kernels and copies launched from it (see
+  _device_ms for how a kernel finds the phase that launched it);
 - kernels: on CUDA, kernel launches (cudaLaunchKernel and friends; one cudaGraphLaunch
   counts as one); on the CPU, innermost aten operators, the CPU's unit of work;
 - host_syncs: points where the host must wait for the device: scalar reads
@@ -72,11 +73,44 @@ def _ancestor_is_sync_op(event) -> bool:
     return False
 
 
+def _is_device_work_call(name: str) -> bool:
+    return name in LAUNCH_CALLS or name.startswith(("cudaMemcpy", "cudaMemset"))
+
+
+def _device_ms(events, ranges) -> dict[str, float]:
+    """Device time per phase, each kernel or copy charged to the phase it was launched from.
+
+    torch links a kernel to the operator that launched it (FunctionEvent.kernels); a kernel
+    a CUDA graph replays has no operator around its launch (graph.replay() is not one), so
+    it is linked only to the cudaGraphLaunch call, through the correlation id that call and
+    its kernels share. Both links can only miss work, never invent it, so each phase keeps
+    the larger of the two sums.
+    """
+    by_operator = dict.fromkeys((name for name, _, _ in ranges), 0.0)
+    by_call = dict(by_operator)
+    call_phase = {}
+    for event in events:
+        if event.device_type != torch.autograd.DeviceType.CPU or event.name.startswith(PHASE_PREFIX):
+            continue
+        phase = _owner(event.time_range.start, ranges)
+        if phase is None:
+            continue
+        by_operator[phase] += sum(k.duration for k in event.kernels) / 1e3
+        if _is_device_work_call(event.name):
+            call_phase[event.id] = phase
+    for event in events:
+        if event.device_type == torch.autograd.DeviceType.CUDA and event.id in call_phase:
+            by_call[call_phase[event.id]] += (event.time_range.end - event.time_range.start) / 1e3
+    return {name: max(by_operator[name], by_call[name]) for name in by_operator}
+
+
 def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     ranges = _phase_ranges(events)
     stats = {name: dict(wall_ms=0.0, device_ms=0.0, kernels=0, host_syncs=0, copies=0) for name, _, _ in ranges}
     for name, low, high in ranges:
         stats[name]["wall_ms"] += (high - low) / 1e3
+    for name, device_ms in _device_ms(events, ranges).items():
+        stats[name]["device_ms"] = device_ms
     for event in events:
         if event.name.startswith(PHASE_PREFIX) or event.device_type != torch.autograd.DeviceType.CPU:
             continue
@@ -84,7 +118,6 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
         if phase is None:
             continue
         row = stats[phase]
-        row["device_ms"] += sum(k.duration for k in event.kernels) / 1e3
         if event.name in SYNC_OPS or (event.name in SYNC_CALLS and not _ancestor_is_sync_op(event)):
             row["host_syncs"] += 1
         if cuda:

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from conftest import bench_command, compose_config
 from bench.config import REPO_DIR
 from bench.engines.voxtral_patched import VoxtralPatched
 from bench.engines.voxtral_stock import VoxtralStock
-from bench.profile import profile_batch
+from bench.profile import phase_table, profile_batch
 
 CPU = torch.device("cpu")
 
@@ -83,3 +84,55 @@ def test_profile_mode_writes_trace_table_and_verdict(engine, tmp_path, offline_e
     assert any(e.get("name", "").startswith("phase:") for e in trace["traceEvents"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["profile"]["decode_steps"] > 0
+
+
+# -- the CUDA branch of the phase table, on a hand-made trace ----------------------------------
+class Event:
+    """The parts of torch.autograd.profiler_util.FunctionEvent the phase table reads."""
+
+    def __init__(self, name, start, end, *, device=torch.autograd.DeviceType.CPU, id=0, kernels=(), parent=None):
+        self.name, self.device_type, self.id = name, device, id
+        self.time_range = SimpleNamespace(start=start, end=end)  # microseconds, as torch gives them
+        self.kernels = [SimpleNamespace(duration=d) for d in kernels]
+        self.cpu_parent, self.cpu_children = parent, []
+        if parent is not None:
+            parent.cpu_children.append(self)
+
+
+def kernel(correlation, start, end):
+    return Event("a kernel", start, end, device=torch.autograd.DeviceType.CUDA, id=correlation)
+
+
+def cuda_trace():
+    """A prefill with one operator's kernel, then two decode steps: a scalar read (a copy and
+    a sync inside it), a CUDA graph replay of two kernels, and an explicit synchronize."""
+    mm = Event("aten::mm", 100, 200, id=1, kernels=[300])  # torch links the kernel to its operator
+    read = Event("aten::_local_scalar_dense", 1100, 1300, id=2, kernels=[10])
+    return [
+        Event("phase:prefill", 0, 1000),
+        mm,
+        Event("cudaLaunchKernel", 150, 160, id=11, parent=mm),
+        kernel(11, 200, 500),  # 300 us, the same kernel as the operator's
+        Event("phase:decode", 1000, 3000),
+        read,
+        Event("cudaMemcpyAsync", 1110, 1120, id=12, parent=read),
+        Event("cudaStreamSynchronize", 1120, 1290, id=13, parent=read),  # part of the read: not a second sync
+        kernel(12, 1150, 1160),  # the copy, 10 us
+        Event("cudaGraphLaunch", 1400, 1420, id=14),  # no operator around a replay: linked only by id
+        kernel(14, 1420, 1900),
+        kernel(14, 1900, 2300),
+        Event("cudaStreamSynchronize", 2500, 2600, id=15),
+    ]
+
+
+def test_phase_table_on_a_cuda_trace():
+    frame = phase_table(cuda_trace(), cuda=True, decode_steps=2).set_index("phase")
+    prefill, decode, step = frame.loc["prefill"], frame.loc["decode"], frame.loc["decode, per step"]
+    assert (prefill.wall_ms, prefill.kernels, prefill.host_syncs, prefill.copies) == (1.0, 1, 0, 0)
+    assert prefill.device_ms == pytest.approx(0.3)  # counted once, by either link
+    assert prefill.idle_share == pytest.approx(0.7)
+    assert (decode.wall_ms, decode.kernels, decode.host_syncs, decode.copies) == (2.0, 1, 2, 1)
+    assert decode.device_ms == pytest.approx(0.01 + 0.48 + 0.40)  # the graph's kernels included
+    assert decode.idle_share == pytest.approx(1 - 0.89 / 2.0)
+    assert (step.wall_ms, step.kernels, step.host_syncs) == (1.0, 0.5, 1.0)
+    assert step.device_ms == pytest.approx(0.445)
