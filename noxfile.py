@@ -45,7 +45,8 @@ def gpu_host_rehearsal(session):
     """Rehearse a lent GPU host's set-up on any CPU machine, before spending device time on it:
     a Python 3.12 environment with the host's own packages (.whl/host-requirements.txt, pinned to
     the image's versions where known; torch 2.11's CUDA wheels, a few GB), the wheelhouse installed
-    over it as the device command does, then the tiny float32 agreement check on the CPU.
+    over it as the device command does, then the tiny float32 agreement check on the CPU and a
+    tiny whisper_large_v3 run in bfloat16, the GPU runs' dtype.
     Build the wheelhouse first: python -m bench.wheelhouse --out .whl"""
     if not os.path.exists(".whl/host-requirements.txt"):
         session.error("no .whl/host-requirements.txt: run python -m bench.wheelhouse --out .whl first")
@@ -58,8 +59,9 @@ def gpu_host_rehearsal(session):
     agreement = ["--scale", "tiny", "--dtype", "float32", "--device", "cpu", "--limit", "8", *session.posargs]
     session.run("python", "-m", "bench.agreement", *agreement, env=env)
     # the rest of the stack: Hydra's command line, openai-whisper (numba, tiktoken), jiwer
-    whisper = ["engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=float32"]
+    whisper = ["engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=bfloat16"]
     run_dir = os.path.join(session.create_tmp(), "whisper")
+    session.run("rm", "-rf", run_dir, external=True)  # a reused session (-r) keeps the last run
     session.run("python", "-m", "bench", *whisper, "run.limit=2", f"hydra.run.dir={run_dir}", env=env)
 
 

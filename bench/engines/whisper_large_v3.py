@@ -77,6 +77,24 @@ def _decoding_task_class():
     return BenchDecodingTask
 
 
+def in_run_dtype(model, dtype: torch.dtype):
+    """Weights in the run's dtype, except the LayerNorms', which stay in float32.
+
+    openai-whisper's LayerNorm casts its input up to float32 and torch's layer norm will
+    not take float32 input with bfloat16 or float16 parameters, so a model cast whole fails
+    at its first norm. (whisper.load_model keeps every weight in float32 instead and casts
+    each to the activations' dtype on every call; holding them in the run's dtype once is
+    what the Voxtral engines get too.)
+    """
+    from whisper.model import LayerNorm
+
+    model.to(dtype)
+    for module in model.modules():
+        if isinstance(module, LayerNorm):
+            module.float()
+    return model
+
+
 class WhisperLargeV3(Engine):
     def load(self) -> None:
         import whisper
@@ -96,7 +114,7 @@ class WhisperLargeV3(Engine):
             torch.manual_seed(self.model_cfg.seed)
             with torch.device(self.device):  # initialise in place: seconds on a GPU, not minutes
                 model = Whisper(ModelDimensions(**self.architecture))
-        self.model = model.to(self.dtype).eval()
+        self.model = in_run_dtype(model, self.dtype).eval()
         self.tokenizer = get_tokenizer(
             multilingual=True, num_languages=model.num_languages, language=self.language, task="transcribe"
         )
