@@ -23,6 +23,18 @@ def compose_config(*overrides: str, hydra_node: bool = False):
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
 
 
+def tiny_engine(name: str, *overrides: str, dtype=None):
+    """A loaded engine at tiny scale with random weights on the CPU (float32 unless dtype says)."""
+    import torch
+
+    from bench.engines import engine_class
+
+    cfg = compose_config(f"engine={name}", "model.weights=random", "model.scale=tiny", *overrides)
+    engine = engine_class(name)(cfg.engine, cfg.model, torch.device("cpu"), dtype or torch.float32, "en")
+    engine.load()
+    return engine
+
+
 @pytest.fixture
 def tiny_overrides():
     return ["model.weights=random", "model.scale=tiny", "run.progress=false"]

@@ -7,11 +7,11 @@ LayerNorms were kept in float32 (see whisper_large_v3.in_run_dtype).
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, tiny_engine
 
 from bench.clock import Clock
 from bench.data import load_utterances
-from bench.engines import engine_class, engine_names
+from bench.engines import engine_names
 
 CPU = torch.device("cpu")
 
@@ -27,9 +27,7 @@ def clips():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", engine_names())
 def test_every_engine_transcribes_in_bfloat16(name, clips):
-    cfg = compose_config(f"engine={name}", "model.weights=random", "model.scale=tiny")
-    engine = engine_class(name)(cfg.engine, cfg.model, CPU, torch.bfloat16, "en")
-    engine.load()
+    engine = tiny_engine(name, dtype=torch.bfloat16)
     targets = [engine.count_target_tokens(u.reference) for u in clips]
     with Clock(CPU) as clock:
         out = engine.transcribe([u.audio for u in clips], targets, clock)
@@ -41,9 +39,7 @@ def test_every_engine_transcribes_in_bfloat16(name, clips):
 def test_whisper_keeps_only_its_layer_norms_in_float32():
     from whisper.model import LayerNorm
 
-    cfg = compose_config("engine=whisper_large_v3", "model.weights=random", "model.scale=tiny")
-    engine = engine_class("whisper_large_v3")(cfg.engine, cfg.model, CPU, torch.bfloat16, "en")
-    engine.load()
+    engine = tiny_engine("whisper_large_v3", dtype=torch.bfloat16)
     norms = {id(p) for m in engine.model.modules() if isinstance(m, LayerNorm) for p in m.parameters()}
     assert norms
     assert {(id(p) in norms, p.dtype) for p in engine.model.parameters()} == {

@@ -7,13 +7,12 @@ PyTorch raises on CUDA) above a batch size, as a GPU with too little memory woul
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_engine
 from fake_engine import fake_engine
-from test_voxtral_patched import make_engine, run_clips
+from test_voxtral_patched import run_clips
 
 from bench.config import RunConfig
 from bench.data import Utterance
-from bench.engines.voxtral_patched import VoxtralPatched
-from bench.engines.voxtral_stock import VoxtralStock
 from bench.errors import BenchError
 from bench.measure import measure
 
@@ -68,11 +67,11 @@ def test_the_patched_engine_recovers_from_out_of_memory_with_stock_tokens():
     from bench.data import load_utterances
 
     sample = load_utterances(compose_config("dataset=sample").dataset, progress=False)[-8:]  # short clips
-    stock = make_engine(VoxtralStock, "voxtral_stock")
+    stock = tiny_engine("voxtral_stock")
     targets = {u.id: stock.count_target_tokens(u.reference) for u in sample}
     expected, _ = run_clips(stock, sample, 2, targets)
 
-    patched = make_engine(VoxtralPatched, "voxtral_patched")
+    patched = tiny_engine("voxtral_patched")
     forward = patched._forward
 
     def limited(embeds, *args):

@@ -8,21 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import bench_command, compose_config
+from conftest import bench_command, tiny_engine
 
 from bench.config import REPO_DIR
-from bench.engines.voxtral_patched import VoxtralPatched
-from bench.engines.voxtral_stock import VoxtralStock
 from bench.profile import phase_table, profile_batch
 
 CPU = torch.device("cpu")
-
-
-def make_engine(engine_class, name, *overrides):
-    cfg = compose_config(f"engine={name}", "model.weights=random", "model.scale=tiny", *overrides)
-    engine = engine_class(cfg.engine, cfg.model, CPU, torch.float32, "en")
-    engine.load()
-    return engine
 
 
 def clip(seconds: float) -> np.ndarray:
@@ -32,8 +23,8 @@ def clip(seconds: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def engines():
     return {
-        "voxtral_stock": make_engine(VoxtralStock, "voxtral_stock"),
-        "voxtral_patched": make_engine(VoxtralPatched, "voxtral_patched", "engine.max_chunks=4"),
+        "voxtral_stock": tiny_engine("voxtral_stock"),
+        "voxtral_patched": tiny_engine("voxtral_patched", "engine.max_chunks=4"),
     }
 
 

@@ -6,23 +6,15 @@ Tiny scale, float32, CPU, every clip of the sample dataset, batch 1 and batch 4.
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, tiny_engine
 
 from bench.clock import Clock
 from bench.data import load_utterances
 from bench.engines.voxtral_patched import PATCHES, VoxtralPatched
-from bench.engines.voxtral_stock import VoxtralStock
 from bench.errors import BenchError
 from bench.measure import make_batches
 
 CPU = torch.device("cpu")
-
-
-def make_engine(engine_class, name, *overrides):
-    cfg = compose_config(f"engine={name}", "model.weights=random", "model.scale=tiny", *overrides)
-    engine = engine_class(cfg.engine, cfg.model, CPU, torch.float32, "en")
-    engine.load()
-    return engine
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def sample():
 
 @pytest.fixture(scope="module")
 def stock():
-    return make_engine(VoxtralStock, "voxtral_stock")
+    return tiny_engine("voxtral_stock")
 
 
 def run_clips(engine, sample, batch_size, targets):
@@ -87,7 +79,7 @@ def expected(stock, sample):
 def test_tokens_equal_stock(off, batch_size, expected, sample):
     targets, stock = expected
     patches = [p for p in PATCHES if p != off]
-    engine = make_engine(VoxtralPatched, "voxtral_patched", f"engine.patches=[{','.join(patches)}]")
+    engine = tiny_engine("voxtral_patched", f"engine.patches=[{','.join(patches)}]")
     tokens, logits = run_clips(engine, sample, batch_size, targets)
     assert tokens == stock[batch_size][0]
     assert all(len(tokens[u.id]) == targets[u.id] for u in sample)  # length-matched exactly
@@ -101,12 +93,12 @@ def test_the_default_config_switches_every_patch_on():
 
 def test_unknown_patch_is_named():
     with pytest.raises(BenchError, match="unknown patch"):
-        make_engine(VoxtralPatched, "voxtral_patched", "engine.patches=[static_cache,warp_drive]")
+        tiny_engine("voxtral_patched", "engine.patches=[static_cache,warp_drive]")
 
 
 def test_features_on_the_device_equal_the_processors(sample):
     """device_features reproduces the processor's log-mel, 16-bit WAV rounding included."""
-    engine = make_engine(VoxtralPatched, "voxtral_patched")
+    engine = tiny_engine("voxtral_patched")
     for clip in (sample[0], sample[-1]):  # two chunks, one chunk
         inputs = engine.processor.apply_transcription_request(
             language="en", audio=[clip.audio], format=["wav"], model_id="x", sampling_rate=16_000
@@ -117,7 +109,7 @@ def test_features_on_the_device_equal_the_processors(sample):
 
 
 def test_phases_and_report(sample):
-    engine = make_engine(VoxtralPatched, "voxtral_patched")
+    engine = tiny_engine("voxtral_patched")
     clips = sample[-3:]
     with Clock(CPU) as clock:
         engine.transcribe([c.audio for c in clips], [5, 6, 7], clock)
@@ -134,7 +126,7 @@ def test_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, monke
     from cuda_graph_emulation import Emulation
 
     targets, stock = expected
-    engine = make_engine(VoxtralPatched, "voxtral_patched")
+    engine = tiny_engine("voxtral_patched")
     emulation = Emulation(engine, monkeypatch)
     tokens, logits = run_clips(engine, sample, batch_size, targets)
     assert tokens == stock[batch_size][0]
