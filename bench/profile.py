@@ -77,7 +77,20 @@ def _is_device_work_call(name: str) -> bool:
     return name in LAUNCH_CALLS or name.startswith(("cudaMemcpy", "cudaMemset"))
 
 
-def _device_ms(events, ranges) -> dict[str, float]:
+def _host_events_by_phase(events, ranges) -> list[tuple[object, str]]:
+    """Each host-side event with the phase whose range holds its start (events outside any
+    phase, and the phase ranges themselves, left out)."""
+    owned = []
+    for event in events:
+        if event.device_type != torch.autograd.DeviceType.CPU or event.name.startswith(PHASE_PREFIX):
+            continue
+        phase = _owner(event.time_range.start, ranges)
+        if phase is not None:
+            owned.append((event, phase))
+    return owned
+
+
+def _device_ms(events, owned, phases) -> dict[str, float]:
     """Device time per phase, each kernel or copy charged to the phase it was launched from.
 
     torch links a kernel to the operator that launched it (FunctionEvent.kernels); a kernel
@@ -86,22 +99,17 @@ def _device_ms(events, ranges) -> dict[str, float]:
     its kernels share. Both links can only miss work, never invent it, so each phase keeps
     the larger of the two sums.
     """
-    by_operator = dict.fromkeys((name for name, _, _ in ranges), 0.0)
+    by_operator = dict.fromkeys(phases, 0.0)
     by_call = dict(by_operator)
     call_phase = {}
-    for event in events:
-        if event.device_type != torch.autograd.DeviceType.CPU or event.name.startswith(PHASE_PREFIX):
-            continue
-        phase = _owner(event.time_range.start, ranges)
-        if phase is None:
-            continue
+    for event, phase in owned:
         by_operator[phase] += sum(k.duration for k in event.kernels) / 1e3
         if _is_device_work_call(event.name):
             call_phase[event.id] = phase
     for event in events:
         if event.device_type == torch.autograd.DeviceType.CUDA and event.id in call_phase:
             by_call[call_phase[event.id]] += (event.time_range.end - event.time_range.start) / 1e3
-    return {name: max(by_operator[name], by_call[name]) for name in by_operator}
+    return {name: max(by_operator[name], by_call[name]) for name in phases}
 
 
 def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
@@ -109,14 +117,10 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     stats = {name: dict(wall_ms=0.0, device_ms=0.0, kernels=0, host_syncs=0, copies=0) for name, _, _ in ranges}
     for name, low, high in ranges:
         stats[name]["wall_ms"] += (high - low) / 1e3
-    for name, device_ms in _device_ms(events, ranges).items():
+    owned = _host_events_by_phase(events, ranges)
+    for name, device_ms in _device_ms(events, owned, list(stats)).items():
         stats[name]["device_ms"] = device_ms
-    for event in events:
-        if event.name.startswith(PHASE_PREFIX) or event.device_type != torch.autograd.DeviceType.CPU:
-            continue
-        phase = _owner(event.time_range.start, ranges)
-        if phase is None:
-            continue
+    for event, phase in owned:
         row = stats[phase]
         if event.name in SYNC_OPS or (event.name in SYNC_CALLS and not _ancestor_is_sync_op(event)):
             row["host_syncs"] += 1
