@@ -40,6 +40,13 @@ def speed(session):
     session.run("python", "-m", "bench.speed", *session.posargs)
 
 
+def _fresh_tmp(session, name: str) -> str:
+    """An empty folder of that name in the session's tmp (a reused session, -r, keeps the last one)."""
+    path = os.path.join(session.create_tmp(), name)
+    session.run("rm", "-rf", path, external=True)
+    return path
+
+
 @nox.session(python="3.12")
 def gpu_host_rehearsal(session):
     """Rehearse a lent GPU host's set-up on any CPU machine, before spending device time on it:
@@ -51,8 +58,7 @@ def gpu_host_rehearsal(session):
     if not os.path.exists(".whl/host-requirements.txt"):
         session.error("no .whl/host-requirements.txt: run python -m bench.wheelhouse --out .whl first")
     session.install("-r", ".whl/host-requirements.txt")
-    site = os.path.join(session.create_tmp(), "site")
-    session.run("rm", "-rf", site, external=True)
+    site = _fresh_tmp(session, "site")
     wheels = [os.path.join(".whl", name) for name in sorted(os.listdir(".whl")) if name.endswith(".whl")]
     session.run("python", "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", site, *wheels)
     env = {**OFFLINE, "PYTHONPATH": os.pathsep.join([os.path.abspath(site), os.getcwd()])}
@@ -60,8 +66,7 @@ def gpu_host_rehearsal(session):
     session.run("python", "-m", "bench.agreement", *agreement, env=env)
     # the rest of the stack: Hydra's command line, openai-whisper (numba, tiktoken), jiwer
     whisper = ["engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=bfloat16"]
-    run_dir = os.path.join(session.create_tmp(), "whisper")
-    session.run("rm", "-rf", run_dir, external=True)  # a reused session (-r) keeps the last run
+    run_dir = _fresh_tmp(session, "whisper")
     session.run("python", "-m", "bench", *whisper, "run.limit=2", f"hydra.run.dir={run_dir}", env=env)
 
 
@@ -88,9 +93,8 @@ def _smoke(session, *names: str) -> list[str]:
     """One fresh smoke run per name, in the session's tmp folder; their run folders."""
     session.install(TORCH)
     session.install("-e", ".")
-    run_dirs = [os.path.join(session.create_tmp(), name) for name in names]
+    run_dirs = [_fresh_tmp(session, name) for name in names]
     for run_dir in run_dirs:
-        session.run("rm", "-rf", run_dir, external=True)
         session.run("python", "-m", "bench", *SMOKE_RUN, *session.posargs, f"hydra.run.dir={run_dir}", env=OFFLINE)
     return run_dirs
 
