@@ -5,14 +5,11 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import compose_config
-from test_voxtral_patched import make_engine
+from conftest import compose_config, tiny_engine
 
 from bench.agreement import compare, headline, token_agreement
 from bench.config import REPO_DIR
 from bench.data import load_utterances
-from bench.engines.voxtral_patched import VoxtralPatched
-from bench.engines.voxtral_stock import VoxtralStock
 
 
 def test_token_agreement_by_hand():
@@ -27,9 +24,7 @@ def clips():
 
 
 def test_in_float32_the_patched_engine_agrees_exactly(clips):
-    frame = compare(
-        make_engine(VoxtralStock, "voxtral_stock"), make_engine(VoxtralPatched, "voxtral_patched"), clips, 2
-    )
+    frame = compare(tiny_engine("voxtral_stock"), tiny_engine("voxtral_patched"), clips, 2)
     assert len(frame) == 6 and frame.identical.all() and frame.first_token_equal.all()
     assert (frame.token_agreement == 1.0).all() and (frame.first_difference == frame.stock_tokens).all()
     assert frame.logits_rel_error.max() < 1e-5
@@ -58,10 +53,10 @@ def test_the_headline_places_the_first_difference_among_differing_clips_only():
 
 
 def test_a_perturbed_model_shows_in_the_logits_error(clips):
-    patched = make_engine(VoxtralPatched, "voxtral_patched")
+    patched = tiny_engine("voxtral_patched")
     weight = patched.model.lm_head.weight
     weight.data += 0.01 * weight.data.std()  # what a lossy kernel would do, in excess
-    frame = compare(make_engine(VoxtralStock, "voxtral_stock"), patched, clips[:2], 1)
+    frame = compare(tiny_engine("voxtral_stock"), patched, clips[:2], 1)
     assert (frame.logits_rel_error > 1e-3).all()
 
 

@@ -3,13 +3,10 @@ sequential 30 s windows each prompted with the text before it (as whisper.transc
 
 import numpy as np
 import pytest
-from test_voxtral_patched import CPU, make_engine
+from conftest import tiny_engine
+from test_voxtral_patched import CPU
 
 from bench.clock import Clock
-from bench.engines.voxtral_compile import VoxtralCompile
-from bench.engines.voxtral_patched import VoxtralPatched
-from bench.engines.voxtral_stock import VoxtralStock
-from bench.engines.whisper_large_v3 import WhisperLargeV3
 from bench.errors import BenchError
 
 SECONDS = 150  # five 30 s chunks; the engines' static caches start sized for two
@@ -23,8 +20,8 @@ def transcribe(engine, audios, targets):
 
 
 def test_voxtral_patched_grows_its_cache_for_long_audio_and_keeps_stock_tokens():
-    stock = make_engine(VoxtralStock, "voxtral_stock", "engine.max_new_tokens=30")
-    patched = make_engine(VoxtralPatched, "voxtral_patched", "engine.max_new_tokens=30")
+    stock = tiny_engine("voxtral_stock", "engine.max_new_tokens=30")
+    patched = tiny_engine("voxtral_patched", "engine.max_new_tokens=30")
     target = stock.count_target_tokens(REFERENCE)
     assert target > 30  # more than one chunk's budget: the budget counts per 30 s chunk
     short = CLIP[: 20 * 16_000]
@@ -37,19 +34,19 @@ def test_voxtral_patched_grows_its_cache_for_long_audio_and_keeps_stock_tokens()
 
 
 def test_a_reference_longer_than_the_token_budget_is_refused_with_the_setting_named():
-    stock = make_engine(VoxtralStock, "voxtral_stock", "engine.max_new_tokens=5")
+    stock = tiny_engine("voxtral_stock", "engine.max_new_tokens=5")
     with pytest.raises(BenchError, match=r"raise engine.max_new_tokens"):
         transcribe(stock, [CLIP[:16_000]], [6])
 
 
 def test_voxtral_compile_names_the_setting_for_audio_beyond_its_fixed_shapes():
-    engine = make_engine(VoxtralCompile, "voxtral_compile")
+    engine = tiny_engine("voxtral_compile")
     with pytest.raises(BenchError, match=r"more than engine.max_chunks=2 chunks of 30 s; raise engine.max_chunks"):
         transcribe(engine, [CLIP], [10])
 
 
 def test_whisper_decodes_long_audio_window_after_window_with_the_previous_text_as_prompt(monkeypatch):
-    engine = make_engine(WhisperLargeV3, "whisper_large_v3", "model=whisper_large_v3")
+    engine = tiny_engine("whisper_large_v3", "model=whisper_large_v3")
     prompts = []
     task_class = engine.task_class
 
