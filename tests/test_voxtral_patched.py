@@ -4,13 +4,15 @@ noise: all patches on, each one off alone, and the CUDA graph path emulated on t
 Tiny scale, float32, CPU, every clip of the sample dataset, batch 1 and batch 4.
 """
 
+import warnings
+
 import pytest
 import torch
 from conftest import compose_config, tiny_engine
 
 from bench.clock import Clock
 from bench.data import load_utterances
-from bench.engines.voxtral_patched import PATCHES, VoxtralPatched
+from bench.engines.voxtral_patched import PATCHES, VoxtralPatched, cache_kwarg_names
 from bench.errors import BenchError
 from bench.measure import make_batches
 
@@ -133,3 +135,26 @@ def test_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, monke
     assert_same_logits(logits, stock[batch_size][1])
     assert emulation.captures == 1  # one batch shape for the whole run: captured once, replayed after
     assert emulation.replays >= len(make_batches(sample, batch_size)) * 2
+
+
+def test_decoding_uses_the_language_models_current_keywords(sample):
+    """No deprecated keyword reaches transformers (5.24 renamed past_key_values to cache
+    and removes the old name in 5.40): its deprecation warning fails this test."""
+    engine = tiny_engine("voxtral_patched")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        with Clock(CPU) as clock:
+            out = engine.transcribe([sample[-1].audio], [6], clock)
+    assert len(out[0].tokens) == 6
+
+
+def test_cache_keywords_follow_the_signature():
+    class Before524(torch.nn.Module):
+        def forward(self, inputs_embeds=None, past_key_values=None, cache_position=None, **kwargs): ...
+
+    class Since524(torch.nn.Module):
+        def forward(self, inputs_embeds=None, cache=None, **kwargs): ...
+
+    assert cache_kwarg_names(Before524()) == ("past_key_values", "cache_position")
+    assert cache_kwarg_names(Since524()) == ("cache", None)

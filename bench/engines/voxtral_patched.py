@@ -10,6 +10,7 @@ tokens equal voxtral_stock's (checked in float32 on the CPU by the tests).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,7 @@ class VoxtralPatched(Engine):
         self._size_cache(self.engine_cfg.max_chunks)
         # a graph replays fixed buffers: it needs the static cache, and CUDA
         self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
+        self._cache_kwargs = cache_kwarg_names(self.model.model.language_model)
 
     def _size_cache(self, chunks: int) -> None:
         """The static cache holds the prompt and the token budget of `chunks` 30 s chunks;
@@ -163,13 +165,10 @@ class VoxtralPatched(Engine):
         return self._cache_in_use
 
     def _forward(self, embeds, mask4d, positions, cache_position, cache) -> torch.Tensor:
+        cache_kw, position_kw = self._cache_kwargs
+        extra = {cache_kw: cache} | ({position_kw: cache_position} if position_kw else {})
         out = self.model.model.language_model(
-            inputs_embeds=embeds,
-            attention_mask=mask4d,
-            position_ids=positions,
-            past_key_values=cache,
-            cache_position=cache_position,
-            use_cache=True,
+            inputs_embeds=embeds, attention_mask=mask4d, position_ids=positions, use_cache=True, **extra
         )
         return self.model.lm_head(out.last_hidden_state[:, -1]).float()
 
@@ -306,6 +305,18 @@ class VoxtralPatched(Engine):
             "eos_check_every": self.engine_cfg.eos_check_every if "sync_free_loop" in self.on else 1,
             "static_cache_len": self.max_cache_len if "static_cache" in self.on else None,
         }
+
+
+def cache_kwarg_names(language_model: torch.nn.Module) -> tuple[str, str | None]:
+    """The keywords this transformers' language model takes for the KV cache and its write slot.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name warns and goes in
+    5.40) and dropped `cache_position` (the static cache keeps its own write position);
+    older releases, such as the GPU image's, take the old names and need the position.
+    """
+    params = inspect.signature(language_model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    return cache_kw, "cache_position" if "cache_position" in params else None
 
 
 ENGINE = VoxtralPatched
