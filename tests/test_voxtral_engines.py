@@ -65,14 +65,43 @@ def test_random_weights_decode_exactly_the_reference_token_count(stock, sample):
     assert clock.phases["decode"] > clock.phases["prefill"] > 0
 
 
-def test_compile_gives_the_same_token_ids_as_stock(stock, sample):
+def record_scores(monkeypatch) -> list[torch.Tensor]:
+    """Every generate step's raw logits (every 64th vocabulary entry), as the length-matching
+    logits processor receives them: outside any compiled region, before it edits them."""
+    from transformers import LogitsProcessor
+
+    steps, make = [], vox.length_matching_processor
+
+    def recording(*args, **kwargs):
+        inner = make(*args, **kwargs)
+
+        class Recording(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                steps.append(scores[:, ::64].float().clone())
+                return inner(input_ids, scores)
+
+        return Recording()
+
+    monkeypatch.setattr(vox, "length_matching_processor", recording)
+    return steps
+
+
+def test_compile_gives_the_same_token_ids_and_logits_as_stock(stock, sample, monkeypatch):
+    scores = record_scores(monkeypatch)
     compiled = make_engine(VoxtralCompile, "voxtral_compile", "model.weights=random")
     for clips in ([sample[0], sample[-1], sample[-3]], [sample[20], sample[21]]):
         targets = [stock.count_target_tokens(c.reference) for c in clips]
+        scores.clear()
         expected, _ = run(stock, clips, targets)
+        stock_scores = torch.stack(scores)
+        scores.clear()
         got, _ = run(compiled, clips, targets)
         assert [t.tokens for t in got] == [t.tokens for t in expected]
         assert [t.text for t in got] == [t.text for t in expected]
+        # compile pads the smaller batch to the first one's rows: compare the real rows.
+        # Inductor's fused kernels differ from eager by float32 noise (~2e-7 here).
+        compiled_scores = torch.stack(scores)[:, : len(clips)]
+        torch.testing.assert_close(compiled_scores, stock_scores, rtol=0, atol=1e-5)
     report = compiled.report()
     assert report["graphs_compiled_at_cold_start"] >= 1
     assert report["recompiles"] == 0  # the smaller second batch was padded to the first's shape
