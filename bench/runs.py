@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,12 @@ class Run:
     path: Path
     summary: dict
 
-    @property
+    # read once: a report compares one baseline run with many (callers only read these)
+    @cached_property
     def batches(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "batches.parquet")
 
-    @property
+    @cached_property
     def utterances(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "utterances.parquet")
 
