@@ -138,6 +138,19 @@ def test_missing_pretrained_voxtral_says_what_to_do(tmp_path):
         make_engine(VoxtralStock, "voxtral_stock", "model.weights=pretrained", f"model.id={tmp_path / 'absent'}")
 
 
+def test_too_old_transformers_is_named_with_the_floor_pyproject_declares():
+    import tomllib
+
+    from bench.config import REPO_DIR
+
+    declared = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"transformers>={vox.MIN_TRANSFORMERS}" in declared
+    with pytest.raises(BenchError, match=r"need transformers>=5\.13, this environment has 5\.12\.1"):
+        vox.check_transformers_version("5.12.1")
+    vox.check_transformers_version("5.13.0")
+    vox.check_transformers_version("5.25.0.dev0")
+
+
 def test_full_size_architectures_are_the_real_ones():
     from transformers import VoxtralConfig
 

@@ -96,9 +96,26 @@ def load_processor(model_cfg):
         raise _offline_hint(model_cfg.id, err) from err
 
 
+# The oldest transformers the Voxtral engines run on (pyproject.toml says the same; a test
+# checks): a GPU host's own older copy would otherwise fail deep inside an engine.
+MIN_TRANSFORMERS = "5.13"
+
+
+def check_transformers_version(installed: str) -> None:
+    from packaging.version import Version
+
+    if Version(installed) < Version(MIN_TRANSFORMERS):
+        raise BenchError(
+            f"the Voxtral engines need transformers>={MIN_TRANSFORMERS}, this environment has {installed}: "
+            f"pip install -U 'transformers>={MIN_TRANSFORMERS}' (or carry it in the wheelhouse)"
+        )
+
+
 def load_model(model_cfg, architecture: dict | None, device: torch.device, dtype: torch.dtype):
+    import transformers
     from transformers import VoxtralConfig, VoxtralForConditionalGeneration
 
+    check_transformers_version(transformers.__version__)
     if model_cfg.weights == "pretrained":
         try:
             model = VoxtralForConditionalGeneration.from_pretrained(model_cfg.id, dtype=dtype, device_map=device)
