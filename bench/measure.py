@@ -90,9 +90,8 @@ def _out_of_memory(err: Exception) -> bool:
 class _Session:
     """One pass of measure_side_by_side: the engines, the batches, and the calls."""
 
-    def __init__(self, engines: list[Engine], run: RunConfig, steps: int):
-        self.engines, self.run = engines, run
-        self.targets: list[dict[str, int] | None] = []
+    def __init__(self, engines: list[Engine], run: RunConfig, steps: int, targets: list[dict[str, int] | None]):
+        self.engines, self.run, self.targets = engines, run, targets
         label = "+".join(e.engine_cfg.name for e in engines)
         self.bar = tqdm(total=steps, desc=label, unit="batch", disable=not run.progress)
 
@@ -162,8 +161,7 @@ def measure_side_by_side(
     warmup = batches[: max(0, run.warmup_batches)]
     done_before = sum(len(p.done) for p in prior) if prior else 0
     steps = (len(warmup) + run.repeats * len(batches)) * len(engines) - done_before
-    session = _Session(engines, run, steps)
-    results = []
+    results, targets_per_engine = [], []
     for k, engine in enumerate(engines):
         synchronize(device)
         start = time.perf_counter()
@@ -171,7 +169,7 @@ def measure_side_by_side(
         synchronize(device)
         load_s = time.perf_counter() - start
         targets = {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
-        session.targets.append(targets)
+        targets_per_engine.append(targets)
         if prior:
             prior[k].resumed.append({"load_s": load_s, "cold_start_s": None, "batches_done_before": len(prior[k].done)})
             results.append(prior[k])
@@ -181,6 +179,8 @@ def measure_side_by_side(
             )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    # the bar starts once the engines are loaded: its rate counts batches, not model loading
+    session = _Session(engines, run, steps, targets_per_engine)
 
     for i, batch in enumerate(warmup):
         for k in range(len(engines)):
