@@ -211,11 +211,15 @@ class VoxtralPatched(Engine):
         # positions as generate derives them from a left-padded mask
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         position = positions[:, -1:] + 1
+        # the write slot, for a transformers that still takes it (before 5.24); newer ones
+        # track it in the cache, and building it each step would be a kernel for nothing
+        takes_slot = self._cache_kwargs[1] is not None
 
         with clock.phase("prefill"):
             # the 2D mask lets transformers build the prefill mask exactly as generate does
             # (including its handling of fully padded query rows)
-            logits = self._forward(embeds, mask, positions, torch.arange(length, device=device), cache)
+            slots = torch.arange(length, device=device) if takes_slot else None
+            logits = self._forward(embeds, mask, positions, slots, cache)
             token = self._pick(logits, 0, targets, unfinished)
             out[:, 0] = token
 
@@ -225,7 +229,7 @@ class VoxtralPatched(Engine):
             for step in range(1, budget):
                 if step % check_every == 0 and not bool(unfinished.any()):
                     break  # the loop's only read-back to the host
-                cache_position = torch.full((1,), length + step - 1, device=device)
+                cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
                 valid[:, length + step - 1] = True
                 if self.use_graph:
                     step_fn = step_fn or self._graph_step(rows, token, position, cache_position)
@@ -268,7 +272,7 @@ class VoxtralPatched(Engine):
         if self.graph is not None:
             return self.graph
         static_token, static_position = token.clone(), position.clone()
-        static_cache_position = cache_position.clone()
+        static_cache_position = cache_position.clone() if cache_position is not None else None
         valid = self._valid
 
         def step():
@@ -291,7 +295,8 @@ class VoxtralPatched(Engine):
         def replay(token, position, cache_position):
             static_token.copy_(token)
             static_position.copy_(position)
-            static_cache_position.copy_(cache_position)
+            if static_cache_position is not None:
+                static_cache_position.copy_(cache_position)
             graph.replay()
             return static_logits
 
