@@ -14,7 +14,8 @@ point is measured it prints and writes (speed.md, speed.csv, ablation.md, ablati
   the decoder's weights (every layer, final norm, lm_head) + the KV cache actually
   attended (layers x 2 x kv heads x head dim x mean context x rows); and its share of
   this device's measured copy bandwidth (read + write bytes of a large device copy);
-- the ablation: voxtral_patched with each patch removed alone, RTFx and its ratio to all on.
+- the ablation: voxtral_patched with each patch removed alone, RTFx and its ratio to all on,
+  and the cold start (compiled_step's removal shows what its compile costs).
 
 For voxtral_compile, decode time per step is its whole generate phase divided by its
 decode steps (hooks cannot split a compiled region), so its bandwidth is a lower bound.
@@ -127,6 +128,7 @@ def ablation_row(point: Point, out: Path, base: dict) -> dict:
         "RTFx 95% CI": rtfx_ci_cell(s),
         "vs all on": s["rtfx"] / base["rtfx"],
         "decode tok/s": s["decode_tokens_per_s"],
+        "cold start s": s["cold_start_seconds"],
     }
 
 

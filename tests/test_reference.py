@@ -12,6 +12,7 @@ from run_folders import make_run
 import bench.runner
 from bench import grid
 from bench.config import REPO_DIR
+from bench.engines.voxtral_patched import PATCHES
 from bench.grid import Point, Settings, measure, measured_points
 from bench.reference import _without_budget, ratio_frame, reference_points
 from bench.runs import load_runs
@@ -121,7 +122,7 @@ def test_reference_plan_holds_the_grid_the_ablation_and_two_profiles():
         [1, 8, 32],
         [1, 32],
     )
-    assert len(points) == len(set(points)) == 4 * 3 * 3 + 6 * 2
+    assert len(points) == len(set(points)) == 4 * 3 * 3 + len(PATCHES) * 2
     assert {(p.engine, p.dataset, p.batch_size) for p in points if p.profile} == {
         ("voxtral_stock", "synthetic", 1),
         ("voxtral_patched", "synthetic", 1),

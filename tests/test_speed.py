@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bench.config import REPO_DIR
+from bench.engines.voxtral_patched import PATCHES
 from bench.speed import decode_bytes_per_step
 
 
@@ -44,7 +45,8 @@ def test_speed_command_prints_both_tables(tmp_path, offline_env):
     assert (speed["RTFx"] > 0).all() and (speed["decode GB/s"] > 0).all()
     assert ((speed["% of copy BW"] > 0) & (speed["% of copy BW"] < 100)).all()
     ablation = pd.read_csv(tmp_path / "ablation.csv")
-    assert len(ablation) == 7 and ablation["vs all on"].iloc[0] == 1.0
+    assert len(ablation) == 1 + len(PATCHES) and ablation["vs all on"].iloc[0] == 1.0
+    assert (ablation["cold start s"] > 0).all()
     runs = tmp_path / "runs" / "synthetic"
     assert (runs / "voxtral_stock_b1" / "summary.json").exists()
     assert (runs / "voxtral_stock_b1" / "profile.md").exists()  # profiled at batch 1

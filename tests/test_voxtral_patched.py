@@ -86,6 +86,11 @@ def test_tokens_equal_stock(off, batch_size, expected, sample):
     assert tokens == stock[batch_size][0]
     assert all(len(tokens[u.id]) == targets[u.id] for u in sample)  # length-matched exactly
     assert_same_logits(logits, stock[batch_size][1])
+    report = engine.report()
+    assert report["compiled_step_active"] == (off not in ("compiled_step", "static_cache"))
+    # the whole run is one decode-step shape: compiled once at most (none when an earlier
+    # engine in this process already compiled that step), never per batch
+    assert report["graphs_compiled"] <= (1 if report["compiled_step_active"] else 0)
 
 
 def test_the_default_config_switches_every_patch_on():

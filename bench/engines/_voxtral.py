@@ -197,3 +197,19 @@ def token_budget(max_new_tokens: int, audios, target_tokens: list[int] | None) -
             f"per 30 s chunk allows ({budget}); raise engine.max_new_tokens"
         )
     return budget
+
+
+# -- torch.compile bookkeeping (voxtral_compile, and voxtral_patched's compiled_step) -------
+def compiled_graphs() -> int:
+    """Graphs Dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def inductor_cached_graphs() -> int:
+    """Graphs in Inductor's on-disk cache: a warm cache makes a later compile of the same
+    shapes (another run in the same process or on the same host) much cheaper."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return sum(1 for p in (Path(cache_dir()) / "fxgraph").rglob("*") if p.is_file())

@@ -28,22 +28,6 @@ class Config(StockConfig):
     max_chunks: int = 2  # longest audio the static cache is sized for: max_chunks x 30 s
 
 
-def _inductor_cached_graphs() -> int:
-    """Graphs in Inductor's on-disk cache: a warm cache makes a later compile of the same
-    shapes (another run in the same process or on the same host) much cheaper."""
-    from pathlib import Path
-
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-    return sum(1 for p in (Path(cache_dir()) / "fxgraph").rglob("*") if p.is_file())
-
-
-def _compiled_graphs() -> int:
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
 class VoxtralCompile(VoxtralStock):
     # hooks inside a compiled region would break its graph: time generate as one phase
     phase_hooks = False
@@ -64,8 +48,8 @@ class VoxtralCompile(VoxtralStock):
         )
         self.rows = 0
         self.calls = 0
-        self.graphs_at_start = _compiled_graphs()
-        self.cached_graphs_at_load = _inductor_cached_graphs()
+        self.graphs_at_start = vox.compiled_graphs()
+        self.cached_graphs_at_load = vox.inductor_cached_graphs()
         self.graphs_after_first_call = None
 
     def pad_batch(self, audios: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
@@ -93,11 +77,11 @@ class VoxtralCompile(VoxtralStock):
         out = super().transcribe(audios, target_tokens, clock)
         self.calls += 1
         if self.calls == 1:
-            self.graphs_after_first_call = _compiled_graphs()
+            self.graphs_after_first_call = vox.compiled_graphs()
         return out
 
     def report(self) -> dict:
-        now = _compiled_graphs()
+        now = vox.compiled_graphs()
         first = self.graphs_after_first_call if self.graphs_after_first_call is not None else now
         return {
             "compile_mode": self.engine_cfg.compile_mode,

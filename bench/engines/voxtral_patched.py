@@ -31,6 +31,9 @@ PATCHES = {
     "static_cache": "a preallocated static KV cache reused across batches (off: DynamicCache, grown every step)",
     "sync_free_loop": "greedy loop with end-of-sequence tracked on the device and read back every "
     "eos_check_every steps (off: read back after every step, as generate does)",
+    "compiled_step": "the decode step (embedding, language model, lm_head) through torch.compile, which fuses "
+    "its many small kernels (norms, rotary, residuals); Inductor's on-disk cache leaves the full compile to a "
+    "host's first run (inert without static_cache, whose fixed shapes it needs)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -65,6 +68,12 @@ class VoxtralPatched(Engine):
         # a graph replays fixed buffers: it needs the static cache, and CUDA
         self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
         self._cache_kwargs = cache_kwarg_names(self.model.model.language_model)
+        # a compiled step is specialised to its shapes: a growing DynamicCache would
+        # recompile it at every step
+        self.compiled = {"compiled_step", "static_cache"} <= self.on
+        self._step_fn = torch.compile(self._eager_step, dynamic=False) if self.compiled else self._eager_step
+        self.graphs_at_load = vox.compiled_graphs()
+        self.cached_graphs_at_load = vox.inductor_cached_graphs() if self.compiled else None
 
     def _size_cache(self, chunks: int) -> None:
         """The static cache holds the prompt and the token budget of `chunks` 30 s chunks;
@@ -245,6 +254,9 @@ class VoxtralPatched(Engine):
         return out
 
     def _step(self, token, position, cache_position, valid) -> torch.Tensor:
+        return self._step_fn(token, position, cache_position, valid)
+
+    def _eager_step(self, token, position, cache_position, valid) -> torch.Tensor:
         embed = self.model.model.get_input_embeddings()(token[:, None])
         return self._forward(embed, valid[:, None, None, :], position, cache_position, self._cache_in_use)
 
@@ -307,6 +319,12 @@ class VoxtralPatched(Engine):
         return {
             "patches": sorted(self.on),
             "cuda_graph_active": self.use_graph,
+            "compiled_step_active": self.compiled,
+            # one per decode-step shape (none if an earlier engine in this process compiled
+            # the same); more means the step recompiled: a graph break, a cache regrown
+            "graphs_compiled": vox.compiled_graphs() - self.graphs_at_load,
+            # 0: the cold start paid a full compile; more: Inductor reused cached graphs
+            "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
             "eos_check_every": self.engine_cfg.eos_check_every if "sync_free_loop" in self.on else 1,
             "static_cache_len": self.max_cache_len if "static_cache" in self.on else None,
         }
