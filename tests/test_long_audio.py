@@ -9,7 +9,7 @@ from test_voxtral_patched import CPU
 from bench.clock import Clock
 from bench.errors import BenchError
 
-SECONDS = 150  # five 30 s chunks; the engines' static caches start sized for two
+SECONDS = 150  # five 30 s chunks
 CLIP = np.random.default_rng(1).uniform(-0.3, 0.3, SECONDS * 16_000).astype(np.float32)
 REFERENCE = "the quick brown fox jumps over the lazy dog " * 12
 
@@ -25,8 +25,9 @@ def test_voxtral_patched_grows_its_cache_for_long_audio_and_keeps_stock_tokens()
     target = stock.count_target_tokens(REFERENCE)
     assert target > 30  # more than one chunk's budget: the budget counts per 30 s chunk
     short = CLIP[: 20 * 16_000]
-    transcribe(patched, [short], [5])  # sizes its cache for two chunks first
+    transcribe(patched, [short], [5])  # sizes its cache for the first batch: one chunk
     small_cache = patched.max_cache_len
+    assert patched.capacity_chunks == 1
     expected = transcribe(stock, [CLIP], [target])[0]
     got = transcribe(patched, [CLIP], [target])[0]
     assert got.tokens == expected.tokens and got.n_tokens == target
@@ -39,9 +40,11 @@ def test_a_reference_longer_than_the_token_budget_is_refused_with_the_setting_na
         transcribe(stock, [CLIP[:16_000]], [6])
 
 
-def test_voxtral_compile_names_the_setting_for_audio_beyond_its_fixed_shapes():
+def test_voxtral_compile_sizes_its_cache_at_the_first_batch_and_names_the_setting_beyond_it():
     engine = tiny_engine("voxtral_compile")
-    with pytest.raises(BenchError, match=r"more than engine.max_chunks=2 chunks of 30 s; raise engine.max_chunks"):
+    transcribe(engine, [CLIP[: 40 * 16_000]], [3])  # fixes the shapes: two chunks
+    assert engine.report()["static_cache_len"] == 16 + 2 * (375 + 500)
+    with pytest.raises(BenchError, match=r"needs 5 chunks .* holds \(2\); raise engine.max_chunks to 5"):
         transcribe(engine, [CLIP], [10])
 
 

@@ -3,8 +3,8 @@
 `cache_implementation="static"` with a CompileConfig makes generate compile the decode
 step (mode reduce-overhead: CUDA graphs on a GPU). Shapes are held fixed so it does not
 recompile mid-run: batches are padded to the first (largest) batch's row count with
-copies of their last clip, and the static cache is sized once for `max_chunks` chunks
-plus `max_new_tokens`. The first call compiles (reported as cold start); graphs compiled
+copies of their last clip, and the static cache is sized once, at the first batch, for
+its longest clip's chunks (at least `max_chunks`) plus their `max_new_tokens`. The first call compiles (reported as cold start); graphs compiled
 after it are counted as recompiles in the summary's engine_report.
 """
 
@@ -25,7 +25,9 @@ class Config(StockConfig):
     name: str = "voxtral_compile"
     compile_mode: str = "reduce-overhead"
     fullgraph: bool = False
-    max_chunks: int = 2  # longest audio the static cache is sized for: max_chunks x 30 s
+    # the static cache holds at least this many 30 s chunks, or the first batch's longest
+    # clip (the longest of all when the dataset is sorted by duration, its default)
+    max_chunks: int = 1
 
 
 class VoxtralCompile(VoxtralStock):
@@ -41,11 +43,7 @@ class VoxtralCompile(VoxtralStock):
         # same path runs (inductor, no CUDA graphs) so tests exercise what a GPU runs.
         compile_config._compile_all_devices = True
         self.compile_config = compile_config
-        prompt_overhead = 16  # BOS, [INST], [BEGIN_AUDIO], [/INST], lang:xx, [TRANSCRIBE]
-        # max_new_tokens counts per chunk (see voxtral_stock)
-        self.max_cache_len = prompt_overhead + self.engine_cfg.max_chunks * (
-            vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens
-        )
+        self.chunks = self.max_cache_len = None  # fixed at the first batch
         self.rows = 0
         self.calls = 0
         self.graphs_at_start = vox.compiled_graphs()
@@ -53,11 +51,17 @@ class VoxtralCompile(VoxtralStock):
         self.graphs_after_first_call = None
 
     def pad_batch(self, audios: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
-        too_long = [i for i, a in enumerate(audios) if vox.n_chunks(a) > self.engine_cfg.max_chunks]
-        if too_long:
+        longest = max(vox.n_chunks(a) for a in audios)
+        if self.chunks is None:
+            self.chunks = max(self.engine_cfg.max_chunks, longest)
+            # the prompt (BOS, [INST], [BEGIN_AUDIO], audio, [/INST], lang:xx, [TRANSCRIBE]) and
+            # the token budget, which counts per chunk (see voxtral_stock)
+            self.max_cache_len = 16 + self.chunks * (vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens)
+        if longest > self.chunks:
             raise BenchError(
-                f"a clip of {len(audios[too_long[0]]) / vox.SAMPLE_RATE:.0f} s needs more than "
-                f"engine.max_chunks={self.engine_cfg.max_chunks} chunks of 30 s; raise engine.max_chunks"
+                f"a clip of {max(map(len, audios)) / vox.SAMPLE_RATE:.0f} s needs {longest} chunks of 30 s, "
+                f"more than the static cache sized at the first batch holds ({self.chunks}); "
+                f"raise engine.max_chunks to {longest}, or keep dataset.sort_by_duration=true"
             )
         self.rows = max(self.rows, len(audios))
         return audios + [audios[-1]] * (self.rows - len(audios)), len(audios)

@@ -46,7 +46,9 @@ class Config(EngineConfig):
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
     eos_check_every: int = 8
     max_new_tokens: int = 500  # per 30 s chunk of the batch's longest clip
-    max_chunks: int = 2  # static cache sized for this many 30 s chunks at first (grows for longer clips)
+    # the static cache holds at least this many 30 s chunks, or the first batch's longest clip,
+    # and grows for a longer one; a cache longer than the audio needs is read at every step
+    max_chunks: int = 1
 
 
 class VoxtralPatched(Engine):
@@ -64,7 +66,7 @@ class VoxtralPatched(Engine):
         self.mel_filters = torch.from_numpy(fe.mel_filters).to(self.device, torch.float32)
         self.window = torch.hann_window(fe.n_fft, device=self.device)
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
-        self._size_cache(self.engine_cfg.max_chunks)
+        self._size_cache(self.engine_cfg.max_chunks)  # made at the first batch, for its longest clip
         # a graph replays fixed buffers: it needs the static cache, and CUDA
         self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
         self._cache_kwargs = cache_kwarg_names(self.model.model.language_model)
