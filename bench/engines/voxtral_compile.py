@@ -4,8 +4,9 @@
 step (mode reduce-overhead: CUDA graphs on a GPU). Shapes are held fixed so it does not
 recompile mid-run: batches are padded to the first (largest) batch's row count with
 copies of their last clip, and the static cache is sized once, at the first batch, for
-its longest clip's chunks (at least `max_chunks`) plus their `max_new_tokens`. The first call compiles (reported as cold start); graphs compiled
-after it are counted as recompiles in the summary's engine_report.
+its longest clip's chunks (at least `max_chunks`) plus their `max_new_tokens`. The
+first call compiles (reported as cold start); graphs compiled after it are counted as
+recompiles in the summary's engine_report.
 """
 
 from __future__ import annotations
