@@ -132,7 +132,8 @@ def write_folder(out: Path) -> str:
         f"Random {summary['scale']}-size weights in {summary['dtype']} (speed depends on shapes, not values; "
         "WER is not applicable: length-matched decoding), "
         f"per run {summary['warmup_batches']} warm-up batch(es), then every batch timed {summary['repeats']} time(s). "
-        "RTFx = audio seconds / processing seconds, with a 95% bootstrap interval over the timed batches.",
+        "RTFx = audio seconds / processing seconds (the median of the timed passes), with a 95% bootstrap "
+        "interval (batches resampled within each pass).",
         "",
     ]
     if (out / COMMAND_FILE).exists():

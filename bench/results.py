@@ -106,7 +106,7 @@ def summarize(
     audio_s, processing_s, rtf, per_repeat = _speed(batches)
     decode_column = "phase_decode_s" if "phase_decode_s" in batches else "model_s"
     decode_s = float(batches[decode_column].sum()) if len(batches) else 0.0
-    ci = ratio_ci(batches.processing_s.to_numpy(), batches.audio_s.to_numpy()) if len(batches) else None
+    ci = ratio_ci(batches.processing_s, batches.audio_s, batches.repeat) if len(batches) else None
     latency = percentiles(ok.latency_s.dropna())
     wer, wer_details = _wer(ok) if score else (None, None)
     by_form = {}
@@ -148,7 +148,7 @@ def summarize(
         "rtf": rtf,
         "rtfx": 1 / rtf if rtf else None,
         "rtfx_ci": list(ci) if ci else None,
-        "rtfx_ci_method": "95% bootstrap over timed batches (all repeats), 2000 resamples",
+        "rtfx_ci_method": "95% bootstrap of the median over repeats, batches resampled within each, 2000 resamples",
         "repeat_processing_seconds": per_repeat,
         "load_seconds": m.load_s,
         "cold_start_seconds": m.cold_start_s,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import stats
 from bench.errors import BenchError
 
 
@@ -73,20 +74,26 @@ def load_runs(paths: list[str]) -> list[Run]:
 
 
 def rtf_samples(
-    batches: pd.DataFrame, resamples: int, rng: np.random.Generator, picks: np.ndarray | None = None
+    batches: pd.DataFrame, resamples: int, rng: np.random.Generator, picks: list[np.ndarray] | None = None
 ) -> np.ndarray:
-    """Bootstrap distribution of a run's RTF (sum of processing / sum of audio over batches).
-    `picks` (resamples x batches indices) resamples two runs of the same batches jointly."""
-    processing, audio = batches.processing_s.to_numpy(float), batches.audio_s.to_numpy(float)
-    if picks is None:
-        picks = rng.integers(0, len(processing), size=(resamples, len(processing)))
-    return processing[picks].sum(axis=1) / audio[picks].sum(axis=1)
+    """Bootstrap distribution of a run's RTF (bench.stats.rtf_samples over its batches; a
+    frame without a repeat column, such as an old baseline's, counts as one pass)."""
+    return stats.rtf_samples(batches.processing_s, batches.audio_s, _passes(batches), resamples, rng, picks)
+
+
+def _passes(batches: pd.DataFrame) -> np.ndarray:
+    return batches["repeat"].to_numpy() if "repeat" in batches else np.zeros(len(batches), dtype=int)
 
 
 def rtf_ratio_samples(
     numerator: pd.DataFrame, denominator: pd.DataFrame, resamples: int, rng: np.random.Generator, paired: bool = False
 ) -> np.ndarray:
     """Bootstrap distribution of RTF(numerator) / RTF(denominator): each run's batches
-    resampled on their own, or with `paired` (the same batches timed in turns) jointly."""
-    picks = rng.integers(0, len(numerator), size=(resamples, len(numerator))) if paired else None
+    resampled on their own or, with `paired` (the same batches timed in turns, in the same
+    passes), jointly."""
+    picks = None
+    if paired:
+        if not np.array_equal(_passes(numerator), _passes(denominator)):
+            raise ValueError("paired runs must hold the same batches in the same passes")
+        picks = stats.pass_picks(_passes(numerator), resamples, rng)
     return rtf_samples(numerator, resamples, rng, picks) / rtf_samples(denominator, resamples, rng, picks)

@@ -5,24 +5,43 @@ from __future__ import annotations
 import numpy as np
 
 
+def pass_picks(passes, resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Bootstrap indices into a run's batches, one (resamples x batches) array per timed pass:
+    batches are the unit that was timed, so they are resampled, each within its own pass."""
+    passes = np.asarray(passes)
+    picks = []
+    for value in np.unique(passes):
+        index = np.flatnonzero(passes == value)
+        picks.append(index[rng.integers(0, len(index), size=(resamples, len(index)))])
+    return picks
+
+
+def rtf_samples(processing_s, audio_s, passes, resamples: int, rng, picks=None) -> np.ndarray:
+    """Bootstrap distribution of a run's RTF as its summary estimates it: per timed pass
+    (repeat) the sum of processing over the sum of audio, then the median over passes.
+    `picks` (from pass_picks) resamples two runs of the same batches jointly."""
+    processing_s, audio_s = np.asarray(processing_s, float), np.asarray(audio_s, float)
+    if picks is None:
+        picks = pass_picks(passes, resamples, rng)
+    per_pass = np.stack([processing_s[p].sum(axis=1) / audio_s[p].sum(axis=1) for p in picks])
+    return np.median(per_pass, axis=0)
+
+
 def ratio_ci(
     processing_s: np.ndarray,
     audio_s: np.ndarray,
+    passes: np.ndarray | None = None,
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float] | None:
-    """Bootstrap CI of RTFx (sum of audio / sum of processing) by resampling batches.
-
-    Batches are the unit that was timed, so they are what is resampled. None with fewer
-    than two batches: one value has no spread to estimate.
-    """
-    processing_s, audio_s = np.asarray(processing_s, float), np.asarray(audio_s, float)
+    """Bootstrap CI of RTFx = 1 / RTF, the RTF estimated as rtf_samples does (so the
+    interval is about the very figure the summary reports, the median over repeats).
+    None with fewer than two batches: one value has no spread to estimate."""
     if len(processing_s) < 2:
         return None
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(processing_s), size=(resamples, len(processing_s)))
-    rtfx = audio_s[picks].sum(axis=1) / processing_s[picks].sum(axis=1)
+    passes = np.zeros(len(processing_s)) if passes is None else passes
+    rtfx = 1 / rtf_samples(processing_s, audio_s, passes, resamples, np.random.default_rng(seed))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(rtfx, [tail, 100 - tail])
     return float(low), float(high)

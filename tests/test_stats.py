@@ -16,6 +16,21 @@ def test_ratio_ci_brackets_the_point_estimate_and_is_seeded():
     assert ratio_ci(processing, audio) == (low, high)
 
 
+def test_ratio_ci_is_about_the_median_over_repeats_the_summary_reports():
+    """Three timed passes of 10 batches (10 s of audio each), the first one disturbed (2 s a
+    batch, the others 1 s): the summary's RTFx is 1 / median(0.2, 0.1, 0.1) = 10, while the
+    pooled batches would say 300 / 40 = 7.5. The interval must hold 10, not 7.5."""
+    rng = np.random.default_rng(2)
+    processing = np.concatenate([np.full(10, 2.0), 1.0 + 0.02 * rng.standard_normal(20)])
+    audio = np.full(30, 10.0)
+    passes = np.repeat([0, 1, 2], 10)
+    low, high = ratio_ci(processing, audio, passes)
+    assert low < 10 < high and high - low < 0.5
+    assert not low < 7.5 < high
+    pooled_low, pooled_high = ratio_ci(processing, audio)  # no passes given: one pass
+    assert pooled_low < 7.5 < pooled_high and not pooled_low < 10 < pooled_high
+
+
 def test_ratio_ci_of_identical_batches_is_a_point():
     low, high = ratio_ci(np.full(5, 2.0), np.full(5, 10.0))
     assert low == pytest.approx(5.0) and high == pytest.approx(5.0)
