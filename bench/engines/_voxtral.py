@@ -187,6 +187,13 @@ def length_matching_processor(targets: list[int], prompt_length: int, device: to
     return ForceLength()
 
 
+def static_cache_len(chunks: int, max_new_tokens: int) -> int:
+    """KV slots a static cache needs for clips of up to `chunks` 30 s chunks: the prompt
+    (BOS, [INST], [BEGIN_AUDIO], the audio placeholders, [/INST], lang:xx, [TRANSCRIBE]: 16
+    slots cover all but the audio) and the token budget, which counts per chunk."""
+    return 16 + chunks * (TOKENS_PER_CHUNK + max_new_tokens)
+
+
 def token_budget(max_new_tokens: int, audios, target_tokens: list[int] | None) -> int:
     """New tokens a batch may generate. engine.max_new_tokens counts per 30 s chunk of the
     batch's longest clip, because a long-form transcript grows with its audio."""

@@ -44,7 +44,7 @@ class VoxtralCompile(VoxtralStock):
         # same path runs (inductor, no CUDA graphs) so tests exercise what a GPU runs.
         compile_config._compile_all_devices = True
         self.compile_config = compile_config
-        self.chunks = self.max_cache_len = None  # fixed at the first batch
+        self.chunks = None  # the static cache's size, fixed at the first batch
         self.rows = 0
         self.calls = 0
         self.graphs_at_start = vox.compiled_graphs()
@@ -55,9 +55,6 @@ class VoxtralCompile(VoxtralStock):
         longest = max(vox.n_chunks(a) for a in audios)
         if self.chunks is None:
             self.chunks = max(self.engine_cfg.max_chunks, longest)
-            # the prompt (BOS, [INST], [BEGIN_AUDIO], audio, [/INST], lang:xx, [TRANSCRIBE]) and
-            # the token budget, which counts per chunk (see voxtral_stock)
-            self.max_cache_len = 16 + self.chunks * (vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens)
         if longest > self.chunks:
             raise BenchError(
                 f"a clip of {max(map(len, audios)) / vox.SAMPLE_RATE:.0f} s needs {longest} chunks of 30 s, "
@@ -66,6 +63,10 @@ class VoxtralCompile(VoxtralStock):
             )
         self.rows = max(self.rows, len(audios))
         return audios + [audios[-1]] * (self.rows - len(audios)), len(audios)
+
+    @property
+    def max_cache_len(self) -> int | None:
+        return None if self.chunks is None else vox.static_cache_len(self.chunks, self.engine_cfg.max_new_tokens)
 
     def after_out_of_memory(self) -> None:
         self.rows = 0  # pad the halves to their own size (a new shape: one recompile)

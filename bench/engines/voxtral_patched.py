@@ -81,8 +81,7 @@ class VoxtralPatched(Engine):
         """The static cache holds the prompt and the token budget of `chunks` 30 s chunks;
         it is made at the next batch and reused after."""
         self.capacity_chunks = chunks
-        per_chunk = vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens
-        self.max_cache_len = 16 + per_chunk * chunks
+        self.max_cache_len = vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens)
         self.cache, self.rows, self.graph = None, 0, None
 
     def after_out_of_memory(self) -> None:
