@@ -2,7 +2,8 @@
 
 It uses the stock modules of VoxtralForConditionalGeneration (audio tower, projector,
 language model, lm_head) and replaces only the glue around them, in the spirit of
-gpt-fast. Each entry of PATCHES can be switched off (`engine.patches=[...]` lists the
+gpt-fast; fused_projections alone reaches inside, stacking each layer's projection
+weights (bench/engines/_fusion.py). Each entry of PATCHES can be switched off (`engine.patches=[...]` lists the
 ones on); with a patch off, that step runs as stock transformers runs it, so the
 speed-up of each patch can be measured on its own. With every patch on or off, the
 tokens equal voxtral_stock's (checked in float32 on the CPU by the tests).
@@ -19,6 +20,7 @@ import torch
 from bench.clock import Clock
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
+from bench.engines._fusion import fuse_projections
 from bench.engines.base import Engine, Transcript
 from bench.errors import BenchError
 
@@ -31,6 +33,8 @@ PATCHES = {
     "static_cache": "a preallocated static KV cache reused across batches (off: DynamicCache, grown every step)",
     "sync_free_loop": "greedy loop with end-of-sequence tracked on the device and read back every "
     "eos_check_every steps (off: read back after every step, as generate does)",
+    "fused_projections": "each decoder layer's q, k and v projections in one matrix product over their stacked "
+    "weights, and gate and up in another (off: one product each, as stock)",
     "compiled_step": "the decode step (embedding, language model, lm_head) through torch.compile, which fuses "
     "its many small kernels (norms, rotary, residuals); Inductor's on-disk cache leaves the full compile to a "
     "host's first run (inert without static_cache, whose fixed shapes it needs)",
@@ -60,6 +64,8 @@ class VoxtralPatched(Engine):
         self.processor = vox.load_processor(self.model_cfg)
         arch = self.architecture if self.model_cfg.weights == "random" else None
         self.model = vox.load_model(self.model_cfg, arch, self.device, self.dtype)
+        if "fused_projections" in self.on:
+            fuse_projections(self.model.model.language_model)
         tokenizer = self.processor.tokenizer
         self.language_ids = tokenizer.encode(f"lang:{self.language}", add_special_tokens=False)
         fe = self.processor.feature_extractor
