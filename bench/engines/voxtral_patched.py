@@ -20,6 +20,7 @@ import torch
 from bench.clock import Clock
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
+from bench.engines._compiled_layers import CompiledDecodeLayers
 from bench.engines._fusion import fuse_projections
 from bench.engines.base import Engine, Transcript
 from bench.errors import BenchError
@@ -35,9 +36,11 @@ PATCHES = {
     "eos_check_every steps (off: read back after every step, as generate does)",
     "fused_projections": "each decoder layer's q, k and v projections in one matrix product over their stacked "
     "weights, and gate and up in another (off: one product each, as stock)",
-    "compiled_step": "the decode step (embedding, language model, lm_head) through torch.compile, which fuses "
-    "its many small kernels (norms, rotary, residuals); Inductor's on-disk cache leaves the full compile to a "
-    "host's first run (inert without static_cache, whose fixed shapes it needs)",
+    "compiled_step": "the decode step through torch.compile, which fuses its many small kernels (norms, rotary, "
+    "residuals): under a CUDA graph only its decoder layers, through one compiled function shared by all, so the "
+    "cold start compiles one layer; where the host runs every step (CPU, cuda_graph off) the whole step, which also "
+    "removes transformers' Python around the layers. Inductor's on-disk cache leaves the compile to a host's first "
+    "run (inert without static_cache, whose fixed shapes it needs)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -53,6 +56,12 @@ class Config(EngineConfig):
     # the static cache holds at least this many 30 s chunks, or the first batch's longest clip,
     # and grows for a longer one; a cache longer than the audio needs is read at every step
     max_chunks: int = 1
+    # what compiled_step compiles: "layers" (one graph shared by the decoder layers: a small
+    # cold start), "step" (the whole step), or "auto": layers under a CUDA graph, else step
+    compile_scope: str = "auto"
+
+
+COMPILE_SCOPES = ("auto", "layers", "step")
 
 
 class VoxtralPatched(Engine):
@@ -60,12 +69,17 @@ class VoxtralPatched(Engine):
         unknown = sorted(set(self.engine_cfg.patches) - set(PATCHES))
         if unknown:
             raise BenchError(f"unknown patch(es) {unknown}; voxtral_patched has: {', '.join(PATCHES)}")
+        if self.engine_cfg.compile_scope not in COMPILE_SCOPES:
+            raise BenchError(
+                f"engine.compile_scope={self.engine_cfg.compile_scope!r}; choose from: {', '.join(COMPILE_SCOPES)}"
+            )
         self.on = set(self.engine_cfg.patches)
         self.processor = vox.load_processor(self.model_cfg)
         arch = self.architecture if self.model_cfg.weights == "random" else None
         self.model = vox.load_model(self.model_cfg, arch, self.device, self.dtype)
+        language_model = self.model.model.language_model
         if "fused_projections" in self.on:
-            fuse_projections(self.model.model.language_model)
+            fuse_projections(language_model)
         tokenizer = self.processor.tokenizer
         self.language_ids = tokenizer.encode(f"lang:{self.language}", add_special_tokens=False)
         fe = self.processor.feature_extractor
@@ -75,11 +89,13 @@ class VoxtralPatched(Engine):
         self._size_cache(self.engine_cfg.max_chunks)  # made at the first batch, for its longest clip
         # a graph replays fixed buffers: it needs the static cache, and CUDA
         self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
-        self._cache_kwargs = cache_kwarg_names(self.model.model.language_model)
-        # a compiled step is specialised to its shapes: a growing DynamicCache would
-        # recompile it at every step
+        self._cache_kwargs = cache_kwarg_names(language_model)
+        # a compiled step or layer is specialised to its shapes: a growing DynamicCache
+        # would recompile it at every step
         self.compiled = {"compiled_step", "static_cache"} <= self.on
-        self._step_fn = torch.compile(self._eager_step, dynamic=False) if self.compiled else self._eager_step
+        if self.compiled:  # each compiles on its first call; _step uses one of them
+            self.compiled_layers = CompiledDecodeLayers(language_model, self._cache_kwargs[0])
+            self._compiled_step = torch.compile(self._step_forward, dynamic=False)
         self.graphs_at_load = vox.compiled_graphs()
         self.cached_graphs_at_load = vox.inductor_cached_graphs() if self.compiled else None
 
@@ -261,9 +277,28 @@ class VoxtralPatched(Engine):
         return out
 
     def _step(self, token, position, cache_position, valid) -> torch.Tensor:
-        return self._step_fn(token, position, cache_position, valid)
+        args = (token, position, cache_position, valid)
+        if not self.compiled:
+            return self._step_forward(*args)
+        if self.compiled_scope == "layers":
+            with self.compiled_layers.decoding():
+                return self._step_forward(*args)
+        return self._compiled_step(*args)
 
-    def _eager_step(self, token, position, cache_position, valid) -> torch.Tensor:
+    @property
+    def compiled_scope(self) -> str | None:
+        if not self.compiled:
+            return None
+        if self.engine_cfg.compile_scope != "auto":
+            return self.engine_cfg.compile_scope
+        # A replayed graph runs none of the step's Python, so only the kernels count, and
+        # the decoder layers hold nearly all of them: compiling one layer for all (a
+        # fraction of the whole step's compile) keeps the fusion at a small cold start.
+        # Where the host runs every step, compiling it whole also removes transformers'
+        # Python around the layers (mask, rotary tables), run at every step otherwise.
+        return "layers" if self.use_graph else "step"
+
+    def _step_forward(self, token, position, cache_position, valid) -> torch.Tensor:
         embed = self.model.model.get_input_embeddings()(token[:, None])
         return self._forward(embed, valid[:, None, None, :], position, cache_position, self._cache_in_use)
 
@@ -327,8 +362,10 @@ class VoxtralPatched(Engine):
             "patches": sorted(self.on),
             "cuda_graph_active": self.use_graph,
             "compiled_step_active": self.compiled,
-            # one per decode-step shape (none if an earlier engine in this process compiled
-            # the same); more means the step recompiled: a graph break, a cache regrown
+            "compiled_scope": self.compiled_scope,  # layers: one graph shared by all; step: the whole step
+            # one per decode-step shape, shared by every decoder layer (none if an earlier
+            # engine in this process compiled the same); more means a recompile: a graph
+            # break, a cache regrown, a layer that did not fit the others' graph
             "graphs_compiled": vox.compiled_graphs() - self.graphs_at_load,
             # 0: the cold start paid a full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,

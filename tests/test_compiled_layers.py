@@ -1,0 +1,81 @@
+"""compiled_step's two scopes. Under a CUDA graph (emulated on the CPU) one decoder layer's
+graph is compiled and every layer of every decode step runs it, while prefill runs the
+layers as shipped; where the host runs every step, the whole step is compiled once. That
+the tokens stay stock's is checked with every other patch in test_voxtral_patched."""
+
+import pytest
+import torch
+from conftest import compose_config, tiny_engine
+from cuda_graph_emulation import Emulation
+
+from bench.clock import Clock
+from bench.data import load_utterances
+from bench.errors import BenchError
+
+LAYERS = 4  # more than the tiny scale's 2, so one graph per layer would show
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return load_utterances(compose_config("dataset=sample").dataset, progress=False)[0]
+
+
+def counted_engine(monkeypatch, *overrides):
+    torch._dynamo.reset()  # an earlier test's compile of the same shapes would hide this one's
+    engine = tiny_engine("voxtral_patched", f"model.tiny.text_config.num_hidden_layers={LAYERS}", *overrides)
+    compiled, calls = engine.compiled_layers.compiled, []
+    monkeypatch.setattr(engine.compiled_layers, "compiled", lambda *args: calls.append(1) or compiled(*args))
+    return engine, calls
+
+
+def decode(engine, clip) -> int:
+    return transcribe(engine, clip)[1]
+
+
+def transcribe(engine, clip) -> tuple[list[int], int]:
+    """The clip's tokens, and the decode steps taken."""
+    with Clock(torch.device("cpu")) as clock:
+        (out,) = engine.transcribe([clip.audio], [6], clock)
+    return out.tokens, clock.counts["decode_steps"]
+
+
+def test_under_a_cuda_graph_every_layer_runs_one_compiled_graph(clip, monkeypatch):
+    engine, calls = counted_engine(monkeypatch)
+    Emulation(engine, monkeypatch)
+    steps = decode(engine, clip)
+    assert steps > 1
+    # the graph's warm-up step and its capture, then one replay per step; none from prefill
+    assert len(calls) == LAYERS * (steps + 2)
+    report = engine.report()
+    assert report["compiled_scope"] == "layers"
+    assert report["graphs_compiled"] == 1  # one graph, not one per layer
+
+
+def test_without_a_graph_the_whole_step_is_compiled_once(clip, monkeypatch):
+    engine, calls = counted_engine(monkeypatch)
+    decode(engine, clip)
+    assert calls == []
+    report = engine.report()
+    assert report["compiled_scope"] == "step" and report["graphs_compiled"] == 1
+
+
+def test_the_layers_scope_can_be_chosen_without_a_graph(clip, monkeypatch):
+    engine, calls = counted_engine(monkeypatch, "engine.compile_scope=layers")
+    tokens, steps = transcribe(engine, clip)
+    assert len(calls) == LAYERS * steps and engine.report()["graphs_compiled"] == 1
+    eager = tiny_engine(
+        "voxtral_patched",
+        f"model.tiny.text_config.num_hidden_layers={LAYERS}",
+        "engine.patches=[device_features,batched_encoder,merge_no_sync,static_cache,sync_free_loop]",
+    )
+    assert tokens == transcribe(eager, clip)[0]
+
+
+def test_an_unknown_scope_is_named():
+    with pytest.raises(BenchError, match="engine.compile_scope='model'; choose from: auto, layers, step"):
+        tiny_engine("voxtral_patched", "engine.compile_scope=model")
+
+
+def test_without_the_patch_nothing_is_compiled():
+    engine = tiny_engine("voxtral_patched", "engine.patches=[static_cache,sync_free_loop]")
+    assert engine.report()["compiled_step_active"] is False and engine.report()["compiled_scope"] is None
