@@ -95,7 +95,7 @@ def headline(frame: pd.DataFrame) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from bench.data import load_utterances
-    from bench.engines.voxtral_patched import VoxtralPatched
+    from bench.engines.voxtral_patched import COMPILE_SCOPES, VoxtralPatched
     from bench.engines.voxtral_stock import VoxtralStock
     from bench.environment import environment
     from bench.grid import compose
@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--patches", nargs="*", default=None, help="voxtral_patched's patches (default: all)")
+    parser.add_argument(
+        "--compile-scope",
+        default=None,
+        choices=COMPILE_SCOPES,
+        help="voxtral_patched's engine.compile_scope (default: its config's, auto)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="writes agreement.md and agreement.csv there")
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.patches is not None:
         overrides.append(f"engine.patches=[{','.join(args.patches)}]")
     stock_cfg = compose([*overrides[:3], "engine=voxtral_stock", f"dataset={args.dataset}"])
-    patched_cfg = compose([*overrides, "engine=voxtral_patched"])
+    scope = [f"engine.compile_scope={args.compile_scope}"] if args.compile_scope else []
+    patched_cfg = compose([*overrides, "engine=voxtral_patched", *scope])
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     utterances = load_utterances(stock_cfg.dataset, args.limit, progress=False)
@@ -133,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     text = (
         f"# voxtral_patched vs voxtral_stock\n\n{environment(device)['hardware']}; model {args.model} "
         f"({args.scale}, {args.weights} weights), {str(dtype).removeprefix('torch.')}, dataset {args.dataset}, "
-        f"batch {args.batch_size}, patches: {', '.join(patched_cfg.engine.patches)}\n\n"
+        f"batch {args.batch_size}, patches: {', '.join(patched_cfg.engine.patches)} "
+        f"(compiled: {engines[1].compiled_scope or 'nothing'})\n\n"
         f"{markdown(pd.DataFrame([headline(frame)]))}"
     )
     print(text)
