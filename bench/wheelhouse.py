@@ -111,7 +111,9 @@ def missing_packages(root: str, have: set[str], python: str) -> dict[str, str]:
 def host_requirements(root: str, have: set[str], python: str, versions: dict[str, str]) -> list[str]:
     """What of root's dependency tree the host provides itself, pinned where its version is
     known: a CPU machine that installs these stands in for the host in a rehearsal."""
-    tree = missing_packages(root, set(), python)
+    # torch's own requirements depend on the build installed here (a CUDA build's list
+    # nvidia-* wheels, the CPU build's none): the stand-in's pinned torch brings its own
+    tree = sorted([*missing_packages(root, {"torch"}, python), "torch"])
     return [f"{name}=={versions[name]}" if name in versions else name for name in tree if name in have]
 
 
