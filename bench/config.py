@@ -26,6 +26,7 @@ class ModelConfig:
     weights: str = "pretrained"  # pretrained | random
     scale: str = "full"  # full | tiny (same code paths, small dims: CPU tests)
     seed: int = 0  # random weights are seeded: same model + seed = same weights
+    hub: bool = True  # pretrained weights come from the Hugging Face Hub (false: the engine's own download)
     # The checkpoint's architecture (its config.json), so random weights need no download,
     # and what model.scale=tiny changes in it (same code paths, small dimensions).
     architecture: Any = None

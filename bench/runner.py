@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from bench.data import load_utterances
 from bench.engines import engine_class
 from bench.environment import environment
 from bench.errors import BenchError
+from bench.hub_access import go_offline_if_unreachable
 from bench.measure import measure_side_by_side
 from bench.results import batch_rows, summarize, utterance_rows, write_json, write_parquet
 
@@ -70,6 +72,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     if cfg.run.on_error not in ("skip", "fail"):
         raise BenchError(f"run.on_error={cfg.run.on_error!r}: use skip or fail")
+    offline = go_offline_if_unreachable(cfg)
+    if offline:
+        print(f"bench: {offline}", file=sys.stderr)
     rejected = [] if cfg.run.on_error == "skip" else None
     utterances = load_utterances(cfg.dataset, cfg.run.limit, cfg.run.progress, rejected)
     rejected = rejected or []
