@@ -15,12 +15,14 @@ bfloat16 different kernel orders round differently, and this says by how much.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from bench.clock import Clock
+from bench.errors import BenchError
 
 
 def token_agreement(a: list[int], b: list[int]) -> tuple[float, int]:
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench.engines.voxtral_stock import VoxtralStock
     from bench.environment import environment
     from bench.grid import compose
+    from bench.hub_access import go_offline_if_unreachable
     from bench.runner import resolve_device, resolve_dtype
     from bench.table import markdown
 
@@ -129,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     patched_cfg = compose([*overrides, "engine=voxtral_patched", *scope])
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
+    offline = go_offline_if_unreachable(stock_cfg)
+    if offline:
+        print(f"bench.agreement: {offline}", file=sys.stderr)
     utterances = load_utterances(stock_cfg.dataset, args.limit, progress=False)
     engines = []
     for engine_type, cfg in ((VoxtralStock, stock_cfg), (VoxtralPatched, patched_cfg)):
@@ -153,4 +159,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchError as err:
+        print(f"bench.agreement: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -3,6 +3,7 @@
 import http.server
 import os
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -118,3 +119,11 @@ def test_a_pretrained_model_in_the_cache_runs_with_the_hub_unreachable(tmp_path)
     assert out.returncode == 0, out.stderr
     assert "did not answer" in out.stderr and "Retrying" not in out.stderr
     assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_the_agreement_check_probes_too_and_fails_in_one_line(tmp_path):
+    command = [sys.executable, "-m", "bench.agreement", "--weights", "pretrained", "--limit", "1"]
+    out = subprocess.run(command, capture_output=True, text=True, env=online_env(tmp_path), cwd=REPO_DIR, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "Retrying" not in out.stderr
+    assert "did not answer" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("bench.agreement: error: cannot load Voxtral")
