@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-PROBE_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 10.0  # huggingface_hub waits as long for a file's metadata (HF_HUB_ETAG_TIMEOUT)
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
