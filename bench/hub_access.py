@@ -15,13 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 10.0  # huggingface_hub waits as long for a file's metadata (HF_HUB_ETAG_TIMEOUT)
-_TRUE = {"1", "ON", "YES", "TRUE"}
-
-
-def offline_already() -> bool:
-    return any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def hub_references(cfg) -> list[str]:
@@ -48,19 +42,24 @@ def unreachable_reason(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str |
 def go_offline_if_unreachable(cfg) -> str | None:
     """Switch this process to offline mode when cfg needs the Hub and it does not answer;
     returns a line saying so, or None."""
-    if offline_already() or not hub_references(cfg):
+    if not hub_references(cfg):
         return None
-    endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT)
-    reason = unreachable_reason(endpoint)
+    # huggingface_hub's own reading of HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE and HF_ENDPOINT,
+    # which transformers and datasets follow too
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return None
+    reason = unreachable_reason(constants.ENDPOINT)
     if reason is None:
         return None
+    # Both libraries read the variable once, when imported: huggingface_hub's copy (imported
+    # above) is switched here, and datasets' too if a sweep's earlier job imported it
     os.environ["HF_HUB_OFFLINE"] = "1"
-    # Both libraries read the variable when first imported; in a sweep an earlier job of this
-    # process may have imported them already, so their copies are switched too.
-    for module in ("huggingface_hub.constants", "datasets.config"):
-        if module in sys.modules and hasattr(sys.modules[module], "HF_HUB_OFFLINE"):
-            sys.modules[module].HF_HUB_OFFLINE = True
+    constants.HF_HUB_OFFLINE = True
+    if "datasets.config" in sys.modules:
+        sys.modules["datasets.config"].HF_HUB_OFFLINE = True
     return (
-        f"the Hugging Face Hub ({endpoint}) did not answer ({reason}); running offline: what the local "
+        f"the Hugging Face Hub ({constants.ENDPOINT}) did not answer ({reason}); running offline: what the local "
         "cache holds loads, nothing is downloaded"
     )

@@ -58,27 +58,27 @@ def test_only_what_would_be_fetched_from_the_hub_is_probed_for(tmp_path):
 
 
 def test_an_unanswered_probe_switches_the_process_offline(monkeypatch):
-    import huggingface_hub.constants
+    from huggingface_hub import constants
 
     cfg = compose_config("engine=voxtral_stock")
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", CLOSED_PORT)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # as if imported online
+    monkeypatch.setattr(constants, "ENDPOINT", CLOSED_PORT)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as if imported online
     line = hub_access.go_offline_if_unreachable(cfg)
     assert line.startswith(f"the Hugging Face Hub ({CLOSED_PORT}) did not answer")
-    assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE is True
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
 
 
 def test_no_probe_when_offline_already_or_when_the_hub_answers(monkeypatch, answering_endpoint):
+    from huggingface_hub import constants
+
     endpoint, seen = answering_endpoint
     cfg = compose_config("engine=voxtral_stock")
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    assert hub_access.go_offline_if_unreachable(cfg) is None and seen == []  # HF_HUB_OFFLINE=1 (conftest)
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    assert constants.HF_HUB_OFFLINE is True  # conftest's HF_HUB_OFFLINE=1
     assert hub_access.go_offline_if_unreachable(cfg) is None and seen == []
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     assert hub_access.go_offline_if_unreachable(cfg) is None and seen == ["/"]
     assert "HF_HUB_OFFLINE" not in os.environ
 
@@ -92,6 +92,15 @@ def online_env(hf_home):
 
 def run_bench(args, env):
     return subprocess.run(bench_command(*args), capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=300)
+
+
+def test_transformers_offline_set_by_the_user_means_no_probe(tmp_path, answering_endpoint):
+    """The older of the two variables, read by huggingface_hub as it reads HF_HUB_OFFLINE."""
+    endpoint, seen = answering_endpoint
+    env = online_env(tmp_path) | {"HF_ENDPOINT": endpoint, "TRANSFORMERS_OFFLINE": "1"}
+    out = run_bench(["engine=voxtral_stock", "run.limit=1", f"hydra.run.dir={tmp_path / 'run'}"], env)
+    assert seen == [] and "did not answer" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("bench: error: cannot load Voxtral")  # not cached
 
 
 @pytest.mark.slow
