@@ -5,8 +5,9 @@ language model, lm_head) and replaces only the glue around them, in the spirit o
 gpt-fast; fused_projections alone reaches inside, stacking each layer's projection
 weights (bench/engines/_fusion.py). Each entry of PATCHES can be switched off
 (`engine.patches=[...]` lists the ones on); with a patch off, that step runs as stock
-transformers runs it, so the speed-up of each patch can be measured on its own. With every patch on or off, the
-tokens equal voxtral_stock's (checked in float32 on the CPU by the tests).
+transformers runs it, so the speed-up of each patch can be measured on its own. With
+every patch on or off, the tokens equal voxtral_stock's (checked in float32 on the CPU by
+the tests).
 """
 
 from __future__ import annotations
