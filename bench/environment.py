@@ -7,7 +7,9 @@ import os
 import platform
 import socket
 import subprocess
+import tomllib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 
@@ -29,6 +31,31 @@ def _run(*cmd: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def bench_version() -> str | None:
+    """The installed distribution's version, else the one in the source tree's pyproject.toml
+    (bench run from a copied tree with PYTHONPATH, as on an offline GPU host)."""
+    installed = _version("bench")
+    if installed:
+        return installed
+    try:
+        with open(REPO_DIR / "pyproject.toml", "rb") as f:
+            project = tomllib.load(f).get("project", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return project.get("version") if project.get("name") == "bench" else None
+
+
+def bench_commit() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of bench's own repository; (None, None) when bench's source tree is not
+    the top level of a git repository. A copy of bench inside another project's checkout would
+    otherwise record that project's commit as bench's."""
+    top = _run("git", "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != REPO_DIR.resolve():
+        return None, None
+    status = _run("git", "status", "--porcelain", "--untracked-files=no")
+    return _run("git", "rev-parse", "HEAD"), (bool(status) if status is not None else None)
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -45,7 +72,7 @@ def environment(device: torch.device) -> dict:
     gpu_name = torch.cuda.get_device_name(device) if gpu else None
     gpu_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     driver = _run("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader") if gpu else None
-    status = _run("git", "status", "--porcelain", "--untracked-files=no")
+    commit, dirty = bench_commit()
     return {
         # hardware: what the CI gate compares; runs on different hardware are not comparable
         "hardware": f"{gpu_name} x{gpu_count}" if gpu else f"cpu: {_cpu_name()} x{os.cpu_count()}",
@@ -62,9 +89,9 @@ def environment(device: torch.device) -> dict:
         "whisper": _version("openai-whisper"),
         "datasets": _version("datasets"),
         "mistral_common": _version("mistral_common"),
-        "bench": _version("bench"),
-        "git_commit": _run("git", "rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
+        "bench": bench_version(),
+        "git_commit": commit,  # bench's own, or null (see bench_commit)
+        "git_dirty": dirty,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
     }

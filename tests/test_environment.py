@@ -1,0 +1,42 @@
+"""Provenance: the commit and version a run records are bench's own."""
+
+import subprocess
+
+import pytest
+
+from bench import environment as env_module
+from bench.config import REPO_DIR
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def bench_copy_inside_another_repo(tmp_path, monkeypatch):
+    """A tree laid out like bench's (pyproject.toml at its top) inside another project's checkout."""
+    outer = tmp_path / "host-project"
+    inner = outer / "vendor" / "bench"
+    inner.mkdir(parents=True)
+    (inner / "pyproject.toml").write_text('[project]\nname = "bench"\nversion = "9.8.7"\n')
+    _git(outer, "init", "-q")
+    _git(outer, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "host")
+    monkeypatch.setattr(env_module, "REPO_DIR", inner)
+    return inner
+
+
+def test_a_copy_inside_another_repository_records_no_commit(bench_copy_inside_another_repo, monkeypatch):
+    monkeypatch.setattr(env_module, "_version", lambda package: None)  # not pip-installed
+    record = env_module.environment(env_module.torch.device("cpu"))
+    assert record["git_commit"] is None and record["git_dirty"] is None
+    assert record["bench"] == "9.8.7"  # read from the copied tree's pyproject.toml
+
+
+def test_bench_at_the_top_of_its_own_repository_records_its_head():
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("bench's source tree is not a git checkout here (installed from a wheel or an archive)")
+    record = env_module.environment(env_module.torch.device("cpu"))
+    assert record["git_commit"] == head.stdout.strip()
+    assert isinstance(record["git_dirty"], bool)
+    assert record["bench"] is not None
