@@ -12,6 +12,7 @@ again from scratch, since timings from two machines or two sessions must not mix
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 import traceback
@@ -21,6 +22,10 @@ from pathlib import Path
 import torch
 
 DEVICE_FILE = "device.json"
+# Every command that measured into the folder, one per line in the order they ran (lines
+# starting with # are comments): a folder is often filled by several calls, on several leases.
+COMMANDS_FILE = "commands.txt"
+LEGACY_COMMAND_FILE = "command.txt"  # folders of earlier versions kept only the last command
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,41 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")
     parser.add_argument("--quiet", action="store_true")
+
+
+def without_budget(argv: list[str]) -> list[str]:
+    """The command line less --budget-minutes, which changes how many calls a grid takes, not a figure."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--budget-minutes":
+            skip = True
+        elif not arg.startswith("--budget-minutes="):
+            kept.append(arg)
+    return kept
+
+
+def record_command(out: Path, module: str, argv: list[str]) -> None:
+    """Append this call to out/commands.txt, unless it repeats the last line (a call again after
+    the time budget ran out is the same measurement, continued)."""
+    line = f"python -m {module} {shlex.join(without_budget(argv))}".rstrip()
+    lines = recorded_commands(out)
+    if lines and lines[-1] == line:
+        return
+    with open(out / COMMANDS_FILE, "a") as f:
+        f.write(line + "\n")
+
+
+def recorded_commands(out: Path, comments: bool = False) -> list[str]:
+    """The folder's commands in order (with its comment lines when asked)."""
+    path = out / COMMANDS_FILE
+    if not path.exists():
+        path = out / LEGACY_COMMAND_FILE
+    if not path.exists():
+        return []
+    lines = [line.rstrip() for line in path.read_text().splitlines() if line.strip()]
+    return lines if comments else [line for line in lines if not line.lstrip().startswith("#")]
 
 
 def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:

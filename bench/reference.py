@@ -25,14 +25,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.grid import DEVICE_FILE, Point, Settings, add_arguments, measure, measured_points, summary_if_done
-from bench.speed import INCOMPLETE, profiled, speed_points
+from bench.grid import (
+    DEVICE_FILE,
+    Point,
+    Settings,
+    add_arguments,
+    measure,
+    record_command,
+    recorded_commands,
+    summary_if_done,
+)
+from bench.speed import INCOMPLETE, measured_speed_points, profiled, speed_points
 from bench.table import markdown
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched", "whisper_large_v3")
 DATASETS = ("synthetic", "synthetic_librispeech_like", "sample")  # measured in this order
-COMMAND_FILE = "command.txt"
 RESAMPLES = 2000
+# What a person concluded from the tables, put at the top of the README when the folder has
+# one; every figure it quotes must appear in the tables bench writes (tests check that).
+FINDINGS_FILE = "findings.md"
 
 
 def reference_points(engines, datasets, batch_sizes, ablation_sizes) -> list[Point]:
@@ -93,10 +104,24 @@ def _fastest_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _missing_lines(out: Path, command: str) -> list[str]:
+def planned_points(commands: list[str]) -> list[Point]:
+    """Every point the folder's bench.reference and bench.speed commands asked for, in order."""
+    from bench import speed
+
+    plan: list[Point] = []
+    for command in commands:
+        words = shlex.split(command)
+        if words[:3] == ["python", "-m", "bench.reference"]:
+            args = parse(words[3:])
+            plan += reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
+        elif words[:3] == ["python", "-m", "bench.speed"]:
+            plan += speed.planned_points(words[3:])
+    return list(dict.fromkeys(plan))
+
+
+def _missing_lines(out: Path, commands: list[str]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
-    args = parse(shlex.split(command)[3:])  # after "python -m bench.reference"
-    plan = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
+    plan = planned_points(commands)
     missing = [p for p in plan if summary_if_done(p, out) is None]
     if not missing:
         return []
@@ -114,18 +139,8 @@ def _missing_lines(out: Path, command: str) -> list[str]:
 COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
 
 
-def write_folder(out: Path) -> str:
-    """README.md and the tables beside it, from out/runs alone; returns the README text."""
-    from bench.profile import finding
-    from bench.report import comparison_frame, plot_rtfx_vs_batch
-    from bench.runs import load_runs
-    from bench.speed import ENGINES as SPEED_ENGINES
-    from bench.speed import write_tables
-
-    runs = load_runs([str(out / "runs")])
-    grid = [r for r in runs if "_without_" not in r.path.name]  # the ablation runs are in the speed tables
+def _intro_lines(out: Path, runs, summary: dict) -> list[str]:
     hardware = sorted({r.hardware for r in runs})
-    summary = grid[0].summary
     lines = [
         f"# Reference results: {'; '.join(hardware)}",
         "",
@@ -136,18 +151,39 @@ def write_folder(out: Path) -> str:
         "interval (batches resampled within each pass).",
         "",
     ]
-    if (out / COMMAND_FILE).exists():
-        command = (out / COMMAND_FILE).read_text()
-        lines += ["Measured with:", "", "```bash", command.strip(), "```", ""]
-        lines += _missing_lines(out, command)
+    if (out / FINDINGS_FILE).exists():
+        lines += ["## Findings", "", (out / FINDINGS_FILE).read_text().strip(), ""]
+    commands = recorded_commands(out, comments=True)
+    if commands:
+        lines += ["## How it was measured", "", "Every command that measured into this folder, in order:", ""]
+        lines += ["```bash", *commands, "```", ""]
+        lines += _missing_lines(out, recorded_commands(out))
     lines += [
-        "Tables written by (gives the same files again from the committed runs):",
+        "Tables written by (they give the same files again from the committed runs):",
         "",
         "```bash",
         f"python -m bench.report --reference {out}",
+        f"python -m bench.speed --tables-only --out {out}   # speed.md, ablation.md, ablation_phases.md only",
+        f"python -m bench.report --profiles {out}/runs --out {out.parent.parent / 'profiles' / out.name}",
         "```",
         "",
     ]
+    return lines
+
+
+def write_folder(out: Path) -> str:
+    """README.md and the tables beside it, from the folder alone; returns the README text."""
+    import json
+
+    from bench import evidence
+    from bench.profile import finding
+    from bench.report import comparison_frame, plot_rtfx_vs_batch
+    from bench.runs import load_runs
+    from bench.speed import write_tables
+
+    runs = load_runs([str(out / "runs")])
+    grid = [r for r in runs if "_without_" not in r.path.name]  # the ablation runs are in the speed tables
+    lines = _intro_lines(out, runs, grid[0].summary)
     all_ratios = []
     names = {r.summary["dataset"]["name"] for r in grid}
     present = [d for d in DATASETS if d in names] + sorted(names - set(DATASETS))
@@ -162,6 +198,8 @@ def write_folder(out: Path) -> str:
         clips = ", ".join(f"{n} at batch {b}" for b, n in frame.groupby("batch")["n"].max().items())
         lines += [f"## {dataset}", "", f"Clips per run: {clips}.", "", markdown(frame[COLUMNS])]
         lines += _fastest_lines(frame) + [""]
+        lines += ["Milliseconds per timed batch in each phase (mean over every pass):", ""]
+        lines += [markdown(evidence.phase_frame(runs_here))]
         if not ratios.empty:
             lines += ["How many times faster voxtral_patched is (RTFx ratio, 95% CI):", ""]
             lines += [_ratio_markdown(ratios, "voxtral_patched")]
@@ -169,11 +207,15 @@ def write_folder(out: Path) -> str:
             lines += [f"![RTFx vs batch size, {dataset}]({plot})", ""]
     pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
 
-    speed = [p for p in measured_points(out) if p.dataset == "synthetic" and (p.without or p.engine in SPEED_ENGINES)]
+    speed = measured_speed_points(out)
     if (out / DEVICE_FILE).exists() and any(p.without for p in speed):
         tables = write_tables(out, speed)
         lines += ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
         lines += [tables.replace("# Voxtral speed", "### Speed").replace("# voxtral_patched ablation", "### Ablation")]
+        copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
+        lines += evidence.ceiling_lines(out, pd.read_csv(out / "speed.csv"), copy_bw)
+    lines += evidence.repeat_runs_lines(out)
+    lines += evidence.agreement_lines(out)
     profiles, _ = finding(runs)
     (out / "profiles.md").write_text(profiles)
     body = profiles.split("\n", 1)[1].strip().replace("\n## ", "\n### ")  # one level down in the README
@@ -195,25 +237,12 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
-def _without_budget(argv: list[str]) -> list[str]:
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--budget-minutes":
-            skip = True
-        elif not arg.startswith("--budget-minutes="):
-            kept.append(arg)
-    return kept
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
     args.out.mkdir(parents=True, exist_ok=True)
-    kept = _without_budget(argv)  # the budget changes no figure, only how many calls it takes
-    (args.out / COMMAND_FILE).write_text("python -m bench.reference " + shlex.join(kept) + "\n")
+    record_command(args.out, "bench.reference", argv)
     if measure(points, args.out, Settings.from_args(args), args.budget_minutes):
         return INCOMPLETE
     print(write_folder(args.out))

@@ -33,7 +33,17 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bench.engines import _voxtral as vox
-from bench.grid import DEVICE_FILE, Point, Settings, add_arguments, measure, summary_if_done
+from bench.evidence import ordered_phase_frame, phase_means
+from bench.grid import (
+    DEVICE_FILE,
+    Point,
+    Settings,
+    add_arguments,
+    measure,
+    measured_points,
+    record_command,
+    summary_if_done,
+)
 from bench.table import markdown, rtfx_ci_cell
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
@@ -58,6 +68,18 @@ def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
         points += [p for p in [point("voxtral_patched", b)] if p not in points]
         points += [point("voxtral_patched", b, patch) for patch in PATCHES]
     return points
+
+
+def planned_points(argv: list[str]) -> list[Point]:
+    """The points a bench.speed command line asks for."""
+    args = parse(argv)
+    ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
+    return speed_points(args.engines, args.batch_sizes, ablation_sizes)
+
+
+def measured_speed_points(out: Path) -> list[Point]:
+    """The speed and ablation points measured under out (whichever commands measured them)."""
+    return [p for p in measured_points(out) if p.dataset == "synthetic" and (p.without or p.engine in ENGINES)]
 
 
 def decode_bytes_per_step(text: dict, rows: float, context: float, bytes_per_value: int) -> float:
@@ -132,21 +154,52 @@ def ablation_row(point: Point, out: Path, base: dict) -> dict:
     }
 
 
+def _ablation_order(points: list[Point]) -> dict[int, list[Point]]:
+    """Per ablation batch size: all patches on first, then each removed patch by name."""
+    order = {}
+    for b in sorted({p.batch_size for p in points if p.without}):
+        base = next(p for p in points if not p.without and p.engine == "voxtral_patched" and p.batch_size == b)
+        order[b] = [base, *sorted((p for p in points if p.without and p.batch_size == b), key=lambda p: p.without)]
+    return order
+
+
+def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
+    """Where each ablation run's time went: mean milliseconds per timed batch in each phase,
+    with the run's decode steps and when it finished. A patch moves the phases it touches;
+    a phase that moved in runs whose patch does not touch it shows a difference between
+    processes or moments, not a patch's effect."""
+    rows = []
+    for ordered in _ablation_order(points).values():
+        for p in ordered:
+            s = finished(p, out)
+            batches = pd.read_parquet(p.folder(out) / "batches.parquet")
+            row = {
+                "removed patch": p.without or "(none: all on)",
+                "batch": p.batch_size,
+                "finished (UTC)": s["environment"]["timestamp"][11:19],
+                "decode steps": s.get("decode_steps"),
+                "tokens": s["n_tokens"],
+            }
+            rows.append({**row, **phase_means(batches)})
+    return ordered_phase_frame(rows)
+
+
 def write_tables(out: Path, points: list[Point]) -> str:
-    """speed.md/csv and ablation.md/csv from the measured run folders; returns the text."""
+    """speed.md/csv, ablation.md/csv and ablation_phases.md/csv from the measured run folders;
+    returns the text. Rows are ordered by engine and batch (the ablation: all on, then each
+    removed patch by name) whatever order the points come in, so every command that writes
+    these tables from the same runs writes the same files."""
     device_file = out / DEVICE_FILE
     if not device_file.exists():
         raise SystemExit(f"bench.speed: error: {device_file} is missing (written when the runs are measured)")
     device = json.loads(device_file.read_text())
     copy_bw = device["copy_bandwidth_bytes_per_s"]
-    main_points = [p for p in points if not p.without]
+    main_points = sorted((p for p in points if not p.without), key=lambda p: (p.engine, p.batch_size))
     speed = pd.DataFrame([bandwidth_row(p, out, copy_bw) for p in main_points])
     ablation_rows = []
-    for b in sorted({p.batch_size for p in points if p.without}):
-        base_point = next(p for p in main_points if p.engine == "voxtral_patched" and p.batch_size == b)
-        base = finished(base_point, out)
-        ablation_rows.append(ablation_row(base_point, out, base))
-        ablation_rows += [ablation_row(p, out, base) for p in points if p.without and p.batch_size == b]
+    for ordered in _ablation_order(points).values():
+        base = finished(ordered[0], out)
+        ablation_rows += [ablation_row(p, out, base) for p in ordered]
     ablation = pd.DataFrame(ablation_rows)
 
     first = OmegaConf.load(main_points[0].folder(out) / "config.yaml")
@@ -162,7 +215,14 @@ def write_tables(out: Path, points: list[Point]) -> str:
         ablation_text = f"# voxtral_patched ablation\n\n{header}\n\n{markdown(ablation)}"
         (out / "ablation.md").write_text(ablation_text)
         ablation.to_csv(out / "ablation.csv", index=False)
-        text += "\n" + ablation_text
+        phases = ablation_phase_frame(out, points)
+        phases_text = (
+            f"# voxtral_patched ablation by phase\n\n{header}; milliseconds per timed batch (mean over "
+            f"every pass), decode steps and tokens per pass\n\n{markdown(phases)}"
+        )
+        (out / "ablation_phases.md").write_text(phases_text)
+        phases.to_csv(out / "ablation_phases.csv", index=False)
+        text += "\n" + ablation_text + "\n" + phases_text
     return text
 
 
@@ -180,17 +240,27 @@ def parse(argv: list[str] | None):
     )
     parser.add_argument("--clip-seconds", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=None, help="default: runs/speed/<date>_<time>")
-    parser.add_argument("--tables-only", action="store_true", help="write the tables from the runs under --out")
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="write the tables from every speed and ablation run under --out (no measuring)",
+    )
     add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     out = args.out or Path("runs") / "speed" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
-    points = speed_points(args.engines, args.batch_sizes, ablation_sizes)
-    if not args.tables_only:
+    if args.tables_only:
+        points = measured_speed_points(out)
+        if not points:
+            raise SystemExit(f"bench.speed: error: no measured speed runs under {out / 'runs' / 'synthetic'}")
+    else:
+        points = planned_points(argv)
+        out.mkdir(parents=True, exist_ok=True)
+        record_command(out, "bench.speed", [*argv, *([] if args.out else ["--out", str(out)])])
         settings = Settings.from_args(args, voxtral_model=args.model, clip_seconds=args.clip_seconds)
         if measure(points, out, settings, args.budget_minutes):
             return INCOMPLETE

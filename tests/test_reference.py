@@ -13,8 +13,8 @@ import bench.runner
 from bench import grid
 from bench.config import REPO_DIR
 from bench.engines.voxtral_patched import PATCHES
-from bench.grid import Point, Settings, measure, measured_points
-from bench.reference import _without_budget, ratio_frame, reference_points
+from bench.grid import Point, Settings, measure, measured_points, record_command, recorded_commands, without_budget
+from bench.reference import planned_points, ratio_frame, reference_points
 from bench.runs import load_runs
 
 
@@ -155,7 +155,47 @@ def test_ratio_interval_covers_the_point_estimate_under_noise(tmp_path):
 
 def test_the_recorded_command_leaves_out_the_budget():
     argv = ["--out", "x", "--budget-minutes", "8", "--repeats", "3", "--budget-minutes=2"]
-    assert _without_budget(argv) == ["--out", "x", "--repeats", "3"]
+    assert without_budget(argv) == ["--out", "x", "--repeats", "3"]
+
+
+def test_every_command_that_measured_into_a_folder_is_kept_in_order(tmp_path):
+    record_command(tmp_path, "bench.reference", ["--out", "x", "--engines", "voxtral_stock", "--budget-minutes", "3"])
+    record_command(tmp_path, "bench.reference", ["--out", "x", "--engines", "voxtral_stock", "--budget-minutes", "9"])
+    record_command(tmp_path, "bench.speed", ["--out", "x", "--batch-sizes", "1"])
+    record_command(tmp_path, "bench.reference", ["--out", "x", "--engines", "voxtral_stock"])
+    # the same call again after the budget ran out is one line; a different one in between is kept
+    assert recorded_commands(tmp_path) == [
+        "python -m bench.reference --out x --engines voxtral_stock",
+        "python -m bench.speed --out x --batch-sizes 1",
+        "python -m bench.reference --out x --engines voxtral_stock",
+    ]
+
+
+def test_an_older_folder_with_one_command_file_still_reads(tmp_path):
+    (tmp_path / "command.txt").write_text("python -m bench.reference --out x\n")
+    assert recorded_commands(tmp_path) == ["python -m bench.reference --out x"]
+
+
+def test_the_plan_is_every_command_s_points_once_in_order():
+    commands = [
+        "# a comment line is not a command",
+        "python -m bench.reference --out r --datasets synthetic --engines voxtral_stock voxtral_patched "
+        "--batch-sizes 1 32 --ablation-batch-sizes",
+        "python -m bench.agreement --out a --limit 8",  # measures elsewhere: not part of the grid
+        "python -m bench.speed --out r --batch-sizes 1 --ablation-batch-sizes 1",
+    ]
+    plan = planned_points(commands)
+    assert len(plan) == len(set(plan))
+    assert plan[:4] == [
+        Point("synthetic", "voxtral_stock", 1, profile=True),
+        Point("synthetic", "voxtral_patched", 1, profile=True),
+        Point("synthetic", "voxtral_stock", 32),
+        Point("synthetic", "voxtral_patched", 32),
+    ]
+    # bench.speed adds compile at batch 1 and the batch-1 ablation, nothing it repeats
+    assert plan[4:] == [Point("synthetic", "voxtral_compile", 1)] + [
+        Point("synthetic", "voxtral_patched", 1, without=patch) for patch in PATCHES
+    ]
 
 
 @pytest.mark.slow
@@ -210,7 +250,7 @@ def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
     (done.folder(tmp_path) / "summary.json").write_text("{}")
     failed.folder(tmp_path).mkdir(parents=True)
     (failed.folder(tmp_path) / "error.txt").write_text("Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory\n")
-    lines = _missing_lines(tmp_path, command)
+    lines = _missing_lines(tmp_path, [command])
     assert lines[0].startswith("Not measured (yet): 3 of the 4 planned runs")
     assert "- sample, whisper_large_v3, batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
     assert "- sample, voxtral_stock, batch 8: not run yet" in lines
