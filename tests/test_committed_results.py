@@ -1,0 +1,100 @@
+"""The committed reference results: bench's own commands write every table again, byte for
+byte, from the committed run folders; the hand-written findings quote only those tables."""
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import report, speed
+from bench.config import REPO_DIR
+
+REFERENCE = Path("results/reference/h200")
+PROFILES = Path("results/profiles/h200")
+AGREEMENT = Path("results/agreement/h200")
+
+
+@pytest.fixture
+def results_copy(tmp_path, monkeypatch):
+    """A copy of results/ to write into, with the working directory where the commands run from."""
+    shutil.copytree(REPO_DIR / "results", tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _assert_same_files(written: Path, committed: Path):
+    got, want = _files(written), _files(committed)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        if name.endswith(".png"):  # drawn by matplotlib: the pixels, not its version in the metadata
+            import matplotlib.image
+
+            assert (matplotlib.image.imread(written / name) == matplotlib.image.imread(committed / name)).all(), name
+        else:
+            assert got[name] == want[name], f"{name} differs from the committed file"
+
+
+def _emptied(folder: Path, keep) -> None:
+    """Remove every generated file of the folder (what the commands must write again)."""
+    for path in folder.iterdir():
+        if path.is_file() and not keep(path.name):
+            path.unlink()
+
+
+def test_reference_tables_and_readme_are_written_again_byte_for_byte(results_copy):
+    inputs = {"device.json", "commands.txt", "findings.md", "gemv_ceiling.txt", "gemv_ceiling.py"}
+    _emptied(REFERENCE, lambda name: name in inputs)
+    assert report.main(["--reference", str(REFERENCE)]) == 0
+    _assert_same_files(REFERENCE, REPO_DIR / REFERENCE)
+
+
+def test_speed_tables_are_written_again_byte_for_byte_in_any_point_order(results_copy):
+    written = {"speed.md", "speed.csv", "ablation.md", "ablation.csv", "ablation_phases.md", "ablation_phases.csv"}
+    _emptied(REFERENCE, lambda name: name not in written)
+    assert speed.main(["--tables-only", "--out", str(REFERENCE)]) == 0
+    for name in written:
+        assert (REFERENCE / name).read_bytes() == (REPO_DIR / REFERENCE / name).read_bytes(), name
+    points = speed.measured_speed_points(REFERENCE)
+    random.Random(0).shuffle(points)
+    speed.write_tables(REFERENCE, points)
+    for name in written:
+        assert (REFERENCE / name).read_bytes() == (REPO_DIR / REFERENCE / name).read_bytes(), name
+
+
+def test_profile_tables_are_written_again_byte_for_byte(results_copy):
+    _emptied(PROFILES, lambda name: name == "README.md")
+    assert report.main(["--profiles", str(REFERENCE / "runs"), "--out", str(PROFILES)]) == 0
+    _assert_same_files(PROFILES, REPO_DIR / PROFILES)
+
+
+def test_the_committed_summaries_name_bench_s_commit():
+    import json
+
+    for summary in (REPO_DIR / REFERENCE).rglob("summary.json"):
+        assert json.loads(summary.read_text())["environment"]["git_commit"].startswith("e8cd5de"), summary
+
+
+NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[+-]\d+)?")
+
+
+def _numbers(text: str) -> set[str]:
+    return set(NUMBER.findall(text))
+
+
+def test_every_figure_in_the_findings_is_one_the_tables_show():
+    readme = (REPO_DIR / REFERENCE / "README.md").read_text()
+    findings = (REPO_DIR / REFERENCE / "findings.md").read_text()
+    assert findings.strip() in readme  # the README carries the findings as written
+    tables = readme.replace(findings.strip(), "")  # the rest was written by bench from the runs
+    quoted = "\n".join(line for line in findings.splitlines() if not line.startswith(">"))  # the note's own claim
+    # counts small enough to be prose (batch 1, 8 clips, every 8 steps) are not figures
+    figures = {n for n in _numbers(quoted) if "." in n or "e" in n or int(n.replace(",", "")) >= 100}
+    assert figures, "no figures found: the pattern is broken"
+    missing = sorted(figures - _numbers(tables))
+    assert not missing, f"figures in findings.md that no table shows: {missing}"
