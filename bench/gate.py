@@ -32,22 +32,27 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.runs import Run, load_runs, rtf_ratio_samples
+from bench.runs import Run, joint_rtf_samples, load_runs, rtf_point
 from bench.table import markdown
 
 RESAMPLES = 2000
 DEFAULT_RATIOS = ("voxtral_patched/voxtral_stock",)
 
 
-def _group(run: Run) -> list:
-    """What two engines must share for their ratio to mean something."""
+def _group(run: Run, legacy: bool = False) -> list:
+    """What two engines must share for their ratio to mean something (legacy: as a baseline
+    written before runs had a fingerprint of their utterances keyed it)."""
     s = run.summary
-    return [s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"], *run.dataset_key]
+    data = run.legacy_dataset_key if legacy else run.dataset_key
+    return [s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"], *data]
 
 
 def _raw(run: Run) -> dict:
+    """A run's timed batches as the baseline keeps them: with their pass (repeat), so that the
+    baseline's RTF is the same estimator as the candidate's (the median over passes)."""
     b = run.batches
-    return {"processing_s": b.processing_s.tolist(), "audio_s": b.audio_s.tolist()}
+    repeat = b["repeat"].tolist() if "repeat" in b else [0] * len(b)
+    return {"repeat": repeat, "processing_s": b.processing_s.tolist(), "audio_s": b.audio_s.tolist()}
 
 
 def _frame(raw: dict) -> pd.DataFrame:
@@ -74,8 +79,10 @@ def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
                 entries.append(
                     {
                         "pair": pair,
+                        "batch_size": num.summary["batch_size"],
                         "group": _group(num),
-                        "ratio": den.summary["rtf"] / num.summary["rtf"],  # speed-up of numerator
+                        "legacy_group": _group(num, legacy=True),
+                        "ratio": _rtf(raw_den) / _rtf(raw_num),  # speed-up of numerator
                         "paired": paired,
                         "runs": (str(num.path), str(den.path)),
                         "numerator": raw_num,
@@ -86,13 +93,21 @@ def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
 
 
 def _pooled(raw: list[dict]) -> dict:
-    """Several runs' batches as one run's: a baseline from a few runs sits in the middle of
-    their spread, where one run may sit at its edge."""
-    return {column: [value for r in raw for value in r[column]] for column in ("processing_s", "audio_s")}
+    """Several runs' batches as one run's, each run's passes kept apart (numbered on): a
+    baseline from a few runs sits in the middle of their spread, where one run may sit at its
+    edge, and its RTF is still the median over passes."""
+    pooled: dict[str, list] = {"repeat": [], "processing_s": [], "audio_s": []}
+    for r in raw:
+        first = len(set(pooled["repeat"]))
+        passes = {p: first + i for i, p in enumerate(dict.fromkeys(r.get("repeat", [0] * len(r["audio_s"]))))}
+        pooled["repeat"] += [passes[p] for p in r.get("repeat", [0] * len(r["audio_s"]))]
+        pooled["processing_s"] += r["processing_s"]
+        pooled["audio_s"] += r["audio_s"]
+    return pooled
 
 
-def _pooled_rtf(raw: dict) -> float:
-    return sum(raw["processing_s"]) / sum(raw["audio_s"])
+def _rtf(raw: dict) -> float:
+    return rtf_point(_frame(raw))
 
 
 def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
@@ -122,7 +137,7 @@ def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
             {
                 "pair": same[0]["pair"],
                 "group": same[0]["group"],
-                "ratio": _pooled_rtf(denominator) / _pooled_rtf(numerator),
+                "ratio": _rtf(denominator) / _rtf(numerator),
                 "paired": paired,
                 "n_runs": len(numerators),
                 "numerator": numerator,
@@ -137,7 +152,7 @@ def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
             {
                 "key": list(key),
                 "engine": key[0],
-                "rtf": _pooled_rtf(raw := _pooled([_raw(r) for r in same])),
+                "rtf": _rtf(raw := _pooled([_raw(r) for r in same])),
                 "n_runs": len(same),
                 "batches": raw,
             }
@@ -150,11 +165,14 @@ def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
     return baseline
 
 
-def _ratio_samples(entry: dict, rng) -> np.ndarray:
-    """Bootstrap of a speed-up. Runs measured in turns are resampled jointly, batch by batch,
-    so drift that slowed both engines alike cancels in the ratio."""
-    num, den = _frame(entry["numerator"]), _frame(entry["denominator"])
-    return rtf_ratio_samples(den, num, RESAMPLES, rng, paired=entry.get("paired") and len(num) == len(den))
+def _ratio_change_samples(candidate: dict, base: dict, rng) -> np.ndarray:
+    """Bootstrap of candidate speed-up / baseline speed-up. The four runs are resampled
+    jointly when they hold the same batches (bench.runs.joint_rtf_samples): drift that slowed
+    both engines of a run alike cancels in its ratio, and which clips a draw picks cancels
+    between candidate and baseline."""
+    frames = [_frame(e[side]) for e in (candidate, base) for side in ("numerator", "denominator")]
+    c_num, c_den, b_num, b_den = joint_rtf_samples(frames, RESAMPLES, rng)
+    return (c_den / c_num) / (b_den / b_num)
 
 
 def gate(
@@ -180,19 +198,22 @@ def gate(
             )
         by_key = {tuple(entry["key"]): entry for entry in baseline["runs"]}
         for run in candidate:
-            entry = by_key.get(run.key)
+            entry = next((by_key[key] for key in run.keys if key in by_key), None)
             if entry is None:
                 continue
-            change = rtf_ratio_samples(run.batches, _frame(entry["batches"]), RESAMPLES, rng)
-            low, high = np.percentile(change, [2.5, 97.5])
+            base_batches = _frame(entry["batches"])
+            # the same estimator on both sides, for the point and for every bootstrap draw
+            base_rtf, cand_rtf = rtf_point(base_batches), rtf_point(run.batches)
+            cand, base = joint_rtf_samples([run.batches, base_batches], RESAMPLES, rng)
+            low, high = np.percentile(cand / base, [2.5, 97.5])
             rows.append(
                 {
                     "check": "RTF vs baseline",
                     "what": f"{run.summary['engine']} b{run.summary['batch_size']}",
-                    "baseline": 1 / entry["rtf"],
-                    "candidate": run.summary["rtfx"],
+                    "baseline": 1 / base_rtf,
+                    "candidate": 1 / cand_rtf,
                     "unit": "RTFx",
-                    "slower by %": 100 * (run.summary["rtf"] / entry["rtf"] - 1),
+                    "slower by %": 100 * (cand_rtf / base_rtf - 1),
                     "95% CI %": f"[{100 * (low - 1):+.1f}, {100 * (high - 1):+.1f}]",
                     "limit %": f"+{100 * threshold:.0f}",
                     "verdict": "REGRESSION" if low > 1 + threshold else "ok",
@@ -200,19 +221,22 @@ def gate(
             )
     base_ratios = {(e["pair"], json.dumps(e["group"])): e for e in baseline["ratios"]}
     for entry in _ratio_entries(candidate, pairs):
-        base = base_ratios.get((entry["pair"], json.dumps(entry["group"])))
+        base = base_ratios.get((entry["pair"], json.dumps(entry["group"]))) or base_ratios.get(
+            (entry["pair"], json.dumps(entry["legacy_group"]))
+        )
         if base is None:
             continue
-        change = _ratio_samples(entry, rng) / _ratio_samples(base, rng)
+        change = _ratio_change_samples(entry, base, rng)
         low, high = np.percentile(change, [2.5, 97.5])
+        base_ratio = _rtf(base["denominator"]) / _rtf(base["numerator"])  # an older baseline's "ratio" was sum/sum
         rows.append(
             {
                 "check": "same-run ratio",
-                "what": f"{entry['pair']} b{entry['group'][4]}",
-                "baseline": base["ratio"],
+                "what": f"{entry['pair']} b{entry['batch_size']}",
+                "baseline": base_ratio,
                 "candidate": entry["ratio"],
                 "unit": "speed-up",
-                "slower by %": 100 * (1 - entry["ratio"] / base["ratio"]),
+                "slower by %": 100 * (1 - entry["ratio"] / base_ratio),
                 "95% CI %": f"[{100 * (1 - high):+.1f}, {100 * (1 - low):+.1f}]",
                 "limit %": f"+{100 * ratio_threshold:.0f}",
                 "verdict": "REGRESSION" if high < 1 - ratio_threshold else "ok",

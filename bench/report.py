@@ -59,12 +59,13 @@ def comparison_frame(runs: list[Run]) -> pd.DataFrame:
 
 def check_comparable(runs: list[Run], allow_mixed: bool) -> None:
     hardware = sorted({r.hardware for r in runs})
-    datasets = sorted({r.dataset_key[:4] for r in runs}, key=str)
+    datasets = {r.dataset_key for r in runs}
     problems = []
     if len(hardware) > 1:
         problems.append(f"hardware differs ({'; '.join(hardware)})")
     if len(datasets) > 1:
-        problems.append(f"datasets differ ({'; '.join(map(str, datasets))})")
+        names = sorted({f"{r.summary['dataset']['name']} {r.dataset_key}" for r in runs})
+        problems.append(f"datasets differ ({'; '.join(names)})")
     if problems and not allow_mixed:
         raise BenchError(
             "these runs are not comparable: " + " and ".join(problems) + "; speed is comparable only on the same "
@@ -111,10 +112,10 @@ def _relative_mark(base, cand, tolerance=0.05, lower_is_better=True) -> tuple[fl
 
 def release_frame(baseline: list[Run], candidate: list[Run], seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    by_key = {r.key: r for r in baseline}
+    by_key = {key: r for r in baseline for key in reversed(r.keys)}  # its own key wins over the legacy one
     rows = []
     for cand in candidate:
-        base = by_key.get(cand.key)
+        base = next((by_key[key] for key in cand.keys if key in by_key), None)
         if base is None:
             continue
         rtfx_delta, rtfx_mark = _rtfx_mark(base, cand, rng)

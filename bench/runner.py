@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import progress
-from bench.data import load_utterances
+from bench.data import dataset_name, load_utterances, utterances_fingerprint
 from bench.engines import engine_class
 from bench.environment import environment
 from bench.errors import BenchError
@@ -75,6 +75,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     offline = go_offline_if_unreachable(cfg)
     if offline:
         print(f"bench: {offline}", file=sys.stderr)
+    # a dataset.path= override names its dataset after the path, not the YAML it was made on
+    cfg.dataset.name = dataset_name(cfg.dataset)
     rejected = [] if cfg.run.on_error == "skip" else None
     utterances = load_utterances(cfg.dataset, cfg.run.limit, cfg.run.progress, rejected)
     rejected = rejected or []
@@ -173,6 +175,7 @@ def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejecte
             "language": cfg.dataset.language,
         },
     }
+    header["dataset"]["fingerprint"] = utterances_fingerprint(utterances, rejected)
     summary = summarize(
         header=header, utterances=utterances, m=measurement, rows=rows, batches=batches, score=score, environment=env
     )

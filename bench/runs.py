@@ -35,23 +35,31 @@ class Run:
 
     @property
     def dataset_key(self) -> tuple:
+        """What was measured: the fingerprint of its utterances (ids and lengths), or for a run
+        written before runs had one, its dataset's name, config, split, limit and size."""
+        d = self.summary["dataset"]
+        if d.get("fingerprint"):
+            return ("utterances", d["fingerprint"])
+        return self.legacy_dataset_key
+
+    @property
+    def legacy_dataset_key(self) -> tuple:
         d = self.summary["dataset"]
         return (d["name"], d.get("config"), d["split"], d.get("limit"), self.summary["n_utterances"])
+
+    def _settings(self) -> tuple:
+        s = self.summary
+        return (s["engine"], ",".join(s["patches"]), s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"])
 
     @property
     def key(self) -> tuple:
         """What makes two runs "the same measurement" (engine, settings, data)."""
-        s = self.summary
-        return (
-            s["engine"],
-            ",".join(s["patches"]),
-            s["model"],
-            s["weights"],
-            s["scale"],
-            s["dtype"],
-            s["batch_size"],
-            *self.dataset_key,
-        )
+        return (*self._settings(), *self.dataset_key)
+
+    @property
+    def keys(self) -> list[tuple]:
+        """Its key, and the one a baseline written before fingerprints knew it by."""
+        return [self.key, (*self._settings(), *self.legacy_dataset_key)]
 
 
 def load_runs(paths: list[str]) -> list[Run]:
@@ -73,6 +81,11 @@ def load_runs(paths: list[str]) -> list[Run]:
     return [Run(p, json.loads((p / "summary.json").read_text())) for p in unique]
 
 
+def rtf_point(batches: pd.DataFrame) -> float:
+    """The run's RTF from its batches: median over passes of sum/sum (bench.stats.rtf_point)."""
+    return stats.rtf_point(batches.processing_s, batches.audio_s, _passes(batches))
+
+
 def rtf_samples(
     batches: pd.DataFrame, resamples: int, rng: np.random.Generator, picks: list[np.ndarray] | None = None
 ) -> np.ndarray:
@@ -83,6 +96,25 @@ def rtf_samples(
 
 def _passes(batches: pd.DataFrame) -> np.ndarray:
     return batches["repeat"].to_numpy() if "repeat" in batches else np.zeros(len(batches), dtype=int)
+
+
+def _batch_sequence(batches: pd.DataFrame) -> list[tuple] | None:
+    """The audio of each batch of a pass, if every pass of the run holds the same batches."""
+    passes = _passes(batches)
+    sequences = {tuple(np.round(batches.audio_s.to_numpy()[passes == p], 6)) for p in np.unique(passes)}
+    return next(iter(sequences)) if len(sequences) == 1 else None
+
+
+def joint_rtf_samples(frames: list[pd.DataFrame], resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Bootstrap distributions of several runs' RTFs. When every run holds the same batches in
+    every pass (the same clips, batched alike: one measurement key, or engines timed in turns),
+    one draw of batch positions resamples them all alike, so the differences between runs are
+    timing, not which clips a draw happened to pick; otherwise each run is resampled alone."""
+    sequences = [_batch_sequence(f) for f in frames]
+    if sequences[0] is not None and all(s == sequences[0] for s in sequences):
+        draw = rng.integers(0, len(sequences[0]), size=(resamples, len(sequences[0])))
+        return [rtf_samples(f, resamples, rng, stats.shared_picks(_passes(f), draw)) for f in frames]
+    return [rtf_samples(f, resamples, rng) for f in frames]
 
 
 def rtf_ratio_samples(

@@ -16,6 +16,22 @@ def pass_picks(passes, resamples: int, rng: np.random.Generator) -> list[np.ndar
     return picks
 
 
+def shared_picks(passes, draw: np.ndarray) -> list[np.ndarray]:
+    """Per timed pass, the batches a (resamples x batches) index draw picks: one draw applied
+    to every pass of every run that holds the same batches, so that all of them are resampled
+    alike (the same clips in each draw) and what differs between the runs is their timing."""
+    passes = np.asarray(passes)
+    return [np.flatnonzero(passes == value)[draw] for value in np.unique(passes)]
+
+
+def rtf_point(processing_s, audio_s, passes) -> float:
+    """A run's RTF as its summary reports it: per timed pass the sum of processing over the
+    sum of audio, then the median over passes. Every RTF bench compares is this one figure."""
+    processing_s, audio_s, passes = np.asarray(processing_s, float), np.asarray(audio_s, float), np.asarray(passes)
+    per_pass = [processing_s[passes == p].sum() / audio_s[passes == p].sum() for p in np.unique(passes)]
+    return float(np.median(per_pass))
+
+
 def rtf_samples(processing_s, audio_s, passes, resamples: int, rng, picks=None) -> np.ndarray:
     """Bootstrap distribution of a run's RTF as its summary estimates it: per timed pass
     (repeat) the sum of processing over the sum of audio, then the median over passes.

@@ -23,12 +23,29 @@ def make_run(
     weights: str = "pretrained",
     peak_gib: float = 10.0,
     seed: int = 0,
+    repeats: int = 1,
+    durations: list[float] | None = None,
+    fingerprint: str | None = None,
 ) -> Path:
+    """A run folder of `repeats` timed passes over n_batches batches. With `durations` the
+    batches hold that much audio each and take time in proportion (plus a fixed cost per
+    batch), so their RTFs differ as a dataset of short and long clips makes them."""
     rng = np.random.default_rng(seed)
-    processing = seconds_per_batch * (1 + noise * rng.standard_normal(n_batches))
+    if durations is not None:
+        n_batches = len(durations)
+        audio = np.asarray(durations, float)
+        base = seconds_per_batch * (0.3 + 0.7 * audio / audio.mean())
+    else:
+        audio, base = np.full(n_batches, audio_per_batch), np.full(n_batches, seconds_per_batch)
+    processing = np.concatenate([base * (1 + noise * rng.standard_normal(n_batches)) for _ in range(repeats)])
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
-        {"repeat": 0, "batch": range(n_batches), "audio_s": audio_per_batch, "processing_s": processing}
+        {
+            "repeat": np.repeat(np.arange(repeats), n_batches),
+            "batch": np.tile(np.arange(n_batches), repeats),
+            "audio_s": np.tile(audio, repeats),
+            "processing_s": processing,
+        }
     ).to_parquet(folder / "batches.parquet")
     errors = errors if errors is not None else [1] * n_batches
     words = 10
@@ -43,7 +60,8 @@ def make_run(
         }
     )
     rows.to_parquet(folder / "utterances.parquet")
-    rtf = processing.sum() / (audio_per_batch * n_batches)
+    per_pass = processing.reshape(repeats, n_batches).sum(axis=1) / audio.sum()
+    rtf = float(np.median(per_pass))
     wer = sum(errors) / (words * n_batches) if weights == "pretrained" else None
     summary = {
         "engine": engine,
@@ -53,8 +71,9 @@ def make_run(
         "scale": "full",
         "dtype": "bfloat16",
         "batch_size": batch_size,
-        "dataset": {"name": dataset, "config": None, "split": "test", "limit": None},
+        "dataset": {"name": dataset, "config": None, "split": "test", "limit": None, "fingerprint": fingerprint},
         "n_utterances": n_batches,
+        "repeats": repeats,
         "n_failed": 0,
         "rtf": rtf,
         "rtfx": 1 / rtf,

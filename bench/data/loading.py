@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,36 @@ def reference_warning(utterance: Utterance, language: str) -> str | None:
     if language == "en" and letters and sum(c.isascii() for c in letters) < len(letters) / 2:
         return "reference is mostly in a non-Latin script, in an English run"
     return None
+
+
+def dataset_name(dataset: DatasetConfig) -> str:
+    """The name a run reports its dataset by. A `dataset.path=` override keeps the name of the
+    dataset it was made on (`sample`, by default) though it points at other data, so then the
+    name comes from the path: a folder's name, or a Hub id as it is. A name without a YAML of
+    its own under conf/dataset/ was given on purpose and is kept."""
+    from omegaconf import OmegaConf
+
+    from bench.config import REPO_DIR
+
+    yaml = REPO_DIR / "conf" / "dataset" / f"{dataset.name}.yaml"
+    if dataset.source != "hub" or not yaml.exists():
+        return dataset.name
+    own_path = OmegaConf.load(yaml).get("path")
+    if own_path is not None and str(OmegaConf.create({"p": own_path}).p) == dataset.path:
+        return dataset.name
+    path = dataset.path.rstrip("/")
+    return os.path.basename(path) if os.path.isdir(path) else path
+
+
+def utterances_fingerprint(utterances: list[Utterance], rejected: list[Failure] = ()) -> str:
+    """What was measured, in 16 hex digits: every utterance's id and length in samples, and
+    the ids of the rows rejected as input. Two runs with the same fingerprint measured the
+    same clips, whatever their datasets are called."""
+    import hashlib
+    import json
+
+    items = sorted([[u.id, len(u.audio)] for u in utterances] + [[f.id, None] for f in rejected], key=str)
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
 
 
 def load_utterances(
