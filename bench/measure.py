@@ -25,7 +25,7 @@ from bench.clock import Clock, synchronize
 from bench.config import RunConfig
 from bench.data import Failure, Utterance
 from bench.data.audio import SAMPLE_RATE
-from bench.engines.base import Engine, Transcript
+from bench.engines.base import Engine, Transcript, compiled_graphs
 from bench.errors import BenchError
 
 LONG_FORM_S = 30.0  # longer clips need several 30 s windows: long-form
@@ -58,6 +58,8 @@ class Measurement:
     peak_memory_bytes: int | None = None
     done: list[list[int]] = field(default_factory=list)  # [repeat, index] of finished batches
     oom_splits: list[dict] = field(default_factory=list)  # batches halved after running out of memory
+    shape_warmups: int = 0  # warm-up batches run for a batch shape the first warm-up batches had not
+
     resumed: list[dict] = field(default_factory=list)  # later sessions: load, cold start, batches done before
 
 
@@ -160,14 +162,15 @@ def measure_side_by_side(
     batches = make_batches(utterances, run.batch_size)
     warmup = batches[: max(0, run.warmup_batches)]
     done_before = sum(len(p.done) for p in prior) if prior else 0
-    steps = (len(warmup) + run.repeats * len(batches)) * len(engines) - done_before
-    results, targets_per_engine = [], []
+    results, targets_per_engine, shape_warmups = [], [], []
     for k, engine in enumerate(engines):
         synchronize(device)
         start = time.perf_counter()
         engine.load()
         synchronize(device)
         load_s = time.perf_counter() - start
+        engine.plan([[len(u.audio) for u in batch] for batch in batches])
+        shape_warmups.append(_shape_warmup(engine, batches, warmup) if warmup else [])
         targets = {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
         targets_per_engine.append(targets)
         if prior:
@@ -180,6 +183,7 @@ def measure_side_by_side(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     # the bar starts once the engines are loaded: its rate counts batches, not model loading
+    steps = (len(warmup) + run.repeats * len(batches)) * len(engines) + sum(map(len, shape_warmups)) - done_before
     session = _Session(engines, run, steps, targets_per_engine)
 
     for i, batch in enumerate(warmup):
@@ -194,6 +198,12 @@ def measure_side_by_side(
                     results[k].resumed[-1]["cold_start_s"] = cold
                 else:
                     results[k].cold_start_s = cold
+    for k in range(len(engines)):
+        for i, batch in enumerate(shape_warmups[k]):
+            for _ in session.attempt(k, batch, None, f"warm-up batch for shape {i}"):
+                pass
+            session.bar.update()
+        results[k].shape_warmups = len(shape_warmups[k])
     if not prior:
         for result in results:
             result.cold_start_counted = not warmup
@@ -217,12 +227,34 @@ def measure_side_by_side(
     return results
 
 
+def _shape_warmup(engine: Engine, batches, warmup) -> list[list[Utterance]]:
+    """One batch of every shape the run will time that the warm-up batches do not cover:
+    whatever an engine compiles or captures per shape happens here, not in a timed pass."""
+
+    def shape(batch):
+        return engine.batch_shape([len(u.audio) for u in batch])
+
+    seen = {shape(b) for b in warmup}
+    extra = []
+    for batch in batches:
+        if (key := shape(batch)) is not None and key not in seen:
+            seen.add(key)
+            extra.append(batch)
+    return extra
+
+
 def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, index: int, batch) -> None:
     failed = {f.id for f in result.failures}
     batch = [u for u in batch if u.id not in failed]
     if not batch:
         return
+    engine = session.engines[k]
+    graphs, captures = compiled_graphs(), engine.captures
     for part, clock, transcripts in session.attempt(k, batch, result, f"batch {index} of repeat {repeat}"):
+        # what was compiled or captured while this (part of a) batch was timed: must stay 0
+        compiles = compiled_graphs() - graphs
+        captured = engine.captures - captures
+        graphs, captures = compiled_graphs(), engine.captures
         if result.cold_start_s is None:
             result.cold_start_s = clock.wall_s
         result.batches.append(
@@ -235,7 +267,7 @@ def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, in
                 model_s=clock.model_s,
                 n_tokens=sum(t.n_tokens for t in transcripts),
                 phases=dict(clock.phases),
-                counts=dict(clock.counts),
+                counts={**clock.counts, "compiles": compiles, "captures": captured},
                 long_form=is_long_form(part[0]),
             )
         )

@@ -138,6 +138,10 @@ def summarize(
             "reasons": failed.error.value_counts().head(10).to_dict() if len(failed) else {},
         },
         "out_of_memory_splits": m.oom_splits,
+        # compiles and CUDA graph captures while a pass was timed: 0, or the timings include them
+        "compiles_while_timed": int(batches.compiles.sum()) if "compiles" in batches else None,
+        "captures_while_timed": int(batches.captures.sum()) if "captures" in batches else None,
+        "shape_warmup_batches": m.shape_warmups,
         "resumed": len(m.resumed),
         "resume_sessions": m.resumed,
         "by_form": by_form,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.engines.base import compiled_graphs  # noqa: F401 - the Voxtral engines' compile bookkeeping
 from bench.errors import BenchError
 
 # Voxtral's special-token ids (its tekken.json) and audio layout.
@@ -207,13 +208,6 @@ def token_budget(max_new_tokens: int, audios, target_tokens: list[int] | None) -
 
 
 # -- torch.compile bookkeeping (voxtral_compile, and voxtral_patched's compiled_step) -------
-def compiled_graphs() -> int:
-    """Graphs Dynamo has compiled in this process so far."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
-
-
 def inductor_cached_graphs() -> int:
     """Graphs in Inductor's on-disk cache: a warm cache makes a later compile of the same
     shapes (another run in the same process or on the same host) much cheaper."""

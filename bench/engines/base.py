@@ -9,6 +9,7 @@ engines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,6 +52,7 @@ class Engine(ABC):
         self.device = device
         self.dtype = dtype
         self.language = language
+        self.captures = 0  # CUDA graphs captured so far (engines that capture count them)
 
     @property
     def architecture(self) -> dict:
@@ -81,6 +83,18 @@ class Engine(ABC):
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         """One batch. ``target_tokens`` is given in length-matched mode only."""
 
+    def plan(self, batches: list[list[int]]) -> None:
+        """Told, before the warm-up, every batch the run will time (each clip's length in
+        samples), so an engine that compiles or captures per shape can fix its shapes for
+        the run (pad to the largest, size a cache for the longest). Most engines need nothing."""
+        return None
+
+    def batch_shape(self, lengths: list[int]) -> Hashable | None:
+        """The shape a batch of clips of these lengths runs at, for an engine that compiles or
+        captures per shape (None: nothing is). The warm-up runs one batch of every shape the
+        run will meet, so nothing is compiled or captured while a pass is timed."""
+        return None
+
     def report(self) -> dict:
         """Engine-specific figures for the summary (e.g. compile counts)."""
         return {}
@@ -99,6 +113,13 @@ class Engine(ABC):
         for name in list(vars(self)):
             if isinstance(getattr(self, name), torch.nn.Module):
                 setattr(self, name, None)
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile (Dynamo) has compiled in this process so far, any engine's."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def split_into_windows(audio: np.ndarray, seconds: float = 30.0) -> list[np.ndarray]:

@@ -87,7 +87,11 @@ class VoxtralPatched(Engine):
         self.mel_filters = torch.from_numpy(fe.mel_filters).to(self.device, torch.float32)
         self.window = torch.hann_window(fe.n_fft, device=self.device)
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
-        self._size_cache(self.engine_cfg.max_chunks)  # made at the first batch, for its longest clip
+        # the static-cache path keeps a cache (and its graph) per batch shape: (rows, chunks)
+        self.shapes: dict[tuple[int, int], tuple] = {}
+        self.rows_for: dict[int, int] = {}  # chunks -> the rows batches of that many chunks are padded to
+        self.shape_key, self.cache, self.rows, self.graph, self._valid = None, None, 0, None, None
+        self._use_shape(0, self.engine_cfg.max_chunks)
         # a graph replays fixed buffers: it needs the static cache, and CUDA
         self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
         self._cache_kwargs = cache_kwarg_names(language_model)
@@ -100,16 +104,39 @@ class VoxtralPatched(Engine):
         self.graphs_at_load = vox.compiled_graphs()
         self.cached_graphs_at_load = vox.inductor_cached_graphs() if self.compiled else None
 
-    def _size_cache(self, chunks: int) -> None:
-        """The static cache holds the prompt and the token budget of `chunks` 30 s chunks;
-        it is made at the next batch and reused after."""
-        self.capacity_chunks = chunks
+    def _chunks(self, lengths: list[int]) -> int:
+        """30 s chunks a batch's static cache holds: its longest clip's, at least engine.max_chunks."""
+        return max(self.engine_cfg.max_chunks, *(vox.chunks_in(n) for n in lengths))
+
+    def plan(self, batches: list[list[int]]) -> None:
+        # pad every batch to the largest batch of its chunk count: one cache and graph per count
+        for lengths in batches:
+            chunks = self._chunks(lengths)
+            self.rows_for[chunks] = max(self.rows_for.get(chunks, 0), len(lengths))
+
+    def batch_shape(self, lengths: list[int]):
+        if "static_cache" not in self.on:
+            return None  # a DynamicCache grows every step: nothing is compiled or captured for it
+        chunks = self._chunks(lengths)
+        return max(self.rows_for.get(chunks, 0), len(lengths)), chunks
+
+    def _use_shape(self, rows: int, chunks: int) -> None:
+        """Switch to the cache, mask buffer and captured graph of batches of this shape (made at
+        its first batch, kept for the next): a cache holds the prompt and the token budget of
+        `chunks` 30 s chunks, no more, since a decode step reads all of it."""
+        key = (rows, chunks)
+        if key == self.shape_key:
+            return
+        if self.shape_key is not None:
+            self.shapes[self.shape_key] = (self.cache, self.graph, self._valid)
+        self.shape_key, self.rows, self.capacity_chunks = key, rows, chunks
         self.max_cache_len = vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens)
-        self.cache, self.rows, self.graph = None, 0, None
+        self.cache, self.graph, self._valid = self.shapes.pop(key, (None, None, None))
 
     def after_out_of_memory(self) -> None:
         # the halves get a cache (and graph) of their own size
-        self.cache, self.rows, self.graph, self._valid = None, 0, None, None
+        self.shapes, self.rows_for = {}, {}
+        self.shape_key, self.cache, self.rows, self.graph, self._valid = None, None, 0, None, None
         super().after_out_of_memory()
 
     def count_target_tokens(self, reference: str) -> int:
@@ -188,9 +215,9 @@ class VoxtralPatched(Engine):
 
         if "static_cache" not in self.on:
             self._cache_in_use = DynamicCache(config=self.model.config.text_config)
-        elif self.cache is None or self.rows != rows:
+        elif self.cache is None:
             self.cache = StaticCache(config=self.model.config.text_config, max_cache_len=self.max_cache_len)
-            self.rows, self.graph = rows, None
+            self.graph = None
             self._cache_in_use = self.cache
         else:
             self.cache.reset()  # zeroes in place: a captured graph still points at it
@@ -210,12 +237,11 @@ class VoxtralPatched(Engine):
         budget = vox.token_budget(self.engine_cfg.max_new_tokens, audios, target_tokens)
         rows = len(audios)
         if "static_cache" in self.on:
-            chunks = max(vox.n_chunks(a) for a in audios)
-            if chunks > self.capacity_chunks:  # longer audio than the cache holds: a bigger one
-                self._size_cache(chunks)
-            # one batch shape for the whole run (the first batch is the largest), so the
-            # cache and the captured graph are reused; padding rows' output is dropped
-            padded = max(self.rows, rows)
+            # one shape per chunk count for the whole run (see plan), so its cache and captured
+            # graph are reused; padding rows' output is dropped
+            padded, chunks = self.batch_shape([len(a) for a in audios])
+            self.rows_for[chunks] = padded  # without a plan: at least as many rows as before
+            self._use_shape(padded, chunks)
             audios = list(audios) + [audios[-1]] * (padded - rows)
             if target_tokens is not None:
                 target_tokens = list(target_tokens) + [target_tokens[-1]] * (padded - rows)
@@ -356,6 +382,7 @@ class VoxtralPatched(Engine):
             return static_logits
 
         self.graph = replay
+        self.captures += 1
         return replay
 
     def report(self) -> dict:
