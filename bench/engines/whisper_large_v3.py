@@ -114,6 +114,10 @@ class WhisperLargeV3(Engine):
             torch.manual_seed(self.model_cfg.seed)
             with torch.device(self.device):  # initialise in place: seconds on a GPU, not minutes
                 model = Whisper(ModelDimensions(**self.architecture))
+                # openai-whisper leaves the decoder's learned positions as torch.empty (a
+                # checkpoint fills them): draw them from the seed too, or two builds with one
+                # seed hold different (even non-finite) values and decode differently
+                torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
         self.model = in_run_dtype(model, self.dtype).eval()
         self.tokenizer = get_tokenizer(
             multilingual=True, num_languages=model.num_languages, language=self.language, task="transcribe"
