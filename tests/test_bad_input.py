@@ -129,3 +129,39 @@ def test_a_run_over_bad_input_records_every_case_and_goes_on(bad_dataset, tmp_pa
     assert summary["by_form"]["long"]["audio_seconds"] == pytest.approx(180.0)
     batches = pd.read_parquet(tmp_path / "batches.parquet")
     assert batches[batches.long_form].n_utterances.tolist() == [1]
+
+
+def test_an_empty_audio_cell_is_no_audio_even_with_a_file_of_its_name_here(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    rows = {
+        "id": ["empty", "good"],
+        "audio": [{"bytes": b"", "path": "decoy.wav"}, {"bytes": GOOD, "path": "good.wav"}],
+        "text": ["some words", "some words"],
+    }
+    write_hub_shard(rows, folder)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "decoy.wav").write_bytes(encoded(noise(3.0)))  # a file of that name in the working directory
+    cfg = compose_config(*dataset_overrides(folder))
+    rejected: list[Failure] = []
+    utterances = load_utterances(cfg.dataset, progress=False, rejected=rejected)
+    assert [u.id for u in utterances] == ["good"]
+    assert [(f.id, f.reason) for f in rejected] == [("empty", "no audio in the row (its audio bytes are empty)")]
+
+
+def test_a_local_audiofolder_row_reads_its_file_by_full_path(tmp_path):
+    from bench.data.hub import _decode
+
+    (tmp_path / "clip.wav").write_bytes(GOOD)
+    samples, problem = _decode({"bytes": None, "path": str(tmp_path / "clip.wav")})
+    assert problem is None and len(samples) == 32_000
+    assert _decode({"bytes": None, "path": "clip.wav"}) == (None, "no audio in the row")  # a bare name
+
+
+def test_a_dataset_without_the_id_column_names_the_setting(tmp_path):
+    folder = tmp_path / "noid"
+    write_hub_shard({"audio": [{"bytes": GOOD, "path": "a.wav"}], "text": ["words"]}, folder)
+    cfg = compose_config(*dataset_overrides(folder))
+    with pytest.raises(BenchError, match=r"no column 'id' .* dataset.id_column=null to number the rows"):
+        load_utterances(cfg.dataset, progress=False)
+    cfg = compose_config(*dataset_overrides(folder), "dataset.id_column=null")
+    assert [u.id for u in load_utterances(cfg.dataset, progress=False)] == ["test-000000"]

@@ -27,7 +27,7 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def decode_audio(data: bytes | None = None, path: str | None = None) -> np.ndarray:
     """Decode encoded audio given as bytes (preferred) or a file path."""
-    source = io.BytesIO(data) if data else path
+    source = io.BytesIO(data) if data is not None else path
     if source is None:
         raise ValueError("audio has neither bytes nor a path")
     samples, sample_rate = sf.read(source, dtype="float32", always_2d=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 
 from tqdm import tqdm
@@ -37,6 +38,12 @@ def _open(dataset: DatasetConfig):
                 f"dataset {dataset.path!r} has no column {column!r} (it has: {', '.join(columns)}); "
                 f"set dataset.audio_column / dataset.text_column"
             )
+    if columns and dataset.id_column and dataset.id_column not in columns:
+        raise BenchError(
+            f"dataset {dataset.path!r} has no column {dataset.id_column!r} for utterance ids (it has: "
+            f"{', '.join(columns)}); set dataset.id_column to one of them, or dataset.id_column=null to number "
+            "the rows"
+        )
     # Keep the encoded bytes: decoding is ours (see bench.data.audio).
     return ds.cast_column(dataset.audio_column, datasets.Audio(decode=False))
 
@@ -67,11 +74,20 @@ def hub_utterances(
 
 
 def _decode(audio: dict | None) -> tuple[object, str | None]:
-    """(samples, None), or (None, why the audio cannot be used)."""
-    if not audio or not (audio.get("bytes") or audio.get("path")):
+    """(samples, None), or (None, why the audio cannot be used).
+
+    The audio is the row's bytes. Its `path` is read only where a dataset holds no bytes and
+    points at a file by its full path (a local audiofolder); in a Hub or Parquet row the
+    path is the original file's name, and opening it would read whatever file of that name
+    the working directory holds."""
+    audio = audio or {}
+    data, path = audio.get("bytes"), audio.get("path")
+    if data is None and not (path and os.path.isabs(path)):
         return None, "no audio in the row"
+    if data is not None and not data:
+        return None, "no audio in the row (its audio bytes are empty)"
     try:
-        samples = decode_audio(audio.get("bytes"), audio.get("path"))
+        samples = decode_audio(data, None if data is not None else path)
     except Exception as err:  # libsndfile's errors for corrupt, truncated or unknown formats, and I/O
         message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the audio bytes", str(err).split("\n")[0])
         return None, f"undecodable audio ({type(err).__name__}: {message})"
