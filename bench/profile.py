@@ -19,6 +19,7 @@ A "decode, per step" row divides the decode phase by the engine's decode step co
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +49,24 @@ class Profile:
     summary: dict
 
 
+def _is_host(event) -> bool:
+    return event.device_type == torch.autograd.DeviceType.CPU
+
+
+def _is_device_work(event) -> bool:
+    """A kernel, copy or memset that ran on the GPU. On CUDA every record_function range has a
+    GPU-side twin of the same name (a "gpu_user_annotation" spanning the work it enclosed);
+    it is no work of its own, and its id is not a launch's correlation id."""
+    return event.device_type == torch.autograd.DeviceType.CUDA and not getattr(event, "is_user_annotation", False)
+
+
 def _phase_ranges(events) -> list[tuple[str, float, float]]:
+    """The phases as the host ran them (their GPU-side annotations left out: counting both
+    doubled every phase's wall time on a real CUDA trace)."""
     ranges = [
         (e.name.removeprefix(PHASE_PREFIX), e.time_range.start, e.time_range.end)
         for e in events
-        if e.name.startswith(PHASE_PREFIX)
+        if e.name.startswith(PHASE_PREFIX) and _is_host(e)
     ]
     return sorted(ranges, key=lambda r: r[1])  # in the order they ran
 
@@ -82,7 +96,7 @@ def _host_events_by_phase(events, ranges) -> list[tuple[object, str]]:
     phase, and the phase ranges themselves, left out)."""
     owned = []
     for event in events:
-        if event.device_type != torch.autograd.DeviceType.CPU or event.name.startswith(PHASE_PREFIX):
+        if not _is_host(event) or event.name.startswith(PHASE_PREFIX):
             continue
         phase = _owner(event.time_range.start, ranges)
         if phase is not None:
@@ -90,26 +104,31 @@ def _host_events_by_phase(events, ranges) -> list[tuple[object, str]]:
     return owned
 
 
-def _device_ms(events, owned, phases) -> dict[str, float]:
-    """Device time per phase, each kernel or copy charged to the phase it was launched from.
+OUTSIDE = "(outside phases)"
 
-    torch links a kernel to the operator that launched it (FunctionEvent.kernels); a kernel
-    a CUDA graph replays has no operator around its launch (graph.replay() is not one), so
-    it is linked only to the cudaGraphLaunch call, through the correlation id that call and
-    its kernels share. Both links can only miss work, never invent it, so each phase keeps
-    the larger of the two sums.
+
+def batch_device_ms(events) -> float:
+    return sum((e.time_range.end - e.time_range.start) / 1e3 for e in events if _is_device_work(e))
+
+
+def _device_ms(events, owned, phases) -> tuple[dict[str, float], float]:
+    """Device time per phase, and of the whole batch.
+
+    Each kernel, copy or memset is charged to the phase whose host range holds the runtime
+    call that launched it (cudaLaunchKernel, cudaMemcpyAsync, cudaGraphLaunch...): the call
+    and the work it started share a correlation id. That covers a CUDA graph replay too,
+    whose kernels have no operator around their launch. Work whose launch lay outside every
+    phase goes to OUTSIDE, so the phases and OUTSIDE add up to the batch's device time.
     """
-    by_operator = dict.fromkeys(phases, 0.0)
-    by_call = dict(by_operator)
-    call_phase = {}
-    for event, phase in owned:
-        by_operator[phase] += sum(k.duration for k in event.kernels) / 1e3
-        if _is_device_work_call(event.name):
-            call_phase[event.id] = phase
+    call_phase = {event.id: phase for event, phase in owned if _is_device_work_call(event.name)}
+    by_phase = dict.fromkeys([*phases, OUTSIDE], 0.0)
+    total = 0.0
     for event in events:
-        if event.device_type == torch.autograd.DeviceType.CUDA and event.id in call_phase:
-            by_call[call_phase[event.id]] += (event.time_range.end - event.time_range.start) / 1e3
-    return {name: max(by_operator[name], by_call[name]) for name in phases}
+        if _is_device_work(event):
+            ms = (event.time_range.end - event.time_range.start) / 1e3
+            by_phase[call_phase.get(event.id, OUTSIDE)] += ms
+            total += ms
+    return by_phase, total
 
 
 def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
@@ -118,8 +137,11 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     for name, low, high in ranges:
         stats[name]["wall_ms"] += (high - low) / 1e3
     owned = _host_events_by_phase(events, ranges)
-    for name, device_ms in _device_ms(events, owned, list(stats)).items():
-        stats[name]["device_ms"] = device_ms
+    device_ms, _ = _device_ms(events, owned, list(stats))
+    if cuda and device_ms[OUTSIDE] > 0:
+        stats[OUTSIDE] = dict(wall_ms=0.0, device_ms=0.0, kernels=0, host_syncs=0, copies=0)
+    for name in stats:
+        stats[name]["device_ms"] = device_ms[name]
     for event, phase in owned:
         row = stats[phase]
         if event.name in SYNC_OPS or (event.name in SYNC_CALLS and not _ancestor_is_sync_op(event)):
@@ -132,10 +154,14 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
             row["copies"] += event.name in ("aten::copy_", "aten::_to_copy")
     frame = pd.DataFrame([{"phase": name, **row} for name, row in stats.items()])
     order = {}
-    for name, _, _ in ranges:
+    for name in [*(r[0] for r in ranges), OUTSIDE]:
         order.setdefault(name, len(order))
     frame = frame.sort_values("phase", key=lambda s: s.map(order)).reset_index(drop=True)
-    frame["idle_share"] = (1 - frame.device_ms / frame.wall_ms).clip(lower=0) if cuda else np.nan
+    if cuda:  # the share of the phase's wall time no device work ran (none for work outside phases)
+        wall = frame.wall_ms.where(frame.wall_ms > 0)
+        frame["idle_share"] = (1 - frame.device_ms / wall).clip(lower=0, upper=1)
+    else:
+        frame["idle_share"] = np.nan
     if decode_steps and "decode" in set(frame.phase):
         decode = frame[frame.phase == "decode"].iloc[0]
         per_step = {"phase": "decode, per step"}
@@ -152,10 +178,15 @@ def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -
 
     cuda = engine.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof, Clock(engine.device) as clock:
-        engine.transcribe(audios, targets, clock)
+    with warnings.catch_warnings():
+        # torch 2.11 warns on every profile that it "clears events at the end of each cycle";
+        # a single profile has one cycle and loses nothing (pytorch#180348, fixed in 2.12)
+        warnings.filterwarnings("ignore", message=".*clears events at the end of each cycle")
+        with profile(activities=activities) as prof, Clock(engine.device) as clock:
+            engine.transcribe(audios, targets, clock)
     steps = clock.counts.get("decode_steps", 0)
-    frame = phase_table(prof.events(), cuda, steps)
+    events = prof.events()
+    frame = phase_table(events, cuda, steps)
     summary = {
         "device": str(engine.device),
         "decode_steps": steps,
@@ -164,6 +195,8 @@ def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -
         "decode_host_syncs_per_step": _value(frame, "decode, per step", "host_syncs"),
         "decode_idle_share": _value(frame, "decode", "idle_share"),
         "batch_wall_ms": clock.wall_s * 1e3,
+        # every kernel, copy and memset of the batch, whichever phase launched it
+        "batch_device_ms": batch_device_ms(events) if cuda else None,
     }
     if cuda and summary["decode_idle_share"] is not None:
         decode_wall = _value(frame, "decode", "wall_ms")

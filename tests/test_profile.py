@@ -81,8 +81,10 @@ def test_profile_mode_writes_trace_table_and_verdict(engine, tmp_path, offline_e
 class Event:
     """The parts of torch.autograd.profiler_util.FunctionEvent the phase table reads."""
 
-    def __init__(self, name, start, end, *, device=torch.autograd.DeviceType.CPU, id=0, kernels=(), parent=None):
-        self.name, self.device_type, self.id = name, device, id
+    def __init__(
+        self, name, start, end, *, device=torch.autograd.DeviceType.CPU, id=0, kernels=(), parent=None, note=False
+    ):
+        self.name, self.device_type, self.id, self.is_user_annotation = name, device, id, note
         self.time_range = SimpleNamespace(start=start, end=end)  # microseconds, as torch gives them
         self.kernels = [SimpleNamespace(duration=d) for d in kernels]
         self.cpu_parent, self.cpu_children = parent, []
@@ -113,6 +115,11 @@ def cuda_trace():
         kernel(14, 1420, 1900),
         kernel(14, 1900, 2300),
         Event("cudaStreamSynchronize", 2500, 2600, id=15),
+        # On CUDA each record_function range has a GPU-side twin of the same name over the work
+        # it enclosed, and its id is not a launch's: here they collide with launches of the other
+        # phase, as the H200 trace's did (its encode row took decode's whole device span).
+        Event("phase:prefill", 200, 500, device=torch.autograd.DeviceType.CUDA, id=12, note=True),
+        Event("phase:decode", 1150, 2300, device=torch.autograd.DeviceType.CUDA, id=11, note=True),
     ]
 
 
@@ -127,3 +134,34 @@ def test_phase_table_on_a_cuda_trace():
     assert decode.idle_share == pytest.approx(1 - 0.89 / 2.0)
     assert (step.wall_ms, step.kernels, step.host_syncs) == (1.0, 0.5, 1.0)
     assert step.device_ms == pytest.approx(0.445)
+
+
+def _assert_invariants(frame, batch_device_ms, batch_wall_ms):
+    phases = frame[frame.phase != "decode, per step"]
+    assert phases.device_ms.sum() == pytest.approx(batch_device_ms)  # every bit of device work, once
+    assert (phases.device_ms <= batch_device_ms + 1e-9).all()
+    assert phases.wall_ms.sum() <= batch_wall_ms + 1e-9  # phases do not overlap, nor count twice
+    shares = frame.idle_share.dropna()
+    assert ((shares >= 0) & (shares <= 1)).all()
+
+
+def test_phase_table_invariants_on_a_cuda_trace():
+    from bench.profile import batch_device_ms
+
+    events = cuda_trace()
+    assert batch_device_ms(events) == pytest.approx(0.3 + 0.01 + 0.48 + 0.40)
+    _assert_invariants(phase_table(events, cuda=True, decode_steps=2), batch_device_ms(events), 3.0)
+
+
+def test_work_launched_outside_every_phase_has_its_own_row():
+    events = [*cuda_trace(), Event("cudaLaunchKernel", 3100, 3110, id=16), kernel(16, 3110, 3210)]
+    frame = phase_table(events, cuda=True, decode_steps=2).set_index("phase")
+    assert frame.loc["(outside phases)", "device_ms"] == pytest.approx(0.1)
+    assert frame.device_ms.drop("decode, per step").sum() == pytest.approx(1.29)
+
+
+def test_phase_table_invariants_on_a_cpu_trace(engines):
+    result, _ = profile_batch(engines["voxtral_patched"], [clip(3), clip(4)], [5, 5])
+    frame = result.phases
+    assert (frame.device_ms == 0).all()
+    _assert_invariants(frame, 0.0, result.summary["batch_wall_ms"])
