@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import sys
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         OmegaConf.to_container(cfg, resolve=True), [u.id for u in utterances], [f.id for f in rejected]
     )
     prior = _prior_session(cfg, run_dir, fingerprint, names)
+    if prior and _complete(prior, utterances, cfg) and (run_dir / "summary.json").is_file():
+        print(f"{run_dir} is complete: every batch of its {cfg.run.repeats} timed pass(es) was measured; left as it is")
+        return json.loads((run_dir / "summary.json").read_text())
 
     def save_progress(measurements):
         for folder, m in zip(folders, measurements, strict=True):  # readable partial rows, unscored
@@ -128,6 +132,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     if profile:
         print(profile.verdict)
     return summaries[0]
+
+
+def _complete(prior, utterances, cfg) -> bool:
+    """Whether an earlier session measured every batch of every pass, for every engine."""
+    from bench.measure import make_batches
+
+    planned = cfg.run.repeats * len(make_batches(utterances, cfg.run.batch_size))
+    return all(len(m.done) >= planned for m in prior)
 
 
 def _prior_session(cfg, run_dir: Path, fingerprint: dict, names: list[str]):

@@ -82,9 +82,21 @@ def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(tmp
         bench.runner.run(compose_config(*short, "run.batch_size=2", "run.resume=true"), tmp_path)
     with pytest.raises(BenchError, match="other utterances"):
         bench.runner.run(compose_config(*RUN, "dataset.n_clips=4", "run.resume=true"), tmp_path)
-    # resuming a finished run measures nothing again and keeps its rows
+
+
+def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, monkeypatch, capsys):
+    short = [*RUN, "dataset.n_clips=3"]
+    first = bench.runner.run(compose_config(*short), tmp_path)
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    def no_load(engine):
+        raise AssertionError("a finished run was loaded again")
+
+    monkeypatch.setattr("bench.engines.whisper_large_v3.WhisperLargeV3.load", no_load)
     summary = bench.runner.run(compose_config(*short, "run.resume=true"), tmp_path)
-    assert summary["resumed"] == 1 and len(pd.read_parquet(tmp_path / "batches.parquet")) == 3
+    assert summary == first and summary["resumed"] == 0
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+    assert "is complete" in capsys.readouterr().out
 
 
 class FakeClock:
