@@ -33,6 +33,60 @@ def check_group_choices(argv: list[str]) -> None:
                 sys.exit(2)
 
 
+BENCH_SETTINGS = ("run", "model", "dataset", "engine", "device", "dtype", "profile")
+# the checkpoint's own config, free-form: a + may add a field of it that the YAML does not list
+FREE_FORM = ("model.architecture.", "model.tiny.")
+
+
+def _setting_names(cfg, prefix: str = "") -> list[str]:
+    names = []
+    for key, value in cfg.items():
+        names.append(prefix + str(key))
+        if isinstance(value, dict):
+            names += _setting_names(value, f"{prefix}{key}.")
+    return names
+
+
+def check_setting_names(argv: list[str]) -> None:
+    """One clear line for a misspelt setting of bench's own (run.batchsize=4), with the closest
+    name, instead of Hydra's hint to add it with a + (which runs with the typo ignored and
+    stored); + additions to bench's settings are refused for the same reason."""
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from bench.grid import compose
+
+    candidates = [a for a in argv if "=" in a and not a.startswith("-") or a.startswith("~")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except Exception:  # noqa: BLE001 - a malformed override: Hydra's own message says where
+        return
+    choices = {
+        o.key_or_group: o.input_line.split("=", 1)[1].split(",") for o in overrides if o.key_or_group in CONFIG_GROUPS
+    }
+    known: set[str] = set()
+    for engine in choices.get("engine", [None]):
+        picks = [f"{g}={v[0]}" for g, v in choices.items() if g != "engine"] + ([f"engine={engine}"] if engine else [])
+        known |= set(_setting_names(OmegaConf.to_container(compose(picks), resolve=False)))
+    for override in overrides:
+        key = override.key_or_group
+        if key.split(".")[0] == "hydra" or "/" in key or key in CONFIG_GROUPS or key.startswith(FREE_FORM):
+            continue  # Hydra's own settings and config groups, and the checkpoint's free-form config
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        if override.type.name in ("ADD", "FORCE_ADD"):
+            why = f"{key} is a setting already: drop the +" if key in known else f"bench has no setting {key}{hint}"
+            print(
+                f"bench: error: {override.input_line}: bench's settings are changed without a +; {why}", file=sys.stderr
+            )
+            sys.exit(2)
+        if key not in known:
+            print(f"bench: error: unknown setting {key}{hint}", file=sys.stderr)
+            sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from bench.runner import run
@@ -51,4 +105,5 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     check_group_choices(sys.argv[1:])
+    check_setting_names(sys.argv[1:])
     main()

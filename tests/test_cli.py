@@ -130,3 +130,40 @@ def test_an_unreachable_hub_is_one_error_line_saying_what_to_do(offline_env):
     assert last.startswith("bench: error: dataset 'openslr/librispeech_asr' (config clean, split test) could not")
     assert last.endswith("run the shipped dataset (dataset=sample) or the generated one (dataset=synthetic), or "
                          "point dataset.path at a local copy")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["run.batchsize=4"], "bench: error: unknown setting run.batchsize; did you mean run.batch_size?"),
+        (["engine=voxtral_patched", "engine.patchs=[]"], "unknown setting engine.patchs; did you mean engine.patches?"),
+        (["+run.batchsize=4"], "bench has no setting run.batchsize; did you mean run.batch_size?"),
+        (["+run.batch_size=4"], "run.batch_size is a setting already: drop the +"),
+        (
+            ["-m", "run.batch_size=1,2", "dataset.nclips=3"],
+            "unknown setting dataset.nclips; did you mean dataset.n_clips?",
+        ),
+    ],
+)
+def test_a_misspelt_or_added_setting_is_one_line_with_the_closest_name(argv, line, capsys):
+    from bench.__main__ import check_setting_names
+
+    with pytest.raises(SystemExit) as exit_:
+        check_setting_names(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert line in err and len(err.splitlines()) == 1
+
+
+def test_settings_of_the_chosen_engine_hydra_s_own_and_the_checkpoint_s_pass():
+    from bench.__main__ import check_setting_names
+
+    check_setting_names(["engine=voxtral_patched", "engine.eos_check_every=4", "hydra.run.dir=x", "run.limit=2",
+                         "+model.tiny.text_config.rope_theta=10000", "hydra/launcher=local", "~run.limit"])  # fmt: skip
+
+
+def test_the_command_line_refuses_a_misspelt_setting(offline_env):
+    out = subprocess.run(
+        bench_command("run.batchsize=4"), capture_output=True, text=True, env=offline_env, cwd=REPO_DIR
+    )
+    assert out.returncode == 2 and out.stderr.strip().endswith("did you mean run.batch_size?")
