@@ -113,7 +113,7 @@ def gate(session):
 def gate_power(session):
     """The smallest slowdown the CI gate catches 19 times in 20 on this machine, measured: fresh
     smoke runs (BENCH_POWER_RUNS, default 20), each gated against the committed baseline with
-    every slowdown of bench.gate_power injected into voxtral_patched (about 15 min on 2 cores)."""
+    every slowdown of bench.gate_power injected into voxtral_patched (about 7 min on 2 cores)."""
     runs = _smoke(session, *(f"smoke-power-{i}" for i in range(int(os.environ.get("BENCH_POWER_RUNS", "20")))))
     out = ["--out", CI_POWER] if not session.posargs else []  # the committed table is of the plain smoke run
     session.run("python", "-m", "bench.gate_power", "--baseline", CI_BASELINE, "--ratios-only", *out, *runs)
