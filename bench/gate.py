@@ -33,9 +33,9 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.runs import Run, joint_rtf_samples, load_runs, rtf_point
+from bench.stats import RESAMPLES
 from bench.table import markdown
 
-RESAMPLES = 2000
 DEFAULT_RATIOS = ("voxtral_patched/voxtral_stock",)
 
 

@@ -36,11 +36,11 @@ from bench.grid import (
     summary_if_done,
 )
 from bench.speed import INCOMPLETE, measured_speed_points, profiled, speed_points
+from bench.stats import RESAMPLES
 from bench.table import markdown
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched", "whisper_large_v3")
 DATASETS = ("synthetic", "synthetic_librispeech_like", "sample")  # measured in this order
-RESAMPLES = 2000
 # What a person concluded from the tables, put at the top of the README when the folder has
 # one; every figure it quotes must appear in the tables bench writes (tests check that).
 FINDINGS_FILE = "findings.md"

@@ -22,9 +22,8 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.runs import Run, load_runs, rtf_ratio_samples
+from bench.stats import RESAMPLES
 from bench.table import markdown, rtfx_ci_cell
-
-RESAMPLES = 2000
 
 
 def comparison_frame(runs: list[Run]) -> pd.DataFrame:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+RESAMPLES = 2000  # bootstrap draws behind every interval bench prints
+
 
 def pass_picks(passes, resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Bootstrap indices into a run's batches, one (resamples x batches) array per timed pass:

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from bench.config import DatasetConfig
 from bench.data.audio import decode_audio
-from bench.data.loading import Failure, Utterance, audio_problem
+from bench.data.utterance import Failure, Utterance, audio_problem
 from bench.errors import BenchError
 
 OFFLINE_HINT = (

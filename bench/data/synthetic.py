@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.config import DatasetConfig
 from bench.data.audio import SAMPLE_RATE
-from bench.data.loading import Utterance
+from bench.data.utterance import Utterance
 from bench.errors import BenchError
 
 WORDS = [

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.audio import SAMPLE_RATE
 from bench.engines.base import compiled_graphs  # noqa: F401 - the Voxtral engines' compile bookkeeping
 from bench.errors import BenchError
 
@@ -23,7 +24,6 @@ from bench.errors import BenchError
 BOS, EOS, PAD = 1, 2, 11
 BEGIN_INST, END_INST = 3, 4
 AUDIO, BEGIN_AUDIO, TRANSCRIBE = 24, 25, 34
-SAMPLE_RATE = 16_000
 CHUNK_SAMPLES = 30 * SAMPLE_RATE
 TOKENS_PER_CHUNK = 375  # 3000 mel frames -> 1500 encoder frames -> 4 stacked per token
 

@@ -17,9 +17,8 @@ import torch
 
 from bench.clock import Clock
 from bench.config import EngineConfig, ModelConfig
+from bench.data.audio import SAMPLE_RATE
 from bench.errors import BenchError
-
-SAMPLE_RATE = 16_000
 
 
 @dataclass
