@@ -56,7 +56,7 @@ def check_setting_names(argv: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from bench.grid import compose
+    from bench.lab.grid import compose
 
     candidates = [a for a in argv if "=" in a and not a.startswith("-") or a.startswith("~")]
     try:
@@ -89,8 +89,8 @@ def check_setting_names(argv: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from bench.runner import run
-    from bench.table import format_summaries
+    from bench.analysis.table import format_summaries
+    from bench.pipeline.runner import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

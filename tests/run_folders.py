@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results import write_json
+from bench.pipeline.results import write_json
 
 
 def make_run(

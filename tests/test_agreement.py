@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from conftest import compose_config, tiny_engine
 
-from bench.agreement import compare, headline, token_agreement
 from bench.config import REPO_DIR
 from bench.data import load_utterances
+from bench.lab.agreement import compare, headline, token_agreement
 
 
 def test_token_agreement_by_hand():

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from conftest import compose_config
 
-import bench.runner
+import bench.pipeline.runner
 from bench.data import Failure, load_utterances
 from bench.data.build_sample import write_hub_shard
 from bench.errors import BenchError
@@ -105,7 +105,7 @@ def test_a_run_over_bad_input_records_every_case_and_goes_on(bad_dataset, tmp_pa
         "run.on_error=skip",
         "run.batch_size=4",
     )
-    summary = bench.runner.run(cfg, tmp_path)
+    summary = bench.pipeline.runner.run(cfg, tmp_path)
     rows = pd.read_parquet(tmp_path / "utterances.parquet").set_index("id")
     assert len(rows) == len(CASES) and summary["n_utterances"] == len(CASES)
     assert summary["n_failed"] == len(REJECTED) == summary["failures"]["input"]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import compose_config, tiny_engine
 
-from bench.clock import Clock
 from bench.data import load_utterances
 from bench.engines import engine_names
+from bench.pipeline.clock import Clock
 
 CPU = torch.device("cpu")
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import report, speed
+from bench.analysis import report
 from bench.config import REPO_DIR
+from bench.lab import speed
 
 REFERENCE = Path("results/reference/h200")
 PROFILES = Path("results/profiles/h200")

@@ -8,9 +8,9 @@ import torch
 from conftest import compose_config, tiny_engine
 from cuda_graph_emulation import Emulation
 
-from bench.clock import Clock
 from bench.data import load_utterances
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 LAYERS = 4  # more than the tiny scale's 2, so one graph per layer would show
 

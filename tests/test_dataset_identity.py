@@ -7,11 +7,11 @@ import pytest
 from conftest import bench_command, compose_config
 from run_folders import make_run
 
+from bench.analysis.report import check_comparable
+from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
 from bench.data import dataset_name, load_utterances, utterances_fingerprint
 from bench.errors import BenchError
-from bench.report import check_comparable
-from bench.runs import load_runs
 
 
 def test_a_path_override_names_the_dataset_after_the_path(tmp_path):
@@ -42,7 +42,7 @@ def test_report_and_gate_match_runs_by_fingerprint(tmp_path):
     c = make_run(tmp_path / "c", engine="voxtral_patched", dataset="renamed", fingerprint="1111")
     check_comparable(load_runs([str(a), str(c)]), allow_mixed=False)  # same clips, another name: comparable
 
-    from bench.gate import main
+    from bench.analysis.gate import main
 
     baseline = tmp_path / "baseline.json"
     assert main(["--write-baseline", str(a), "--out", str(baseline)]) == 0

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from bench import environment as env_module
 from bench.config import REPO_DIR
+from bench.host import environment as env_module
 
 
 def _git(cwd, *args):

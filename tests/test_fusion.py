@@ -7,11 +7,11 @@ import torch
 from conftest import compose_config, tiny_engine
 from torch import nn
 
-from bench.clock import Clock
 from bench.data import load_utterances
 from bench.engines._fusion import ATTENTION, MLP, Columns, FusedProjections
 from bench.engines.voxtral_patched import PATCHES
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 WITHOUT_COMPILE = [p for p in PATCHES if p != "compiled_step"]  # eager: the profiler sees each product
 

@@ -3,7 +3,7 @@
 import pytest
 from run_folders import make_run
 
-from bench.gate import main
+from bench.analysis.gate import main
 
 
 def baseline_file(tmp_path, **kwargs):
@@ -189,7 +189,7 @@ def test_a_run_against_its_own_baseline_reads_zero_and_its_slower_copy_fails(tmp
 def test_a_pooled_baseline_keeps_each_run_s_passes(tmp_path):
     import json
 
-    from bench.runs import rtf_point
+    from bench.analysis.runs import rtf_point
 
     runs = [make_run(tmp_path / "base" / f"r{i}", durations=SAMPLE_LIKE, repeats=3, seed=i) for i in range(2)]
     baseline = tmp_path / "baseline.json"
@@ -206,7 +206,7 @@ def test_a_pooled_baseline_keeps_each_run_s_passes(tmp_path):
 
 
 def test_gate_power_counts_the_runs_each_slowdown_fails(tmp_path, capsys):
-    from bench.gate_power import main as power_main
+    from bench.analysis.gate_power import main as power_main
 
     paired_runs(tmp_path / "base", speedup=3.0, drift=0.0, seed=1)
     baseline = tmp_path / "baseline.json"

@@ -9,8 +9,8 @@ import threading
 import pytest
 from conftest import bench_command, compose_config, tiny_engine
 
-from bench import hub_access
 from bench.config import REPO_DIR
+from bench.host import hub_access
 
 CLOSED_PORT = "http://127.0.0.1:9"  # nothing listens on the discard port
 

@@ -6,8 +6,8 @@ import pytest
 from conftest import tiny_engine
 from test_voxtral_patched import CPU
 
-from bench.clock import Clock
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 SECONDS = 150  # five 30 s chunks
 CLIP = np.random.default_rng(1).uniform(-0.3, 0.3, SECONDS * 16_000).astype(np.float32)

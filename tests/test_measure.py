@@ -8,11 +8,11 @@ from conftest import compose_config
 from fake_engine import FakeEngine, fake_engine
 
 import bench.data.hub
-import bench.runner
+import bench.pipeline.runner
 from bench.config import RunConfig
 from bench.data import Utterance
 from bench.errors import BenchError
-from bench.measure import measure
+from bench.pipeline.measure import measure
 
 
 def utterances(seconds: list[float]) -> list[Utterance]:
@@ -60,11 +60,11 @@ def test_summary_figures_and_timed_region_excludes_audio_decoding(monkeypatch, r
         return real_decode(*args, **kwargs)
 
     monkeypatch.setattr(bench.data.hub, "decode_audio", slow_decode)
-    monkeypatch.setattr(bench.runner, "engine_class", lambda name: FakeEngine)
+    monkeypatch.setattr(bench.pipeline.runner, "engine_class", lambda name: FakeEngine)
     cfg = compose_config(
         "run.limit=4", "run.batch_size=2", "run.progress=false", "model.family=fake", "engine.family=fake"
     )
-    summary = bench.runner.run(cfg, run_dir)
+    summary = bench.pipeline.runner.run(cfg, run_dir)
     # 2 timed batches of 0.05 s each; 4 x 0.2 s of decoding would show up if it were timed
     assert 0.1 <= summary["processing_seconds"] < 0.16
     assert summary["rtfx"] == pytest.approx(summary["audio_seconds"] / summary["processing_seconds"])
@@ -123,14 +123,14 @@ def test_a_run_releases_its_model_before_the_next_job_starts(monkeypatch, run_di
             self.model = torch.nn.Linear(256, 256)
             held.append(weakref.ref(self.model))
 
-    monkeypatch.setattr(bench.runner, "engine_class", lambda name: HoldingEngine)
+    monkeypatch.setattr(bench.pipeline.runner, "engine_class", lambda name: HoldingEngine)
     cfg = compose_config("run.limit=1", "run.progress=false", "model.family=fake", "engine.family=fake")
-    bench.runner.run(cfg, run_dir)
+    bench.pipeline.runner.run(cfg, run_dir)
     assert len(held) == 1 and held[0]() is None
 
 
 def test_side_by_side_engines_take_turns_batch_by_batch():
-    from bench.measure import measure_side_by_side
+    from bench.pipeline.measure import measure_side_by_side
 
     calls = []
     a, b = fake_engine(batch_delay=0.01), fake_engine(batch_delay=0.03)

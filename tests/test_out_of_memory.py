@@ -14,7 +14,7 @@ from test_voxtral_patched import run_clips
 from bench.config import RunConfig
 from bench.data import Utterance
 from bench.errors import BenchError
-from bench.measure import measure
+from bench.pipeline.measure import measure
 
 
 def utterances(n: int) -> list[Utterance]:

@@ -11,7 +11,7 @@ import torch
 from conftest import bench_command, tiny_engine
 
 from bench.config import REPO_DIR
-from bench.profile import phase_table, profile_batch
+from bench.pipeline.profile import phase_table, profile_batch
 
 CPU = torch.device("cpu")
 
@@ -52,7 +52,7 @@ def test_patched_makes_fewer_host_syncs_per_decode_step_than_stock(engines):
 
 
 def _warm_clock():
-    from bench.clock import Clock
+    from bench.pipeline.clock import Clock
 
     return Clock(CPU).__enter__()
 
@@ -146,7 +146,7 @@ def _assert_invariants(frame, batch_device_ms, batch_wall_ms):
 
 
 def test_phase_table_invariants_on_a_cuda_trace():
-    from bench.profile import batch_device_ms
+    from bench.pipeline.profile import batch_device_ms
 
     events = cuda_trace()
     assert batch_device_ms(events) == pytest.approx(0.3 + 0.01 + 0.48 + 0.40)

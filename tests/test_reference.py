@@ -1,4 +1,4 @@
-"""bench.grid (resumable points inside a time budget) and bench.reference (the results folder)."""
+"""bench.lab.grid (resumable points inside a time budget) and bench.reference (the results folder)."""
 
 import json
 import subprocess
@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 from run_folders import make_run
 
-import bench.runner
-from bench import grid
+import bench.pipeline.runner
+from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
 from bench.engines.voxtral_patched import PATCHES
-from bench.grid import Point, Settings, measure, measured_points, record_command, recorded_commands, without_budget
-from bench.reference import planned_points, ratio_frame, reference_points
-from bench.runs import load_runs
+from bench.lab import grid
+from bench.lab.grid import Point, Settings, measure, measured_points, record_command, recorded_commands, without_budget
+from bench.lab.reference import planned_points, ratio_frame, reference_points
 
 
 @pytest.fixture
 def fake_runner(monkeypatch):
-    """bench.runner.run replaced by one that takes `seconds` and writes a summary.json."""
+    """bench.pipeline.runner.run replaced by one that takes `seconds` and writes a summary.json."""
     calls, seconds = [], [0.0]
 
     def run(cfg, folder):
@@ -31,7 +31,7 @@ def fake_runner(monkeypatch):
         if cfg.profile:
             (folder / "profile.md").write_text("# profile\n")
 
-    monkeypatch.setattr("bench.runner.run", run)
+    monkeypatch.setattr("bench.pipeline.runner.run", run)
     monkeypatch.setattr(grid, "point_config", lambda point, settings: _cfg(point))
     return calls, seconds
 
@@ -58,7 +58,7 @@ def test_measure_keeps_finished_points_and_remeasures_half_measured_ones(tmp_pat
 def test_a_failing_point_is_recorded_and_the_grid_goes_on(tmp_path, fake_runner, monkeypatch):
     calls, _ = fake_runner
     points = [Point("synthetic", "a", 1), Point("synthetic", "broken", 1), Point("synthetic", "c", 1)]
-    fake = bench.runner.run  # the fixture's
+    fake = bench.pipeline.runner.run  # the fixture's
 
     def run(cfg, folder):
         if "broken" in folder.name:
@@ -66,7 +66,7 @@ def test_a_failing_point_is_recorded_and_the_grid_goes_on(tmp_path, fake_runner,
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         fake(cfg, folder)
 
-    monkeypatch.setattr("bench.runner.run", run)
+    monkeypatch.setattr("bench.pipeline.runner.run", run)
     assert measure(points, tmp_path, Settings()) == [points[1]]
     assert len(calls) == 3 and (points[2].folder(tmp_path) / "summary.json").exists()
     assert "illegal memory access" in (points[1].folder(tmp_path) / "error.txt").read_text()
@@ -239,7 +239,7 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
 
 
 def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
-    from bench.reference import _missing_lines
+    from bench.lab.reference import _missing_lines
 
     command = (
         "python -m bench.reference --out x --engines voxtral_stock whisper_large_v3 --datasets sample "

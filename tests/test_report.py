@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from run_folders import make_run
 
-from bench.report import comparison_frame, main, recommend
-from bench.runs import load_runs
+from bench.analysis.report import comparison_frame, main, recommend
+from bench.analysis.runs import load_runs
 
 
 def test_comparison_table_and_files(tmp_path, capsys):

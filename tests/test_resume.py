@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from conftest import bench_command, compose_config
 
-import bench.runner
-from bench import progress
+import bench.pipeline.runner
 from bench.config import REPO_DIR
 from bench.data import Failure
 from bench.engines.base import Transcript
 from bench.errors import BenchError
-from bench.measure import BatchRecord, Measurement
-from bench.progress import Saver
+from bench.pipeline import progress
+from bench.pipeline.measure import BatchRecord, Measurement
+from bench.pipeline.progress import Saver
 
 N_CLIPS = 40
 RUN = [
@@ -62,7 +62,7 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_row_per_utterance(tmp_pat
     partial = pd.read_parquet(tmp_path / "utterances.parquet")
     assert len(partial) == N_CLIPS and (partial.status == "ok").sum() >= killed_at
 
-    summary = bench.runner.run(compose_config(*RUN, "run.resume=true"), tmp_path)
+    summary = bench.pipeline.runner.run(compose_config(*RUN, "run.resume=true"), tmp_path)
     rows = pd.read_parquet(tmp_path / "utterances.parquet")
     batches = pd.read_parquet(tmp_path / "batches.parquet")
     assert len(rows) == N_CLIPS and rows.id.is_unique and (rows.status == "ok").all()
@@ -75,25 +75,25 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_row_per_utterance(tmp_pat
 
 def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(tmp_path):
     short = [*RUN, "dataset.n_clips=3"]
-    bench.runner.run(compose_config(*short), tmp_path)
+    bench.pipeline.runner.run(compose_config(*short), tmp_path)
     with pytest.raises(BenchError, match="already holds a run.*run.resume=true"):
-        bench.runner.run(compose_config(*short), tmp_path)
+        bench.pipeline.runner.run(compose_config(*short), tmp_path)
     with pytest.raises(BenchError, match="settings differ from the run's: run.batch_size"):
-        bench.runner.run(compose_config(*short, "run.batch_size=2", "run.resume=true"), tmp_path)
+        bench.pipeline.runner.run(compose_config(*short, "run.batch_size=2", "run.resume=true"), tmp_path)
     with pytest.raises(BenchError, match="other utterances"):
-        bench.runner.run(compose_config(*RUN, "dataset.n_clips=4", "run.resume=true"), tmp_path)
+        bench.pipeline.runner.run(compose_config(*RUN, "dataset.n_clips=4", "run.resume=true"), tmp_path)
 
 
 def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, monkeypatch, capsys):
     short = [*RUN, "dataset.n_clips=3"]
-    first = bench.runner.run(compose_config(*short), tmp_path)
+    first = bench.pipeline.runner.run(compose_config(*short), tmp_path)
     files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 
     def no_load(engine):
         raise AssertionError("a finished run was loaded again")
 
     monkeypatch.setattr("bench.engines.whisper_large_v3.WhisperLargeV3.load", no_load)
-    summary = bench.runner.run(compose_config(*short, "run.resume=true"), tmp_path)
+    summary = bench.pipeline.runner.run(compose_config(*short, "run.resume=true"), tmp_path)
     assert summary == first and summary["resumed"] == 0
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
     assert "is complete" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import pytest
 
 from bench.config import REPO_DIR
 from bench.engines.voxtral_patched import PATCHES
-from bench.speed import decode_bytes_per_step
+from bench.lab.speed import decode_bytes_per_step
 
 
 def test_decode_bytes_per_step_by_hand():

@@ -7,7 +7,7 @@ import soundfile as sf
 from conftest import compose_config
 
 from bench.data.build_sample import write_hub_shard
-from bench.runner import run
+from bench.pipeline.runner import run
 
 ENGINES = ["voxtral_stock", "voxtral_patched", "voxtral_compile", "whisper_large_v3"]
 

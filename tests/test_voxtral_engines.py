@@ -5,12 +5,12 @@ import pytest
 import torch
 from conftest import compose_config
 
-from bench.clock import Clock
 from bench.data import load_utterances
 from bench.engines import _voxtral as vox
 from bench.engines.voxtral_compile import VoxtralCompile
 from bench.engines.voxtral_stock import VoxtralStock
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 CPU = torch.device("cpu")
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import compose_config, tiny_engine
 
-from bench.clock import Clock
 from bench.data import load_utterances
 from bench.engines.voxtral_patched import PATCHES, VoxtralPatched, cache_kwarg_names
 from bench.errors import BenchError
-from bench.measure import make_batches
+from bench.pipeline.clock import Clock
+from bench.pipeline.measure import make_batches
 
 CPU = torch.device("cpu")
 

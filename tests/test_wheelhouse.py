@@ -2,7 +2,7 @@
 
 from importlib.metadata import version
 
-from bench.wheelhouse import GPU_IMAGE_PACKAGES, missing_packages
+from bench.lab.wheelhouse import GPU_IMAGE_PACKAGES, missing_packages
 
 
 def test_the_gpu_host_gets_what_it_lacks_at_the_versions_tested_here():
@@ -22,7 +22,7 @@ def test_the_gpu_host_gets_what_it_lacks_at_the_versions_tested_here():
 def test_markers_are_evaluated_for_the_host_not_for_this_machine():
     from packaging.requirements import Requirement
 
-    from bench.wheelhouse import target_environment
+    from bench.lab.wheelhouse import target_environment
 
     old_python = Requirement('tomli; python_version < "3.11"').marker
     assert not old_python.evaluate(target_environment("3.12")) and old_python.evaluate(target_environment("3.10"))
@@ -31,7 +31,7 @@ def test_markers_are_evaluated_for_the_host_not_for_this_machine():
 
 
 def test_the_host_stand_in_has_what_is_not_carried_pinned_where_the_image_version_is_known():
-    from bench.wheelhouse import GPU_IMAGE_VERSIONS, host_requirements
+    from bench.lab.wheelhouse import GPU_IMAGE_VERSIONS, host_requirements
 
     have = set(GPU_IMAGE_PACKAGES)
     host = host_requirements("bench", have, "3.12", GPU_IMAGE_VERSIONS)

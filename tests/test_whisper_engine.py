@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import compose_config
 
-from bench.clock import Clock
 from bench.data import load_utterances
 from bench.engines.whisper_large_v3 import WhisperLargeV3
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 
 def make_engine(*overrides):

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.clock import Clock
 from bench.config import EngineConfig, ModelConfig
 from bench.data.audio import SAMPLE_RATE
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 
 @dataclass

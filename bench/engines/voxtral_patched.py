@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.clock import Clock
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
 from bench.engines._compiled_layers import CompiledDecodeLayers
 from bench.engines._fusion import fuse_projections
 from bench.engines.base import Engine, Transcript
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 PATCHES = {
     "device_features": "log-mel computed on the device from the waveform; stock encodes each clip to WAV, "

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.clock import Clock
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
 from bench.engines.base import Engine, Transcript
+from bench.pipeline.clock import Clock
 
 
 @dataclass

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.clock import Clock
 from bench.config import EngineConfig
 from bench.engines.base import SAMPLE_RATE, Engine, Transcript, share_tokens, split_into_windows
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import progress
 from bench.data import dataset_name, load_utterances, utterances_fingerprint
 from bench.engines import engine_class
-from bench.environment import environment
 from bench.errors import BenchError
-from bench.hub_access import go_offline_if_unreachable
-from bench.measure import measure_side_by_side
-from bench.results import batch_rows, summarize, utterance_rows, write_json, write_parquet
+from bench.host.environment import environment
+from bench.host.hub_access import go_offline_if_unreachable
+from bench.pipeline import progress
+from bench.pipeline.measure import measure_side_by_side
+from bench.pipeline.results import batch_rows, summarize, utterance_rows, write_json, write_parquet
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -136,7 +136,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
 def _complete(prior, utterances, cfg) -> bool:
     """Whether an earlier session measured every batch of every pass, for every engine."""
-    from bench.measure import make_batches
+    from bench.pipeline.measure import make_batches
 
     planned = cfg.run.repeats * len(make_batches(utterances, cfg.run.batch_size))
     return all(len(m.done) >= planned for m in prior)
@@ -201,8 +201,8 @@ def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejecte
 
 def _profile(engine, utterances, cfg, measurement, run_dir: Path):
     """Profile the first batch once more, warm, after the timed passes."""
-    from bench.measure import make_batches
-    from bench.profile import profile_batch, write_profile
+    from bench.pipeline.measure import make_batches
+    from bench.pipeline.profile import profile_batch, write_profile
 
     batch = make_batches(utterances, cfg.run.batch_size)[0]
     targets = [measurement.target_tokens[u.id] for u in batch] if measurement.target_tokens else None

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.data import Failure, Utterance
 from bench.data.utterance import reference_warning
-from bench.measure import LONG_FORM_S, Measurement, is_long_form
+from bench.pipeline.measure import LONG_FORM_S, Measurement, is_long_form
 from bench.stats import percentiles, ratio_ci
 from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
 

@@ -140,7 +140,7 @@ def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 
 
 def device_record(out: Path, device: torch.device) -> dict:
     """The hardware and its copy bandwidth, measured once per folder (kept when resuming)."""
-    from bench.environment import environment
+    from bench.host.environment import environment
 
     path = out / DEVICE_FILE
     if path.exists():
@@ -220,7 +220,7 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
     A point is started only if the time spent so far plus the longest point of the same
     engine measured in this call (or of any engine, before the first) fits the budget.
     The folder's device.json is written first, if it is not there yet."""
-    from bench.runner import resolve_device, run
+    from bench.pipeline.runner import resolve_device, run
 
     out.mkdir(parents=True, exist_ok=True)
     device_record(out, resolve_device(settings.device))

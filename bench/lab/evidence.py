@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.table import markdown, rtfx_ci_cell
+from bench.analysis.table import markdown, rtfx_ci_cell
 
 CEILING_FILE = "gemv_ceiling.txt"
 REPEAT_RUNS = "repeat-runs"
@@ -97,7 +97,7 @@ def ceiling_lines(out: Path, speed: pd.DataFrame, copy_bw: float) -> list[str]:
 def repeat_runs_frame(out: Path) -> pd.DataFrame | None:
     """The runs under out/repeat-runs in the order they finished: RTFx, decode steps and
     where each timed batch's time went."""
-    from bench.runs import load_runs
+    from bench.analysis.runs import load_runs
 
     folder = out / REPEAT_RUNS
     if not folder.exists() or not any(folder.glob("*/summary.json")):
@@ -146,7 +146,7 @@ def agreement_folder(out: Path) -> Path:
 
 
 def agreement_lines(out: Path) -> list[str]:
-    from bench.agreement import headline
+    from bench.lab.agreement import headline
 
     folder = agreement_folder(out)
     if not (folder / "agreement.csv").exists():

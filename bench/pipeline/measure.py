@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from bench.clock import Clock, synchronize
 from bench.config import RunConfig
 from bench.data import Failure, Utterance
 from bench.data.audio import SAMPLE_RATE
 from bench.engines.base import Engine, Transcript, compiled_graphs
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock, synchronize
 
 LONG_FORM_S = 30.0  # longer clips need several 30 s windows: long-form
 

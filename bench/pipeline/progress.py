@@ -29,8 +29,8 @@ from pathlib import Path
 from bench.data import Failure
 from bench.engines.base import Transcript
 from bench.errors import BenchError
-from bench.measure import BatchRecord, Measurement
-from bench.results import write_json
+from bench.pipeline.measure import BatchRecord, Measurement
+from bench.pipeline.results import write_json
 
 FILE = "progress.json"
 # settings that may differ between a run and its resumption

@@ -1,0 +1,290 @@
+"""python -m bench.gate: fail a change that made an engine slower, beyond noise.
+
+    python -m bench.gate --write-baseline RUNS... --out results/baselines/my-gpu.json
+    (several runs of the same measurement are pooled into one baseline entry)
+    python -m bench.gate --baseline results/baselines/my-gpu.json --candidate RUNS...
+
+Two checks, each on the raw per-batch timings kept in every run folder:
+
+- RTF against the baseline (same engine, settings and data): the bootstrap distribution
+  of candidate RTF / baseline RTF (batches resampled in each run, 2000 times). A
+  regression is a 95% interval wholly above 1 + --threshold: slower by more than the
+  threshold, and by more than the noise. Needs the same hardware fingerprint
+  (environment.hardware) unless --force.
+- Same-run ratios (default: voxtral_patched's speed-up over voxtral_stock, both measured
+  in the candidate sweep, best in turns with run.paired_with, where batches are
+  resampled jointly so drift common to both cancels): a regression is a 95% interval of candidate ratio / baseline
+  ratio wholly below 1 - --ratio-threshold. Ratios hold across machines of a kind, so
+  this is what a CI runner without the baseline's hardware can gate (--ratios-only).
+
+Exit status: 0 pass, 1 regression (a table says what and by how much), 2 refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.runs import Run, joint_rtf_samples, load_runs, rtf_point
+from bench.analysis.table import markdown
+from bench.errors import BenchError
+from bench.stats import RESAMPLES
+
+DEFAULT_RATIOS = ("voxtral_patched/voxtral_stock",)
+
+
+def _group(run: Run, legacy: bool = False) -> list:
+    """What two engines must share for their ratio to mean something (legacy: as a baseline
+    written before runs had a fingerprint of their utterances keyed it)."""
+    s = run.summary
+    data = run.legacy_dataset_key if legacy else run.dataset_key
+    return [s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"], *data]
+
+
+def _raw(run: Run) -> dict:
+    """A run's timed batches as the baseline keeps them: with their pass (repeat), so that the
+    baseline's RTF is the same estimator as the candidate's (the median over passes)."""
+    b = run.batches
+    repeat = b["repeat"].tolist() if "repeat" in b else [0] * len(b)
+    return {"repeat": repeat, "processing_s": b.processing_s.tolist(), "audio_s": b.audio_s.tolist()}
+
+
+def _frame(raw: dict) -> pd.DataFrame:
+    return pd.DataFrame(raw)
+
+
+def _measured_in_turns(a: Run, b: Run) -> bool:
+    """Whether two runs come from one run.paired_with measurement (batches timed in turns)."""
+    return a.path / "paired" / b.summary["engine"] == b.path or b.path / "paired" / a.summary["engine"] == a.path
+
+
+def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
+    entries = []
+    for pair in pairs:
+        numerator, denominator = pair.split("/")
+        for num in (r for r in runs if r.summary["engine"] == numerator):
+            partners = [r for r in runs if r.summary["engine"] == denominator and _group(r) == _group(num)]
+            # a partner measured in turns with this run is the one to pair it with
+            partners.sort(key=lambda r: not _measured_in_turns(num, r))
+            for den in partners[:1]:
+                # batch i of one pairs with batch i of the other only if both have all their batches
+                raw_num, raw_den = _raw(num), _raw(den)
+                paired = _measured_in_turns(num, den) and len(raw_num["audio_s"]) == len(raw_den["audio_s"])
+                entries.append(
+                    {
+                        "pair": pair,
+                        "batch_size": num.summary["batch_size"],
+                        "group": _group(num),
+                        "legacy_group": _group(num, legacy=True),
+                        "ratio": _rtf(raw_den) / _rtf(raw_num),  # speed-up of numerator
+                        "paired": paired,
+                        "runs": (str(num.path), str(den.path)),
+                        "numerator": raw_num,
+                        "denominator": raw_den,
+                    }
+                )
+    return entries
+
+
+def _pooled(raw: list[dict]) -> dict:
+    """Several runs' batches as one run's, each run's passes kept apart (numbered on): a
+    baseline from a few runs sits in the middle of their spread, where one run may sit at its
+    edge, and its RTF is still the median over passes."""
+    pooled: dict[str, list] = {"repeat": [], "processing_s": [], "audio_s": []}
+    for r in raw:
+        first = len(set(pooled["repeat"]))
+        passes = {p: first + i for i, p in enumerate(dict.fromkeys(r.get("repeat", [0] * len(r["audio_s"]))))}
+        pooled["repeat"] += [passes[p] for p in r.get("repeat", [0] * len(r["audio_s"]))]
+        pooled["processing_s"] += r["processing_s"]
+        pooled["audio_s"] += r["audio_s"]
+    return pooled
+
+
+def _rtf(raw: dict) -> float:
+    return rtf_point(_frame(raw))
+
+
+def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
+    """A baseline from `runs`; repeated runs of one measurement (same key, or same ratio
+    group) are pooled batch by batch into one entry."""
+    hardware = sorted({r.hardware for r in runs})
+    if len(hardware) > 1:
+        raise BenchError(f"a baseline holds runs of one hardware class, these have: {'; '.join(hardware)}")
+    by_key: dict[tuple, list[Run]] = {}
+    for run in runs:
+        by_key.setdefault(run.key, []).append(run)
+    by_group: dict[tuple, list[dict]] = {}
+    for entry in _ratio_entries(runs, pairs):
+        by_group.setdefault((entry["pair"], json.dumps(entry["group"])), []).append(entry)
+    entries = []
+    for same in by_group.values():
+        # measured in turns: pooled entry by entry, so batch i of one side still pairs with batch i
+        # of the other; otherwise each distinct run once (several runs may share one partner)
+        paired = all(e["paired"] for e in same)
+        if paired:
+            numerators, denominators = [e["numerator"] for e in same], [e["denominator"] for e in same]
+        else:
+            numerators = list({e["runs"][0]: e["numerator"] for e in same}.values())
+            denominators = list({e["runs"][1]: e["denominator"] for e in same}.values())
+        numerator, denominator = _pooled(numerators), _pooled(denominators)
+        entries.append(
+            {
+                "pair": same[0]["pair"],
+                "group": same[0]["group"],
+                "ratio": _rtf(denominator) / _rtf(numerator),
+                "paired": paired,
+                "n_runs": len(numerators),
+                "numerator": numerator,
+                "denominator": denominator,
+            }
+        )
+    baseline = {
+        "hardware": hardware[0],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": runs[0].summary["environment"].get("git_commit"),
+        "runs": [
+            {
+                "key": list(key),
+                "engine": key[0],
+                "rtf": _rtf(raw := _pooled([_raw(r) for r in same])),
+                "n_runs": len(same),
+                "batches": raw,
+            }
+            for key, same in by_key.items()
+        ],
+        "ratios": entries,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(baseline, indent=1) + "\n")
+    return baseline
+
+
+def _ratio_change_samples(candidate: dict, base: dict, rng) -> np.ndarray:
+    """Bootstrap of candidate speed-up / baseline speed-up. The four runs are resampled
+    jointly when they hold the same batches (bench.analysis.runs.joint_rtf_samples): drift that slowed
+    both engines of a run alike cancels in its ratio, and which clips a draw picks cancels
+    between candidate and baseline."""
+    frames = [_frame(e[side]) for e in (candidate, base) for side in ("numerator", "denominator")]
+    c_num, c_den, b_num, b_den = joint_rtf_samples(frames, RESAMPLES, rng)
+    return (c_den / c_num) / (b_den / b_num)
+
+
+def gate(
+    baseline: dict,
+    candidate: list[Run],
+    threshold: float = 0.10,
+    ratio_threshold: float = 0.10,
+    force: bool = False,
+    ratios_only: bool = False,
+    pairs=DEFAULT_RATIOS,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, bool]:
+    """Rows of what was compared, and whether anything regressed."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    if not ratios_only:
+        hardware = sorted({r.hardware for r in candidate})
+        if hardware != [baseline["hardware"]] and not force:
+            raise BenchError(
+                f"baseline was measured on {baseline['hardware']!r}, the candidate on {'; '.join(hardware)!r}: "
+                "absolute RTF is comparable only on the same hardware. Use a baseline of this hardware, gate "
+                "same-run ratios only (--ratios-only), or --force"
+            )
+        by_key = {tuple(entry["key"]): entry for entry in baseline["runs"]}
+        for run in candidate:
+            entry = next((by_key[key] for key in run.keys if key in by_key), None)
+            if entry is None:
+                continue
+            base_batches = _frame(entry["batches"])
+            # the same estimator on both sides, for the point and for every bootstrap draw
+            base_rtf, cand_rtf = rtf_point(base_batches), rtf_point(run.batches)
+            cand, base = joint_rtf_samples([run.batches, base_batches], RESAMPLES, rng)
+            low, high = np.percentile(cand / base, [2.5, 97.5])
+            rows.append(
+                {
+                    "check": "RTF vs baseline",
+                    "what": f"{run.summary['engine']} b{run.summary['batch_size']}",
+                    "baseline": 1 / base_rtf,
+                    "candidate": 1 / cand_rtf,
+                    "unit": "RTFx",
+                    "slower by %": 100 * (cand_rtf / base_rtf - 1),
+                    "95% CI %": f"[{100 * (low - 1):+.1f}, {100 * (high - 1):+.1f}]",
+                    "limit %": f"+{100 * threshold:.0f}",
+                    "verdict": "REGRESSION" if low > 1 + threshold else "ok",
+                }
+            )
+    base_ratios = {(e["pair"], json.dumps(e["group"])): e for e in baseline["ratios"]}
+    for entry in _ratio_entries(candidate, pairs):
+        base = base_ratios.get((entry["pair"], json.dumps(entry["group"]))) or base_ratios.get(
+            (entry["pair"], json.dumps(entry["legacy_group"]))
+        )
+        if base is None:
+            continue
+        change = _ratio_change_samples(entry, base, rng)
+        low, high = np.percentile(change, [2.5, 97.5])
+        base_ratio = _rtf(base["denominator"]) / _rtf(base["numerator"])  # an older baseline's "ratio" was sum/sum
+        rows.append(
+            {
+                "check": "same-run ratio",
+                "what": f"{entry['pair']} b{entry['batch_size']}",
+                "baseline": base_ratio,
+                "candidate": entry["ratio"],
+                "unit": "speed-up",
+                "slower by %": 100 * (1 - entry["ratio"] / base_ratio),
+                "95% CI %": f"[{100 * (1 - high):+.1f}, {100 * (1 - low):+.1f}]",
+                "limit %": f"+{100 * ratio_threshold:.0f}",
+                "verdict": "REGRESSION" if high < 1 - ratio_threshold else "ok",
+            }
+        )
+    if not rows:
+        raise BenchError("nothing to compare: no candidate run or ratio matches the baseline")
+    table = pd.DataFrame(rows)
+    return table, bool((table.verdict == "REGRESSION").any())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__.splitlines()[0])
+    parser.add_argument("--write-baseline", nargs="+", metavar="RUNS", help="write a baseline from these runs")
+    parser.add_argument("--out", type=Path, help="where --write-baseline writes")
+    parser.add_argument("--baseline", type=Path)
+    parser.add_argument("--candidate", nargs="+", metavar="RUNS")
+    parser.add_argument("--threshold", type=float, default=0.10, help="allowed RTF slowdown (fraction)")
+    parser.add_argument("--ratio-threshold", type=float, default=0.10, help="allowed loss of a same-run speed-up")
+    parser.add_argument("--ratio", action="append", help="numerator/denominator engines (repeatable)")
+    parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (any hardware)")
+    parser.add_argument("--force", action="store_true", help="compare absolute RTF across hardware anyway")
+    args = parser.parse_args(argv)
+    pairs = tuple(args.ratio or DEFAULT_RATIOS)
+    try:
+        if args.write_baseline:
+            if not args.out:
+                raise BenchError("--write-baseline needs --out FILE")
+            baseline = write_baseline(load_runs(args.write_baseline), args.out, pairs)
+            pooled = sum(entry["n_runs"] for entry in baseline["runs"])
+            print(f"baseline of {len(baseline['runs'])} runs (pooled from {pooled}), "
+                  f"{len(baseline['ratios'])} ratios -> {args.out}")  # fmt: skip
+            return 0
+        if not (args.baseline and args.candidate):
+            raise BenchError("give --baseline FILE and --candidate RUNS (or --write-baseline RUNS --out FILE)")
+        baseline = json.loads(args.baseline.read_text())
+        table, regressed = gate(
+            baseline,
+            load_runs(args.candidate),
+            args.threshold,
+            args.ratio_threshold,
+            args.force,
+            args.ratios_only,
+            pairs,
+        )
+    except BenchError as err:
+        print(f"bench.gate: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(table))
+    print("FAIL: slower than the baseline beyond noise and threshold" if regressed else "PASS")
+    return 1 if regressed else 0

@@ -1,0 +1,269 @@
+"""The Voxtral speed benchmark: stock vs compile vs patched, plus the patch ablation.
+
+    python -m bench.speed                          # on a GPU: full-size random weights
+    python -m bench.speed --scale tiny --clip-seconds 5 --batch-sizes 1 2   # a CPU smoke run
+
+Each engine runs on the synthetic dataset (30 s clips by default) with random weights
+at every batch size, through the same runner as `python -m bench` (one run folder each,
+under --out/runs/synthetic/, see bench.lab.grid: the same command again measures only what
+is missing, and --budget-minutes stops before a point that would not fit). Once every
+point is measured it prints and writes (speed.md, speed.csv, ablation.md, ablation.csv):
+
+- RTFx with its 95% CI, decode tokens/s, time per decode step, cold start, peak memory;
+- achieved bandwidth in decode: bytes read per decode step / step time, where bytes =
+  the decoder's weights (every layer, final norm, lm_head) + the KV cache actually
+  attended (layers x 2 x kv heads x head dim x mean context x rows); and its share of
+  this device's measured copy bandwidth (read + write bytes of a large device copy);
+- the ablation: voxtral_patched with each patch removed alone, RTFx and its ratio to all on,
+  and the cold start (compiled_step's removal shows what its compile costs).
+
+For voxtral_compile, decode time per step is its whole generate phase divided by its
+decode steps (hooks cannot split a compiled region), so its bandwidth is a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from bench.analysis.table import markdown, rtfx_ci_cell
+from bench.engines import _voxtral as vox
+from bench.lab.evidence import ordered_phase_frame, phase_means
+from bench.lab.grid import (
+    DEVICE_FILE,
+    Point,
+    Settings,
+    add_arguments,
+    measure,
+    measured_points,
+    record_command,
+    summary_if_done,
+)
+
+ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
+# profile=true on these, on the synthetic dataset at batch 1: the per-phase tables of issue 5
+PROFILED = ("voxtral_stock", "voxtral_patched")
+INCOMPLETE = 3  # exit status when the time budget ran out before every point was measured
+
+
+def profiled(engine: str, dataset: str, batch_size: int) -> bool:
+    return engine in PROFILED and dataset == "synthetic" and batch_size == 1
+
+
+def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
+    from bench.engines.voxtral_patched import PATCHES
+
+    def point(engine, batch_size, without=None):
+        profile = not without and profiled(engine, "synthetic", batch_size)
+        return Point("synthetic", engine, batch_size, without, profile)
+
+    points = [point(e, b) for b in batch_sizes for e in engines]
+    for b in ablation_sizes:
+        points += [p for p in [point("voxtral_patched", b)] if p not in points]
+        points += [point("voxtral_patched", b, patch) for patch in PATCHES]
+    return points
+
+
+def planned_points(argv: list[str]) -> list[Point]:
+    """The points a bench.speed command line asks for."""
+    args = parse(argv)
+    ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
+    return speed_points(args.engines, args.batch_sizes, ablation_sizes)
+
+
+def measured_speed_points(out: Path) -> list[Point]:
+    """The speed and ablation points measured under out (whichever commands measured them)."""
+    return [p for p in measured_points(out) if p.dataset == "synthetic" and (p.without or p.engine in ENGINES)]
+
+
+def decode_bytes_per_step(text: dict, rows: float, context: float, bytes_per_value: int) -> float:
+    """Bytes a decode step must read: decoder weights + attended KV cache."""
+    hidden, inner, vocab = text["hidden_size"], text["intermediate_size"], text["vocab_size"]
+    heads, kv_heads, head_dim = text["num_attention_heads"], text["num_key_value_heads"], text["head_dim"]
+    per_layer = (
+        hidden * heads * head_dim  # q
+        + 2 * hidden * kv_heads * head_dim  # k, v
+        + heads * head_dim * hidden  # o
+        + 3 * hidden * inner  # gate, up, down
+        + 2 * hidden  # two RMSNorms
+    )
+    weights = text["num_hidden_layers"] * per_layer + hidden + vocab * hidden  # + final norm + lm_head
+    kv = text["num_hidden_layers"] * 2 * kv_heads * head_dim * context * rows
+    return (weights + kv) * bytes_per_value
+
+
+def _text_config(folder: Path) -> dict:
+    """The decoder's dimensions as the run built them (its config.yaml: architecture, tiny)."""
+    model = OmegaConf.load(folder / "config.yaml").model
+    arch = OmegaConf.create(model.architecture)
+    if model.scale == "tiny":
+        arch = OmegaConf.merge(arch, model.tiny)
+    return OmegaConf.to_container(arch.text_config)
+
+
+def finished(point: Point, out: Path) -> dict:
+    summary = summary_if_done(point, out)
+    if summary is None:
+        raise SystemExit(f"bench.speed: error: {point.folder(out)} holds no finished run; measure it first")
+    return summary
+
+
+def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
+    summary = finished(point, out)
+    step_s = summary.get("decode_step_seconds")
+    row = {
+        "engine": point.label,
+        "batch": summary["batch_size"],
+        "RTFx": summary["rtfx"],
+        "RTFx 95% CI": rtfx_ci_cell(summary),
+        "decode tok/s": summary["decode_tokens_per_s"],
+        "ms/step": 1e3 * step_s if step_s else None,
+        "decode GB/s": None,
+        "% of copy BW": None,
+        "cold start s": summary["cold_start_seconds"],
+        "peak GiB": summary["peak_gpu_memory_bytes"] / 2**30 if summary["peak_gpu_memory_bytes"] else None,
+    }
+    if step_s and summary.get("decode_steps"):
+        clips = max(1, summary["n_utterances"])
+        chunks = vox.chunks_in(round(summary["audio_seconds"] / clips * vox.SAMPLE_RATE))  # of the mean clip
+        prompt = 8 + vox.TOKENS_PER_CHUNK * chunks  # prompt length when decoding starts
+        context = prompt + summary["n_tokens"] / clips / 2  # mean context over a clip's decode steps
+        value_bytes = 4 if summary["dtype"] == "float32" else 2
+        bandwidth = decode_bytes_per_step(_text_config(point.folder(out)), summary["batch_size"], context, value_bytes)
+        row["decode GB/s"] = bandwidth / step_s / 1e9
+        row["% of copy BW"] = 100 * bandwidth / step_s / copy_bw
+    return row
+
+
+def ablation_row(point: Point, out: Path, base: dict) -> dict:
+    s = finished(point, out)
+    return {
+        "removed patch": point.without or "(none: all on)",
+        "batch": point.batch_size,
+        "RTFx": s["rtfx"],
+        "RTFx 95% CI": rtfx_ci_cell(s),
+        "vs all on": s["rtfx"] / base["rtfx"],
+        "decode tok/s": s["decode_tokens_per_s"],
+        "cold start s": s["cold_start_seconds"],
+    }
+
+
+def _ablation_order(points: list[Point]) -> dict[int, list[Point]]:
+    """Per ablation batch size: all patches on first, then each removed patch by name."""
+    order = {}
+    for b in sorted({p.batch_size for p in points if p.without}):
+        base = next(p for p in points if not p.without and p.engine == "voxtral_patched" and p.batch_size == b)
+        order[b] = [base, *sorted((p for p in points if p.without and p.batch_size == b), key=lambda p: p.without)]
+    return order
+
+
+def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
+    """Where each ablation run's time went: mean milliseconds per timed batch in each phase,
+    with the run's decode steps and when it finished. A patch moves the phases it touches;
+    a phase that moved in runs whose patch does not touch it shows a difference between
+    processes or moments, not a patch's effect."""
+    rows = []
+    for ordered in _ablation_order(points).values():
+        for p in ordered:
+            s = finished(p, out)
+            batches = pd.read_parquet(p.folder(out) / "batches.parquet")
+            row = {
+                "removed patch": p.without or "(none: all on)",
+                "batch": p.batch_size,
+                "finished (UTC)": s["environment"]["timestamp"][11:19],
+                "decode steps": s.get("decode_steps"),
+                "tokens": s["n_tokens"],
+            }
+            rows.append({**row, **phase_means(batches)})
+    return ordered_phase_frame(rows)
+
+
+def write_tables(out: Path, points: list[Point]) -> str:
+    """speed.md/csv, ablation.md/csv and ablation_phases.md/csv from the measured run folders;
+    returns the text. Rows are ordered by engine and batch (the ablation: all on, then each
+    removed patch by name) whatever order the points come in, so every command that writes
+    these tables from the same runs writes the same files."""
+    device_file = out / DEVICE_FILE
+    if not device_file.exists():
+        raise SystemExit(f"bench.speed: error: {device_file} is missing (written when the runs are measured)")
+    device = json.loads(device_file.read_text())
+    copy_bw = device["copy_bandwidth_bytes_per_s"]
+    main_points = sorted((p for p in points if not p.without), key=lambda p: (p.engine, p.batch_size))
+    speed = pd.DataFrame([bandwidth_row(p, out, copy_bw) for p in main_points])
+    ablation_rows = []
+    for ordered in _ablation_order(points).values():
+        base = finished(ordered[0], out)
+        ablation_rows += [ablation_row(p, out, base) for p in ordered]
+    ablation = pd.DataFrame(ablation_rows)
+
+    first = OmegaConf.load(main_points[0].folder(out) / "config.yaml")
+    header = (
+        f"{device['hardware']}; model {first.model.name} ({first.model.scale}, random weights), "
+        f"synthetic {first.dataset.max_seconds:g} s clips, {first.run.repeats} repeats, "
+        f"copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write)"
+    )
+    text = f"# Voxtral speed\n\n{header}\n\n{markdown(speed)}"
+    (out / "speed.md").write_text(text)
+    speed.to_csv(out / "speed.csv", index=False)
+    if len(ablation):
+        ablation_text = f"# voxtral_patched ablation\n\n{header}\n\n{markdown(ablation)}"
+        (out / "ablation.md").write_text(ablation_text)
+        ablation.to_csv(out / "ablation.csv", index=False)
+        phases = ablation_phase_frame(out, points)
+        phases_text = (
+            f"# voxtral_patched ablation by phase\n\n{header}; milliseconds per timed batch (mean over "
+            f"every pass), decode steps and tokens per pass\n\n{markdown(phases)}"
+        )
+        (out / "ablation_phases.md").write_text(phases_text)
+        phases.to_csv(out / "ablation_phases.csv", index=False)
+        text += "\n" + ablation_text + "\n" + phases_text
+    return text
+
+
+def parse(argv: list[str] | None):
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="voxtral_mini_3b")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument(
+        "--ablation-batch-sizes",
+        nargs="*",
+        type=int,
+        default=None,
+        help="batch sizes for the ablation (default: --batch-sizes; none: skip it)",
+    )
+    parser.add_argument("--clip-seconds", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/speed/<date>_<time>")
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="write the tables from every speed and ablation run under --out (no measuring)",
+    )
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    out = args.out or Path("runs") / "speed" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if args.tables_only:
+        points = measured_speed_points(out)
+        if not points:
+            raise SystemExit(f"bench.speed: error: no measured speed runs under {out / 'runs' / 'synthetic'}")
+    else:
+        points = planned_points(argv)
+        out.mkdir(parents=True, exist_ok=True)
+        record_command(out, "bench.speed", [*argv, *([] if args.out else ["--out", str(out)])])
+        settings = Settings.from_args(args, voxtral_model=args.model, clip_seconds=args.clip_seconds)
+        if measure(points, out, settings, args.budget_minutes):
+            return INCOMPLETE
+    print(write_tables(out, points))
+    print(f"run folders and tables: {out}")
+    return 0

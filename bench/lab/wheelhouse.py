@@ -1,0 +1,151 @@
+"""Wheels for a GPU host without network: python -m bench.wheelhouse --out .whl
+
+A lent GPU machine has PyTorch, transformers, pandas and much else, but not all of
+bench's dependencies, and it cannot reach a registry. This walks bench's dependency tree
+as installed here (so the host gets the versions CI tested), drops what the host already
+has (except transformers, whose internals bench's Voxtral engines use), and fetches a
+wheel of each remaining package for the host's Python and platform.
+Source-only packages (openai-whisper, antlr4-python3-runtime) are built into wheels here;
+both are pure Python, so a wheel built here runs there.
+
+On the host (no network, no build):
+
+    python3 -m pip install --no-index --no-deps --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+# What the lent H100/H200 image ('cuda') already holds, as its page listed it on
+# 2026-11-17 (/work/.library/device/KINDS.md there); override with --have for another host
+# (the names of `python3 -m pip freeze` run on it).
+GPU_IMAGE_PACKAGES = """
+absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
+charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core cuda-
+pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
+flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
+huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt jax-
+cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities linear-
+operator lineax llvmlite lxml markdown markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py
+mpmath msgpack multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba numba-cuda
+numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-
+cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-ml-py nvidia-
+nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript opencv-python-
+headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec patsy peft
+pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments
+pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout
+pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-
+core scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham
+simplejson six sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore
+threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric
+torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3
+uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
+""".split()  # noqa: SIM905 (a word list reads better as text)
+# Versions the image's page gives for some of them (a session's `pip list` there, 2026-11):
+# what `nox -s gpu_host_rehearsal` installs to stand in for the host on a CPU machine.
+GPU_IMAGE_VERSIONS = {
+    "torch": "2.11.0",
+    "transformers": "5.17.0",
+    "numpy": "2.5.2",
+    "huggingface-hub": "1.33.0",
+    "tokenizers": "0.23.2",
+    "safetensors": "0.8.0",
+    "tiktoken": "0.14.0",
+    "triton": "3.6.0",
+}
+HOST_REQUIREMENTS = "host-requirements.txt"
+# Carried even where the host has them: bench's Voxtral engines reach into transformers'
+# internals (caches, placeholder merge), so the host runs the version the tests ran.
+ALWAYS_CARRY = ("transformers",)
+PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"]
+
+
+def target_environment(python: str) -> dict[str, str]:
+    """Marker values of the host: Linux, x86-64, CPython `python`."""
+    return default_environment() | {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+
+def missing_packages(root: str, have: set[str], python: str) -> dict[str, str]:
+    """{name: version installed here} for root's dependency tree, less what the host has."""
+    environment = target_environment(python)
+    found: dict[str, str] = {}
+    todo = [(Requirement(r), "") for r in distribution(root).requires or []]
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate(environment | {"extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in have:
+            continue
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError as err:
+            raise SystemExit(f"bench.wheelhouse: {name} is not installed here: pip install -e . first") from err
+        extras = sorted(requirement.extras)
+        if name not in found:
+            found[name] = dist.version
+            extras = ["", *extras]
+        # a package's base requirements once, then those of each extra asked for
+        todo += [(Requirement(r), e) for r in dist.requires or [] for e in extras]
+    return dict(sorted(found.items()))
+
+
+def host_requirements(root: str, have: set[str], python: str, versions: dict[str, str]) -> list[str]:
+    """What of root's dependency tree the host provides itself, pinned where its version is
+    known: a CPU machine that installs these stands in for the host in a rehearsal."""
+    # torch's own requirements depend on the build installed here (a CUDA build's list
+    # nvidia-* wheels, the CPU build's none): the stand-in's pinned torch brings its own
+    tree = sorted([*missing_packages(root, {"torch"}, python), "torch"])
+    return [f"{name}=={versions[name]}" if name in versions else name for name in tree if name in have]
+
+
+def fetch(name: str, version: str, out: Path, python: str) -> None:
+    """A wheel of name==version for the host: a built one from the registry, else built here."""
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    download = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(out)]
+    target = ["--python-version", python, "--implementation", "cp", *platforms, f"{name}=={version}"]
+    if subprocess.run([*download, *target], capture_output=True).returncode == 0:
+        return
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), f"{name}=={version}"]
+    subprocess.run(build, check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.wheelhouse", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(".whl"))
+    parser.add_argument("--python", default="3.12", help="the host's Python (major.minor)")
+    parser.add_argument("--have", type=Path, help="a `pip freeze` of the host (default: the lent GPU image)")
+    args = parser.parse_args(argv)
+    have = (
+        {canonicalize_name(line.split("==")[0].split(" @ ")[0]) for line in args.have.read_text().split() if line}
+        if args.have
+        else {canonicalize_name(n) for n in GPU_IMAGE_PACKAGES}
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    host = host_requirements("bench", have, args.python, {} if args.have else GPU_IMAGE_VERSIONS)
+    (args.out / HOST_REQUIREMENTS).write_text("\n".join(host) + "\n")
+    have -= set(ALWAYS_CARRY)
+    packages = missing_packages("bench", have, args.python)
+    for name, version in packages.items():
+        print(f"{name}=={version}")
+        fetch(name, version, args.out, args.python)
+    size = sum(p.stat().st_size for p in args.out.glob("*.whl")) / 2**20
+    print(f"{len(packages)} packages -> {args.out} ({size:.1f} MiB); what the host has: {args.out / HOST_REQUIREMENTS}")
