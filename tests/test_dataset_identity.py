@@ -7,7 +7,7 @@ import pytest
 from conftest import bench_command, compose_config
 from run_folders import make_run
 
-from bench.analysis.report import check_comparable
+from bench.analysis.comparison import check_comparable
 from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
 from bench.data import dataset_name, load_utterances, utterances_fingerprint

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from run_folders import make_run
 
-from bench.analysis.report import comparison_frame, main, recommend
+from bench.analysis.comparison import comparison_frame, recommend
+from bench.analysis.report import main
 from bench.analysis.runs import load_runs
 
 

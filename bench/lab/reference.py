@@ -176,7 +176,8 @@ def write_folder(out: Path) -> str:
     import json
 
     from bench.analysis.profiles import finding
-    from bench.analysis.report import comparison_frame, plot_rtfx_vs_batch
+    from bench.analysis.comparison import comparison_frame
+    from bench.analysis.plots import plot_rtfx_vs_batch
     from bench.analysis.runs import load_runs
     from bench.lab import evidence
     from bench.lab.speed import write_tables

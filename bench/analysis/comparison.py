@@ -1,0 +1,111 @@
+"""Engines side by side: the comparison table, whether runs are comparable, and the
+recommendation under constraints."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.analysis.runs import Run
+from bench.analysis.table import rtfx_ci_cell
+from bench.errors import BenchError
+
+
+def comparison_frame(runs: list[Run]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        s = run.summary
+        wer = s.get("wer_details") or {}
+        rows.append(
+            {
+                "engine": s["engine"],
+                "patches": ",".join(s["patches"]) or "-",
+                "weights": s["weights"],
+                "model": f"{s['model']} ({s['scale']})",
+                "dataset": s["dataset"]["name"],
+                "batch": s["batch_size"],
+                "n": s["n_utterances"] - s["n_failed"],
+                "WER": s["wer"],
+                "S/D/I": f"{wer['substitutions']}/{wer['deletions']}/{wer['insertions']}" if wer else "-",
+                "RTFx": s["rtfx"],
+                "RTFx 95% CI": rtfx_ci_cell(s),
+                "p50 s": s["latency_p50"],
+                "p90 s": s["latency_p90"],
+                "p99 s": s["latency_p99"],
+                "tok/s": s["decode_tokens_per_s"],
+                "peak GiB": s["peak_gpu_memory_bytes"] / 2**30 if s["peak_gpu_memory_bytes"] else None,
+                "cold start s": s["cold_start_seconds"],
+                "hardware": run.hardware,
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)
+
+
+def check_comparable(runs: list[Run], allow_mixed: bool) -> None:
+    hardware = sorted({r.hardware for r in runs})
+    datasets = {r.dataset_key for r in runs}
+    problems = []
+    if len(hardware) > 1:
+        problems.append(f"hardware differs ({'; '.join(hardware)})")
+    if len(datasets) > 1:
+        names = sorted({f"{r.summary['dataset']['name']} {r.dataset_key}" for r in runs})
+        problems.append(f"datasets differ ({'; '.join(names)})")
+    if problems and not allow_mixed:
+        raise BenchError(
+            "these runs are not comparable: " + " and ".join(problems) + "; speed is comparable only on the same "
+            "hardware and data. Report them separately, or pass --allow-mixed to put them in one table anyway"
+        )
+
+
+def recommend(frame: pd.DataFrame, max_wer=None, min_rtfx=None, max_memory_gib=None, max_latency_s=None) -> str:
+    """Pick the engine for production under constraints, and say why in a few lines."""
+    wer_known = frame["WER"].notna().all()
+    ok = frame.copy()
+    reasons = []
+    if max_wer is not None and wer_known:
+        ok = ok[ok["WER"] <= max_wer]
+        reasons.append(f"WER <= {max_wer:g}")
+    if min_rtfx is not None:
+        ok = ok[ok["RTFx"] >= min_rtfx]
+        reasons.append(f"RTFx >= {min_rtfx:g}")
+    if max_memory_gib is not None:
+        ok = ok[ok["peak GiB"].isna() | (ok["peak GiB"] <= max_memory_gib)]
+        reasons.append(f"peak memory <= {max_memory_gib:g} GiB")
+    if max_latency_s is not None:
+        ok = ok[ok["p90 s"] <= max_latency_s]
+        reasons.append(f"p90 latency <= {max_latency_s:g} s")
+    limits = ", ".join(reasons) or "no constraints"
+    if ok.empty:
+        return f"No engine meets {limits}; relax a constraint or measure another configuration.\n"
+    if wer_known:
+        best = ok.sort_values(["WER", "RTFx"], ascending=[True, False]).iloc[0]
+        fastest = ok.sort_values("RTFx", ascending=False).iloc[0]
+        if fastest["engine"] != best["engine"] and fastest["WER"] <= best["WER"] * 1.02:
+            best = fastest  # within 2% relative WER, speed decides
+        why = f"WER {best['WER']:.2%} and RTFx {best['RTFx']:.1f}"
+    else:
+        best = ok.sort_values("RTFx", ascending=False).iloc[0]
+        why = f"RTFx {best['RTFx']:.1f} {best['RTFx 95% CI']}"
+    text = (
+        f"Recommended: {best['engine']} (batch {best['batch']}, {best['model']}) with {why}, "
+        f"the best of {len(ok)} of {len(frame)} configurations that meet {limits}.\n"
+    )
+    if not wer_known:
+        text += (
+            "WER is unknown (runs with random weights), so this recommends on speed alone; "
+            "measure with pretrained weights before choosing for accuracy.\n"
+        )
+    return text
+
+
+def pareto_front(frame: pd.DataFrame) -> pd.DataFrame:
+    """Configurations no other beats on both WER (lower) and RTFx (higher)."""
+    keep = []
+    for i, row in frame.iterrows():
+        dominated = (
+            (frame["WER"] <= row["WER"])
+            & (frame["RTFx"] >= row["RTFx"])
+            & ((frame["WER"] < row["WER"]) | (frame["RTFx"] > row["RTFx"]))
+        ).any()
+        if not dominated:
+            keep.append(i)
+    return frame.loc[keep].sort_values("RTFx")

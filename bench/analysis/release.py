@@ -1,0 +1,85 @@
+"""Release against release: the same measurements in two sets of runs, each cell marked
+better, worse or noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.runs import Run, rtf_ratio_samples
+from bench.errors import BenchError
+from bench.stats import RESAMPLES
+
+
+def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
+    """RTFx change and whether it is beyond noise: bootstrap CI of the RTF ratio."""
+    ratio = rtf_ratio_samples(cand.batches, base.batches, RESAMPLES, rng)
+    low, high = np.percentile(ratio, [2.5, 97.5])
+    delta = base.summary["rtf"] / cand.summary["rtf"] - 1  # RTFx change
+    if low > 1:
+        return delta, "worse"
+    if high < 1:
+        return delta, "better"
+    return delta, "noise"
+
+
+def _wer_mark(base: Run, cand: Run, rng) -> tuple[float | None, str]:
+    """WER change with a paired bootstrap over the utterances both runs scored."""
+    if base.summary["wer"] is None or cand.summary["wer"] is None:
+        return None, "n/a"
+    b, c = base.utterances.set_index("id"), cand.utterances.set_index("id")
+    common = b.index.intersection(c.index)
+    errors = lambda f: (f.substitutions + f.deletions + f.insertions).loc[common].to_numpy(float)  # noqa: E731
+    eb, ec, words = errors(b), errors(c), b.reference_words.loc[common].to_numpy(float)
+    picks = rng.integers(0, len(common), size=(RESAMPLES, len(common)))
+    diff = (ec[picks].sum(1) - eb[picks].sum(1)) / np.maximum(words[picks].sum(1), 1)
+    low, high = np.percentile(diff, [2.5, 97.5])
+    delta = cand.summary["wer"] - base.summary["wer"]
+    return delta, "worse" if low > 0 else "better" if high < 0 else "noise"
+
+
+def _relative_mark(base, cand, tolerance=0.05, lower_is_better=True) -> tuple[float | None, str]:
+    if base is None or cand is None or base == 0:
+        return None, "n/a"
+    delta = cand / base - 1
+    if abs(delta) <= tolerance:
+        return delta, "noise"
+    return delta, "better" if (delta < 0) == lower_is_better else "worse"
+
+
+def release_frame(baseline: list[Run], candidate: list[Run], seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    by_key = {key: r for r in baseline for key in reversed(r.keys)}  # its own key wins over the legacy one
+    rows = []
+    for cand in candidate:
+        base = next((by_key[key] for key in cand.keys if key in by_key), None)
+        if base is None:
+            continue
+        rtfx_delta, rtfx_mark = _rtfx_mark(base, cand, rng)
+        wer_delta, wer_mark = _wer_mark(base, cand, rng)
+        p50_delta, p50_mark = _relative_mark(base.summary["latency_p50"], cand.summary["latency_p50"])
+        mem_delta, mem_mark = _relative_mark(
+            base.summary["peak_gpu_memory_bytes"], cand.summary["peak_gpu_memory_bytes"]
+        )
+        rows.append(
+            {
+                "engine": cand.summary["engine"],
+                "dataset": cand.summary["dataset"]["name"],
+                "batch": cand.summary["batch_size"],
+                "RTFx base": base.summary["rtfx"],
+                "RTFx cand": cand.summary["rtfx"],
+                "RTFx Δ%": 100 * rtfx_delta,
+                "RTFx": rtfx_mark,
+                "WER base": base.summary["wer"],
+                "WER cand": cand.summary["wer"],
+                "WER Δ": wer_delta,
+                "WER": wer_mark,
+                "p50 Δ%": None if p50_delta is None else 100 * p50_delta,
+                "p50": p50_mark,
+                "memory Δ%": None if mem_delta is None else 100 * mem_delta,
+                "memory": mem_mark,
+            }
+        )
+    if not rows:
+        raise BenchError("no candidate run matches a baseline run (same engine, patches, model, dtype, batch, data)")
+    return pd.DataFrame(rows)
