@@ -100,7 +100,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     print(format_summaries([summary]))
     print(f"run folder: {run_dir}")
-    return summary["rtf"]
+    return summary.rtf
 
 
 if __name__ == "__main__":

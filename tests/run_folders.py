@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.pipeline.record import DatasetRecord, Summary
 from bench.pipeline.results import write_json
 
 
@@ -63,32 +64,30 @@ def make_run(
     per_pass = processing.reshape(repeats, n_batches).sum(axis=1) / audio.sum()
     rtf = float(np.median(per_pass))
     wer = sum(errors) / (words * n_batches) if weights == "pretrained" else None
-    summary = {
-        "engine": engine,
-        "patches": [],
-        "model": "voxtral_mini_3b",
-        "weights": weights,
-        "scale": "full",
-        "dtype": "bfloat16",
-        "batch_size": batch_size,
-        "dataset": {"name": dataset, "config": None, "split": "test", "limit": None, "fingerprint": fingerprint},
-        "n_utterances": n_batches,
-        "repeats": repeats,
-        "n_failed": 0,
-        "rtf": rtf,
-        "rtfx": 1 / rtf,
-        "rtfx_ci": [0.95 / rtf, 1.05 / rtf],
-        "wer": wer,
-        "wer_details": {"substitutions": sum(errors), "deletions": 0, "insertions": 0} if wer is not None else None,
-        "latency_p50": seconds_per_batch,
-        "latency_p90": seconds_per_batch * 1.1,
-        "latency_p99": seconds_per_batch * 1.2,
-        "decode_tokens_per_s": 100.0,
-        "peak_gpu_memory_bytes": peak_gib * 2**30,
-        "cold_start_seconds": 1.0,
-        "environment": {"hardware": hardware, "git_commit": "abc"},
-    }
-    write_json(folder / "summary.json", summary)
+    summary = Summary(
+        engine=engine,
+        model="voxtral_mini_3b",
+        weights=weights,
+        scale="full",
+        dtype="bfloat16",
+        batch_size=batch_size,
+        dataset=DatasetRecord(name=dataset, split="test", fingerprint=fingerprint),
+        repeats=repeats,
+        n_utterances=n_batches,
+        rtf=rtf,
+        rtfx=1 / rtf,
+        rtfx_ci=[0.95 / rtf, 1.05 / rtf],
+        wer=wer,
+        wer_details={"substitutions": sum(errors), "deletions": 0, "insertions": 0} if wer is not None else None,
+        latency_p50=seconds_per_batch,
+        latency_p90=seconds_per_batch * 1.1,
+        latency_p99=seconds_per_batch * 1.2,
+        decode_tokens_per_s=100.0,
+        peak_gpu_memory_bytes=int(peak_gib * 2**30),
+        cold_start_seconds=1.0,
+        environment={"hardware": hardware, "git_commit": "abc"},
+    )
+    write_json(folder / "summary.json", summary.to_dict())
     return folder
 
 

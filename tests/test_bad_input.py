@@ -107,26 +107,26 @@ def test_a_run_over_bad_input_records_every_case_and_goes_on(bad_dataset, tmp_pa
     )
     summary = bench.pipeline.runner.run(cfg, tmp_path)
     rows = pd.read_parquet(tmp_path / "utterances.parquet").set_index("id")
-    assert len(rows) == len(CASES) and summary["n_utterances"] == len(CASES)
-    assert summary["n_failed"] == len(REJECTED) == summary["failures"]["input"]
-    assert summary["failures"]["engine"] == 0
+    assert len(rows) == len(CASES) and summary.n_utterances == len(CASES)
+    assert summary.n_failed == len(REJECTED) == summary.failures["input"]
+    assert summary.failures["engine"] == 0
     assert rows.loc[list(REJECTED), "error"].to_dict() == REJECTED
     ok = rows[rows.status == "ok"]
     assert set(ok.index) == set(CASES) - set(REJECTED)
     # random weights decode exactly the reference's token count, long-form included
     assert (ok.n_tokens == ok.target_tokens).all() and ok.loc["three-minutes", "n_tokens"] > 0
     assert ok.loc["silent", "n_tokens"] == ok.loc["silent", "target_tokens"]
-    assert summary["n_missing_references"] == 1 and summary["n_empty_references"] == 2
+    assert summary.n_missing_references == 1 and summary.n_empty_references == 2
     assert rows.loc["non-english", "warning"] == "reference is mostly in a non-Latin script, in an English run"
-    assert summary["reference_warnings"] == {
+    assert summary.reference_warnings == {
         "no reference text in the dataset: scored as an empty reference": 1,
         "empty reference: every hypothesis word counts as an insertion": 1,
         "reference is mostly in a non-Latin script, in an English run": 1,
     }
     # short- and long-form figures apart; the long clip is a batch of its own
-    assert summary["by_form"]["long"]["n_utterances"] == 1
-    assert summary["by_form"]["short"]["n_utterances"] == len(CASES) - 1 - len(REJECTED)
-    assert summary["by_form"]["long"]["audio_seconds"] == pytest.approx(180.0)
+    assert summary.by_form["long"]["n_utterances"] == 1
+    assert summary.by_form["short"]["n_utterances"] == len(CASES) - 1 - len(REJECTED)
+    assert summary.by_form["long"]["audio_seconds"] == pytest.approx(180.0)
     batches = pd.read_parquet(tmp_path / "batches.parquet")
     assert batches[batches.long_form].n_utterances.tolist() == [1]
 

@@ -66,20 +66,16 @@ def test_summary_figures_and_timed_region_excludes_audio_decoding(monkeypatch, r
     )
     summary = bench.pipeline.runner.run(cfg, run_dir)
     # 2 timed batches of 0.05 s each; 4 x 0.2 s of decoding would show up if it were timed
-    assert 0.1 <= summary["processing_seconds"] < 0.16
-    assert summary["rtfx"] == pytest.approx(summary["audio_seconds"] / summary["processing_seconds"])
-    assert summary["rtf"] == pytest.approx(1 / summary["rtfx"])
-    assert summary["n_utterances"] == 4 and summary["n_failed"] == 0
+    assert 0.1 <= summary.processing_seconds < 0.16
+    assert summary.rtfx == pytest.approx(summary.audio_seconds / summary.processing_seconds)
+    assert summary.rtf == pytest.approx(1 / summary.rtfx)
+    assert summary.n_utterances == 4 and summary.n_failed == 0
     # the fake always answers "fake words here": every reference word is wrong or missing
-    assert summary["wer"] == pytest.approx(
-        (
-            summary["wer_details"]["substitutions"]
-            + summary["wer_details"]["deletions"]
-            + summary["wer_details"]["insertions"]
-        )
-        / summary["wer_details"]["reference_words"]
+    assert summary.wer == pytest.approx(
+        (summary.wer_details["substitutions"] + summary.wer_details["deletions"] + summary.wer_details["insertions"])
+        / summary.wer_details["reference_words"]
     )
-    assert summary["wer"] > 0.5
+    assert summary.wer > 0.5
 
 
 def _engine_failing_on(bad_seconds: float):

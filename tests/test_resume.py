@@ -68,9 +68,9 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_row_per_utterance(tmp_pat
     assert len(rows) == N_CLIPS and rows.id.is_unique and (rows.status == "ok").all()
     assert sorted(batches.batch) == list(range(N_CLIPS))  # each batch measured once
     assert (rows.n_tokens == rows.target_tokens).all()
-    assert summary["resumed"] == 1 and summary["resume_sessions"][0]["batches_done_before"] >= killed_at
-    assert summary["n_utterances"] == N_CLIPS and summary["n_failed"] == 0
-    assert summary["audio_seconds"] == pytest.approx(rows.duration_s.sum())
+    assert summary.resumed == 1 and summary.resume_sessions[0]["batches_done_before"] >= killed_at
+    assert summary.n_utterances == N_CLIPS and summary.n_failed == 0
+    assert summary.audio_seconds == pytest.approx(rows.duration_s.sum())
 
 
 def test_resume_refuses_other_settings_and_a_fresh_run_refuses_a_used_folder(tmp_path):
@@ -94,7 +94,7 @@ def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr("bench.engines.whisper_large_v3.WhisperLargeV3.load", no_load)
     summary = bench.pipeline.runner.run(compose_config(*short, "run.resume=true"), tmp_path)
-    assert summary == first and summary["resumed"] == 0
+    assert summary == first and summary.resumed == 0
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
     assert "is complete" in capsys.readouterr().out
 

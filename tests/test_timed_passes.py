@@ -60,12 +60,12 @@ def test_every_batch_shape_is_prepared_before_the_timed_passes(name, long_then_s
     )  # fmt: skip
     summary = run(cfg, tmp_path)
     batches = pd.read_parquet(tmp_path / "batches.parquet")
-    assert summary["compiles_while_timed"] == 0 and summary["captures_while_timed"] == 0
+    assert summary.compiles_while_timed == 0 and summary.captures_while_timed == 0
     assert (batches.compiles == 0).all() and (batches.captures == 0).all()
     if name == "voxtral_compile":  # keeps one shape for the run: the most rows, the longest clip
-        report = summary["engine_report"]
-        assert report["recompiles"] == 0 and report["padded_rows"] == 4 and summary["shape_warmup_batches"] == 0
+        report = summary.engine_report
+        assert report["recompiles"] == 0 and report["padded_rows"] == 4 and summary.shape_warmup_batches == 0
     if name == "voxtral_patched":
-        assert summary["shape_warmup_batches"] == 1  # the 4-row batch after the 1-row one, warmed up first
+        assert summary.shape_warmup_batches == 1  # the 4-row batch after the 1-row one, warmed up first
         assert captures[0].captures == 2  # one graph per shape (1 row x 2 chunks, 4 rows x 1 chunk), in warm-up
-        assert summary["engine_report"]["graphs_compiled"] >= 2  # compiled in warm-up, not while timed
+        assert summary.engine_report["graphs_compiled"] >= 2  # compiled in warm-up, not while timed

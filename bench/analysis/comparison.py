@@ -6,38 +6,19 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.analysis.runs import Run
-from bench.analysis.table import rtfx_ci_cell
 from bench.errors import BenchError
+from bench.pipeline.record import table_row
+
+COMPARISON_COLUMNS = [
+    "engine", "patches", "weights", "model", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
+    "p50 s", "p90 s", "p99 s", "tok/s", "peak GiB", "cold start s", "hardware",
+]  # fmt: skip
 
 
 def comparison_frame(runs: list[Run]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        s = run.summary
-        wer = s.get("wer_details") or {}
-        rows.append(
-            {
-                "engine": s["engine"],
-                "patches": ",".join(s["patches"]) or "-",
-                "weights": s["weights"],
-                "model": f"{s['model']} ({s['scale']})",
-                "dataset": s["dataset"]["name"],
-                "batch": s["batch_size"],
-                "n": s["n_utterances"] - s["n_failed"],
-                "WER": s["wer"],
-                "S/D/I": f"{wer['substitutions']}/{wer['deletions']}/{wer['insertions']}" if wer else "-",
-                "RTFx": s["rtfx"],
-                "RTFx 95% CI": rtfx_ci_cell(s),
-                "p50 s": s["latency_p50"],
-                "p90 s": s["latency_p90"],
-                "p99 s": s["latency_p99"],
-                "tok/s": s["decode_tokens_per_s"],
-                "peak GiB": s["peak_gpu_memory_bytes"] / 2**30 if s["peak_gpu_memory_bytes"] else None,
-                "cold start s": s["cold_start_seconds"],
-                "hardware": run.hardware,
-            }
-        )
-    return pd.DataFrame(rows).sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)
+    rows = [{c: table_row(run.summary)[c] for c in COMPARISON_COLUMNS} for run in runs]
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return frame.sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)
 
 
 def check_comparable(runs: list[Run], allow_mixed: bool) -> None:
@@ -47,7 +28,7 @@ def check_comparable(runs: list[Run], allow_mixed: bool) -> None:
     if len(hardware) > 1:
         problems.append(f"hardware differs ({'; '.join(hardware)})")
     if len(datasets) > 1:
-        names = sorted({f"{r.summary['dataset']['name']} {r.dataset_key}" for r in runs})
+        names = sorted({f"{r.summary.dataset.name} {r.dataset_key}" for r in runs})
         problems.append(f"datasets differ ({'; '.join(names)})")
     if problems and not allow_mixed:
         raise BenchError(

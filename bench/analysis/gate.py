@@ -44,7 +44,7 @@ def _group(run: Run, legacy: bool = False) -> list:
     written before runs had a fingerprint of their utterances keyed it)."""
     s = run.summary
     data = run.legacy_dataset_key if legacy else run.dataset_key
-    return [s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"], *data]
+    return [s.model, s.weights, s.scale, s.dtype, s.batch_size, *data]
 
 
 def _raw(run: Run) -> dict:
@@ -61,15 +61,15 @@ def _frame(raw: dict) -> pd.DataFrame:
 
 def _measured_in_turns(a: Run, b: Run) -> bool:
     """Whether two runs come from one run.paired_with measurement (batches timed in turns)."""
-    return a.path / "paired" / b.summary["engine"] == b.path or b.path / "paired" / a.summary["engine"] == a.path
+    return a.path / "paired" / b.summary.engine == b.path or b.path / "paired" / a.summary.engine == a.path
 
 
 def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
     entries = []
     for pair in pairs:
         numerator, denominator = pair.split("/")
-        for num in (r for r in runs if r.summary["engine"] == numerator):
-            partners = [r for r in runs if r.summary["engine"] == denominator and _group(r) == _group(num)]
+        for num in (r for r in runs if r.summary.engine == numerator):
+            partners = [r for r in runs if r.summary.engine == denominator and _group(r) == _group(num)]
             # a partner measured in turns with this run is the one to pair it with
             partners.sort(key=lambda r: not _measured_in_turns(num, r))
             for den in partners[:1]:
@@ -79,7 +79,7 @@ def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
                 entries.append(
                     {
                         "pair": pair,
-                        "batch_size": num.summary["batch_size"],
+                        "batch_size": num.summary.batch_size,
                         "group": _group(num),
                         "legacy_group": _group(num, legacy=True),
                         "ratio": _rtf(raw_den) / _rtf(raw_num),  # speed-up of numerator
@@ -147,7 +147,7 @@ def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
     baseline = {
         "hardware": hardware[0],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": runs[0].summary["environment"].get("git_commit"),
+        "git_commit": runs[0].summary.environment.get("git_commit"),
         "runs": [
             {
                 "key": list(key),
@@ -209,7 +209,7 @@ def gate(
             rows.append(
                 {
                     "check": "RTF vs baseline",
-                    "what": f"{run.summary['engine']} b{run.summary['batch_size']}",
+                    "what": f"{run.summary.engine} b{run.summary.batch_size}",
                     "baseline": 1 / base_rtf,
                     "candidate": 1 / cand_rtf,
                     "unit": "RTFx",

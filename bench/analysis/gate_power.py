@@ -34,7 +34,7 @@ def slowed(runs: list[Run], engines: set[str], slowdown: float) -> list[Run]:
     out = []
     for run in runs:
         copy = Run(run.path, run.summary)
-        if run.summary["engine"] in engines:
+        if run.summary.engine in engines:
             copy.__dict__["batches"] = run.batches.assign(processing_s=run.batches.processing_s * (1 + slowdown))
         out.append(copy)
     return out

@@ -14,10 +14,10 @@ def _audio_tokens_in_profiled_batch(run) -> int | None:
     """Placeholders merged in the profiled batch: the run's first batch, its longest clips."""
     from bench.engines import _voxtral as vox
 
-    if not run.summary["engine"].startswith("voxtral"):
+    if not run.summary.engine.startswith("voxtral"):
         return None
     durations = run.utterances.duration_s.dropna().sort_values(ascending=False)
-    first = durations.head(run.summary["batch_size"])
+    first = durations.head(run.summary.batch_size)
     return sum(vox.TOKENS_PER_CHUNK * vox.chunks_in(round(d * vox.SAMPLE_RATE)) for d in first)
 
 
@@ -25,22 +25,20 @@ def finding(runs) -> tuple[str, dict[str, pd.DataFrame]]:
     """Markdown stating, with the measured counts, what the merge launches, how many host
     syncs a decode step makes and what share of each profiled batch is decode overhead;
     plus each run's phase table, keyed '<engine>_<dataset>_b<batch>'."""
-    profiled = [r for r in runs if r.summary.get("profile") and (r.path / "profile_phases.parquet").exists()]
+    profiled = [r for r in runs if r.summary.profile and (r.path / "profile_phases.parquet").exists()]
     if not profiled:
         return "No profiled runs (run with profile=true).\n", {}
     tables = {}
     lines = ["# Where the time goes: profiled batches", ""]
     hardware = sorted({r.hardware for r in profiled})
     lines += [f"Hardware: {'; '.join(hardware)}. One warm batch per run, after its timed passes.", ""]
-    for run in sorted(
-        profiled, key=lambda r: (r.summary["dataset"]["name"], r.summary["batch_size"], r.summary["engine"])
-    ):
-        s, p = run.summary, run.summary["profile"]
-        key = f"{s['engine']}_{s['dataset']['name']}_b{s['batch_size']}"
+    for run in sorted(profiled, key=lambda r: (r.summary.dataset.name, r.summary.batch_size, r.summary.engine)):
+        s, p = run.summary, run.summary.profile
+        key = f"{s.engine}_{s.dataset.name}_b{s.batch_size}"
         tables[key] = pd.read_parquet(run.path / "profile_phases.parquet")
         cuda = p["device"].startswith("cuda")
         unit = "kernel launches" if cuda else "innermost CPU operators"
-        lines.append(f"## {s['engine']}, {s['dataset']['name']}, batch {s['batch_size']}")
+        lines.append(f"## {s.engine}, {s.dataset.name}, batch {s.batch_size}")
         lines.append("")
         tokens = _audio_tokens_in_profiled_batch(run)
         if p.get("merge_kernels") is not None and tokens:

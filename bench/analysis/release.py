@@ -15,7 +15,7 @@ def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
     """RTFx change and whether it is beyond noise: bootstrap CI of the RTF ratio."""
     ratio = rtf_ratio_samples(cand.batches, base.batches, RESAMPLES, rng)
     low, high = np.percentile(ratio, [2.5, 97.5])
-    delta = base.summary["rtf"] / cand.summary["rtf"] - 1  # RTFx change
+    delta = base.summary.rtf / cand.summary.rtf - 1  # RTFx change
     if low > 1:
         return delta, "worse"
     if high < 1:
@@ -25,7 +25,7 @@ def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
 
 def _wer_mark(base: Run, cand: Run, rng) -> tuple[float | None, str]:
     """WER change with a paired bootstrap over the utterances both runs scored."""
-    if base.summary["wer"] is None or cand.summary["wer"] is None:
+    if base.summary.wer is None or cand.summary.wer is None:
         return None, "n/a"
     b, c = base.utterances.set_index("id"), cand.utterances.set_index("id")
     common = b.index.intersection(c.index)
@@ -34,7 +34,7 @@ def _wer_mark(base: Run, cand: Run, rng) -> tuple[float | None, str]:
     picks = rng.integers(0, len(common), size=(RESAMPLES, len(common)))
     diff = (ec[picks].sum(1) - eb[picks].sum(1)) / np.maximum(words[picks].sum(1), 1)
     low, high = np.percentile(diff, [2.5, 97.5])
-    delta = cand.summary["wer"] - base.summary["wer"]
+    delta = cand.summary.wer - base.summary.wer
     return delta, "worse" if low > 0 else "better" if high < 0 else "noise"
 
 
@@ -57,21 +57,19 @@ def release_frame(baseline: list[Run], candidate: list[Run], seed: int = 0) -> p
             continue
         rtfx_delta, rtfx_mark = _rtfx_mark(base, cand, rng)
         wer_delta, wer_mark = _wer_mark(base, cand, rng)
-        p50_delta, p50_mark = _relative_mark(base.summary["latency_p50"], cand.summary["latency_p50"])
-        mem_delta, mem_mark = _relative_mark(
-            base.summary["peak_gpu_memory_bytes"], cand.summary["peak_gpu_memory_bytes"]
-        )
+        p50_delta, p50_mark = _relative_mark(base.summary.latency_p50, cand.summary.latency_p50)
+        mem_delta, mem_mark = _relative_mark(base.summary.peak_gpu_memory_bytes, cand.summary.peak_gpu_memory_bytes)
         rows.append(
             {
-                "engine": cand.summary["engine"],
-                "dataset": cand.summary["dataset"]["name"],
-                "batch": cand.summary["batch_size"],
-                "RTFx base": base.summary["rtfx"],
-                "RTFx cand": cand.summary["rtfx"],
+                "engine": cand.summary.engine,
+                "dataset": cand.summary.dataset.name,
+                "batch": cand.summary.batch_size,
+                "RTFx base": base.summary.rtfx,
+                "RTFx cand": cand.summary.rtfx,
                 "RTFx Δ%": 100 * rtfx_delta,
                 "RTFx": rtfx_mark,
-                "WER base": base.summary["wer"],
-                "WER cand": cand.summary["wer"],
+                "WER base": base.summary.wer,
+                "WER cand": cand.summary.wer,
                 "WER Δ": wer_delta,
                 "WER": wer_mark,
                 "p50 Δ%": None if p50_delta is None else 100 * p50_delta,

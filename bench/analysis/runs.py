@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,17 +12,18 @@ import pandas as pd
 
 from bench import stats
 from bench.errors import BenchError
+from bench.pipeline.record import Summary, read_batches
 
 
 @dataclass
 class Run:
     path: Path
-    summary: dict
+    summary: Summary
 
     # read once: a report compares one baseline run with many (callers only read these)
     @cached_property
     def batches(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "batches.parquet")
+        return read_batches(self.path)
 
     @cached_property
     def utterances(self) -> pd.DataFrame:
@@ -31,25 +31,24 @@ class Run:
 
     @property
     def hardware(self) -> str:
-        return self.summary["environment"]["hardware"]
+        return self.summary.hardware
 
     @property
     def dataset_key(self) -> tuple:
         """What was measured: the fingerprint of its utterances (ids and lengths), or for a run
         written before runs had one, its dataset's name, config, split, limit and size."""
-        d = self.summary["dataset"]
-        if d.get("fingerprint"):
-            return ("utterances", d["fingerprint"])
+        if self.summary.dataset.fingerprint:
+            return ("utterances", self.summary.dataset.fingerprint)
         return self.legacy_dataset_key
 
     @property
     def legacy_dataset_key(self) -> tuple:
-        d = self.summary["dataset"]
-        return (d["name"], d.get("config"), d["split"], d.get("limit"), self.summary["n_utterances"])
+        d = self.summary.dataset
+        return (d.name, d.config, d.split, d.limit, self.summary.n_utterances)
 
     def _settings(self) -> tuple:
         s = self.summary
-        return (s["engine"], ",".join(s["patches"]), s["model"], s["weights"], s["scale"], s["dtype"], s["batch_size"])
+        return (s.engine, ",".join(s.patches), s.model, s.weights, s.scale, s.dtype, s.batch_size)
 
     @property
     def key(self) -> tuple:
@@ -78,7 +77,7 @@ def load_runs(paths: list[str]) -> list[Run]:
     if not found:
         raise BenchError(f"no run folders (with a summary.json) under: {' '.join(paths)}")
     unique = list(dict.fromkeys(p.resolve() for p in found))
-    return [Run(p, json.loads((p / "summary.json").read_text())) for p in unique]
+    return [Run(p, Summary.read(p)) for p in unique]
 
 
 def rtf_point(batches: pd.DataFrame) -> float:

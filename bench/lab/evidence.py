@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.table import markdown, rtfx_ci_cell
+from bench.analysis.table import markdown
+from bench.pipeline.record import rtfx_ci_cell
 
 CEILING_FILE = "gemv_ceiling.txt"
 REPEAT_RUNS = "repeat-runs"
@@ -48,9 +49,9 @@ def ordered_phase_frame(rows: list[dict]) -> pd.DataFrame:
 def phase_frame(runs) -> pd.DataFrame:
     """Per engine and batch size, where its timed batches' time went."""
     rows = []
-    for run in sorted(runs, key=lambda r: (r.summary["batch_size"], r.summary["engine"])):
+    for run in sorted(runs, key=lambda r: (r.summary.batch_size, r.summary.engine)):
         s = run.summary
-        rows.append({"engine": s["engine"], "batch": s["batch_size"], **phase_means(run.batches)})
+        rows.append({"engine": s.engine, "batch": s.batch_size, **phase_means(run.batches)})
     return _phases_in_order(pd.DataFrame(rows))
 
 
@@ -102,25 +103,25 @@ def repeat_runs_frame(out: Path) -> pd.DataFrame | None:
     folder = out / REPEAT_RUNS
     if not folder.exists() or not any(folder.glob("*/summary.json")):
         return None
-    runs = sorted(load_runs([str(folder)]), key=lambda r: r.summary["environment"]["timestamp"])
-    every_patch = {engine: set() for engine in {r.summary["engine"] for r in runs}}
+    runs = sorted(load_runs([str(folder)]), key=lambda r: r.summary.environment["timestamp"])
+    every_patch = {engine: set() for engine in {r.summary.engine for r in runs}}
     for run in runs:
-        every_patch[run.summary["engine"]] |= set(run.summary["patches"])
+        every_patch[run.summary.engine] |= set(run.summary.patches)
     rows = []
     for run in runs:
         s = run.summary
-        missing = sorted(every_patch[s["engine"]] - set(s["patches"]))
+        missing = sorted(every_patch[s.engine] - set(s.patches))
         row = {
             "run": run.path.name,
-            "finished (UTC)": s["environment"]["timestamp"][11:19],
-            "engine": s["engine"],
+            "finished (UTC)": s.environment["timestamp"][11:19],
+            "engine": s.engine,
             "patches": "all but " + ", ".join(missing) if missing else "all",
-            "batch": s["batch_size"],
-            "RTFx": s["rtfx"],
+            "batch": s.batch_size,
+            "RTFx": s.rtfx,
             "RTFx 95% CI": rtfx_ci_cell(s),
-            "decode steps": s.get("decode_steps"),
-            "tokens": s["n_tokens"],
-            "ms/step": 1e3 * s["decode_step_seconds"] if s.get("decode_step_seconds") else None,
+            "decode steps": s.decode_steps,
+            "tokens": s.n_tokens,
+            "ms/step": 1e3 * s.decode_step_seconds if s.decode_step_seconds else None,
         }
         rows.append({**row, **phase_means(run.batches)})
     return _phases_in_order(pd.DataFrame(rows))

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from bench.pipeline.record import Summary
+
 DEVICE_FILE = "device.json"
 # Every command that measured into the folder, one per line in the order they ran (lines
 # starting with # are comments): a folder is often filled by several calls, on several leases.
@@ -192,12 +194,14 @@ def point_config(point: Point, settings: Settings):
     return cfg
 
 
-def summary_if_done(point: Point, out: Path) -> dict | None:
-    """The point's summary once it is fully measured (with its profile, when asked for)."""
+def is_done(point: Point, out: Path) -> bool:
+    """Whether the point is fully measured (with its profile, when asked for)."""
     folder = point.folder(out)
-    if not (folder / "summary.json").exists() or (point.profile and not (folder / "profile.md").exists()):
-        return None
-    return json.loads((folder / "summary.json").read_text())
+    return (folder / "summary.json").exists() and (not point.profile or (folder / "profile.md").exists())
+
+
+def summary_if_done(point: Point, out: Path) -> Summary | None:
+    return Summary.read(point.folder(out)) if is_done(point, out) else None
 
 
 def measured_points(out: Path) -> list[Point]:
@@ -227,7 +231,7 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
     start = time.perf_counter()
     took: dict[str, float] = {}
     failed: list[Point] = []
-    todo = [p for p in points if summary_if_done(p, out) is None]
+    todo = [p for p in points if not is_done(p, out)]
     if len(todo) < len(points):
         print(f"{len(points) - len(todo)} of {len(points)} points already measured in {out}: kept")
     for i, point in enumerate(todo):

@@ -31,10 +31,10 @@ from bench.lab.grid import (
     Point,
     Settings,
     add_arguments,
+    is_done,
     measure,
     record_command,
     recorded_commands,
-    summary_if_done,
 )
 from bench.lab.speed import INCOMPLETE, measured_speed_points, profiled, speed_points
 from bench.stats import RESAMPLES
@@ -62,7 +62,7 @@ def ratio_frame(runs, baseline_engine: str = "voxtral_patched") -> pd.DataFrame:
     runs give the same figures)."""
     from bench.analysis.runs import rtf_ratio_samples
 
-    by = {(r.summary["engine"], r.summary["batch_size"]): r for r in runs}
+    by = {(r.summary.engine, r.summary.batch_size): r for r in runs}
     rows = []
     for (engine, batch), run in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         ours = by.get((baseline_engine, batch))
@@ -75,7 +75,7 @@ def ratio_frame(runs, baseline_engine: str = "voxtral_patched") -> pd.DataFrame:
             {
                 "batch": batch,
                 "vs": engine,
-                "speed-up": run.summary["rtf"] / ours.summary["rtf"],
+                "speed-up": run.summary.rtf / ours.summary.rtf,
                 "low": float(low),
                 "high": float(high),
             }
@@ -122,7 +122,7 @@ def planned_points(commands: list[str]) -> list[Point]:
 def _missing_lines(out: Path, commands: list[str]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
     plan = planned_points(commands)
-    missing = [p for p in plan if summary_if_done(p, out) is None]
+    missing = [p for p in plan if not is_done(p, out)]
     if not missing:
         return []
     lines = [
@@ -144,9 +144,9 @@ def _intro_lines(out: Path, runs, summary: dict) -> list[str]:
     lines = [
         f"# Reference results: {'; '.join(hardware)}",
         "",
-        f"Random {summary['scale']}-size weights in {summary['dtype']} (speed depends on shapes, not values; "
+        f"Random {summary.scale}-size weights in {summary.dtype} (speed depends on shapes, not values; "
         "WER is not applicable: length-matched decoding), "
-        f"per run {summary['warmup_batches']} warm-up batch(es), then every batch timed {summary['repeats']} time(s). "
+        f"per run {summary.warmup_batches} warm-up batch(es), then every batch timed {summary.repeats} time(s). "
         "RTFx = audio seconds / processing seconds (the median of the timed passes), with a 95% bootstrap "
         "interval (batches resampled within each pass).",
         "",
@@ -175,9 +175,9 @@ def write_folder(out: Path) -> str:
     """README.md and the tables beside it, from the folder alone; returns the README text."""
     import json
 
-    from bench.analysis.profiles import finding
     from bench.analysis.comparison import comparison_frame
     from bench.analysis.plots import plot_rtfx_vs_batch
+    from bench.analysis.profiles import finding
     from bench.analysis.runs import load_runs
     from bench.lab import evidence
     from bench.lab.speed import write_tables
@@ -186,10 +186,10 @@ def write_folder(out: Path) -> str:
     grid = [r for r in runs if "_without_" not in r.path.name]  # the ablation runs are in the speed tables
     lines = _intro_lines(out, runs, grid[0].summary)
     all_ratios = []
-    names = {r.summary["dataset"]["name"] for r in grid}
+    names = {r.summary.dataset.name for r in grid}
     present = [d for d in DATASETS if d in names] + sorted(names - set(DATASETS))
     for dataset in present:
-        runs_here = [r for r in grid if r.summary["dataset"]["name"] == dataset]
+        runs_here = [r for r in grid if r.summary.dataset.name == dataset]
         frame = comparison_frame(runs_here)
         frame.to_csv(out / f"comparison_{dataset}.csv", index=False)
         plot = f"rtfx_vs_batch_{dataset}.png"

@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bench.analysis.table import markdown, rtfx_ci_cell
+from bench.analysis.table import markdown
 from bench.engines import _voxtral as vox
 from bench.lab.evidence import ordered_phase_frame, phase_means
 from bench.lab.grid import (
@@ -45,6 +45,7 @@ from bench.lab.grid import (
     record_command,
     summary_if_done,
 )
+from bench.pipeline.record import rtfx_ci_cell
 
 ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
 # profile=true on these, on the synthetic dataset at batch 1: the per-phase tables of issue 5
@@ -116,26 +117,26 @@ def finished(point: Point, out: Path) -> dict:
 
 def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     summary = finished(point, out)
-    step_s = summary.get("decode_step_seconds")
+    step_s = summary.decode_step_seconds
     row = {
         "engine": point.label,
-        "batch": summary["batch_size"],
-        "RTFx": summary["rtfx"],
+        "batch": summary.batch_size,
+        "RTFx": summary.rtfx,
         "RTFx 95% CI": rtfx_ci_cell(summary),
-        "decode tok/s": summary["decode_tokens_per_s"],
+        "decode tok/s": summary.decode_tokens_per_s,
         "ms/step": 1e3 * step_s if step_s else None,
         "decode GB/s": None,
         "% of copy BW": None,
-        "cold start s": summary["cold_start_seconds"],
-        "peak GiB": summary["peak_gpu_memory_bytes"] / 2**30 if summary["peak_gpu_memory_bytes"] else None,
+        "cold start s": summary.cold_start_seconds,
+        "peak GiB": summary.peak_gpu_memory_bytes / 2**30 if summary.peak_gpu_memory_bytes else None,
     }
-    if step_s and summary.get("decode_steps"):
-        clips = max(1, summary["n_utterances"])
-        chunks = vox.chunks_in(round(summary["audio_seconds"] / clips * vox.SAMPLE_RATE))  # of the mean clip
+    if step_s and summary.decode_steps:
+        clips = max(1, summary.n_utterances)
+        chunks = vox.chunks_in(round(summary.audio_seconds / clips * vox.SAMPLE_RATE))  # of the mean clip
         prompt = 8 + vox.TOKENS_PER_CHUNK * chunks  # prompt length when decoding starts
-        context = prompt + summary["n_tokens"] / clips / 2  # mean context over a clip's decode steps
-        value_bytes = 4 if summary["dtype"] == "float32" else 2
-        bandwidth = decode_bytes_per_step(_text_config(point.folder(out)), summary["batch_size"], context, value_bytes)
+        context = prompt + summary.n_tokens / clips / 2  # mean context over a clip's decode steps
+        value_bytes = 4 if summary.dtype == "float32" else 2
+        bandwidth = decode_bytes_per_step(_text_config(point.folder(out)), summary.batch_size, context, value_bytes)
         row["decode GB/s"] = bandwidth / step_s / 1e9
         row["% of copy BW"] = 100 * bandwidth / step_s / copy_bw
     return row
@@ -146,11 +147,11 @@ def ablation_row(point: Point, out: Path, base: dict) -> dict:
     return {
         "removed patch": point.without or "(none: all on)",
         "batch": point.batch_size,
-        "RTFx": s["rtfx"],
+        "RTFx": s.rtfx,
         "RTFx 95% CI": rtfx_ci_cell(s),
-        "vs all on": s["rtfx"] / base["rtfx"],
-        "decode tok/s": s["decode_tokens_per_s"],
-        "cold start s": s["cold_start_seconds"],
+        "vs all on": s.rtfx / base.rtfx,
+        "decode tok/s": s.decode_tokens_per_s,
+        "cold start s": s.cold_start_seconds,
     }
 
 
@@ -176,9 +177,9 @@ def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
             row = {
                 "removed patch": p.without or "(none: all on)",
                 "batch": p.batch_size,
-                "finished (UTC)": s["environment"]["timestamp"][11:19],
-                "decode steps": s.get("decode_steps"),
-                "tokens": s["n_tokens"],
+                "finished (UTC)": s.environment["timestamp"][11:19],
+                "decode steps": s.decode_steps,
+                "tokens": s.n_tokens,
             }
             rows.append({**row, **phase_means(batches)})
     return ordered_phase_frame(rows)

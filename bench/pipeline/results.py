@@ -14,6 +14,7 @@ import pandas as pd
 from bench.data import Failure, Utterance
 from bench.data.utterance import reference_warning
 from bench.pipeline.measure import LONG_FORM_S, Measurement, is_long_form
+from bench.pipeline.record import BatchRow, Summary, batch_frame
 from bench.stats import percentiles, ratio_ci
 from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
 
@@ -71,24 +72,22 @@ def utterance_rows(
 
 
 def batch_rows(m: Measurement) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "repeat": b.repeat,
-                "batch": b.index,
-                "n_utterances": len(b.ids),
-                "audio_s": b.audio_s,
-                "processing_s": b.processing_s,
-                "model_s": b.model_s,
-                "n_tokens": b.n_tokens,
-                "rtf": b.processing_s / b.audio_s,
-                "long_form": b.long_form,
-                **{f"phase_{name}_s": seconds for name, seconds in b.phases.items()},
-                **b.counts,
-            }
-            for b in m.batches
-        ]
-    )
+    rows = [
+        BatchRow(
+            b.repeat,
+            b.index,
+            len(b.ids),
+            b.audio_s,
+            b.processing_s,
+            b.model_s,
+            b.n_tokens,
+            b.long_form,
+            b.phases,
+            b.counts,
+        )
+        for b in m.batches
+    ]
+    return batch_frame(rows)
 
 
 def summarize(
@@ -100,7 +99,7 @@ def summarize(
     batches: pd.DataFrame,
     score: bool,
     environment: dict,
-) -> dict:
+) -> Summary:
     ok = rows[rows.status == "ok"]
     first = batches[batches.repeat == 0] if len(batches) else batches
     audio_s, processing_s, rtf, per_repeat = _speed(batches)
@@ -128,57 +127,60 @@ def summarize(
     failed = rows[rows.status != "ok"]
     n_empty_raw = int(sum(1 for u in utterances if not u.reference.strip()))
     warnings = rows.warning.dropna() if "warning" in rows else pd.Series(dtype=str)
-    return {
-        **header,
-        "n_utterances": len(rows),  # the rejected inputs included
-        "n_failed": len(failed),
-        "failures": {
-            "input": int((failed.failed_at == "input").sum()) if len(failed) else 0,
-            "engine": int((failed.failed_at == "engine").sum()) if len(failed) else 0,
-            "reasons": failed.error.value_counts().head(10).to_dict() if len(failed) else {},
+    return Summary.from_dict(
+        strict=True,
+        data={
+            **header,
+            "n_utterances": len(rows),  # the rejected inputs included
+            "n_failed": len(failed),
+            "failures": {
+                "input": int((failed.failed_at == "input").sum()) if len(failed) else 0,
+                "engine": int((failed.failed_at == "engine").sum()) if len(failed) else 0,
+                "reasons": failed.error.value_counts().head(10).to_dict() if len(failed) else {},
+            },
+            "out_of_memory_splits": m.oom_splits,
+            # compiles and CUDA graph captures while a pass was timed: 0, or the timings include them
+            "compiles_while_timed": int(batches.compiles.sum()) if "compiles" in batches else None,
+            "captures_while_timed": int(batches.captures.sum()) if "captures" in batches else None,
+            "shape_warmup_batches": m.shape_warmups,
+            "resumed": len(m.resumed),
+            "resume_sessions": m.resumed,
+            "by_form": by_form,
+            "long_form_threshold_seconds": LONG_FORM_S,
+            "audio_seconds": audio_s,
+            "processing_seconds": processing_s,
+            "model_seconds": float(first.model_s.sum()) if len(first) else None,
+            "rtf": rtf,
+            "rtfx": 1 / rtf if rtf else None,
+            "rtfx_ci": list(ci) if ci else None,
+            "rtfx_ci_method": "95% bootstrap of the median over repeats, batches resampled within each, 2000 resamples",
+            "repeat_processing_seconds": per_repeat,
+            "load_seconds": m.load_s,
+            "cold_start_seconds": m.cold_start_s,
+            "cold_start_counted": m.cold_start_counted,
+            "latency_p50": latency["p50"],
+            "latency_p90": latency["p90"],
+            "latency_p99": latency["p99"],
+            "n_tokens": int(batches.n_tokens.sum()) if len(batches) else 0,
+            "decode_tokens_per_s": float(batches.n_tokens.sum()) / decode_s if decode_s else None,
+            # decode steps (one token per row each) and their mean time, where the engine counts them
+            "decode_steps": int(batches.decode_steps.sum()) if "decode_steps" in batches else None,
+            "decode_step_seconds": (
+                decode_s / float(batches.decode_steps.sum())
+                if "decode_steps" in batches and batches.decode_steps.sum()
+                else None
+            ),
+            "decode_phase": decode_column.removeprefix("phase_").removesuffix("_s"),
+            "peak_gpu_memory_bytes": m.peak_memory_bytes,
+            "wer": wer,
+            "wer_details": wer_details,
+            "wer_note": None if score else RANDOM_WER_NOTE,
+            "n_empty_references": n_empty_raw,
+            "n_missing_references": int(sum(u.reference_missing for u in utterances)),
+            "reference_warnings": warnings.value_counts().to_dict(),
+            "environment": environment,
         },
-        "out_of_memory_splits": m.oom_splits,
-        # compiles and CUDA graph captures while a pass was timed: 0, or the timings include them
-        "compiles_while_timed": int(batches.compiles.sum()) if "compiles" in batches else None,
-        "captures_while_timed": int(batches.captures.sum()) if "captures" in batches else None,
-        "shape_warmup_batches": m.shape_warmups,
-        "resumed": len(m.resumed),
-        "resume_sessions": m.resumed,
-        "by_form": by_form,
-        "long_form_threshold_seconds": LONG_FORM_S,
-        "audio_seconds": audio_s,
-        "processing_seconds": processing_s,
-        "model_seconds": float(first.model_s.sum()) if len(first) else None,
-        "rtf": rtf,
-        "rtfx": 1 / rtf if rtf else None,
-        "rtfx_ci": list(ci) if ci else None,
-        "rtfx_ci_method": "95% bootstrap of the median over repeats, batches resampled within each, 2000 resamples",
-        "repeat_processing_seconds": per_repeat,
-        "load_seconds": m.load_s,
-        "cold_start_seconds": m.cold_start_s,
-        "cold_start_counted": m.cold_start_counted,
-        "latency_p50": latency["p50"],
-        "latency_p90": latency["p90"],
-        "latency_p99": latency["p99"],
-        "n_tokens": int(batches.n_tokens.sum()) if len(batches) else 0,
-        "decode_tokens_per_s": float(batches.n_tokens.sum()) / decode_s if decode_s else None,
-        # decode steps (one token per row each) and their mean time, where the engine counts them
-        "decode_steps": int(batches.decode_steps.sum()) if "decode_steps" in batches else None,
-        "decode_step_seconds": (
-            decode_s / float(batches.decode_steps.sum())
-            if "decode_steps" in batches and batches.decode_steps.sum()
-            else None
-        ),
-        "decode_phase": decode_column.removeprefix("phase_").removesuffix("_s"),
-        "peak_gpu_memory_bytes": m.peak_memory_bytes,
-        "wer": wer,
-        "wer_details": wer_details,
-        "wer_note": None if score else RANDOM_WER_NOTE,
-        "n_empty_references": n_empty_raw,
-        "n_missing_references": int(sum(u.reference_missing for u in utterances)),
-        "reference_warnings": warnings.value_counts().to_dict(),
-        "environment": environment,
-    }
+    )
 
 
 def _speed(batches: pd.DataFrame) -> tuple[float, float | None, float | None, list[float]]:

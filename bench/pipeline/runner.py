@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from bench.host.environment import environment
 from bench.host.hub_access import go_offline_if_unreachable
 from bench.pipeline import progress
 from bench.pipeline.measure import measure_side_by_side
+from bench.pipeline.record import Summary
 from bench.pipeline.results import batch_rows, summarize, utterance_rows, write_json, write_parquet
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -62,7 +62,7 @@ def partner_engine_config(name: str):
     return OmegaConf.merge(OmegaConf.structured(classes[name]), yaml)
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict:
+def run(cfg: DictConfig, run_dir: Path) -> Summary:
     """Measure cfg.engine (and any run.paired_with engines beside it); write the run folder(s)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -93,7 +93,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     prior = _prior_session(cfg, run_dir, fingerprint, names)
     if prior and _complete(prior, utterances, cfg) and (run_dir / "summary.json").is_file():
         print(f"{run_dir} is complete: every batch of its {cfg.run.repeats} timed pass(es) was measured; left as it is")
-        return json.loads((run_dir / "summary.json").read_text())
+        return Summary.read(run_dir)
 
     def save_progress(measurements):
         for folder, m in zip(folders, measurements, strict=True):  # readable partial rows, unscored
@@ -124,10 +124,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     for k, (engine_cfg, measurement, report) in enumerate(zip(engine_configs, measurements, reports, strict=True)):
         folder = folders[k]
         summary = _write_run(folder, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env)
-        summary["engine_report"] = report
-        summary["paired_with"] = [n for n in names if n != engine_cfg.name]
-        summary["profile"] = profile.summary if profile and k == 0 else None
-        write_json(folder / "summary.json", summary)
+        summary.engine_report = report
+        summary.paired_with = [n for n in names if n != engine_cfg.name]
+        summary.profile = profile.summary if profile and k == 0 else None
+        write_json(folder / "summary.json", summary.to_dict())
         summaries.append(summary)
     if profile:
         print(profile.verdict)
@@ -158,7 +158,7 @@ def _prior_session(cfg, run_dir: Path, fingerprint: dict, names: list[str]):
     return prior
 
 
-def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env) -> dict:
+def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env) -> Summary:
     folder.mkdir(parents=True, exist_ok=True)
     score = cfg.model.weights == "pretrained"
     rows = utterance_rows(utterances, measurement, cfg.dataset.language, score, rejected)

@@ -1,0 +1,217 @@
+"""The run record: summary.json and batches.parquet as typed data, and the row a table shows.
+
+Every module that writes or reads a run folder goes through these types: a field renamed
+here fails where it is used, not silently in a table. Reading is lenient with older folders
+(fields they lack are None; fields this version does not know are kept in `extra` and
+written back), so runs committed under results/ keep loading as the record grows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class DatasetRecord:
+    name: str
+    source: str | None = None
+    path: str | None = None
+    config: str | None = None
+    split: str | None = None
+    limit: int | None = None
+    language: str | None = None
+    # 16 hex digits over every utterance's id and length (and the rejected ids): what was measured
+    fingerprint: str | None = None
+
+
+@dataclass
+class Summary:
+    """summary.json, field for field in the order it is written."""
+
+    engine: str
+    model: str
+    weights: str
+    scale: str
+    dtype: str
+    batch_size: int
+    dataset: DatasetRecord
+    patches: list[str] = field(default_factory=list)
+    model_id: str | None = None
+    seed: int | None = None
+    device: str | None = None
+    warmup_batches: int | None = None
+    repeats: int | None = None
+    length_matched: bool | None = None
+    n_utterances: int = 0
+    n_failed: int = 0
+    failures: dict = field(default_factory=dict)
+    out_of_memory_splits: list = field(default_factory=list)
+    compiles_while_timed: int | None = None
+    captures_while_timed: int | None = None
+    shape_warmup_batches: int | None = None
+    resumed: int = 0
+    resume_sessions: list = field(default_factory=list)
+    by_form: dict = field(default_factory=dict)
+    long_form_threshold_seconds: float | None = None
+    audio_seconds: float | None = None
+    processing_seconds: float | None = None
+    model_seconds: float | None = None
+    rtf: float | None = None
+    rtfx: float | None = None
+    rtfx_ci: list[float] | None = None
+    rtfx_ci_method: str | None = None
+    repeat_processing_seconds: list[float] = field(default_factory=list)
+    load_seconds: float | None = None
+    cold_start_seconds: float | None = None
+    cold_start_counted: bool | None = None
+    latency_p50: float | None = None
+    latency_p90: float | None = None
+    latency_p99: float | None = None
+    n_tokens: int | None = None
+    decode_tokens_per_s: float | None = None
+    decode_steps: int | None = None
+    decode_step_seconds: float | None = None
+    decode_phase: str | None = None
+    peak_gpu_memory_bytes: int | None = None
+    wer: float | None = None
+    wer_details: dict | None = None
+    wer_note: str | None = None
+    n_empty_references: int | None = None
+    n_missing_references: int | None = None
+    reference_warnings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    engine_report: dict = field(default_factory=dict)
+    paired_with: list[str] = field(default_factory=list)
+    profile: dict | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer bench, kept as they were
+
+    @property
+    def hardware(self) -> str:
+        return self.environment.get("hardware", "unknown hardware")
+
+    @property
+    def n_ok(self) -> int:
+        return self.n_utterances - self.n_failed
+
+    @classmethod
+    def from_dict(cls, data: dict, strict: bool = False) -> Summary:
+        """From summary.json's layout; `strict` (bench's own writer) refuses a field it does not know."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        if strict and set(data) - known:
+            raise TypeError(f"not fields of a run summary: {sorted(set(data) - known)}")
+        values = {k: v for k, v in data.items() if k in known}
+        values["dataset"] = DatasetRecord(**{k: v for k, v in data["dataset"].items() if k in _DATASET_FIELDS})
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    def to_dict(self) -> dict:
+        """As summary.json holds it, its fields in the order bench has always written them."""
+        out = {name: getattr(self, name) for name in _WRITE_ORDER}
+        out["dataset"] = dataclasses.asdict(self.dataset)
+        return out | self.extra
+
+    @classmethod
+    def read(cls, folder: Path) -> Summary:
+        return cls.from_dict(json.loads((folder / "summary.json").read_text()))
+
+
+_DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetRecord)}
+_WRITE_ORDER = (
+    "engine", "patches", "model", "model_id", "weights", "scale", "seed", "dtype", "device", "batch_size",
+    "warmup_batches", "repeats", "length_matched", "dataset", "n_utterances", "n_failed", "failures",
+    "out_of_memory_splits", "compiles_while_timed", "captures_while_timed", "shape_warmup_batches", "resumed",
+    "resume_sessions", "by_form", "long_form_threshold_seconds", "audio_seconds", "processing_seconds",
+    "model_seconds", "rtf", "rtfx", "rtfx_ci", "rtfx_ci_method", "repeat_processing_seconds", "load_seconds",
+    "cold_start_seconds", "cold_start_counted", "latency_p50", "latency_p90", "latency_p99", "n_tokens",
+    "decode_tokens_per_s", "decode_steps", "decode_step_seconds", "decode_phase", "peak_gpu_memory_bytes", "wer",
+    "wer_details", "wer_note", "n_empty_references", "n_missing_references", "reference_warnings", "environment",
+    "engine_report", "paired_with", "profile",
+)  # fmt: skip
+assert set(_WRITE_ORDER) == {f.name for f in dataclasses.fields(Summary)} - {"extra"}
+
+
+@dataclass
+class BatchRow:
+    """One timed batch of one pass: a row of batches.parquet, where phases become
+    phase_<name>_s columns and engine counts (decode_steps, compiles, captures) columns of
+    their own."""
+
+    repeat: int
+    batch: int
+    n_utterances: int
+    audio_s: float
+    processing_s: float
+    model_s: float
+    n_tokens: int
+    long_form: bool = False
+    phases: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rtf(self) -> float:
+        return self.processing_s / self.audio_s
+
+    def flat(self) -> dict:
+        columns = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("phases", "counts")
+        }
+        columns["rtf"] = self.rtf
+        columns = {k: columns[k] for k in _BATCH_ORDER}
+        return columns | {f"phase_{name}_s": s for name, s in self.phases.items()} | self.counts
+
+
+_BATCH_ORDER = ("repeat", "batch", "n_utterances", "audio_s", "processing_s", "model_s", "n_tokens", "rtf", "long_form")
+
+
+def batch_frame(rows: list[BatchRow]) -> pd.DataFrame:
+    return pd.DataFrame([row.flat() for row in rows])
+
+
+def read_batches(folder: Path) -> pd.DataFrame:
+    """A run's timed batches; an older folder without passes reads as one pass."""
+    batches = pd.read_parquet(folder / "batches.parquet")
+    if "repeat" not in batches:
+        batches.insert(0, "repeat", 0)
+    return batches
+
+
+def table_row(summary: Summary) -> dict:
+    """Everything a table may show about a run, under the names tables use. Each table picks
+    its columns from this one row, so a figure is computed and named in one place."""
+    s = summary
+    wer = s.wer_details or {}
+    return {
+        "engine": s.engine,
+        "patches": ",".join(s.patches) or "-",
+        "weights": s.weights,
+        "model": f"{s.model} ({s.scale})",
+        "dataset": s.dataset.name,
+        "batch": s.batch_size,
+        "n": s.n_ok,
+        "failed": s.n_failed,
+        "audio s": s.audio_seconds,
+        "WER": s.wer,
+        "S/D/I": f"{wer['substitutions']}/{wer['deletions']}/{wer['insertions']}" if wer else "-",
+        "RTFx": s.rtfx,
+        "RTFx 95% CI": rtfx_ci_cell(s),
+        "p50 s": s.latency_p50,
+        "p90 s": s.latency_p90,
+        "p99 s": s.latency_p99,
+        "tok/s": s.decode_tokens_per_s,
+        "ms/step": 1e3 * s.decode_step_seconds if s.decode_step_seconds else None,
+        "peak GiB": s.peak_gpu_memory_bytes / 2**30 if s.peak_gpu_memory_bytes else None,
+        "load s": s.load_seconds,
+        "cold start s": s.cold_start_seconds,
+        "hardware": s.hardware,
+    }
+
+
+def rtfx_ci_cell(summary: Summary) -> str:
+    """A run's RTFx 95% interval as a table cell."""
+    ci = summary.rtfx_ci
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-"
