@@ -14,8 +14,11 @@ from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
 from bench.engines.voxtral_patched import PATCHES
 from bench.lab import grid
-from bench.lab.grid import Point, Settings, measure, measured_points, record_command, recorded_commands, without_budget
-from bench.lab.reference import planned_points, ratio_frame, reference_points
+from bench.lab.folder import record_command, recorded_commands, without_budget
+from bench.lab.grid import Point, Settings, measure, measured_points
+from bench.lab.plans import reference_points
+from bench.lab.reference import planned_points
+from bench.lab.reference_folder import ratio_frame
 
 
 @pytest.fixture
@@ -137,7 +140,7 @@ def test_ratio_frame_by_hand(tmp_path):
         make_run(tmp_path / "w1", "whisper_large_v3", seconds_per_batch=2.0, noise=0.0, batch_size=1),
         make_run(tmp_path / "s8", "voxtral_stock", seconds_per_batch=3.0, noise=0.0, batch_size=8),  # no partner
     ]
-    ratios = ratio_frame(load_runs([str(r) for r in runs]))
+    ratios = ratio_frame(load_runs([str(r) for r in runs]), "voxtral_patched")
     assert list(zip(ratios.batch, ratios.vs, strict=True)) == [(1, "voxtral_stock"), (1, "whisper_large_v3")]
     # equal batches: the ratio of RTFs is exact, and so is every bootstrap draw
     assert ratios["speed-up"].tolist() == pytest.approx([5.0, 2.0])
@@ -149,7 +152,7 @@ def test_ratio_interval_covers_the_point_estimate_under_noise(tmp_path):
         make_run(tmp_path / "p", "voxtral_patched", seconds_per_batch=1.0, noise=0.1, seed=1),
         make_run(tmp_path / "s", "voxtral_stock", seconds_per_batch=4.0, noise=0.1, seed=2),
     ]
-    r = ratio_frame(load_runs([str(p) for p in runs])).iloc[0]
+    r = ratio_frame(load_runs([str(p) for p in runs]), "voxtral_patched").iloc[0]
     assert r.low < r["speed-up"] < r.high and r.low > 3.5 and r.high < 4.5
 
 
@@ -239,7 +242,7 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
 
 
 def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
-    from bench.lab.reference import _missing_lines
+    from bench.lab.reference_folder import _missing_lines
 
     command = (
         "python -m bench.reference --out x --engines voxtral_stock whisper_large_v3 --datasets sample "
@@ -250,7 +253,7 @@ def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
     (done.folder(tmp_path) / "summary.json").write_text("{}")
     failed.folder(tmp_path).mkdir(parents=True)
     (failed.folder(tmp_path) / "error.txt").write_text("Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory\n")
-    lines = _missing_lines(tmp_path, [command])
+    lines = _missing_lines(tmp_path, planned_points([command]))
     assert lines[0].startswith("Not measured (yet): 3 of the 4 planned runs")
     assert "- sample, whisper_large_v3, batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
     assert "- sample, voxtral_stock, batch 8: not run yet" in lines

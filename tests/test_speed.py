@@ -12,19 +12,26 @@ from bench.lab.speed import decode_bytes_per_step
 
 
 def test_decode_bytes_per_step_by_hand():
+    from bench.engines.base import DecoderShape
+
     # one layer, hidden 2, 1 head of dim 2, 1 kv head, mlp 3, vocab 5
-    text = dict(
-        hidden_size=2,
-        intermediate_size=3,
-        vocab_size=5,
-        num_attention_heads=1,
-        num_key_value_heads=1,
-        head_dim=2,
-        num_hidden_layers=1,
-    )
+    shape = DecoderShape(layers=1, hidden=2, inner=3, heads=1, kv_heads=1, head_dim=2, vocab=5)
     # layer: q 4 + k,v 8 + o 4 + mlp 18 + norms 4 = 38; + final norm 2 + lm_head 10 = 50 weights
     # kv: 1 layer x 2 x 1 head x 2 dims x context 10 x 3 rows = 120 values
-    assert decode_bytes_per_step(text, rows=3, context=10, bytes_per_value=2) == (50 + 120) * 2
+    assert decode_bytes_per_step(shape, rows=3, context=10, bytes_per_value=2) == (50 + 120) * 2
+
+
+def test_the_voxtral_decoder_declares_its_shape_and_prompt():
+    from conftest import compose_config
+
+    from bench.engines import engine_class
+
+    engine = engine_class("voxtral_patched")
+    arch = compose_config("engine=voxtral_patched").model.architecture
+    shape = engine.decoder_shape({"text_config": dict(arch.text_config)})
+    assert (shape.layers, shape.hidden, shape.vocab) == (30, 3072, 131072)
+    # <s> [INST] [BEGIN_AUDIO] 375 x [AUDIO] per 30 s [/INST] lang:en (3 tokens) [TRANSCRIBE]
+    assert engine.context_tokens(30 * 16_000) == 375 + 8 and engine.context_tokens(31 * 16_000) == 750 + 8
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ Two checks, each on the raw per-batch timings kept in every run folder:
   regression is a 95% interval wholly above 1 + --threshold: slower by more than the
   threshold, and by more than the noise. Needs the same hardware fingerprint
   (environment.hardware) unless --force.
-- Same-run ratios (default: voxtral_patched's speed-up over voxtral_stock, both measured
+- Same-run ratios (default: every faster path's speed-up over its stock engine, both measured
   in the candidate sweep, best in turns with run.paired_with, where batches are
   resampled jointly so drift common to both cancels): a regression is a 95% interval of candidate ratio / baseline
   ratio wholly below 1 - --ratio-threshold. Ratios hold across machines of a kind, so
@@ -36,7 +36,12 @@ from bench.analysis.table import markdown
 from bench.errors import BenchError
 from bench.stats import RESAMPLES
 
-DEFAULT_RATIOS = ("voxtral_patched/voxtral_stock",)
+
+def default_ratios() -> tuple[str, ...]:
+    """Every faster path over the engine it speeds up (Engine.STOCK), as numerator/denominator."""
+    from bench.engines import faster_paths
+
+    return tuple(f"{fast}/{stock}" for fast, stock in faster_paths().items())
 
 
 def _group(run: Run, legacy: bool = False) -> list:
@@ -64,9 +69,9 @@ def _measured_in_turns(a: Run, b: Run) -> bool:
     return a.path / "paired" / b.summary.engine == b.path or b.path / "paired" / a.summary.engine == a.path
 
 
-def _ratio_entries(runs: list[Run], pairs) -> list[dict]:
+def _ratio_entries(runs: list[Run], pairs: tuple[str, ...] | None) -> list[dict]:
     entries = []
-    for pair in pairs:
+    for pair in default_ratios() if pairs is None else pairs:
         numerator, denominator = pair.split("/")
         for num in (r for r in runs if r.summary.engine == numerator):
             partners = [r for r in runs if r.summary.engine == denominator and _group(r) == _group(num)]
@@ -110,7 +115,7 @@ def _rtf(raw: dict) -> float:
     return rtf_point(_frame(raw))
 
 
-def write_baseline(runs: list[Run], out: Path, pairs=DEFAULT_RATIOS) -> dict:
+def write_baseline(runs: list[Run], out: Path, pairs: tuple[str, ...] | None = None) -> dict:
     """A baseline from `runs`; repeated runs of one measurement (same key, or same ratio
     group) are pooled batch by batch into one entry."""
     hardware = sorted({r.hardware for r in runs})
@@ -182,7 +187,7 @@ def gate(
     ratio_threshold: float = 0.10,
     force: bool = False,
     ratios_only: bool = False,
-    pairs=DEFAULT_RATIOS,
+    pairs: tuple[str, ...] | None = None,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, bool]:
     """Rows of what was compared, and whether anything regressed."""
@@ -260,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (any hardware)")
     parser.add_argument("--force", action="store_true", help="compare absolute RTF across hardware anyway")
     args = parser.parse_args(argv)
-    pairs = tuple(args.ratio or DEFAULT_RATIOS)
+    pairs = tuple(args.ratio or default_ratios())
     try:
         if args.write_baseline:
             if not args.out:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.gate import DEFAULT_RATIOS, gate
+from bench.analysis.gate import default_ratios, gate
 from bench.analysis.runs import Run, load_runs
 from bench.analysis.table import markdown
 from bench.errors import BenchError
@@ -41,7 +41,7 @@ def slowed(runs: list[Run], engines: set[str], slowdown: float) -> list[Run]:
 
 
 def power_table(baseline: dict, measurements: list[list[Run]], slowdowns=SLOWDOWNS, **gate_options) -> pd.DataFrame:
-    pairs = gate_options.get("pairs", DEFAULT_RATIOS)
+    pairs = gate_options.get("pairs") or default_ratios()
     numerators = {pair.split("/")[0] for pair in pairs}
     rows = []
     for slowdown in slowdowns:

@@ -11,14 +11,15 @@ from bench.analysis.table import markdown
 
 
 def _audio_tokens_in_profiled_batch(run) -> int | None:
-    """Placeholders merged in the profiled batch: the run's first batch, its longest clips."""
-    from bench.engines import _voxtral as vox
+    """Placeholders merged in the profiled batch (the run's first batch: its longest clips),
+    for an engine that merges audio placeholders into its prompt."""
+    from bench.data.audio import SAMPLE_RATE
+    from bench.engines import engine_class
 
-    if not run.summary.engine.startswith("voxtral"):
-        return None
     durations = run.utterances.duration_s.dropna().sort_values(ascending=False)
     first = durations.head(run.summary.batch_size)
-    return sum(vox.TOKENS_PER_CHUNK * vox.chunks_in(round(d * vox.SAMPLE_RATE)) for d in first)
+    counts = [engine_class(run.summary.engine).audio_placeholders(round(d * SAMPLE_RATE)) for d in first]
+    return None if any(c is None for c in counts) else sum(counts)
 
 
 def finding(runs) -> tuple[str, dict[str, pd.DataFrame]]:

@@ -29,3 +29,9 @@ def engine_class(name: str):
     if name not in engine_names():
         raise BenchError(f"unknown engine {name!r}; choose one of: {', '.join(engine_names())}")
     return importlib.import_module(f"{__name__}.{name}").ENGINE
+
+
+def faster_paths() -> dict[str, str]:
+    """Each engine that is a faster path of another (Engine.STOCK), with that other: the
+    speed-ups the reference tables show and the CI gate checks."""
+    return {name: engine_class(name).STOCK for name in engine_names() if engine_class(name).STOCK}

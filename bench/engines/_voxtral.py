@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.data.audio import SAMPLE_RATE
-from bench.engines.base import compiled_graphs  # noqa: F401 - the Voxtral engines' compile bookkeeping
+from bench.engines.base import DecoderShape, Engine, compiled_graphs  # noqa: F401 - compile bookkeeping
 from bench.errors import BenchError
 
 # Voxtral's special-token ids (its tekken.json) and audio layout.
@@ -214,3 +214,34 @@ def inductor_cached_graphs() -> int:
     from torch._inductor.runtime.cache_dir_utils import cache_dir
 
     return sum(1 for p in (Path(cache_dir()) / "fxgraph").rglob("*") if p.is_file())
+
+
+@cache
+def language_ids(language: str) -> tuple[int, ...]:
+    """The tokens of "lang:xx" in a transcription request (the shipped Tekken vocabulary is Voxtral's)."""
+    return tuple(local_processor().tokenizer.encode(f"lang:{language}", add_special_tokens=False))
+
+
+class VoxtralEngine(Engine):
+    """What every Voxtral engine declares: its decoder, its prompt, its audio placeholders."""
+
+    @classmethod
+    def decoder_shape(cls, architecture: dict) -> DecoderShape:
+        text = architecture["text_config"]
+        return DecoderShape(
+            layers=text["num_hidden_layers"],
+            hidden=text["hidden_size"],
+            inner=text["intermediate_size"],
+            heads=text["num_attention_heads"],
+            kv_heads=text["num_key_value_heads"],
+            head_dim=text["head_dim"],
+            vocab=text["vocab_size"],
+        )
+
+    @classmethod
+    def context_tokens(cls, samples: int, language: str = "en") -> int:
+        return len(transcription_prompt(chunks_in(samples), list(language_ids(language))))
+
+    @classmethod
+    def audio_placeholders(cls, samples: int) -> int:
+        return TOKENS_PER_CHUNK * chunks_in(samples)

@@ -28,7 +28,61 @@ class Transcript:
     tokens: list[int] = field(default_factory=list)  # the generated ids, to compare engines
 
 
+@dataclass(frozen=True)
+class DecoderShape:
+    """The dimensions of a decoder that set the bytes one decode step must read."""
+
+    layers: int
+    hidden: int
+    inner: int  # the MLP's width
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    gated_mlp: bool = True  # gate, up and down (3 matrices) or up and down (2)
+    norms_per_layer: int = 2
+
+    def weight_values(self) -> int:
+        """Every decoder layer's matrices and norms, the final norm and the output projection."""
+        per_layer = (
+            self.hidden * self.heads * self.head_dim  # q
+            + 2 * self.hidden * self.kv_heads * self.head_dim  # k, v
+            + self.heads * self.head_dim * self.hidden  # o
+            + (3 if self.gated_mlp else 2) * self.hidden * self.inner
+            + self.norms_per_layer * self.hidden
+        )
+        return self.layers * per_layer + self.hidden + self.vocab * self.hidden
+
+    def kv_values(self, rows: float, context: float) -> float:
+        """The self-attention KV cache a step attends, at this many rows and positions."""
+        return self.layers * 2 * self.kv_heads * self.head_dim * context * rows
+
+
 class Engine(ABC):
+    """An engine turns 16 kHz waveforms into text. Besides doing it (load, transcribe), an
+    engine says what it is, so the commands that plan and read runs (speed, reference, the
+    gate, profiles) ask it rather than test its name. Class attributes, readable unloaded:"""
+
+    PATCHES: dict[str, str] = {}  # switchable patches, each ablated alone: name -> what it changes
+    STOCK: str | None = None  # the engine this one is a faster path of (same weights, same tokens)
+    PHASES: tuple[str, ...] = ()  # the phases it marks inside the timed region
+    COMPILES: bool = False  # its cold start includes a torch.compile
+
+    @classmethod
+    def decoder_shape(cls, architecture: dict) -> DecoderShape | None:
+        """The decoder a decode step streams, from the model's architecture (None: not declared)."""
+        return None
+
+    @classmethod
+    def context_tokens(cls, samples: int, language: str = "en") -> int | None:
+        """Positions in the decoder's context when it starts decoding a clip of this length."""
+        return None
+
+    @classmethod
+    def audio_placeholders(cls, samples: int) -> int | None:
+        """Audio placeholder tokens merged into the prompt for a clip (None: the engine has none)."""
+        return None
+
     def __init__(
         self,
         engine: EngineConfig,

@@ -35,6 +35,8 @@ class Config(StockConfig):
 class VoxtralCompile(VoxtralStock):
     # hooks inside a compiled region would break its graph: time generate as one phase
     phase_hooks = False
+    PHASES = ("features", "h2d", "generate", "detokenise")
+    COMPILES = True
 
     def load(self) -> None:
         super().load()

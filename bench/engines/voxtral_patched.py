@@ -22,7 +22,7 @@ from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
 from bench.engines._compiled_layers import CompiledDecodeLayers
 from bench.engines._fusion import fuse_projections
-from bench.engines.base import Engine, Transcript
+from bench.engines.base import Transcript
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 
@@ -65,7 +65,12 @@ class Config(EngineConfig):
 COMPILE_SCOPES = ("auto", "layers", "step")
 
 
-class VoxtralPatched(Engine):
+class VoxtralPatched(vox.VoxtralEngine):
+    PATCHES = PATCHES
+    STOCK = "voxtral_stock"  # the same weights through transformers as shipped: the tokens to equal
+    PHASES = ("h2d", "features", "encode", "merge", "prefill", "decode", "detokenise")
+    COMPILES = True  # compiled_step
+
     def load(self) -> None:
         unknown = sorted(set(self.engine_cfg.patches) - set(PATCHES))
         if unknown:

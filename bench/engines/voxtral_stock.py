@@ -17,7 +17,7 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
-from bench.engines.base import Engine, Transcript
+from bench.engines.base import Transcript
 from bench.pipeline.clock import Clock
 
 
@@ -28,7 +28,8 @@ class Config(EngineConfig):
     max_new_tokens: int = 500  # per 30 s chunk of the batch's longest clip
 
 
-class VoxtralStock(Engine):
+class VoxtralStock(vox.VoxtralEngine):
+    PHASES = ("features", "h2d", "encode", "merge", "prefill", "decode", "detokenise")
     phase_hooks = True
 
     def load(self) -> None:

@@ -96,6 +96,8 @@ def in_run_dtype(model, dtype: torch.dtype):
 
 
 class WhisperLargeV3(Engine):
+    PHASES = ("h2d", "features", "encode", "decode")
+
     def load(self) -> None:
         import whisper
         from whisper.model import ModelDimensions, Whisper

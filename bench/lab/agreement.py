@@ -107,38 +107,38 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> None:
     from bench.analysis.table import markdown
     from bench.data import load_utterances
-    from bench.engines.voxtral_patched import COMPILE_SCOPES, VoxtralPatched
-    from bench.engines.voxtral_stock import VoxtralStock
+    from bench.engines import engine_class, faster_paths
     from bench.host.environment import environment
     from bench.host.hub_access import go_offline_if_unreachable
     from bench.lab.grid import compose
     from bench.pipeline.runner import resolve_device, resolve_dtype
 
+    fast_engines = list(faster_paths())
     parser = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="voxtral_mini_3b")
+    parser.add_argument("--engine", default=fast_engines[0], choices=fast_engines, help="the faster path to check")
+    parser.add_argument("--model", default=None, help="default: the engine's own")
     parser.add_argument("--scale", default="full", choices=["full", "tiny"])
     parser.add_argument("--weights", default="random", choices=["random", "pretrained"])
     parser.add_argument("--dataset", default="sample", help="a conf/dataset name")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--patches", nargs="*", default=None, help="voxtral_patched's patches (default: all)")
-    parser.add_argument(
-        "--compile-scope",
-        default=None,
-        choices=COMPILE_SCOPES,
-        help="voxtral_patched's engine.compile_scope (default: its config's, auto)",
-    )
+    parser.add_argument("--patches", nargs="*", default=None, help="the engine's patches (default: all)")
+    parser.add_argument("--compile-scope", default=None, help="engine.compile_scope of the engine (default: its own)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--out", type=Path, default=None, help="writes agreement.md and agreement.csv there")
     args = parser.parse_args(argv)
 
-    overrides = [f"model={args.model}", f"model.scale={args.scale}", f"model.weights={args.weights}"]
-    if args.patches is not None:
-        overrides.append(f"engine.patches=[{','.join(args.patches)}]")
-    stock_cfg = compose([*overrides[:3], "engine=voxtral_stock", f"dataset={args.dataset}"])
-    scope = [f"engine.compile_scope={args.compile_scope}"] if args.compile_scope else []
-    patched_cfg = compose([*overrides, "engine=voxtral_patched", *scope])
+    stock = faster_paths()[args.engine]
+    model = [f"model={args.model}"] if args.model else []
+    shared = [*model, f"model.scale={args.scale}", f"model.weights={args.weights}"]
+    fast_only = [f"engine.patches=[{','.join(args.patches)}]"] if args.patches is not None else []
+    fast_only += [f"engine.compile_scope={args.compile_scope}"] if args.compile_scope else []
+    fast_cfg = compose([*shared, f"engine={args.engine}", *fast_only])
+    # the stock engine on the very model the fast one runs
+    stock_cfg = compose(
+        [f"model={fast_cfg.model.name}", *shared[len(model) :], f"engine={stock}", f"dataset={args.dataset}"]
+    )
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     offline = go_offline_if_unreachable(stock_cfg)
@@ -146,17 +146,18 @@ def _main(argv: list[str] | None) -> None:
         print(f"bench.agreement: {offline}", file=sys.stderr)
     utterances = load_utterances(stock_cfg.dataset, args.limit, progress=False)
     engines = []
-    for engine_type, cfg in ((VoxtralStock, stock_cfg), (VoxtralPatched, patched_cfg)):
-        engine = engine_type(cfg.engine, cfg.model, device, dtype, stock_cfg.dataset.language)
+    for cfg in (stock_cfg, fast_cfg):
+        engine = engine_class(cfg.engine.name)(cfg.engine, cfg.model, device, dtype, stock_cfg.dataset.language)
         engine.load()
         engines.append(engine)
     frame = compare(*engines, utterances, args.batch_size)
 
+    compiled = engines[1].report().get("compiled_scope")
     text = (
-        f"# voxtral_patched vs voxtral_stock\n\n{environment(device)['hardware']}; model {args.model} "
+        f"# {args.engine} vs {stock}\n\n{environment(device)['hardware']}; model {fast_cfg.model.name} "
         f"({args.scale}, {args.weights} weights), {str(dtype).removeprefix('torch.')}, dataset {args.dataset}, "
-        f"batch {args.batch_size}, patches: {', '.join(patched_cfg.engine.patches)} "
-        f"(compiled: {engines[1].compiled_scope or 'nothing'})\n\n"
+        f"batch {args.batch_size}, patches: {', '.join(fast_cfg.engine.patches)} "
+        f"(compiled: {compiled or 'nothing'})\n\n"
         f"{markdown(pd.DataFrame([headline(frame)]))}"
     )
     print(text)

@@ -153,12 +153,13 @@ def agreement_lines(out: Path) -> list[str]:
     if not (folder / "agreement.csv").exists():
         return []
     frame = pd.read_csv(folder / "agreement.csv")
-    settings = []
-    if (folder / "agreement.md").exists():  # its second paragraph: hardware, model, dtype, patches
+    title, settings = "## Agreement", []
+    if (folder / "agreement.md").exists():  # "# <fast> vs <stock>", then hardware, model, dtype, patches
         paragraphs = (folder / "agreement.md").read_text().split("\n\n")
+        title = "## Agreement with " + paragraphs[0].removeprefix("# ").split(" vs ")[-1].strip()
         settings = [paragraphs[1].strip(), ""] if len(paragraphs) > 1 else []
     return [
-        "## Agreement with voxtral_stock",
+        title,
         "",
         f"From `{folder.as_posix()}/agreement.csv` (bench.agreement; per clip there):",
         "",

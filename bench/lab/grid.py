@@ -11,23 +11,19 @@ again from scratch, since timings from two machines or two sessions must not mix
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shlex
 import shutil
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from bench.engines import engine_class, engine_config_classes
+from bench.lab.folder import device_record
 from bench.pipeline.record import Summary
 
-DEVICE_FILE = "device.json"
-# Every command that measured into the folder, one per line in the order they ran (lines
-# starting with # are comments): a folder is often filled by several calls, on several leases.
-COMMANDS_FILE = "commands.txt"
-LEGACY_COMMAND_FILE = "command.txt"  # folders of earlier versions kept only the last command
+POINT_FILE = "point.json"  # in each measured folder: the point it measured
 
 
 @dataclass(frozen=True)
@@ -35,12 +31,12 @@ class Point:
     dataset: str
     engine: str
     batch_size: int
-    without: str | None = None  # a voxtral_patched patch switched off (the ablation)
+    without: str | None = None  # one of the engine's patches switched off (the ablation)
     profile: bool = False
 
     @property
     def label(self) -> str:
-        return f"voxtral_patched_without_{self.without}" if self.without else self.engine
+        return f"{self.engine}_without_{self.without}" if self.without else self.engine
 
     def folder(self, out: Path) -> Path:
         return out / "runs" / self.dataset / f"{self.label}_b{self.batch_size}"
@@ -51,7 +47,7 @@ class Settings:
     """How every point is measured; clips per point = max(min_clips, 2 x batch size)."""
 
     scale: str = "full"
-    voxtral_model: str = "voxtral_mini_3b"
+    model: str | None = None  # for engines of this model's family (None: each engine's own default)
     repeats: int = 3
     min_clips: int = 8
     clip_seconds: float | None = None  # the synthetic dataset's clip length (its YAML's when None)
@@ -87,71 +83,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true")
 
 
-def without_budget(argv: list[str]) -> list[str]:
-    """The command line less --budget-minutes, which changes how many calls a grid takes, not a figure."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--budget-minutes":
-            skip = True
-        elif not arg.startswith("--budget-minutes="):
-            kept.append(arg)
-    return kept
-
-
-def record_command(out: Path, module: str, argv: list[str]) -> None:
-    """Append this call to out/commands.txt, unless it repeats the last line (a call again after
-    the time budget ran out is the same measurement, continued)."""
-    line = f"python -m {module} {shlex.join(without_budget(argv))}".rstrip()
-    lines = recorded_commands(out)
-    if lines and lines[-1] == line:
-        return
-    with open(out / COMMANDS_FILE, "a") as f:
-        f.write(line + "\n")
-
-
-def recorded_commands(out: Path, comments: bool = False) -> list[str]:
-    """The folder's commands in order (with its comment lines when asked)."""
-    path = out / COMMANDS_FILE
-    if not path.exists():
-        path = out / LEGACY_COMMAND_FILE
-    if not path.exists():
-        return []
-    lines = [line.rstrip() for line in path.read_text().splitlines() if line.strip()]
-    return lines if comments else [line for line in lines if not line.lstrip().startswith("#")]
-
-
-def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:
-    """Bytes per second moved by a large same-device copy (bytes read + bytes written)."""
-    if device.type != "cuda":
-        n_bytes = min(n_bytes, 256 << 20)
-    src = torch.empty(n_bytes, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        dst.copy_(src)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    return 2 * n_bytes * repeats / seconds
-
-
-def device_record(out: Path, device: torch.device) -> dict:
-    """The hardware and its copy bandwidth, measured once per folder (kept when resuming)."""
-    from bench.host.environment import environment
-
-    path = out / DEVICE_FILE
-    if path.exists():
-        return json.loads(path.read_text())
-    record = {"hardware": environment(device)["hardware"], "copy_bandwidth_bytes_per_s": copy_bandwidth(device)}
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
 def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -163,9 +94,15 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name="config", overrides=overrides)
 
 
-def point_config(point: Point, settings: Settings):
-    from bench.engines.voxtral_patched import PATCHES
+def model_family(model: str) -> str:
+    from omegaconf import OmegaConf
 
+    from bench.config import REPO_DIR
+
+    return OmegaConf.load(REPO_DIR / "conf" / "model" / f"{model}.yaml").family
+
+
+def point_config(point: Point, settings: Settings):
     overrides = [
         f"engine={point.engine}",
         "model.weights=random",
@@ -179,10 +116,11 @@ def point_config(point: Point, settings: Settings):
         f"dtype={settings.dtype}",
         f"profile={str(point.profile).lower()}",
     ]
-    if point.engine != "whisper_large_v3":
-        overrides.append(f"model={settings.voxtral_model}")
+    if settings.model and model_family(settings.model) == engine_config_classes()[point.engine].family:
+        overrides.append(f"model={settings.model}")
     if point.without:
-        overrides.append(f"engine.patches=[{','.join(p for p in PATCHES if p != point.without)}]")
+        kept = [p for p in engine_class(point.engine).PATCHES if p != point.without]
+        overrides.append(f"engine.patches=[{','.join(kept)}]")
     cfg = compose(overrides)
     clips = settings.clips(point.batch_size)
     if cfg.dataset.source == "synthetic":
@@ -205,10 +143,14 @@ def summary_if_done(point: Point, out: Path) -> Summary | None:
 
 
 def measured_points(out: Path) -> list[Point]:
-    """The points fully measured under out/runs, read back from their folder names."""
+    """The points fully measured under out/runs: each folder's point.json, or for a folder
+    measured before those were written, the point its name spells."""
     points = []
     for summary in sorted((out / "runs").glob("*/*/summary.json")):
         folder = summary.parent
+        if (folder / POINT_FILE).exists():
+            points.append(Point(**json.loads((folder / POINT_FILE).read_text())))
+            continue
         label, _, batch = folder.name.rpartition("_b")
         engine, _, without = label.partition("_without_")
         profile = (folder / "profile.md").exists()
@@ -252,6 +194,7 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
         began = time.perf_counter()
         try:
             run(point_config(point, settings), folder)
+            (folder / POINT_FILE).write_text(json.dumps(dataclasses.asdict(point)) + "\n")
         except Exception as err:  # noqa: BLE001 - kept with its traceback, reported below
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "error.txt").write_text(traceback.format_exc())

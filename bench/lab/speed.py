@@ -33,42 +33,16 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bench.analysis.table import markdown
-from bench.engines import _voxtral as vox
+from bench.data.audio import SAMPLE_RATE
+from bench.engines import engine_class, engine_names
+from bench.engines.base import DecoderShape
 from bench.lab.evidence import ordered_phase_frame, phase_means
-from bench.lab.grid import (
-    DEVICE_FILE,
-    Point,
-    Settings,
-    add_arguments,
-    measure,
-    measured_points,
-    record_command,
-    summary_if_done,
-)
-from bench.pipeline.record import rtfx_ci_cell
+from bench.lab.folder import DEVICE_FILE, record_command
+from bench.lab.grid import Point, Settings, add_arguments, measure, measured_points, model_family, summary_if_done
+from bench.lab.plans import SYNTHETIC, speed_engines, speed_points, streams_a_decoder
+from bench.pipeline.record import Summary, read_batches, table_row
 
-ENGINES = ("voxtral_stock", "voxtral_compile", "voxtral_patched")
-# profile=true on these, on the synthetic dataset at batch 1: the per-phase tables of issue 5
-PROFILED = ("voxtral_stock", "voxtral_patched")
 INCOMPLETE = 3  # exit status when the time budget ran out before every point was measured
-
-
-def profiled(engine: str, dataset: str, batch_size: int) -> bool:
-    return engine in PROFILED and dataset == "synthetic" and batch_size == 1
-
-
-def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
-    from bench.engines.voxtral_patched import PATCHES
-
-    def point(engine, batch_size, without=None):
-        profile = not without and profiled(engine, "synthetic", batch_size)
-        return Point("synthetic", engine, batch_size, without, profile)
-
-    points = [point(e, b) for b in batch_sizes for e in engines]
-    for b in ablation_sizes:
-        points += [p for p in [point("voxtral_patched", b)] if p not in points]
-        points += [point("voxtral_patched", b, patch) for patch in PATCHES]
-    return points
 
 
 def planned_points(argv: list[str]) -> list[Point]:
@@ -80,87 +54,81 @@ def planned_points(argv: list[str]) -> list[Point]:
 
 def measured_speed_points(out: Path) -> list[Point]:
     """The speed and ablation points measured under out (whichever commands measured them)."""
-    return [p for p in measured_points(out) if p.dataset == "synthetic" and (p.without or p.engine in ENGINES)]
+    return [p for p in measured_points(out) if p.dataset == SYNTHETIC and (p.without or streams_a_decoder(p.engine))]
 
 
-def decode_bytes_per_step(text: dict, rows: float, context: float, bytes_per_value: int) -> float:
+def decode_bytes_per_step(shape: DecoderShape, rows: float, context: float, bytes_per_value: int) -> float:
     """Bytes a decode step must read: decoder weights + attended KV cache."""
-    hidden, inner, vocab = text["hidden_size"], text["intermediate_size"], text["vocab_size"]
-    heads, kv_heads, head_dim = text["num_attention_heads"], text["num_key_value_heads"], text["head_dim"]
-    per_layer = (
-        hidden * heads * head_dim  # q
-        + 2 * hidden * kv_heads * head_dim  # k, v
-        + heads * head_dim * hidden  # o
-        + 3 * hidden * inner  # gate, up, down
-        + 2 * hidden  # two RMSNorms
-    )
-    weights = text["num_hidden_layers"] * per_layer + hidden + vocab * hidden  # + final norm + lm_head
-    kv = text["num_hidden_layers"] * 2 * kv_heads * head_dim * context * rows
-    return (weights + kv) * bytes_per_value
+    return (shape.weight_values() + shape.kv_values(rows, context)) * bytes_per_value
 
 
-def _text_config(folder: Path) -> dict:
-    """The decoder's dimensions as the run built them (its config.yaml: architecture, tiny)."""
+def _architecture(folder: Path) -> dict:
+    """The model's architecture as the run built it (its config.yaml: architecture, tiny)."""
     model = OmegaConf.load(folder / "config.yaml").model
     arch = OmegaConf.create(model.architecture)
     if model.scale == "tiny":
         arch = OmegaConf.merge(arch, model.tiny)
-    return OmegaConf.to_container(arch.text_config)
+    return OmegaConf.to_container(arch)
 
 
-def finished(point: Point, out: Path) -> dict:
+def finished(point: Point, out: Path) -> Summary:
     summary = summary_if_done(point, out)
     if summary is None:
         raise SystemExit(f"bench.speed: error: {point.folder(out)} holds no finished run; measure it first")
     return summary
 
 
+SPEED_COLUMNS = {  # table_row's name -> the speed table's
+    "batch": "batch", "RTFx": "RTFx", "RTFx 95% CI": "RTFx 95% CI", "tok/s": "decode tok/s", "ms/step": "ms/step",
+}  # fmt: skip
+
+
 def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     summary = finished(point, out)
-    step_s = summary.decode_step_seconds
-    row = {
-        "engine": point.label,
-        "batch": summary.batch_size,
-        "RTFx": summary.rtfx,
-        "RTFx 95% CI": rtfx_ci_cell(summary),
-        "decode tok/s": summary.decode_tokens_per_s,
-        "ms/step": 1e3 * step_s if step_s else None,
+    cells = table_row(summary)
+    row = {"engine": point.label, **{name: cells[key] for key, name in SPEED_COLUMNS.items()}}
+    row |= {
         "decode GB/s": None,
         "% of copy BW": None,
-        "cold start s": summary.cold_start_seconds,
-        "peak GiB": summary.peak_gpu_memory_bytes / 2**30 if summary.peak_gpu_memory_bytes else None,
+        "cold start s": cells["cold start s"],
+        "peak GiB": cells["peak GiB"],
     }
+    step_s = summary.decode_step_seconds
     if step_s and summary.decode_steps:
+        engine = engine_class(point.engine)
         clips = max(1, summary.n_utterances)
-        chunks = vox.chunks_in(round(summary.audio_seconds / clips * vox.SAMPLE_RATE))  # of the mean clip
-        prompt = 8 + vox.TOKENS_PER_CHUNK * chunks  # prompt length when decoding starts
-        context = prompt + summary.n_tokens / clips / 2  # mean context over a clip's decode steps
+        mean_clip = round(summary.audio_seconds / clips * SAMPLE_RATE)
+        # the mean context over a clip's decode steps: its prompt, then half its tokens
+        context = engine.context_tokens(mean_clip, summary.dataset.language or "en") + summary.n_tokens / clips / 2
         value_bytes = 4 if summary.dtype == "float32" else 2
-        bandwidth = decode_bytes_per_step(_text_config(point.folder(out)), summary.batch_size, context, value_bytes)
+        shape = engine.decoder_shape(_architecture(point.folder(out)))
+        bandwidth = decode_bytes_per_step(shape, summary.batch_size, context, value_bytes)
         row["decode GB/s"] = bandwidth / step_s / 1e9
         row["% of copy BW"] = 100 * bandwidth / step_s / copy_bw
     return row
 
 
-def ablation_row(point: Point, out: Path, base: dict) -> dict:
+def ablation_row(point: Point, out: Path, base: Summary) -> dict:
     s = finished(point, out)
+    cells = table_row(s)
     return {
         "removed patch": point.without or "(none: all on)",
         "batch": point.batch_size,
         "RTFx": s.rtfx,
-        "RTFx 95% CI": rtfx_ci_cell(s),
+        "RTFx 95% CI": cells["RTFx 95% CI"],
         "vs all on": s.rtfx / base.rtfx,
-        "decode tok/s": s.decode_tokens_per_s,
-        "cold start s": s.cold_start_seconds,
+        "decode tok/s": cells["tok/s"],
+        "cold start s": cells["cold start s"],
     }
 
 
-def _ablation_order(points: list[Point]) -> dict[int, list[Point]]:
-    """Per ablation batch size: all patches on first, then each removed patch by name."""
+def _ablation_order(points: list[Point]) -> dict[tuple[str, int], list[Point]]:
+    """Per ablated engine and batch size: all patches on first, then each removed patch by name."""
     order = {}
-    for b in sorted({p.batch_size for p in points if p.without}):
-        base = next(p for p in points if not p.without and p.engine == "voxtral_patched" and p.batch_size == b)
-        order[b] = [base, *sorted((p for p in points if p.without and p.batch_size == b), key=lambda p: p.without)]
+    for engine, b in sorted({(p.engine, p.batch_size) for p in points if p.without}):
+        base = next(p for p in points if not p.without and p.engine == engine and p.batch_size == b)
+        removed = sorted((p for p in points if p.without and p.engine == engine and p.batch_size == b), key=str)
+        order[engine, b] = [base, *sorted(removed, key=lambda p: p.without)]
     return order
 
 
@@ -173,7 +141,7 @@ def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
     for ordered in _ablation_order(points).values():
         for p in ordered:
             s = finished(p, out)
-            batches = pd.read_parquet(p.folder(out) / "batches.parquet")
+            batches = read_batches(p.folder(out))
             row = {
                 "removed patch": p.without or "(none: all on)",
                 "batch": p.batch_size,
@@ -213,12 +181,13 @@ def write_tables(out: Path, points: list[Point]) -> str:
     (out / "speed.md").write_text(text)
     speed.to_csv(out / "speed.csv", index=False)
     if len(ablation):
-        ablation_text = f"# voxtral_patched ablation\n\n{header}\n\n{markdown(ablation)}"
+        ablated = ", ".join(sorted({engine for engine, _ in _ablation_order(points)}))
+        ablation_text = f"# {ablated} ablation\n\n{header}\n\n{markdown(ablation)}"
         (out / "ablation.md").write_text(ablation_text)
         ablation.to_csv(out / "ablation.csv", index=False)
         phases = ablation_phase_frame(out, points)
         phases_text = (
-            f"# voxtral_patched ablation by phase\n\n{header}; milliseconds per timed batch (mean over "
+            f"# {ablated} ablation by phase\n\n{header}; milliseconds per timed batch (mean over "
             f"every pass), decode steps and tokens per pass\n\n{markdown(phases)}"
         )
         (out / "ablation_phases.md").write_text(phases_text)
@@ -230,7 +199,12 @@ def write_tables(out: Path, points: list[Point]) -> str:
 def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="voxtral_mini_3b")
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        choices=engine_names(),
+        help="default: every engine of the model's family with a decoder",
+    )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     parser.add_argument(
         "--ablation-batch-sizes",
@@ -247,7 +221,9 @@ def parse(argv: list[str] | None):
         help="write the tables from every speed and ablation run under --out (no measuring)",
     )
     add_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.engines = args.engines or speed_engines(model_family(args.model))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         points = planned_points(argv)
         out.mkdir(parents=True, exist_ok=True)
         record_command(out, "bench.speed", [*argv, *([] if args.out else ["--out", str(out)])])
-        settings = Settings.from_args(args, voxtral_model=args.model, clip_seconds=args.clip_seconds)
+        settings = Settings.from_args(args, model=args.model, clip_seconds=args.clip_seconds)
         if measure(points, out, settings, args.budget_minutes):
             return INCOMPLETE
     print(write_tables(out, points))

@@ -1,0 +1,85 @@
+"""A results folder's own files, beside its run folders.
+
+- commands.txt: every command that measured into the folder, one per line in the order they
+  ran (lines starting with # are comments): a folder is often filled by several calls, on
+  several leases;
+- device.json: the hardware and its measured copy bandwidth, once per folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import torch
+
+DEVICE_FILE = "device.json"
+COMMANDS_FILE = "commands.txt"
+LEGACY_COMMAND_FILE = "command.txt"  # folders of earlier versions kept only the last command
+
+
+def without_budget(argv: list[str]) -> list[str]:
+    """The command line less --budget-minutes, which changes how many calls a grid takes, not a figure."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--budget-minutes":
+            skip = True
+        elif not arg.startswith("--budget-minutes="):
+            kept.append(arg)
+    return kept
+
+
+def record_command(out: Path, module: str, argv: list[str]) -> None:
+    """Append this call to out/commands.txt, unless it repeats the last line (a call again after
+    the time budget ran out is the same measurement, continued)."""
+    line = f"python -m {module} {shlex.join(without_budget(argv))}".rstrip()
+    lines = recorded_commands(out)
+    if lines and lines[-1] == line:
+        return
+    with open(out / COMMANDS_FILE, "a") as f:
+        f.write(line + "\n")
+
+
+def recorded_commands(out: Path, comments: bool = False) -> list[str]:
+    """The folder's commands in order (with its comment lines when asked)."""
+    path = out / COMMANDS_FILE
+    if not path.exists():
+        path = out / LEGACY_COMMAND_FILE
+    if not path.exists():
+        return []
+    lines = [line.rstrip() for line in path.read_text().splitlines() if line.strip()]
+    return lines if comments else [line for line in lines if not line.lstrip().startswith("#")]
+
+
+def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:
+    """Bytes per second moved by a large same-device copy (bytes read + bytes written)."""
+    if device.type != "cuda":
+        n_bytes = min(n_bytes, 256 << 20)
+    src = torch.empty(n_bytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return 2 * n_bytes * repeats / seconds
+
+
+def device_record(out: Path, device: torch.device) -> dict:
+    """The hardware and its copy bandwidth, measured once per folder (kept when resuming)."""
+    from bench.host.environment import environment
+
+    path = out / DEVICE_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    record = {"hardware": environment(device)["hardware"], "copy_bandwidth_bytes_per_s": copy_bandwidth(device)}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record

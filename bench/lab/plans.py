@@ -1,0 +1,65 @@
+"""Which runs the lab commands measure, chosen by what each engine declares (never by its name).
+
+- the speed table: engines that declare the decoder a step streams (Engine.decoder_shape),
+  for the model's family;
+- the ablation: engines with switchable patches (Engine.PATCHES), each patch off alone;
+- profiles: engines that mark the placeholder merge as a phase of its own, one warm batch
+  of 30 s clips at batch 1 (what the note that started bench claimed about);
+- ratios and the gate: engines that are a faster path of another (Engine.STOCK).
+"""
+
+from __future__ import annotations
+
+from bench.engines import engine_class, engine_config_classes, engine_names, faster_paths  # noqa: F401
+from bench.engines.base import Engine
+from bench.lab.grid import Point
+
+SYNTHETIC = "synthetic"  # the speed grid's dataset: 30 s clips, one full window each
+
+
+def family(engine: str) -> str:
+    return engine_config_classes()[engine].family
+
+
+def profiled(engine: str, dataset: str, batch_size: int) -> bool:
+    return "merge" in engine_class(engine).PHASES and dataset == SYNTHETIC and batch_size == 1
+
+
+def ablated(engine: str) -> bool:
+    return bool(engine_class(engine).PATCHES)
+
+
+def streams_a_decoder(engine: str) -> bool:
+    """Whether the engine declares its decoder's shape (the speed table's bandwidth needs it)."""
+    return engine_class(engine).decoder_shape.__func__ is not Engine.decoder_shape.__func__
+
+
+def speed_engines(model_family: str) -> list[str]:
+    return [e for e in engine_names() if family(e) == model_family and streams_a_decoder(e)]
+
+
+def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
+    """Every engine at every batch size on the synthetic clips, then at each ablation batch
+    size every engine with patches: all on, and each patch off alone."""
+
+    def point(engine, batch_size, without=None):
+        return Point(SYNTHETIC, engine, batch_size, without, not without and profiled(engine, SYNTHETIC, batch_size))
+
+    points = [point(e, b) for b in batch_sizes for e in engines]
+    for b in ablation_sizes:
+        for engine in (e for e in engines if ablated(e)):
+            points += [p for p in [point(engine, b)] if p not in points]
+            points += [point(engine, b, patch) for patch in engine_class(engine).PATCHES]
+    return points
+
+
+def reference_points(engines, datasets, batch_sizes, ablation_sizes) -> list[Point]:
+    """Every engine on every dataset at every batch size; on the synthetic clips the ablation too."""
+    points = []
+    for dataset in datasets:
+        points += [Point(dataset, e, b, profile=profiled(e, dataset, b)) for b in batch_sizes for e in engines]
+        if dataset == SYNTHETIC:
+            points += [
+                p for p in speed_points([e for e in engines if ablated(e)], (), ablation_sizes) if p not in points
+            ]
+    return points

@@ -1,0 +1,189 @@
+"""A reference folder's README and tables, written from its run folders alone.
+
+README.md opens with the folder's findings.md (when it has one), lists every command that
+measured into the folder and the planned runs still missing, then per dataset a comparison
+table, the phases, the fastest engines and each faster path's RTFx ratio to every other
+engine with a 95% bootstrap interval; the speed, ablation and ceiling tables; runs repeated
+in alternation; the agreement with stock; the profile findings. The same runs give the same
+files byte for byte (the bootstrap is seeded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.table import markdown
+from bench.engines import faster_paths
+from bench.lab.folder import DEVICE_FILE, recorded_commands
+from bench.lab.grid import Point, is_done
+from bench.lab.speed import measured_speed_points
+from bench.pipeline.record import Summary
+from bench.stats import RESAMPLES
+
+DATASETS = ("synthetic", "synthetic_librispeech_like", "sample")  # in this order, in the README
+# What a person concluded from the tables, put at the top of the README when the folder has
+# one; every figure it quotes must appear in the tables bench writes (tests check that).
+FINDINGS_FILE = "findings.md"
+
+
+def ratio_frame(runs, baseline_engine: str) -> pd.DataFrame:
+    """How many times faster baseline_engine is than each other engine, per batch size, with
+    a 95% bootstrap CI: both runs' timed batches resampled independently (seeded: the same
+    runs give the same figures)."""
+    from bench.analysis.runs import rtf_ratio_samples
+
+    by = {(r.summary.engine, r.summary.batch_size): r for r in runs}
+    rows = []
+    for (engine, batch), run in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ours = by.get((baseline_engine, batch))
+        if engine == baseline_engine or ours is None:
+            continue
+        rng = np.random.default_rng(0)
+        samples = rtf_ratio_samples(run.batches, ours.batches, RESAMPLES, rng)
+        low, high = np.percentile(samples, [2.5, 97.5])
+        rows.append(
+            {
+                "batch": batch,
+                "vs": engine,
+                "speed-up": run.summary.rtf / ours.summary.rtf,
+                "low": float(low),
+                "high": float(high),
+            }
+        )
+    return pd.DataFrame(rows, columns=["batch", "vs", "speed-up", "low", "high"])
+
+
+def _ratio_markdown(ratios: pd.DataFrame, baseline_engine: str) -> str:
+    if ratios.empty:
+        return ""
+    cells = ratios.assign(cell=[f"{r['speed-up']:.2f}x [{r.low:.2f}, {r.high:.2f}]" for _, r in ratios.iterrows()])
+    wide = cells.pivot(index="batch", columns="vs", values="cell").reset_index()
+    wide.columns = ["batch", *(f"{baseline_engine} vs {c}" for c in wide.columns[1:])]
+    return markdown(wide.fillna("-"))
+
+
+def _fastest_lines(frame: pd.DataFrame) -> list[str]:
+    lines = []
+    for batch, group in frame.groupby("batch"):
+        ranked = group.sort_values("RTFx", ascending=False)
+        best, second = ranked.iloc[0], ranked.iloc[1] if len(ranked) > 1 else None
+        line = f"- batch {batch}: fastest is {best['engine']} at RTFx {best['RTFx']:.1f} {best['RTFx 95% CI']}"
+        if second is not None:
+            line += f", then {second['engine']} at {second['RTFx']:.1f} {second['RTFx 95% CI']}"
+        lines.append(line + ".")
+    return lines
+
+
+def _missing_lines(out: Path, plan: list[Point]) -> list[str]:
+    """The planned points with no finished run, and why when a run failed (its error.txt)."""
+    missing = [p for p in plan if not is_done(p, out)]
+    if not missing:
+        return []
+    lines = [
+        f"Not measured (yet): {len(missing)} of the {len(plan)} planned runs; the tables below leave them out.",
+        "",
+    ]
+    for p in missing:
+        error = p.folder(out) / "error.txt"
+        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
+        lines.append(f"- {p.dataset}, {p.label}, batch {p.batch_size}: {why}")
+    return [*lines, ""]
+
+
+COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
+
+
+def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[str]:
+    hardware = sorted({r.hardware for r in runs})
+    lines = [
+        f"# Reference results: {'; '.join(hardware)}",
+        "",
+        f"Random {summary.scale}-size weights in {summary.dtype} (speed depends on shapes, not values; "
+        "WER is not applicable: length-matched decoding), "
+        f"per run {summary.warmup_batches} warm-up batch(es), then every batch timed {summary.repeats} time(s). "
+        "RTFx = audio seconds / processing seconds (the median of the timed passes), with a 95% bootstrap "
+        "interval (batches resampled within each pass).",
+        "",
+    ]
+    if (out / FINDINGS_FILE).exists():
+        lines += ["## Findings", "", (out / FINDINGS_FILE).read_text().strip(), ""]
+    commands = recorded_commands(out, comments=True)
+    if commands:
+        lines += ["## How it was measured", "", "Every command that measured into this folder, in order:", ""]
+        lines += ["```bash", *commands, "```", ""]
+        lines += _missing_lines(out, plan)
+    lines += [
+        "Tables written by (they give the same files again from the committed runs):",
+        "",
+        "```bash",
+        f"python -m bench.report --reference {out}",
+        f"python -m bench.speed --tables-only --out {out}   # speed.md, ablation.md, ablation_phases.md only",
+        f"python -m bench.report --profiles {out}/runs --out {out.parent.parent / 'profiles' / out.name}",
+        "```",
+        "",
+    ]
+    return lines
+
+
+def write_folder(out: Path, plan: list[Point]) -> str:
+    """README.md and the tables beside it, from the folder alone (and the runs its commands
+    planned, to list what is missing); returns the README text."""
+    import json
+
+    from bench.analysis.comparison import comparison_frame
+    from bench.analysis.plots import plot_rtfx_vs_batch
+    from bench.analysis.profiles import finding
+    from bench.analysis.runs import load_runs
+    from bench.lab import evidence
+    from bench.lab.speed import write_tables
+
+    runs = load_runs([str(out / "runs")])
+    grid = [r for r in runs if "_without_" not in r.path.name]  # the ablation runs are in the speed tables
+    lines = _intro_lines(out, runs, grid[0].summary, plan)
+    fast = [e for e in faster_paths() if any(r.summary.engine == e for r in grid)]
+    all_ratios = []
+    names = {r.summary.dataset.name for r in grid}
+    present = [d for d in DATASETS if d in names] + sorted(names - set(DATASETS))
+    for dataset in present:
+        runs_here = [r for r in grid if r.summary.dataset.name == dataset]
+        frame = comparison_frame(runs_here)
+        frame.to_csv(out / f"comparison_{dataset}.csv", index=False)
+        plot = f"rtfx_vs_batch_{dataset}.png"
+        made = plot_rtfx_vs_batch(frame, out / plot)
+        ratios = {engine: ratio_frame(runs_here, engine) for engine in fast}
+        for engine, frame_of_engine in ratios.items():
+            all_ratios.append(frame_of_engine.assign(dataset=dataset, **({"engine": engine} if len(fast) > 1 else {})))
+        clips = ", ".join(f"{n} at batch {b}" for b, n in frame.groupby("batch")["n"].max().items())
+        lines += [f"## {dataset}", "", f"Clips per run: {clips}.", "", markdown(frame[COLUMNS])]
+        lines += _fastest_lines(frame) + [""]
+        lines += ["Milliseconds per timed batch in each phase (mean over every pass):", ""]
+        lines += [markdown(evidence.phase_frame(runs_here))]
+        for engine, frame_of_engine in ratios.items():
+            if not frame_of_engine.empty:
+                lines += [f"How many times faster {engine} is (RTFx ratio, 95% CI):", ""]
+                lines += [_ratio_markdown(frame_of_engine, engine)]
+        if made:
+            lines += [f"![RTFx vs batch size, {dataset}]({plot})", ""]
+    if all_ratios:
+        pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
+
+    speed = measured_speed_points(out)
+    if (out / DEVICE_FILE).exists() and any(p.without for p in speed):
+        tables = write_tables(out, speed)
+        lines += ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
+        ablated = ", ".join(sorted({p.engine for p in speed if p.without}))
+        lines += [tables.replace("# Voxtral speed", "### Speed").replace(f"# {ablated} ablation", "### Ablation")]
+        copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
+        lines += evidence.ceiling_lines(out, pd.read_csv(out / "speed.csv"), copy_bw)
+    lines += evidence.repeat_runs_lines(out)
+    lines += evidence.agreement_lines(out)
+    profiles, _ = finding(runs)
+    (out / "profiles.md").write_text(profiles)
+    body = profiles.split("\n", 1)[1].strip().replace("\n## ", "\n### ")  # one level down in the README
+    lines += ["## Profiles", "", body, ""]
+    text = "\n".join(lines).rstrip() + "\n"
+    (out / "README.md").write_text(text)
+    return text
