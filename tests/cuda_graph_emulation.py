@@ -1,8 +1,8 @@
-"""torch.cuda's stream and graph calls, emulated on the CPU for voxtral_patched's decode step.
+"""torch.cuda's stream and graph calls, emulated on the CPU for the fast-decode core's step.
 
 A CUDA graph records kernels at capture without running them, then each replay runs
 them again on the very tensors it saw at capture. The emulation keeps both promises at
-the level of `_step`: capturing records the call and then undoes what running it did to
+the level of the decoder's `step`: capturing records the call and then undoes what running it did to
 the KV cache (a real capture writes nothing) and poisons the output; a replay first
 checks that the cache, the attention-mask buffer and the step's inputs are still the
 tensors captured (a graph holds their addresses), then runs the step and writes its
@@ -40,31 +40,32 @@ class Emulation:
         monkeypatch.setattr(torch.cuda, "stream", lambda stream: nullcontext())
         monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
         monkeypatch.setattr(torch.cuda, "graph", self._capture)
-        engine.use_graph = True  # what load() decides on a CUDA device
+        engine.decoder = engine.make_decoder(cuda_graph=True)  # what load() makes on a CUDA device
+        self.decoder = engine.decoder
 
     def _held(self) -> list[torch.Tensor]:
         """Tensors the captured step reads or writes besides its arguments."""
-        layers = self.engine.cache.layers
-        return [t for layer in layers for t in (layer.keys, layer.values, layer.cumulative_length)] + [
-            self.engine._valid
+        state = self.decoder.state
+        return [t for layer in state.cache.layers for t in (layer.keys, layer.values, layer.cumulative_length)] + [
+            state.valid
         ]
 
     @contextmanager
     def _capture(self, graph):
-        engine = self.engine
+        decoder = self.decoder
         before = [t.clone() for t in self._held()]
-        real_step, calls = engine._step, []
+        real_step, calls = decoder.step, []
 
         def recording_step(*args):
             out = real_step(*args)
             calls.append((args, out))
             return out
 
-        engine._step = recording_step  # the closure being captured looks _step up on the engine
+        decoder.step = recording_step  # the closure being captured looks step up on the decoder
         try:
             yield
         finally:
-            del engine._step
+            del decoder.step
         assert len(calls) == 1, "one step per capture"
         for tensor, saved in zip(self._held(), before, strict=True):
             tensor.copy_(saved)  # a capture runs nothing
@@ -75,7 +76,7 @@ class Emulation:
 
     def _replay(self, recorded) -> None:
         step, args, out, held = recorded
-        assert self.engine._cache_in_use is self.engine.cache
+        assert self.decoder.cache_in_use is self.decoder.state.cache
         now = self._held()
         assert all(a is b for a, b in zip(now, held, strict=True)), "a buffer the graph holds was replaced"
         out.copy_(step(*args))

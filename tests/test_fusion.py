@@ -8,7 +8,7 @@ from conftest import compose_config, tiny_engine
 from torch import nn
 
 from bench.data import load_utterances
-from bench.engines._fusion import ATTENTION, MLP, Columns, FusedProjections
+from bench.engines._fast.fusion import ATTENTION, MLP, Columns, FusedProjections
 from bench.engines.voxtral_patched import PATCHES
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock

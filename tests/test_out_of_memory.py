@@ -59,7 +59,7 @@ def test_one_utterance_that_does_not_fit_fails_the_run_or_is_recorded():
     assert not m.batches
 
 
-def test_the_patched_engine_recovers_from_out_of_memory_with_stock_tokens():
+def test_the_patched_engine_recovers_from_out_of_memory_with_stock_tokens(monkeypatch):
     """It sizes its static cache for the first batch's 4 rows, then runs out of memory:
     the halves get a cache of their own size and the same tokens as stock."""
     from conftest import compose_config
@@ -71,17 +71,19 @@ def test_the_patched_engine_recovers_from_out_of_memory_with_stock_tokens():
     targets = {u.id: stock.count_target_tokens(u.reference) for u in sample}
     expected, _ = run_clips(stock, sample, 2, targets)
 
-    patched = tiny_engine("voxtral_patched")
-    forward = patched._forward
+    from bench.engines._fast.transformers_lm import TransformersLM
 
-    def limited(embeds, *args):
+    patched = tiny_engine("voxtral_patched")
+    forward = TransformersLM.forward
+
+    def limited(self, embeds, *args):  # a device that holds 2 rows' activations, not 4
         if embeds.shape[0] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory")
-        return forward(embeds, *args)
+        return forward(self, embeds, *args)
 
-    patched._forward = limited
+    monkeypatch.setattr(TransformersLM, "forward", limited)
     run = RunConfig(batch_size=4, warmup_batches=0, progress=False)
     m = measure(patched, sample, run)
-    assert len(m.oom_splits) == 2 and patched.rows == 2
+    assert len(m.oom_splits) == 2 and [rows for rows, _ in patched.decoder.shapes] == [2]
     got = {uid: t.tokens for uid, t in m.transcripts.items()}
     assert got == expected

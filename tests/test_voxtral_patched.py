@@ -11,7 +11,8 @@ import torch
 from conftest import compose_config, tiny_engine
 
 from bench.data import load_utterances
-from bench.engines.voxtral_patched import PATCHES, VoxtralPatched, cache_kwarg_names
+from bench.engines._fast.transformers_lm import cache_kwarg_names
+from bench.engines.voxtral_patched import PATCHES, VoxtralPatched
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 from bench.pipeline.measure import make_batches
@@ -41,10 +42,11 @@ def run_clips(engine, sample, batch_size, targets):
     def keep(logits):
         steps.append(logits.reshape(logits.shape[0], -1)[:, ::64].float().clone())
 
-    if isinstance(engine, VoxtralPatched):
-        pick = engine._pick
-        engine._pick = lambda logits, *rest: keep(logits) or pick(logits, *rest)
-        undo = lambda: delattr(engine, "_pick")  # noqa: E731
+    if isinstance(engine, VoxtralPatched):  # the fast-decode core picks every token from these
+        decoder = engine.decoder
+        pick = decoder._pick
+        decoder._pick = lambda logits, *rest: keep(logits) or pick(logits, *rest)
+        undo = lambda: delattr(decoder, "_pick")  # noqa: E731
     else:  # generate chooses from the language model head's output
         undo = engine.model.lm_head.register_forward_hook(lambda _module, _args, out: keep(out)).remove
     tokens, logits = {}, {}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.data.audio import SAMPLE_RATE
+from bench.engines._fast.lengths import check_budget, force_length
 from bench.engines.base import DecoderShape, Engine, compiled_graphs  # noqa: F401 - compile bookkeeping
 from bench.errors import BenchError
 
@@ -159,22 +160,6 @@ def count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer.encode(text.strip(), add_special_tokens=False)) if text.strip() else 0
 
 
-def generated_lengths(new_tokens: torch.Tensor) -> list[int]:
-    """Tokens generated per row before the first end-of-sequence (padding after it excluded)."""
-    is_end = new_tokens == EOS
-    has_end = is_end.any(dim=1)
-    first_end = torch.where(has_end, is_end.int().argmax(dim=1), new_tokens.shape[1])
-    return first_end.tolist()
-
-
-def force_length(scores: torch.Tensor, generated: int, targets: torch.Tensor) -> torch.Tensor:
-    """Length matching: end-of-sequence forbidden before each row's target, forced at it."""
-    done = generated >= targets[: scores.shape[0]]
-    scores = scores.masked_fill(done[:, None], -float("inf"))
-    scores[:, EOS] = torch.where(done, 0.0, -float("inf")).to(scores.dtype)
-    return scores
-
-
 def length_matching_processor(targets: list[int], prompt_length: int, device: torch.device):
     """force_length as a transformers LogitsProcessor, for generate."""
     from transformers import LogitsProcessor
@@ -183,7 +168,7 @@ def length_matching_processor(targets: list[int], prompt_length: int, device: to
 
     class ForceLength(LogitsProcessor):
         def __call__(self, input_ids, scores):
-            return force_length(scores, input_ids.shape[1] - prompt_length, target)
+            return force_length(scores, input_ids.shape[1] - prompt_length, target, EOS)
 
     return ForceLength()
 
@@ -199,11 +184,9 @@ def token_budget(max_new_tokens: int, audios, target_tokens: list[int] | None) -
     """New tokens a batch may generate. engine.max_new_tokens counts per 30 s chunk of the
     batch's longest clip, because a long-form transcript grows with its audio."""
     budget = max_new_tokens * max(n_chunks(a) for a in audios)
-    if target_tokens and max(target_tokens) > budget:
-        raise BenchError(
-            f"a reference needs {max(target_tokens)} tokens, more than engine.max_new_tokens={max_new_tokens} "
-            f"per 30 s chunk allows ({budget}); raise engine.max_new_tokens"
-        )
+    check_budget(
+        budget, target_tokens, f"engine.max_new_tokens={max_new_tokens} per 30 s chunk", "engine.max_new_tokens"
+    )
     return budget
 
 

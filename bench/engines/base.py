@@ -105,7 +105,6 @@ class Engine(ABC):
         self.device = device
         self.dtype = dtype
         self.language = language
-        self.captures = 0  # CUDA graphs captured so far (engines that capture count them)
 
     @property
     def architecture(self) -> dict:
@@ -135,6 +134,10 @@ class Engine(ABC):
     @abstractmethod
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         """One batch. ``target_tokens`` is given in length-matched mode only."""
+
+    def graph_captures(self) -> int:
+        """CUDA graphs this engine has captured so far (measure checks none is captured while timing)."""
+        return 0
 
     def plan(self, batches: list[list[int]]) -> None:
         """Told, before the warm-up, every batch the run will time (each clip's length in

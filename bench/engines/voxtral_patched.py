@@ -2,8 +2,11 @@
 
 It uses the stock modules of VoxtralForConditionalGeneration (audio tower, projector,
 language model, lm_head) and replaces only the glue around them, in the spirit of
-gpt-fast; fused_projections alone reaches inside, stacking each layer's projection
-weights (bench/engines/_fusion.py). Each entry of PATCHES can be switched off
+gpt-fast. What is Voxtral's is here: log-mel on the device, the transcription prompt, the
+audio encoder and the placeholder merge. Decoding is the fast-decode core's
+(bench/engines/_fast: static cache, compiled step, CUDA graph, the greedy loop), which any
+decoder can use; fused_projections alone reaches inside the model, stacking each layer's
+projection weights (_fast/fusion.py). Each entry of PATCHES can be switched off
 (`engine.patches=[...]` lists the ones on); with a patch off, that step runs as stock
 transformers runs it, so the speed-up of each patch can be measured on its own. With
 every patch on or off, the tokens equal voxtral_stock's (checked in float32 on the CPU by
@@ -12,7 +15,6 @@ the tests).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,8 +22,10 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
-from bench.engines._compiled_layers import CompiledDecodeLayers
-from bench.engines._fusion import fuse_projections
+from bench.engines._fast.decoder import COMPILE_SCOPES, DecodeOptions, FastDecoder
+from bench.engines._fast.fusion import fuse_projections
+from bench.engines._fast.lengths import generated_lengths
+from bench.engines._fast.transformers_lm import TransformersLM
 from bench.engines.base import Transcript
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
@@ -54,15 +58,12 @@ class Config(EngineConfig):
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
     eos_check_every: int = 8
     max_new_tokens: int = 500  # per 30 s chunk of the batch's longest clip
-    # the static cache holds at least this many 30 s chunks, or the first batch's longest clip,
-    # and grows for a longer one; a cache longer than the audio needs is read at every step
+    # a batch's static cache holds at least this many 30 s chunks (its longest clip's, if more);
+    # no more than that: a decode step reads the whole cache
     max_chunks: int = 1
     # what compiled_step compiles: "layers" (one graph shared by the decoder layers: a small
     # cold start), "step" (the whole step), or "auto": layers under a CUDA graph, else step
     compile_scope: str = "auto"
-
-
-COMPILE_SCOPES = ("auto", "layers", "step")
 
 
 class VoxtralPatched(vox.VoxtralEngine):
@@ -83,31 +84,36 @@ class VoxtralPatched(vox.VoxtralEngine):
         self.processor = vox.load_processor(self.model_cfg)
         arch = self.architecture if self.model_cfg.weights == "random" else None
         self.model = vox.load_model(self.model_cfg, arch, self.device, self.dtype)
-        language_model = self.model.model.language_model
+        inner = self.model.model
         if "fused_projections" in self.on:
-            fuse_projections(language_model)
-        tokenizer = self.processor.tokenizer
-        self.language_ids = tokenizer.encode(f"lang:{self.language}", add_special_tokens=False)
+            fuse_projections(inner.language_model)
+        self.language_ids = self.processor.tokenizer.encode(f"lang:{self.language}", add_special_tokens=False)
         fe = self.processor.feature_extractor
         self.mel_filters = torch.from_numpy(fe.mel_filters).to(self.device, torch.float32)
         self.window = torch.hann_window(fe.n_fft, device=self.device)
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
-        # the static-cache path keeps a cache (and its graph) per batch shape: (rows, chunks)
-        self.shapes: dict[tuple[int, int], tuple] = {}
         self.rows_for: dict[int, int] = {}  # chunks -> the rows batches of that many chunks are padded to
-        self.shape_key, self.cache, self.rows, self.graph, self._valid = None, None, 0, None, None
-        self._use_shape(0, self.engine_cfg.max_chunks)
-        # a graph replays fixed buffers: it needs the static cache, and CUDA
-        self.use_graph = {"cuda_graph", "static_cache"} <= self.on and self.device.type == "cuda"
-        self._cache_kwargs = cache_kwarg_names(language_model)
-        # a compiled step or layer is specialised to its shapes: a growing DynamicCache
-        # would recompile it at every step
-        self.compiled = {"compiled_step", "static_cache"} <= self.on
-        if self.compiled:  # each compiles on its first call; _step uses one of them
-            self.compiled_layers = CompiledDecodeLayers(language_model, self._cache_kwargs[0])
-            self._compiled_step = torch.compile(self._step_forward, dynamic=False)
+        self.decoder = self.make_decoder(cuda_graph=self.device.type == "cuda")
         self.graphs_at_load = vox.compiled_graphs()
-        self.cached_graphs_at_load = vox.inductor_cached_graphs() if self.compiled else None
+        self.cached_graphs_at_load = vox.inductor_cached_graphs() if self.decoder.options.compiled else None
+
+    def make_decoder(self, cuda_graph: bool) -> FastDecoder:
+        """The fast-decode core around Voxtral's language model and lm_head (cuda_graph: whether
+        graphs can be captured here, as on a CUDA device)."""
+        inner = self.model.model
+        lm = TransformersLM(
+            inner.language_model, self.model.lm_head, inner.get_input_embeddings(), inner.config.text_config
+        )
+        device = torch.device("cuda") if cuda_graph else torch.device("cpu")
+        options = DecodeOptions.from_patches(
+            self.on, device, self.engine_cfg.eos_check_every, self.engine_cfg.compile_scope
+        )
+        decoder = FastDecoder(lm, options, self.device, eos=vox.EOS, pad=vox.PAD)
+        decoder.use_shape(0, vox.static_cache_len(self.engine_cfg.max_chunks, self.engine_cfg.max_new_tokens))
+        return decoder
+
+    def graph_captures(self) -> int:
+        return self.decoder.captures
 
     def _chunks(self, lengths: list[int]) -> int:
         """30 s chunks a batch's static cache holds: its longest clip's, at least engine.max_chunks."""
@@ -120,28 +126,26 @@ class VoxtralPatched(vox.VoxtralEngine):
             self.rows_for[chunks] = max(self.rows_for.get(chunks, 0), len(lengths))
 
     def batch_shape(self, lengths: list[int]):
-        if "static_cache" not in self.on:
+        if not self.decoder.options.static_cache:
             return None  # a DynamicCache grows every step: nothing is compiled or captured for it
         chunks = self._chunks(lengths)
         return max(self.rows_for.get(chunks, 0), len(lengths)), chunks
 
-    def _use_shape(self, rows: int, chunks: int) -> None:
-        """Switch to the cache, mask buffer and captured graph of batches of this shape (made at
-        its first batch, kept for the next): a cache holds the prompt and the token budget of
-        `chunks` 30 s chunks, no more, since a decode step reads all of it."""
-        key = (rows, chunks)
-        if key == self.shape_key:
-            return
-        if self.shape_key is not None:
-            self.shapes[self.shape_key] = (self.cache, self.graph, self._valid)
-        self.shape_key, self.rows, self.capacity_chunks = key, rows, chunks
-        self.max_cache_len = vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens)
-        self.cache, self.graph, self._valid = self.shapes.pop(key, (None, None, None))
+    @property
+    def capacity_chunks(self) -> int:
+        """30 s chunks the current batch shape's cache holds."""
+        return (self.max_cache_len - vox.static_cache_len(0, self.engine_cfg.max_new_tokens)) // (
+            vox.TOKENS_PER_CHUNK + self.engine_cfg.max_new_tokens
+        )
+
+    @property
+    def max_cache_len(self) -> int:
+        return self.decoder.cache_len
 
     def after_out_of_memory(self) -> None:
         # the halves get a cache (and graph) of their own size
-        self.shapes, self.rows_for = {}, {}
-        self.shape_key, self.cache, self.rows, self.graph, self._valid = None, None, 0, None, None
+        self.rows_for = {}
+        self.decoder.forget_shapes()
         super().after_out_of_memory()
 
     def count_target_tokens(self, reference: str) -> int:
@@ -214,29 +218,6 @@ class VoxtralPatched(vox.VoxtralEngine):
                 embeds = embeds.masked_scatter(mask, audio_embeds.to(embeds.device, embeds.dtype))
         return embeds
 
-    # -- decoding ---------------------------------------------------------------------
-    def _new_cache(self, rows: int):
-        from transformers import DynamicCache, StaticCache
-
-        if "static_cache" not in self.on:
-            self._cache_in_use = DynamicCache(config=self.model.config.text_config)
-        elif self.cache is None:
-            self.cache = StaticCache(config=self.model.config.text_config, max_cache_len=self.max_cache_len)
-            self.graph = None
-            self._cache_in_use = self.cache
-        else:
-            self.cache.reset()  # zeroes in place: a captured graph still points at it
-            self._cache_in_use = self.cache
-        return self._cache_in_use
-
-    def _forward(self, embeds, mask4d, positions, cache_position, cache) -> torch.Tensor:
-        cache_kw, position_kw = self._cache_kwargs
-        extra = {cache_kw: cache} | ({position_kw: cache_position} if position_kw else {})
-        out = self.model.model.language_model(
-            inputs_embeds=embeds, attention_mask=mask4d, position_ids=positions, use_cache=True, **extra
-        )
-        return self.model.lm_head(out.last_hidden_state[:, -1]).float()
-
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         budget = vox.token_budget(self.engine_cfg.max_new_tokens, audios, target_tokens)
@@ -246,177 +227,37 @@ class VoxtralPatched(vox.VoxtralEngine):
             # graph are reused; padding rows' output is dropped
             padded, chunks = self.batch_shape([len(a) for a in audios])
             self.rows_for[chunks] = padded  # without a plan: at least as many rows as before
-            self._use_shape(padded, chunks)
+            # a cache holds the prompt and token budget of that many chunks, no more: a step reads all of it
+            self.decoder.use_shape(padded, vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens))
             audios = list(audios) + [audios[-1]] * (padded - rows)
             if target_tokens is not None:
                 target_tokens = list(target_tokens) + [target_tokens[-1]] * (padded - rows)
         ids, mask, features = self._inputs(audios, clock)
         embeds = self._embeddings(ids, features, clock)
-        tokens = self._greedy(embeds, mask, target_tokens, budget, clock)
+        tokens = self.decoder.generate(embeds, mask, target_tokens, budget, clock)
         with clock.phase("detokenise"):
             tokens = tokens[:rows]
-            lengths = vox.generated_lengths(tokens)
+            lengths = generated_lengths(tokens, vox.EOS)
             ids_list = tokens.tolist()
             texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
         return [Transcript(t.strip(), n, ids_list[i][:n]) for i, (t, n) in enumerate(zip(texts, lengths, strict=True))]
 
-    def _greedy(self, embeds, mask, target_tokens, budget: int, clock: Clock) -> torch.Tensor:
-        rows, length = mask.shape
-        device = self.device
-        static = "static_cache" in self.on
-        kv_len = self.max_cache_len if static else length + budget
-        # valid[b, j]: row b may attend key j (a real prompt token or a generated one)
-        valid = self._valid_buffer(rows, kv_len)
-        valid[:, :length] = mask.bool()
-        targets = torch.tensor(target_tokens, device=device) if target_tokens is not None else None
-        cache = self._new_cache(rows)
-        out = torch.full((rows, budget), vox.PAD, dtype=torch.long, device=device)
-        unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-        # positions as generate derives them from a left-padded mask
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        position = positions[:, -1:] + 1
-        # the write slot, for a transformers that still takes it (before 5.24); newer ones
-        # track it in the cache, and building it each step would be a kernel for nothing
-        takes_slot = self._cache_kwargs[1] is not None
-
-        with clock.phase("prefill"):
-            # the 2D mask lets transformers build the prefill mask exactly as generate does
-            # (including its handling of fully padded query rows)
-            slots = torch.arange(length, device=device) if takes_slot else None
-            logits = self._forward(embeds, mask, positions, slots, cache)
-            token = self._pick(logits, 0, targets, unfinished)
-            out[:, 0] = token
-
-        with clock.phase("decode"):
-            check_every = self.engine_cfg.eos_check_every if "sync_free_loop" in self.on else 1
-            step_fn = None
-            for step in range(1, budget):
-                if step % check_every == 0 and not bool(unfinished.any()):
-                    break  # the loop's only read-back to the host
-                cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
-                valid[:, length + step - 1] = True
-                if self.use_graph:
-                    step_fn = step_fn or self._graph_step(rows, token, position, cache_position)
-                    logits = step_fn(token, position, cache_position)
-                else:
-                    logits = self._step(
-                        token, position, cache_position, valid[:, : kv_len if static else length + step]
-                    )
-                token = self._pick(logits, step, targets, unfinished)
-                out[:, step] = token
-                position = position + 1
-                clock.count("decode_steps", 1)
-        return out
-
-    def _step(self, token, position, cache_position, valid) -> torch.Tensor:
-        args = (token, position, cache_position, valid)
-        if not self.compiled:
-            return self._step_forward(*args)
-        if self.compiled_scope == "layers":
-            with self.compiled_layers.decoding():
-                return self._step_forward(*args)
-        return self._compiled_step(*args)
-
-    @property
-    def compiled_scope(self) -> str | None:
-        if not self.compiled:
-            return None
-        if self.engine_cfg.compile_scope != "auto":
-            return self.engine_cfg.compile_scope
-        # A replayed graph runs none of the step's Python, so only the kernels count, and
-        # the decoder layers hold nearly all of them: compiling one layer for all (a
-        # fraction of the whole step's compile) keeps the fusion at a small cold start.
-        # Where the host runs every step, compiling it whole also removes transformers'
-        # Python around the layers (mask, rotary tables), run at every step otherwise.
-        return "layers" if self.use_graph else "step"
-
-    def _step_forward(self, token, position, cache_position, valid) -> torch.Tensor:
-        embed = self.model.model.get_input_embeddings()(token[:, None])
-        return self._forward(embed, valid[:, None, None, :], position, cache_position, self._cache_in_use)
-
-    def _valid_buffer(self, rows: int, kv_len: int) -> torch.Tensor:
-        """Reused with the static cache (a captured graph reads it); fresh otherwise."""
-        buffer = getattr(self, "_valid", None)
-        if buffer is None or buffer.shape != (rows, kv_len):
-            buffer = torch.zeros(rows, kv_len, dtype=torch.bool, device=self.device)
-            if "static_cache" in self.on:
-                self._valid, self.graph = buffer, None
-        buffer.zero_()
-        return buffer
-
-    def _pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:
-        """Greedy choice as generate makes it, with length matching; finished rows emit padding."""
-        if targets is not None:
-            logits = vox.force_length(logits, step, targets)
-        token = logits.argmax(dim=-1)
-        token = torch.where(unfinished, token, vox.PAD)
-        unfinished &= token != vox.EOS
-        return token
-
-    def _graph_step(self, rows: int, token, position, cache_position):
-        """Capture the decode step on CUDA once; each replay reads and writes fixed buffers."""
-        if self.graph is not None:
-            return self.graph
-        static_token, static_position = token.clone(), position.clone()
-        static_cache_position = cache_position.clone() if cache_position is not None else None
-        valid = self._valid
-
-        def step():
-            return self._step(static_token, static_position, static_cache_position, valid)
-
-        # Warm up on a side stream with the real first step's inputs. The static cache
-        # advances its own position counter (a device tensor) on every write, so step it
-        # back afterwards: the replay of this very step then writes the same slot again.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            step()
-        torch.cuda.current_stream().wait_stream(side)
-        for layer in self.cache.layers:
-            layer.cumulative_length.sub_(1)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_logits = step()
-
-        def replay(token, position, cache_position):
-            static_token.copy_(token)
-            static_position.copy_(position)
-            if static_cache_position is not None:
-                static_cache_position.copy_(cache_position)
-            graph.replay()
-            return static_logits
-
-        self.graph = replay
-        self.captures += 1
-        return replay
-
     def report(self) -> dict:
+        options = self.decoder.options
         return {
             "patches": sorted(self.on),
-            "cuda_graph_active": self.use_graph,
-            "compiled_step_active": self.compiled,
-            "compiled_scope": self.compiled_scope,  # layers: one graph shared by all; step: the whole step
+            "cuda_graph_active": options.graph,
+            "compiled_step_active": options.compiled,
+            "compiled_scope": options.compile_scope,  # layers: one graph shared by all; step: the whole step
             # one per decode-step shape, shared by every decoder layer (none if an earlier
             # engine in this process compiled the same); more means a recompile: a graph
             # break, a cache regrown, a layer that did not fit the others' graph
             "graphs_compiled": vox.compiled_graphs() - self.graphs_at_load,
             # 0: the cold start paid a full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
-            "eos_check_every": self.engine_cfg.eos_check_every if "sync_free_loop" in self.on else 1,
-            "static_cache_len": self.max_cache_len if "static_cache" in self.on else None,
+            "eos_check_every": options.eos_check_every,
+            "static_cache_len": self.max_cache_len if options.static_cache else None,
         }
-
-
-def cache_kwarg_names(language_model: torch.nn.Module) -> tuple[str, str | None]:
-    """The keywords this transformers' language model takes for the KV cache and its write slot.
-
-    transformers 5.24 renamed `past_key_values` to `cache` (the old name warns and goes in
-    5.40) and dropped `cache_position` (the static cache keeps its own write position);
-    older releases, such as the GPU image's, take the old names and need the position.
-    """
-    params = inspect.signature(language_model.forward).parameters
-    cache_kw = "cache" if "cache" in params else "past_key_values"
-    return cache_kw, "cache_position" if "cache_position" in params else None
 
 
 ENGINE = VoxtralPatched

@@ -17,6 +17,7 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
+from bench.engines._fast.lengths import generated_lengths
 from bench.engines.base import Transcript
 from bench.pipeline.clock import Clock
 
@@ -115,7 +116,7 @@ class VoxtralStock(vox.VoxtralEngine):
         clock.count("decode_steps", max(0, out.shape[1] - prompt_length - 1))  # after the prefill's token
         with clock.phase("detokenise"):
             new_tokens = out[:rows, prompt_length:]
-            lengths = vox.generated_lengths(new_tokens)
+            lengths = generated_lengths(new_tokens, vox.EOS)
             texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         ids = new_tokens.tolist()
         return [Transcript(text.strip(), n, ids[i][:n]) for i, (text, n) in enumerate(zip(texts, lengths, strict=True))]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.config import EngineConfig
+from bench.engines._fast.lengths import check_budget, force_length
 from bench.engines.base import SAMPLE_RATE, Engine, Transcript, share_tokens, split_into_windows
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
@@ -45,10 +46,7 @@ def _decoding_task_class():
             self.targets, self.sample_begin, self.eot = targets, sample_begin, eot
 
         def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
-            done = (tokens.shape[1] - self.sample_begin) >= self.targets
-            logits.masked_fill_(done[:, None], -np.inf)
-            # finite for done rows (earlier filters may have masked end-of-text), -inf for the rest
-            logits[:, self.eot] = torch.where(done, 0.0, -np.inf).to(logits.dtype)
+            force_length(logits, tokens.shape[1] - self.sample_begin, self.targets, self.eot, in_place=True)
 
     class BenchDecodingTask(DecodingTask):
         """Stock greedy decoding on audio features we computed (in any dtype), with phases."""
@@ -172,11 +170,9 @@ class WhisperLargeV3(Engine):
         from whisper.decoding import DecodingOptions
 
         sample_len = self.engine_cfg.max_new_tokens
-        if targets and max(targets) > sample_len:
-            raise BenchError(
-                f"a reference needs {max(targets)} tokens in one 30 s window, more than "
-                f"engine.max_new_tokens={sample_len}"
-            )
+        check_budget(
+            sample_len, targets, f"engine.max_new_tokens={sample_len} per 30 s window", "engine.max_new_tokens"
+        )
         options = DecodingOptions(
             task="transcribe",
             language=self.language,

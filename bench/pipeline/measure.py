@@ -249,12 +249,12 @@ def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, in
     if not batch:
         return
     engine = session.engines[k]
-    graphs, captures = compiled_graphs(), engine.captures
+    graphs, captures = compiled_graphs(), engine.graph_captures()
     for part, clock, transcripts in session.attempt(k, batch, result, f"batch {index} of repeat {repeat}"):
         # what was compiled or captured while this (part of a) batch was timed: must stay 0
         compiles = compiled_graphs() - graphs
-        captured = engine.captures - captures
-        graphs, captures = compiled_graphs(), engine.captures
+        captured = engine.graph_captures() - captures
+        graphs, captures = compiled_graphs(), engine.graph_captures()
         if result.cold_start_s is None:
             result.cold_start_s = clock.wall_s
         result.batches.append(

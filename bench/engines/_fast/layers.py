@@ -1,4 +1,4 @@
-"""voxtral_patched's compiled_step under a CUDA graph: the decoder layers through one compiled function.
+"""compiled_step under a CUDA graph: the decoder layers through one compiled function.
 
 torch.compile fuses what eager mode runs as many small kernels (every RMSNorm, rotary
 embedding and residual add is several), but compiling the whole step traces and compiles
@@ -44,15 +44,15 @@ def _run_layer(layer: nn.Module, hidden_states: torch.Tensor, kwargs: dict):
 
 
 class CompiledDecodeLayers:
-    """Inside `decoding()`, each decoder layer of `language_model` runs through one compiled
-    function; outside, as shipped. `cache_keyword` is the name this transformers gives the
-    cache argument ("cache", or "past_key_values" before 5.24)."""
+    """Inside `decoding()`, each of the decoder `layers` runs through one compiled function;
+    outside, as shipped. `cache_keyword` is the name this transformers gives the cache
+    argument ("cache", or "past_key_values" before 5.24)."""
 
-    def __init__(self, language_model: nn.Module, cache_keyword: str):
+    def __init__(self, layers, cache_keyword: str):
         self.cache_keyword = cache_keyword
         self.active = False
         self.compiled = torch.compile(_run_layer, dynamic=False)
-        for index, layer in enumerate(language_model.layers):
+        for index, layer in enumerate(layers):
             # an instance attribute shadows the class's forward, which _run_layer still calls
             layer.forward = partial(self._forward, layer, index)
 

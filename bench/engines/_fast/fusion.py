@@ -1,4 +1,4 @@
-"""voxtral_patched's fused_projections: one matrix product where stock makes two or three.
+"""fused_projections: one matrix product where stock makes two or three.
 
 Each decoder layer of the language model projects the same input three times in attention
 (q, k, v) and twice in the MLP (gate, up). At batch 1 a decode step is a chain of

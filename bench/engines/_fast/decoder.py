@@ -1,0 +1,227 @@
+"""Greedy decoding around any decoder: static KV cache per batch shape, compiled step, CUDA graph.
+
+The model supplies a `DecoderModel`: `forward` (input embeddings, an attention mask, positions,
+the cache write slot, the cache -> float logits of the last position), `embed` (token ids ->
+embeddings) and `new_cache` (static, of a length, or dynamic). Everything else is here:
+
+    prefill: forward over the prompt, pick the first token
+    decode:  per step, embed the last token, forward one position (or replay the captured
+             graph of that), pick the next token; every `eos_check_every` steps read back
+             whether every row has finished (the loop's only host sync)
+
+A static cache, its attention-mask buffer and its captured graph are made for each batch
+shape (rows, cache length) at its first batch and kept: a graph holds the addresses of the
+tensors it captured, so between batches they are reset in place, never replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from bench.engines._fast.lengths import force_length
+from bench.pipeline.clock import Clock
+
+COMPILE_SCOPES = ("auto", "layers", "step")
+
+
+class DecoderModel(Protocol):
+    def forward(self, embeds, attention_mask, positions, cache_position, cache) -> torch.Tensor: ...
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor: ...
+
+    def new_cache(self, max_len: int | None): ...  # None: a dynamic cache
+
+    takes_cache_position: bool  # older transformers want the write slot; newer caches track it
+    layers: object  # the decoder layers, for compiling one of them for all
+    cache_keyword: str
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """The patches that shape decoding, resolved once when the engine loads."""
+
+    static_cache: bool
+    eos_check_every: int  # 1: read end-of-sequence back after every step, as generate does
+    compiled: bool  # the step through torch.compile (needs the static cache's fixed shapes)
+    graph: bool  # the step captured as a CUDA graph (needs the static cache, and CUDA)
+    compile_scope: str | None  # "layers" (one compiled layer for all), "step" (the whole step), None
+
+    @classmethod
+    def from_patches(cls, on: set[str], device: torch.device, eos_check_every: int, scope: str) -> DecodeOptions:
+        static = "static_cache" in on
+        graph = static and "cuda_graph" in on and device.type == "cuda"
+        compiled = static and "compiled_step" in on
+        if compiled and scope == "auto":
+            # A replayed graph runs none of the step's Python, so only the kernels count, and the
+            # decoder layers hold nearly all of them: one compiled layer for all keeps the fusion
+            # at a small cold start. Where the host runs every step, compiling it whole also
+            # removes the model's Python around the layers (mask, rotary tables).
+            scope = "layers" if graph else "step"
+        return cls(
+            static_cache=static,
+            eos_check_every=eos_check_every if "sync_free_loop" in on else 1,
+            compiled=compiled,
+            graph=graph,
+            compile_scope=scope if compiled else None,
+        )
+
+
+@dataclass
+class ShapeState:
+    """What the static path keeps per batch shape."""
+
+    cache: object = None
+    valid: torch.Tensor | None = None  # valid[b, j]: row b may attend key j
+    graph: Callable | None = None  # the captured step's replay
+
+
+class FastDecoder:
+    def __init__(self, model: DecoderModel, options: DecodeOptions, device: torch.device, eos: int, pad: int):
+        from bench.engines._fast.layers import CompiledDecodeLayers
+
+        self.model, self.options, self.device, self.eos, self.pad = model, options, device, eos, pad
+        self.shapes: dict[tuple[int, int], ShapeState] = {}
+        self.state = ShapeState()
+        self.cache_len = 0
+        self.captures = 0
+        self.cache_in_use = None
+        if options.compile_scope == "layers":
+            self.compiled_layers = CompiledDecodeLayers(model.layers, model.cache_keyword)
+        elif options.compile_scope == "step":
+            self._compiled_step = torch.compile(self._step_forward, dynamic=False)
+
+    # -- static state per batch shape ---------------------------------------------------------
+    def use_shape(self, rows: int, cache_len: int) -> None:
+        """The cache, mask buffer and graph of batches of this shape (made at its first batch)."""
+        self.cache_len = cache_len
+        self.state = self.shapes.setdefault((rows, cache_len), ShapeState())
+
+    def forget_shapes(self) -> None:
+        """Drop every cache and graph (after running out of memory: the halves get their own)."""
+        self.shapes, self.state = {}, ShapeState()
+
+    def _cache(self):
+        if not self.options.static_cache:
+            self.cache_in_use = self.model.new_cache(None)
+        elif self.state.cache is None:
+            self.state.cache, self.state.graph = self.model.new_cache(self.cache_len), None
+            self.cache_in_use = self.state.cache
+        else:
+            self.state.cache.reset()  # zeroes in place: a captured graph still points at it
+            self.cache_in_use = self.state.cache
+        return self.cache_in_use
+
+    def _valid(self, rows: int, kv_len: int) -> torch.Tensor:
+        """The attention-mask buffer: reused with the static cache (a captured graph reads it)."""
+        buffer = self.state.valid if self.options.static_cache else None
+        if buffer is None or buffer.shape != (rows, kv_len):
+            buffer = torch.zeros(rows, kv_len, dtype=torch.bool, device=self.device)
+            if self.options.static_cache:
+                self.state.valid, self.state.graph = buffer, None
+        return buffer.zero_()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def generate(self, embeds, mask, target_tokens: list[int] | None, budget: int, clock: Clock) -> torch.Tensor:
+        """Greedy tokens (rows x budget, padding after each row's end-of-sequence)."""
+        rows, length = mask.shape
+        device, options = self.device, self.options
+        kv_len = self.cache_len if options.static_cache else length + budget
+        valid = self._valid(rows, kv_len)
+        valid[:, :length] = mask.bool()
+        targets = torch.tensor(target_tokens, device=device) if target_tokens is not None else None
+        cache = self._cache()
+        out = torch.full((rows, budget), self.pad, dtype=torch.long, device=device)
+        unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+        # positions as generate derives them from a left-padded mask
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        position = positions[:, -1:] + 1
+        takes_slot = self.model.takes_cache_position
+
+        with clock.phase("prefill"):
+            # the 2D mask lets the model build the prefill mask exactly as generate does
+            slots = torch.arange(length, device=device) if takes_slot else None
+            token = self._pick(self.model.forward(embeds, mask, positions, slots, cache), 0, targets, unfinished)
+            out[:, 0] = token
+
+        with clock.phase("decode"):
+            step_fn = None
+            for step in range(1, budget):
+                if step % options.eos_check_every == 0 and not bool(unfinished.any()):
+                    break  # the loop's only read-back to the host
+                cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
+                valid[:, length + step - 1] = True
+                if options.graph:
+                    step_fn = step_fn or self._graph_step(token, position, cache_position)
+                    logits = step_fn(token, position, cache_position)
+                else:
+                    attended = valid[:, : kv_len if options.static_cache else length + step]
+                    logits = self.step(token, position, cache_position, attended)
+                token = self._pick(logits, step, targets, unfinished)
+                out[:, step] = token
+                position = position + 1
+                clock.count("decode_steps", 1)
+        return out
+
+    def _pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:
+        """Greedy choice as generate makes it, with length matching; finished rows emit padding."""
+        if targets is not None:
+            logits = force_length(logits, step, targets, self.eos)
+        token = logits.argmax(dim=-1)
+        token = torch.where(unfinished, token, self.pad)
+        unfinished &= token != self.eos
+        return token
+
+    # -- one decode step ----------------------------------------------------------------------
+    def step(self, token, position, cache_position, valid) -> torch.Tensor:
+        args = (token, position, cache_position, valid)
+        if self.options.compile_scope == "layers":
+            with self.compiled_layers.decoding():
+                return self._step_forward(*args)
+        if self.options.compile_scope == "step":
+            return self._compiled_step(*args)
+        return self._step_forward(*args)
+
+    def _step_forward(self, token, position, cache_position, valid) -> torch.Tensor:
+        embed = self.model.embed(token[:, None])
+        return self.model.forward(embed, valid[:, None, None, :], position, cache_position, self.cache_in_use)
+
+    def _graph_step(self, token, position, cache_position):
+        """Capture the decode step on CUDA once per shape; each replay reads and writes fixed buffers."""
+        if self.state.graph is not None:
+            return self.state.graph
+        static_token, static_position = token.clone(), position.clone()
+        static_cache_position = cache_position.clone() if cache_position is not None else None
+        valid = self.state.valid
+
+        def step():
+            return self.step(static_token, static_position, static_cache_position, valid)
+
+        # Warm up on a side stream with the real first step's inputs. The static cache
+        # advances its own position counter (a device tensor) on every write, so step it
+        # back afterwards: the replay of this very step then writes the same slot again.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step()
+        torch.cuda.current_stream().wait_stream(side)
+        for layer in self.state.cache.layers:
+            layer.cumulative_length.sub_(1)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_logits = step()
+
+        def replay(token, position, cache_position):
+            static_token.copy_(token)
+            static_position.copy_(position)
+            if static_cache_position is not None:
+                static_cache_position.copy_(cache_position)
+            graph.replay()
+            return static_logits
+
+        self.state.graph = replay
+        self.captures += 1
+        return replay

@@ -1,0 +1,56 @@
+"""A transformers decoder-only language model as the fast-decode core drives it.
+
+Any causal language model of transformers (its decoder layers, final norm and output
+projection) gives the core what it needs: a forward pass from input embeddings to the last
+position's logits, its token embedding, and its static or dynamic KV cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+
+def cache_kwarg_names(language_model: torch.nn.Module) -> tuple[str, str | None]:
+    """The keywords this transformers' language model takes for the KV cache and its write slot.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name warns and goes in
+    5.40) and dropped `cache_position` (the static cache keeps its own write position);
+    older releases, such as the GPU image's, take the old names and need the position.
+    """
+    params = inspect.signature(language_model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    return cache_kw, "cache_position" if "cache_position" in params else None
+
+
+class TransformersLM:
+    def __init__(self, language_model: torch.nn.Module, lm_head: torch.nn.Module, embedding, text_config):
+        self.language_model, self.lm_head, self.embedding, self.text_config = (
+            language_model,
+            lm_head,
+            embedding,
+            text_config,
+        )
+        self.cache_keyword, self._position_keyword = cache_kwarg_names(language_model)
+        self.takes_cache_position = self._position_keyword is not None
+        self.layers = language_model.layers
+
+    def forward(self, embeds, attention_mask, positions, cache_position, cache) -> torch.Tensor:
+        extra = {self.cache_keyword: cache}
+        if self._position_keyword:
+            extra[self._position_keyword] = cache_position
+        out = self.language_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions, use_cache=True, **extra
+        )
+        return self.lm_head(out.last_hidden_state[:, -1]).float()
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(token_ids)
+
+    def new_cache(self, max_len: int | None):
+        from transformers import DynamicCache, StaticCache
+
+        if max_len is None:
+            return DynamicCache(config=self.text_config)
+        return StaticCache(config=self.text_config, max_cache_len=max_len)
