@@ -85,6 +85,24 @@ def check_setting_names(argv: list[str]) -> None:
         if key not in known:
             print(f"bench: error: unknown setting {key}{hint}", file=sys.stderr)
             sys.exit(2)
+    _check_values([o for o in overrides if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")])
+
+
+def _check_values(overrides) -> None:
+    """One line for a value a setting does not take (model.weights=randm), as Hydra would refuse it."""
+    from bench.lab.grid import compose
+
+    try:
+        compose([o.input_line for o in overrides])
+    except Exception as err:  # noqa: BLE001 - Hydra's composition error, and what caused it
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        line = next((o.input_line for o in overrides if o.input_line in str(err)), None)
+        if line is None or type(cause).__name__ != "ValidationError":
+            return  # not a value's fault: Hydra says what it is
+        print(f"bench: error: {line}: {str(cause).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -8,6 +8,7 @@ Engines add their own fields by subclassing ``EngineConfig`` in their module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,42 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 
 
+# Settings that are a choice: Hydra refuses any other value when it builds the config. Each
+# member equals its name as a string, so code and files read them as plain strings.
+class Weights(StrEnum):
+    pretrained = "pretrained"
+    random = "random"
+
+
+class Scale(StrEnum):
+    full = "full"
+    tiny = "tiny"  # the same code paths with small dimensions: CPU tests
+
+
+class DType(StrEnum):
+    auto = "auto"  # bfloat16 on CUDA, float32 on the CPU
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
+class Source(StrEnum):
+    hub = "hub"  # any `datasets` path, on the Hub or a local folder in its layout
+    synthetic = "synthetic"
+
+
+class OnError(StrEnum):
+    fail = "fail"
+    skip = "skip"
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING  # short key, the file name under conf/model/
     family: str = MISSING  # which engines can run it: "whisper" or "voxtral"
     id: str = MISSING  # Hub id, openai-whisper model name, or a local path
-    weights: str = "pretrained"  # pretrained | random
-    scale: str = "full"  # full | tiny (same code paths, small dims: CPU tests)
+    weights: Weights = Weights.pretrained
+    scale: Scale = Scale.full
     seed: int = 0  # random weights are seeded: same model + seed = same weights
     hub: bool = True  # pretrained weights come from the Hugging Face Hub (false: the engine's own download)
     # The checkpoint's architecture (its config.json), so random weights need no download,
@@ -38,13 +68,13 @@ class EngineConfig:
     name: str = MISSING
     family: str = MISSING  # model family this engine runs
     patches: list[str] = field(default_factory=list)
-    max_new_tokens: int = 224
+    max_new_tokens: int = MISSING  # each engine's Config says how many, and per what
 
 
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    source: str = "hub"  # hub (any `datasets` path, local or Hub) | synthetic
+    source: Source = Source.hub
     path: str = ""
     config: str | None = None
     split: str = "test"
@@ -54,8 +84,8 @@ class DatasetConfig:
     language: str = "en"
     streaming: bool = False
     sort_by_duration: bool = True  # longest first: OOM shows at once, batches pad little
-    # synthetic source only
-    n_clips: int = 32
+    # synthetic source only (dataset=synthetic is these defaults)
+    n_clips: int = 64
     min_seconds: float = 30.0
     max_seconds: float = 30.0
     words_per_second: float = 2.7  # LibriSpeech read speech averages about 2.7
@@ -68,7 +98,7 @@ class RunConfig:
     limit: int | None = None
     warmup_batches: int = 1
     repeats: int = 1
-    on_error: str = "fail"  # skip | fail
+    on_error: OnError = OnError.fail
     resume: bool = False
     progress: bool = True
     # engines measured beside this one, batch by batch in turns, on the same model (a paired
@@ -82,8 +112,8 @@ class BenchConfig:
     engine: EngineConfig = MISSING
     dataset: DatasetConfig = MISSING
     run: RunConfig = field(default_factory=RunConfig)
-    device: str = "auto"  # auto = cuda when available, else cpu
-    dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
+    device: str = "auto"  # auto = cuda when available, else cpu; or cpu, cuda, cuda:1...
+    dtype: DType = DType.auto
     profile: bool = False
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis.runs import Run, joint_rtf_samples, load_runs, rtf_point
+from bench.analysis.runs import Run, joint_rtf_samples, load_runs, matching, rtf_point
 from bench.analysis.table import markdown
 from bench.errors import BenchError
 from bench.stats import RESAMPLES
@@ -203,7 +203,7 @@ def gate(
             )
         by_key = {tuple(entry["key"]): entry for entry in baseline["runs"]}
         for run in candidate:
-            entry = next((by_key[key] for key in run.keys if key in by_key), None)
+            entry = matching(run, by_key)
             if entry is None:
                 continue
             base_batches = _frame(entry["batches"])

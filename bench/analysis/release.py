@@ -6,16 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis.runs import Run, rtf_ratio_samples
+from bench.analysis.runs import Run, joint_rtf_samples, matching, rtf_point
 from bench.errors import BenchError
 from bench.stats import RESAMPLES
 
 
 def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
-    """RTFx change and whether it is beyond noise: bootstrap CI of the RTF ratio."""
-    ratio = rtf_ratio_samples(cand.batches, base.batches, RESAMPLES, rng)
-    low, high = np.percentile(ratio, [2.5, 97.5])
-    delta = base.summary.rtf / cand.summary.rtf - 1  # RTFx change
+    """RTFx change and whether it is beyond noise: the bootstrap CI of the RTF ratio, with the
+    same estimator and the same joint resampling as the gate (bench.analysis.runs)."""
+    cand_rtf, base_rtf = joint_rtf_samples([cand.batches, base.batches], RESAMPLES, rng)
+    low, high = np.percentile(cand_rtf / base_rtf, [2.5, 97.5])
+    delta = rtf_point(base.batches) / rtf_point(cand.batches) - 1  # RTFx change
     if low > 1:
         return delta, "worse"
     if high < 1:
@@ -52,7 +53,7 @@ def release_frame(baseline: list[Run], candidate: list[Run], seed: int = 0) -> p
     by_key = {key: r for r in baseline for key in reversed(r.keys)}  # its own key wins over the legacy one
     rows = []
     for cand in candidate:
-        base = next((by_key[key] for key in cand.keys if key in by_key), None)
+        base = matching(cand, by_key)
         if base is None:
             continue
         rtfx_delta, rtfx_mark = _rtfx_mark(base, cand, rng)

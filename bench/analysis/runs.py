@@ -61,6 +61,12 @@ class Run:
         return [self.key, (*self._settings(), *self.legacy_dataset_key)]
 
 
+def matching(run: Run, by_key: dict[tuple, object]):
+    """What `by_key` holds for the same measurement as `run` (by its key, or by the legacy key an
+    older baseline or run folder knew it by), or None."""
+    return next((by_key[key] for key in run.keys if key in by_key), None)
+
+
 def load_runs(paths: list[str]) -> list[Run]:
     """Run folders (with their paired/ partners), parent folders (searched for summary.json) or globs of either."""
     found: list[Path] = []

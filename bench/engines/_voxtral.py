@@ -87,6 +87,18 @@ def _offline_hint(model_id: str, err: Exception) -> BenchError:
     )
 
 
+def transcription_request(processor, audios, language: str, model_id: str):
+    """The processor's transcription request, as stock runs it: the clips written to WAV and
+    read back, log-mel on the host, prompt ids with the audio placeholders."""
+    return processor.apply_transcription_request(
+        language=language,
+        audio=list(audios),
+        format=["wav"] * len(audios),
+        model_id=model_id,
+        sampling_rate=SAMPLE_RATE,
+    )
+
+
 def load_processor(model_cfg):
     if model_cfg.weights == "random":
         return local_processor()

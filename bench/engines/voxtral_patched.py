@@ -22,7 +22,7 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
-from bench.engines._fast.decoder import COMPILE_SCOPES, DecodeOptions, FastDecoder
+from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
 from bench.engines._fast.fusion import fuse_projections
 from bench.engines._fast.lengths import generated_lengths
 from bench.engines._fast.transformers_lm import TransformersLM
@@ -63,7 +63,7 @@ class Config(EngineConfig):
     max_chunks: int = 1
     # what compiled_step compiles: "layers" (one graph shared by the decoder layers: a small
     # cold start), "step" (the whole step), or "auto": layers under a CUDA graph, else step
-    compile_scope: str = "auto"
+    compile_scope: CompileScope = CompileScope.auto
 
 
 class VoxtralPatched(vox.VoxtralEngine):
@@ -76,10 +76,6 @@ class VoxtralPatched(vox.VoxtralEngine):
         unknown = sorted(set(self.engine_cfg.patches) - set(PATCHES))
         if unknown:
             raise BenchError(f"unknown patch(es) {unknown}; voxtral_patched has: {', '.join(PATCHES)}")
-        if self.engine_cfg.compile_scope not in COMPILE_SCOPES:
-            raise BenchError(
-                f"engine.compile_scope={self.engine_cfg.compile_scope!r}; choose from: {', '.join(COMPILE_SCOPES)}"
-            )
         self.on = set(self.engine_cfg.patches)
         self.processor = vox.load_processor(self.model_cfg)
         arch = self.architecture if self.model_cfg.weights == "random" else None
@@ -171,13 +167,7 @@ class VoxtralPatched(vox.VoxtralEngine):
         """Prompt ids, attention mask and features on the device."""
         if "device_features" not in self.on:
             with clock.phase("features"):
-                inputs = self.processor.apply_transcription_request(
-                    language=self.language,
-                    audio=list(audios),
-                    format=["wav"] * len(audios),
-                    model_id=self.model_cfg.id,
-                    sampling_rate=vox.SAMPLE_RATE,
-                )
+                inputs = vox.transcription_request(self.processor, audios, self.language, self.model_cfg.id)
             with clock.phase("h2d"):
                 inputs = inputs.to(self.device)
             return inputs["input_ids"], inputs["attention_mask"], inputs["input_features"].to(self.dtype)

@@ -74,13 +74,7 @@ class VoxtralStock(vox.VoxtralEngine):
 
     def prepare(self, audios: list[np.ndarray]):
         """The processor's transcription request: prompt ids and log-mel features, on the host."""
-        return self.processor.apply_transcription_request(
-            language=self.language,
-            audio=list(audios),
-            format=["wav"] * len(audios),
-            model_id=self.model_cfg.id,
-            sampling_rate=vox.SAMPLE_RATE,
-        )
+        return vox.transcription_request(self.processor, audios, self.language, self.model_cfg.id)
 
     def generate_kwargs(self, batch_rows: int) -> dict:
         return {}

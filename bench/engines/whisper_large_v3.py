@@ -29,6 +29,7 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE
 class Config(EngineConfig):
     name: str = "whisper_large_v3"
     family: str = "whisper"
+    max_new_tokens: int = 224  # per 30 s window (half Whisper's 448-token context, as openai-whisper)
 
 
 def _decoding_task_class():

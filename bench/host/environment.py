@@ -7,7 +7,6 @@ import os
 import platform
 import socket
 import subprocess
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,18 +30,12 @@ def _run(*cmd: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def bench_version() -> str | None:
-    """The installed distribution's version, else the one in the source tree's pyproject.toml
-    (bench run from a copied tree with PYTHONPATH, as on an offline GPU host)."""
-    installed = _version("bench")
-    if installed:
-        return installed
-    try:
-        with open(REPO_DIR / "pyproject.toml", "rb") as f:
-            project = tomllib.load(f).get("project", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    return project.get("version") if project.get("name") == "bench" else None
+def bench_version() -> str:
+    """bench's version: the installed distribution's, else the source tree's own (bench run from
+    a copied tree with PYTHONPATH, as on an offline GPU host)."""
+    import bench
+
+    return _version("bench") or bench.__version__
 
 
 def bench_commit() -> tuple[str | None, bool | None]:

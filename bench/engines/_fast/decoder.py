@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import torch
@@ -25,7 +26,14 @@ import torch
 from bench.engines._fast.lengths import force_length
 from bench.pipeline.clock import Clock
 
-COMPILE_SCOPES = ("auto", "layers", "step")
+
+class CompileScope(StrEnum):
+    """What compiled_step compiles: one decoder layer for all, the whole step, or "auto": layers
+    under a CUDA graph (whose replay runs no Python anyway), else the whole step."""
+
+    auto = "auto"
+    layers = "layers"
+    step = "step"
 
 
 class DecoderModel(Protocol):
@@ -60,13 +68,13 @@ class DecodeOptions:
             # decoder layers hold nearly all of them: one compiled layer for all keeps the fusion
             # at a small cold start. Where the host runs every step, compiling it whole also
             # removes the model's Python around the layers (mask, rotary tables).
-            scope = "layers" if graph else "step"
+            scope = CompileScope.layers if graph else CompileScope.step
         return cls(
             static_cache=static,
             eos_check_every=eos_check_every if "sync_free_loop" in on else 1,
             compiled=compiled,
             graph=graph,
-            compile_scope=scope if compiled else None,
+            compile_scope=str(scope) if compiled else None,
         )
 
 
