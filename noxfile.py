@@ -33,6 +33,14 @@ def tests(session):
 
 
 @nox.session
+def tests_fast(session):
+    """The tests under 10 s each (the ones marked slow left out): about 2 minutes on 2 cores."""
+    session.install(TORCH)
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "pytest", "-q", "-m", "not slow", *session.posargs, env=OFFLINE)
+
+
+@nox.session
 def speed(session):
     """The Voxtral speed benchmark (meant for a GPU host): nox -s speed -- --batch-sizes 1 32"""
     session.install(TORCH)

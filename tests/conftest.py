@@ -51,6 +51,16 @@ def offline_env():
     return env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def leave_the_users_runs_folder_alone():
+    """No test may write run folders into the checkout's runs/ (a user's own results)."""
+    runs = REPO_DIR / "runs"
+    before = set(runs.rglob("*")) if runs.exists() else set()
+    yield
+    after = set(runs.rglob("*")) if runs.exists() else set()
+    assert not after - before, f"tests wrote into {runs}: {sorted(map(str, after - before))[:5]}"
+
+
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     return tmp_path / "run"

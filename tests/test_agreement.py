@@ -60,6 +60,7 @@ def test_a_perturbed_model_shows_in_the_logits_error(clips):
     assert (frame.logits_rel_error > 1e-3).all()
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_headline_and_writes_the_tables(tmp_path, offline_env):
     args = ["--scale", "tiny", "--dtype", "float32", "--device", "cpu", "--limit", "3", "--out", str(tmp_path)]
     out = subprocess.run(

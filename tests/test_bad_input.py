@@ -148,13 +148,21 @@ def test_an_empty_audio_cell_is_no_audio_even_with_a_file_of_its_name_here(tmp_p
     assert [(f.id, f.reason) for f in rejected] == [("empty", "no audio in the row (its audio bytes are empty)")]
 
 
-def test_a_local_audiofolder_row_reads_its_file_by_full_path(tmp_path):
-    from bench.data.hub import _decode
-
+def test_a_row_without_bytes_reads_its_file_only_by_full_path(tmp_path, monkeypatch):
+    """A local audiofolder row holds no bytes and the file's full path; a bare name is no audio."""
     (tmp_path / "clip.wav").write_bytes(GOOD)
-    samples, problem = _decode({"bytes": None, "path": str(tmp_path / "clip.wav")})
-    assert problem is None and len(samples) == 32_000
-    assert _decode({"bytes": None, "path": "clip.wav"}) == (None, "no audio in the row")  # a bare name
+    rows = {
+        "id": ["by-full-path", "by-bare-name"],
+        "audio": [{"bytes": None, "path": str(tmp_path / "clip.wav")}, {"bytes": None, "path": "clip.wav"}],
+        "text": ["some words", "some words"],
+    }
+    write_hub_shard(rows, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)  # a file of the bare name is right here, and still not read
+    rejected: list[Failure] = []
+    dataset = compose_config(*dataset_overrides(tmp_path / "data")).dataset
+    utterances = load_utterances(dataset, progress=False, rejected=rejected)
+    assert [(u.id, len(u.audio)) for u in utterances] == [("by-full-path", 32_000)]
+    assert [(f.id, f.reason) for f in rejected] == [("by-bare-name", "no audio in the row")]
 
 
 def test_a_dataset_without_the_id_column_names_the_setting(tmp_path):

@@ -27,6 +27,7 @@ def run_bench(args, env, timeout=300):
     return subprocess.run(bench_command(*args), capture_output=True, text=True, env=env, cwd=REPO_DIR, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_quick_start_prints_a_table_and_writes_the_run_folder(tmp_path, offline_env):
     out = run_bench([*TINY, "run.limit=4", "run.batch_size=2", f"hydra.run.dir={tmp_path}"], offline_env)
     assert out.returncode == 0, out.stderr
@@ -121,10 +122,10 @@ def test_an_unknown_engine_is_one_error_line_listing_the_engines(offline_env):
     )
 
 
-def test_an_unreachable_hub_is_one_error_line_saying_what_to_do(offline_env):
+def test_an_unreachable_hub_is_one_error_line_saying_what_to_do(offline_env, tmp_path):
     env = {k: v for k, v in offline_env.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # nothing listens there: the Hub cannot be reached
-    out = run_bench(["dataset=librispeech_test_clean", *TINY], env)
+    out = run_bench(["dataset=librispeech_test_clean", *TINY, f"hydra.run.dir={tmp_path}"], env)
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("bench: error: dataset 'openslr/librispeech_asr' (config clean, split test) could not")

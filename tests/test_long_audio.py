@@ -4,7 +4,7 @@ sequential 30 s windows each prompted with the text before it (as whisper.transc
 import numpy as np
 import pytest
 from conftest import tiny_engine
-from test_voxtral_patched import CPU
+from engine_runs import CPU
 
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock

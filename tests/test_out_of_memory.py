@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_engine
+from engine_runs import run_clips
 from fake_engine import fake_engine
-from test_voxtral_patched import run_clips
 
 from bench.config import RunConfig
 from bench.data import Utterance

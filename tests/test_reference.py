@@ -242,7 +242,7 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
 
 
 def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
-    from bench.lab.reference_folder import _missing_lines
+    from bench.lab.reference_folder import missing_lines
 
     command = (
         "python -m bench.reference --out x --engines voxtral_stock whisper_large_v3 --datasets sample "
@@ -253,7 +253,7 @@ def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
     (done.folder(tmp_path) / "summary.json").write_text("{}")
     failed.folder(tmp_path).mkdir(parents=True)
     (failed.folder(tmp_path) / "error.txt").write_text("Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory\n")
-    lines = _missing_lines(tmp_path, planned_points([command]))
+    lines = missing_lines(tmp_path, planned_points([command]))
     assert lines[0].startswith("Not measured (yet): 3 of the 4 planned runs")
     assert "- sample, whisper_large_v3, batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
     assert "- sample, voxtral_stock, batch 8: not run yet" in lines

@@ -148,7 +148,7 @@ class VoxtralPatched(vox.VoxtralEngine):
         return vox.count_tokens(self.processor.tokenizer, reference)
 
     # -- inputs -----------------------------------------------------------------------
-    def _log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """One clip -> (chunks, 128, 3000), as the processor computes it (Whisper's recipe)."""
         # Stock writes the clip as 16-bit WAV and reads it back. Keep that quantisation as
         # the libsndfile in soundfile's wheels does it (scale 32768, round down, clip), so
@@ -182,7 +182,7 @@ class VoxtralPatched(vox.VoxtralEngine):
             mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
             waves = [torch.from_numpy(a).to(self.device, non_blocking=True) for a in audios]
         with clock.phase("features"):
-            features = torch.cat([self._log_mel(w) for w in waves]).to(self.dtype)
+            features = torch.cat([self.log_mel(w) for w in waves]).to(self.dtype)
         return ids, mask, features
 
     # -- encoder and merge ------------------------------------------------------------

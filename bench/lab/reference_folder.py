@@ -77,7 +77,7 @@ def _fastest_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _missing_lines(out: Path, plan: list[Point]) -> list[str]:
+def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
     missing = [p for p in plan if not is_done(p, out)]
     if not missing:
@@ -114,7 +114,7 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[s
     if commands:
         lines += ["## How it was measured", "", "Every command that measured into this folder, in order:", ""]
         lines += ["```bash", *commands, "```", ""]
-        lines += _missing_lines(out, plan)
+        lines += missing_lines(out, plan)
     lines += [
         "Tables written by (they give the same files again from the committed runs):",
         "",

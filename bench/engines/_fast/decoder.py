@@ -152,7 +152,7 @@ class FastDecoder:
         with clock.phase("prefill"):
             # the 2D mask lets the model build the prefill mask exactly as generate does
             slots = torch.arange(length, device=device) if takes_slot else None
-            token = self._pick(self.model.forward(embeds, mask, positions, slots, cache), 0, targets, unfinished)
+            token = self.pick(self.model.forward(embeds, mask, positions, slots, cache), 0, targets, unfinished)
             out[:, 0] = token
 
         with clock.phase("decode"):
@@ -168,13 +168,13 @@ class FastDecoder:
                 else:
                     attended = valid[:, : kv_len if options.static_cache else length + step]
                     logits = self.step(token, position, cache_position, attended)
-                token = self._pick(logits, step, targets, unfinished)
+                token = self.pick(logits, step, targets, unfinished)
                 out[:, step] = token
                 position = position + 1
                 clock.count("decode_steps", 1)
         return out
 
-    def _pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:
+    def pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:
         """Greedy choice as generate makes it, with length matching; finished rows emit padding."""
         if targets is not None:
             logits = force_length(logits, step, targets, self.eos)

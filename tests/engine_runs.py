@@ -1,0 +1,55 @@
+"""Running engines over clips and comparing what they decoded: shared by the engine tests."""
+
+import torch
+
+from bench.engines.voxtral_patched import VoxtralPatched
+from bench.pipeline.clock import Clock
+from bench.pipeline.measure import make_batches
+
+CPU = torch.device("cpu")
+
+
+def run_clips(engine, sample, batch_size, targets):
+    """Each clip's tokens, and the logits the engine chose them from, step by step.
+
+    The logits are kept because this tiny random model leans on its residual stream: a KV
+    cache written one slot off changes them by ~1e-3 yet flips none of its tokens. Every
+    64th vocabulary entry is kept, enough to see such an error.
+    """
+    steps = []
+
+    def keep(logits):
+        steps.append(logits.reshape(logits.shape[0], -1)[:, ::64].float().clone())
+
+    if isinstance(engine, VoxtralPatched):  # the fast-decode core picks every token from these
+        decoder = engine.decoder
+        pick = decoder.pick
+        decoder.pick = lambda logits, *rest: keep(logits) or pick(logits, *rest)
+        undo = lambda: delattr(decoder, "pick")  # noqa: E731
+    else:  # generate chooses from the language model head's output
+        undo = engine.model.lm_head.register_forward_hook(lambda _module, _args, out: keep(out)).remove
+    tokens, logits = {}, {}
+    try:
+        for batch in make_batches(sample, batch_size):
+            steps.clear()
+            with Clock(CPU) as clock:
+                out = engine.transcribe([u.audio for u in batch], [targets[u.id] for u in batch], clock)
+            for row, (u, transcript) in enumerate(zip(batch, out, strict=True)):
+                tokens[u.id], logits[u.id] = transcript.tokens, torch.stack([step[row] for step in steps])
+    finally:
+        undo()
+    return tokens, logits
+
+
+def chunk_counts(utterances) -> int:
+    """Distinct 30 s chunk counts among the clips: the batch shapes voxtral_patched keeps."""
+    return len({-(-len(u.audio) // (30 * 16_000)) for u in utterances})
+
+
+def assert_same_logits(got, stock):
+    """Equal up to float32 noise (~4e-7 here) at every step stock took; patched may take
+    up to eos_check_every - 1 more before it reads back that every row has finished."""
+    for clip, expected in stock.items():
+        assert len(got[clip]) >= len(expected), clip
+        steps = got[clip][: len(expected)]
+        torch.testing.assert_close(steps, expected, rtol=0, atol=1e-5, msg=lambda m, c=clip: f"{c}: {m}")
