@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis.table import markdown
-from bench.pipeline.record import rtfx_ci_cell
+from bench.pipeline.record import table_row
 
 CEILING_FILE = "gemv_ceiling.txt"
 REPEAT_RUNS = "repeat-runs"
@@ -109,19 +109,17 @@ def repeat_runs_frame(out: Path) -> pd.DataFrame | None:
         every_patch[run.summary.engine] |= set(run.summary.patches)
     rows = []
     for run in runs:
-        s = run.summary
+        s, cells = run.summary, table_row(run.summary)
         missing = sorted(every_patch[s.engine] - set(s.patches))
         row = {
             "run": run.path.name,
             "finished (UTC)": s.environment["timestamp"][11:19],
             "engine": s.engine,
             "patches": "all but " + ", ".join(missing) if missing else "all",
-            "batch": s.batch_size,
-            "RTFx": s.rtfx,
-            "RTFx 95% CI": rtfx_ci_cell(s),
+            **{key: cells[key] for key in ("batch", "RTFx", "RTFx 95% CI")},
             "decode steps": s.decode_steps,
             "tokens": s.n_tokens,
-            "ms/step": 1e3 * s.decode_step_seconds if s.decode_step_seconds else None,
+            "ms/step": cells["ms/step"],
         }
         rows.append({**row, **phase_means(run.batches)})
     return _phases_in_order(pd.DataFrame(rows))
