@@ -41,21 +41,26 @@ class DecoderShape:
     vocab: int
     gated_mlp: bool = True  # gate, up and down (3 matrices) or up and down (2)
     norms_per_layer: int = 2
+    cross_positions: int = 0  # encoder positions each layer's cross-attention reads (0: none)
 
     def weight_values(self) -> int:
-        """Every decoder layer's matrices and norms, the final norm and the output projection."""
+        """Every decoder layer's matrices and norms a step reads, the final norm and the output
+        projection. A cross-attention reads its q and o each step; its k and v are computed once
+        per batch, so their weights are not read again."""
+        attention = self.hidden * self.heads * self.head_dim + self.heads * self.head_dim * self.hidden  # q, o
         per_layer = (
-            self.hidden * self.heads * self.head_dim  # q
+            attention
             + 2 * self.hidden * self.kv_heads * self.head_dim  # k, v
-            + self.heads * self.head_dim * self.hidden  # o
+            + (attention if self.cross_positions else 0)
             + (3 if self.gated_mlp else 2) * self.hidden * self.inner
             + self.norms_per_layer * self.hidden
         )
         return self.layers * per_layer + self.hidden + self.vocab * self.hidden
 
     def kv_values(self, rows: float, context: float) -> float:
-        """The self-attention KV cache a step attends, at this many rows and positions."""
-        return self.layers * 2 * self.kv_heads * self.head_dim * context * rows
+        """The keys and values a step attends, at this many rows: the self-attention cache at
+        `context` positions, and the cross-attention's over the encoder's positions."""
+        return self.layers * 2 * self.kv_heads * self.head_dim * (context + self.cross_positions) * rows
 
 
 class Engine(ABC):

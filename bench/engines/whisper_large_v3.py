@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from bench.config import EngineConfig
+from bench.engines import _whisper as wh
 from bench.engines._fast.lengths import check_budget, force_length
-from bench.engines.base import SAMPLE_RATE, Engine, Transcript, share_tokens, split_into_windows
-from bench.errors import BenchError
+from bench.engines.base import SAMPLE_RATE, Transcript, share_tokens, split_into_windows
 from bench.pipeline.clock import Clock
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -94,40 +94,19 @@ def in_run_dtype(model, dtype: torch.dtype):
     return model
 
 
-class WhisperLargeV3(Engine):
+class WhisperLargeV3(wh.WhisperEngine):
     PHASES = ("h2d", "features", "encode", "decode")
 
     def load(self) -> None:
-        import whisper
-        from whisper.model import ModelDimensions, Whisper
-        from whisper.tokenizer import get_tokenizer
-
-        if self.model_cfg.weights == "pretrained":
-            try:
-                model = whisper.load_model(self.model_cfg.id, device=self.device)
-            except (RuntimeError, OSError) as err:
-                raise BenchError(
-                    f"cannot load Whisper weights {self.model_cfg.id!r} ({str(err).splitlines()[0]}); "
-                    "put the checkpoint in ~/.cache/whisper, pass model.id=/path/to/large-v3.pt, "
-                    "or run offline with model.weights=random"
-                ) from err
-        else:
-            torch.manual_seed(self.model_cfg.seed)
-            with torch.device(self.device):  # initialise in place: seconds on a GPU, not minutes
-                model = Whisper(ModelDimensions(**self.architecture))
-                # openai-whisper leaves the decoder's learned positions as torch.empty (a
-                # checkpoint fills them): draw them from the seed too, or two builds with one
-                # seed hold different (even non-finite) values and decode differently
-                torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
+        arch = self.architecture if self.model_cfg.weights == "random" else None
+        model = wh.openai_model(self.model_cfg, arch, self.device)
         self.model = in_run_dtype(model, self.dtype).eval()
-        self.tokenizer = get_tokenizer(
-            multilingual=True, num_languages=model.num_languages, language=self.language, task="transcribe"
-        )
+        self.tokenizer = wh.tokenizer(model.dims.n_vocab, self.language)
         self.task_class = _decoding_task_class()
         self.n_mels = model.dims.n_mels
 
     def count_target_tokens(self, reference: str) -> int:
-        return len(self.tokenizer.encode(" " + reference.strip())) if reference.strip() else 0
+        return wh.count_tokens(self.tokenizer, reference)
 
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:

@@ -48,11 +48,17 @@ class FusedProjections(nn.Module):
         if len({linear.in_features for linear in linears}) != 1:
             raise BenchError(f"fused_projections: {names} do not project the same input width")
         biases = [linear.bias for linear in linears]
-        if any(b is None for b in biases) and any(b is not None for b in biases):
-            raise BenchError(f"fused_projections: some of {names} have a bias and some do not")
         with torch.no_grad():
             self.weight = nn.Parameter(torch.cat([linear.weight for linear in linears]), requires_grad=False)
-            fused_bias = torch.cat(biases) if biases[0] is not None else None
+            # a projection without a bias (Whisper's k) adds zeros: x @ W.T + 0 is x @ W.T exactly
+            fused_bias = None
+            if any(b is not None for b in biases):
+                fused_bias = torch.cat(
+                    [
+                        b if b is not None else linear.weight.new_zeros(linear.out_features)
+                        for b, linear in zip(biases, linears, strict=True)
+                    ]
+                )
             self.bias = nn.Parameter(fused_bias, requires_grad=False) if fused_bias is not None else None
         start = 0
         for name, linear in zip(names, linears, strict=True):
@@ -70,3 +76,9 @@ def fuse_projections(language_model: nn.Module) -> None:
     for layer in language_model.layers:
         layer.self_attn = FusedProjections(layer.self_attn, ATTENTION)
         layer.mlp = FusedProjections(layer.mlp, MLP)
+
+
+def fuse_self_attention(layers) -> None:
+    """Each layer's self-attention q/k/v in one product (a decoder whose MLP has no gate: Whisper's)."""
+    for layer in layers:
+        layer.self_attn = FusedProjections(layer.self_attn, ATTENTION)

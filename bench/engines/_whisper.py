@@ -1,0 +1,208 @@
+"""What every Whisper engine shares: one source of weights in two layouts, the tokenizer, and
+openai-whisper's decoding rules as every engine applies them.
+
+Weights: openai-whisper's `Whisper` is built (seeded random weights, or a checkpoint by name
+or path) and, for the engines that run transformers' `WhisperForConditionalGeneration`,
+converted key by key (`hf_state_dict`), so every Whisper engine holds the very same numbers.
+A Hub id or a local folder with a config.json loads straight into transformers instead.
+
+Decoding rules (openai-whisper's DecodingTask with temperature 0 and no timestamps): the
+prompt is <|startoftranscript|><|en|><|transcribe|><|notimestamps|>, after
+<|startofprev|> and the previous window's tokens in long-form; a blank or end-of-text is
+suppressed as the first token, non-speech tokens always; greedy after that.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from bench.engines.base import DecoderShape, Engine
+from bench.errors import BenchError
+
+N_FFT, HOP = 400, 160
+WINDOW_SAMPLES = 30 * 16_000
+
+
+# -- weights ----------------------------------------------------------------------------------
+def openai_model(model_cfg, architecture: dict | None, device: torch.device):
+    """openai-whisper's model in float32: seeded random weights, or a checkpoint name or path."""
+    import whisper
+    from whisper.model import ModelDimensions, Whisper
+
+    if model_cfg.weights == "pretrained":
+        try:
+            return whisper.load_model(model_cfg.id, device=device)
+        except (RuntimeError, OSError) as err:
+            raise BenchError(
+                f"cannot load Whisper weights {model_cfg.id!r} ({str(err).splitlines()[0]}); "
+                "put the checkpoint in ~/.cache/whisper, pass model.id=/path/to/large-v3.pt, "
+                "or run offline with model.weights=random"
+            ) from err
+    torch.manual_seed(model_cfg.seed)
+    with torch.device(device):  # initialise in place: seconds on a GPU, not minutes
+        model = Whisper(ModelDimensions(**architecture))
+        # openai-whisper leaves the decoder's learned positions as torch.empty (a checkpoint
+        # fills them): draw them from the seed too, or two builds with one seed hold different
+        # (even non-finite) values and decode differently
+        torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
+    return model
+
+
+_BLOCK_PARTS = {
+    "attn.query": "self_attn.q_proj",
+    "attn.key": "self_attn.k_proj",
+    "attn.value": "self_attn.v_proj",
+    "attn.out": "self_attn.out_proj",
+    "attn_ln": "self_attn_layer_norm",
+    "cross_attn.query": "encoder_attn.q_proj",
+    "cross_attn.key": "encoder_attn.k_proj",
+    "cross_attn.value": "encoder_attn.v_proj",
+    "cross_attn.out": "encoder_attn.out_proj",
+    "cross_attn_ln": "encoder_attn_layer_norm",
+    "mlp.0": "fc1",
+    "mlp.2": "fc2",
+    "mlp_ln": "final_layer_norm",
+}
+_TOP_PARTS = {
+    "encoder.positional_embedding": "model.encoder.embed_positions.weight",
+    "decoder.positional_embedding": "model.decoder.embed_positions.weight",
+    "decoder.token_embedding.weight": "model.decoder.embed_tokens.weight",
+    "encoder.ln_post.weight": "model.encoder.layer_norm.weight",
+    "encoder.ln_post.bias": "model.encoder.layer_norm.bias",
+    "decoder.ln.weight": "model.decoder.layer_norm.weight",
+    "decoder.ln.bias": "model.decoder.layer_norm.bias",
+}
+_BLOCK_KEY = re.compile(r"(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)")
+
+
+def hf_state_dict(openai_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """openai-whisper's parameter names in transformers' WhisperForConditionalGeneration layout."""
+    out = {}
+    for key, value in openai_state.items():
+        if key in _TOP_PARTS:
+            out[_TOP_PARTS[key]] = value
+        elif key.startswith("encoder.conv"):
+            out[f"model.{key}"] = value
+        elif (match := _BLOCK_KEY.fullmatch(key)) and match.group(3) in _BLOCK_PARTS:
+            side, index, part, kind = match.groups()
+            out[f"model.{side}.layers.{index}.{_BLOCK_PARTS[part]}.{kind}"] = value
+        else:
+            raise BenchError(f"no transformers name for openai-whisper's {key!r}")
+    out["proj_out.weight"] = out["model.decoder.embed_tokens.weight"]  # the output projection is tied
+    return out
+
+
+def hf_config(dims, tokenizer):
+    from transformers import WhisperConfig
+
+    return WhisperConfig(
+        vocab_size=dims.n_vocab,
+        num_mel_bins=dims.n_mels,
+        d_model=dims.n_audio_state,
+        encoder_layers=dims.n_audio_layer,
+        encoder_attention_heads=dims.n_audio_head,
+        encoder_ffn_dim=4 * dims.n_audio_state,
+        decoder_layers=dims.n_text_layer,
+        decoder_attention_heads=dims.n_text_head,
+        decoder_ffn_dim=4 * dims.n_text_state,
+        max_source_positions=dims.n_audio_ctx,
+        max_target_positions=dims.n_text_ctx,
+        activation_function="gelu",
+        pad_token_id=tokenizer.eot,
+        bos_token_id=tokenizer.eot,
+        eos_token_id=tokenizer.eot,
+        decoder_start_token_id=tokenizer.sot,
+    )
+
+
+def is_transformers_checkpoint(model_id: str) -> bool:
+    """A local folder with a config.json, or a Hub id ("org/name"): not an openai-whisper checkpoint."""
+    path = Path(model_id).expanduser()
+    return (path / "config.json").exists() or (not path.exists() and "/" in model_id and not model_id.endswith(".pt"))
+
+
+def hf_model(model_cfg, architecture: dict | None, device: torch.device, dtype: torch.dtype):
+    """transformers' WhisperForConditionalGeneration holding the same weights as openai_model."""
+    from transformers import WhisperForConditionalGeneration
+
+    if model_cfg.weights == "pretrained" and is_transformers_checkpoint(model_cfg.id):
+        try:
+            model = WhisperForConditionalGeneration.from_pretrained(model_cfg.id, dtype=dtype, device_map=device)
+        except OSError as err:
+            raise BenchError(
+                f"cannot load Whisper {model_cfg.id!r} ({str(err).splitlines()[0]}); download it with "
+                f"`hf download {model_cfg.id}`, pass an openai-whisper checkpoint, or run with model.weights=random"
+            ) from err
+        return model.eval()
+    source = openai_model(model_cfg, architecture, device)
+    model = WhisperForConditionalGeneration(hf_config(source.dims, tokenizer(source.dims.n_vocab)))
+    model.load_state_dict(hf_state_dict(source.state_dict()), strict=True)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+# -- tokens and decoding rules ----------------------------------------------------------------
+@cache
+def tokenizer(n_vocab: int, language: str = "en"):
+    """openai-whisper's tokenizer (tiktoken, shipped with the package: no download); its token
+    ids are transformers' too."""
+    from whisper.tokenizer import get_tokenizer
+
+    multilingual = n_vocab >= 51865
+    return get_tokenizer(
+        multilingual=multilingual,
+        num_languages=n_vocab - 51765 - int(multilingual),
+        language=language,
+        task="transcribe",
+    )
+
+
+def initial_tokens(tok, prompt: list[int] | None, n_text_ctx: int) -> list[int]:
+    """The decoder's prompt: the start of a transcript, no timestamps; in long-form after the
+    previous text (its last n_text_ctx // 2 - 1 tokens)."""
+    tokens = [*tok.sot_sequence, tok.no_timestamps]
+    if prompt:
+        tokens = [tok.sot_prev, *prompt[-(n_text_ctx // 2 - 1) :], *tokens]
+    return tokens
+
+
+def suppressed_tokens(tok) -> list[int]:
+    """Tokens never sampled: non-speech symbols and the special tokens of the prompt."""
+    special = [tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm]
+    return sorted({*tok.non_speech_tokens, *special, *([tok.no_speech] if tok.no_speech is not None else [])})
+
+
+def blank_tokens(tok) -> list[int]:
+    """Tokens suppressed as the first one sampled: a blank and end-of-text."""
+    return [*tok.encode(" "), tok.eot]
+
+
+def count_tokens(tok, reference: str) -> int:
+    return len(tok.encode(" " + reference.strip())) if reference.strip() else 0
+
+
+class WhisperEngine(Engine):
+    """What every Whisper engine declares: its decoder and its prompt."""
+
+    @classmethod
+    def decoder_shape(cls, architecture: dict) -> DecoderShape:
+        hidden, heads = architecture["n_text_state"], architecture["n_text_head"]
+        return DecoderShape(
+            layers=architecture["n_text_layer"],
+            hidden=hidden,
+            inner=4 * hidden,
+            heads=heads,
+            kv_heads=heads,
+            head_dim=hidden // heads,
+            vocab=architecture["n_vocab"],
+            gated_mlp=False,
+            norms_per_layer=3,
+            cross_positions=architecture["n_audio_ctx"],
+        )
+
+    @classmethod
+    def context_tokens(cls, samples: int, language: str = "en") -> int:
+        return 4  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>; long-form adds the prompt
