@@ -7,6 +7,7 @@ from conftest import compose_config
 
 from bench.data import load_utterances
 from bench.engines import _voxtral as vox
+from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines.voxtral_compile import VoxtralCompile
 from bench.engines.voxtral_stock import VoxtralStock
 from bench.errors import BenchError
@@ -70,7 +71,9 @@ def record_scores(monkeypatch) -> list[torch.Tensor]:
     logits processor receives them: outside any compiled region, before it edits them."""
     from transformers import LogitsProcessor
 
-    steps, make = [], vox.length_matching_processor
+    from bench.engines import voxtral_stock
+
+    steps, make = [], voxtral_stock.length_matching_processor
 
     def recording(*args, **kwargs):
         inner = make(*args, **kwargs)
@@ -82,7 +85,7 @@ def record_scores(monkeypatch) -> list[torch.Tensor]:
 
         return Recording()
 
-    monkeypatch.setattr(vox, "length_matching_processor", recording)
+    monkeypatch.setattr(voxtral_stock, "length_matching_processor", recording)
     return steps
 
 
@@ -105,7 +108,7 @@ def test_compile_gives_the_same_token_ids_and_logits_as_stock(stock, sample, mon
     report = compiled.report()
     assert report["graphs_compiled_at_cold_start"] >= 1
     assert report["recompiles"] == 0  # the smaller second batch was padded to the first's shape
-    assert vox.inductor_cached_graphs() >= 1  # what compiled here is now in Inductor's on-disk cache
+    assert inductor_cached_graphs() >= 1  # what compiled here is now in Inductor's on-disk cache
 
 
 def test_pretrained_path_loads_a_local_folder(tmp_path, stock, sample):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.data.audio import SAMPLE_RATE
-from bench.engines._fast.lengths import check_budget, force_length
+from bench.engines._fast.lengths import check_budget
 from bench.engines.base import DecoderShape, Engine, compiled_graphs  # noqa: F401 - compile bookkeeping
 from bench.errors import BenchError
 
@@ -172,19 +172,6 @@ def count_tokens(tokenizer, text: str) -> int:
     return len(tokenizer.encode(text.strip(), add_special_tokens=False)) if text.strip() else 0
 
 
-def length_matching_processor(targets: list[int], prompt_length: int, device: torch.device):
-    """force_length as a transformers LogitsProcessor, for generate."""
-    from transformers import LogitsProcessor
-
-    target = torch.tensor(targets, device=device)
-
-    class ForceLength(LogitsProcessor):
-        def __call__(self, input_ids, scores):
-            return force_length(scores, input_ids.shape[1] - prompt_length, target, EOS)
-
-    return ForceLength()
-
-
 def static_cache_len(chunks: int, max_new_tokens: int) -> int:
     """KV slots a static cache needs for clips of up to `chunks` 30 s chunks: the prompt
     (BOS, [INST], [BEGIN_AUDIO], the audio placeholders, [/INST], lang:xx, [TRANSCRIBE]: 16
@@ -200,15 +187,6 @@ def token_budget(max_new_tokens: int, audios, target_tokens: list[int] | None) -
         budget, target_tokens, f"engine.max_new_tokens={max_new_tokens} per 30 s chunk", "engine.max_new_tokens"
     )
     return budget
-
-
-# -- torch.compile bookkeeping (voxtral_compile, and voxtral_patched's compiled_step) -------
-def inductor_cached_graphs() -> int:
-    """Graphs in Inductor's on-disk cache: a warm cache makes a later compile of the same
-    shapes (another run in the same process or on the same host) much cheaper."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-
-    return sum(1 for p in (Path(cache_dir()) / "fxgraph").rglob("*") if p.is_file())
 
 
 @cache

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.engines import _voxtral as vox
+from bench.engines._fast.compiled_generate import CompiledGenerate
 from bench.engines.voxtral_stock import Config as StockConfig
 from bench.engines.voxtral_stock import VoxtralStock
 from bench.errors import BenchError
@@ -32,37 +33,21 @@ class Config(StockConfig):
     max_chunks: int = 1
 
 
-class VoxtralCompile(VoxtralStock):
-    # hooks inside a compiled region would break its graph: time generate as one phase
+class VoxtralCompile(CompiledGenerate, VoxtralStock):
+    PHASES = CompiledGenerate.PHASES
     phase_hooks = False
-    PHASES = ("features", "h2d", "generate", "detokenise")
-    COMPILES = True
 
     def load(self) -> None:
         super().load()
-        from transformers import CompileConfig
-
-        compile_config = CompileConfig(mode=self.engine_cfg.compile_mode, fullgraph=self.engine_cfg.fullgraph)
-        # transformers compiles only on accelerators unless told otherwise; on the CPU the
-        # same path runs (inductor, no CUDA graphs) so tests exercise what a GPU runs.
-        compile_config._compile_all_devices = True
-        self.compile_config = compile_config
-        self.chunks = None  # the static cache's size, fixed at the first batch
-        self.rows = 0
-        self.calls = 0
-        self.graphs_at_start = vox.compiled_graphs()
-        self.cached_graphs_at_load = vox.inductor_cached_graphs()
-        self.graphs_after_first_call = None
+        self.setup_compile()
+        self.chunks = None  # the static cache's size: the run's longest clip (see plan)
 
     def plan(self, batches: list[list[int]]) -> None:
         # one shape for the run: every batch padded to the most rows, the cache sized for the
         # longest clip, so generate compiles once, in the warm-up
-        self.rows = max(self.rows, *map(len, batches))
+        super().plan(batches)
         longest = max(vox.chunks_in(n) for lengths in batches for n in lengths)
         self.chunks = max(self.engine_cfg.max_chunks, longest, self.chunks or 0)
-
-    def batch_shape(self, lengths: list[int]):
-        return "the run's one shape"
 
     def pad_batch(self, audios: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
         longest = max(vox.n_chunks(a) for a in audios)
@@ -74,43 +59,19 @@ class VoxtralCompile(VoxtralStock):
                 f"more than the static cache sized at the first batch holds ({self.chunks}); "
                 f"raise engine.max_chunks to {longest}, or keep dataset.sort_by_duration=true"
             )
-        self.rows = max(self.rows, len(audios))
-        return audios + [audios[-1]] * (self.rows - len(audios)), len(audios)
+        return self.padded(audios), len(audios)
 
     @property
     def max_cache_len(self) -> int | None:
         return None if self.chunks is None else vox.static_cache_len(self.chunks, self.engine_cfg.max_new_tokens)
 
-    def after_out_of_memory(self) -> None:
-        self.rows = 0  # pad the halves to their own size (a new shape: one recompile)
-        super().after_out_of_memory()
-
     def generate_kwargs(self, batch_rows: int) -> dict:
-        return {
-            "cache_implementation": "static",
-            "compile_config": self.compile_config,
-            "max_cache_len": self.max_cache_len,
-        }
+        return self.compiled_generate_kwargs()
 
     def transcribe(self, audios, target_tokens, clock):
         out = super().transcribe(audios, target_tokens, clock)
-        self.calls += 1
-        if self.calls == 1:
-            self.graphs_after_first_call = vox.compiled_graphs()
+        self.count_call()
         return out
-
-    def report(self) -> dict:
-        now = vox.compiled_graphs()
-        first = self.graphs_after_first_call if self.graphs_after_first_call is not None else now
-        return {
-            "compile_mode": self.engine_cfg.compile_mode,
-            "graphs_compiled_at_cold_start": first - self.graphs_at_start,
-            "recompiles": now - first,
-            # 0: the cold start paid the full compile; more: Inductor reused cached graphs
-            "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
-            "static_cache_len": self.max_cache_len,
-            "padded_rows": self.rows,
-        }
 
 
 ENGINE = VoxtralCompile

@@ -22,6 +22,7 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
+from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
 from bench.engines._fast.fusion import fuse_projections
 from bench.engines._fast.lengths import generated_lengths
@@ -91,7 +92,7 @@ class VoxtralPatched(vox.VoxtralEngine):
         self.rows_for: dict[int, int] = {}  # chunks -> the rows batches of that many chunks are padded to
         self.decoder = self.make_decoder(cuda_graph=self.device.type == "cuda")
         self.graphs_at_load = vox.compiled_graphs()
-        self.cached_graphs_at_load = vox.inductor_cached_graphs() if self.decoder.options.compiled else None
+        self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
 
     def make_decoder(self, cuda_graph: bool) -> FastDecoder:
         """The fast-decode core around Voxtral's language model and lm_head (cuda_graph: whether

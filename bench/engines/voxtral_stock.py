@@ -17,7 +17,7 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
-from bench.engines._fast.lengths import generated_lengths
+from bench.engines._fast.lengths import generated_lengths, length_matching_processor
 from bench.engines.base import Transcript
 from bench.pipeline.clock import Clock
 
@@ -92,7 +92,7 @@ class VoxtralStock(vox.VoxtralEngine):
         processors = []
         if target_tokens is not None:
             padded_targets = target_tokens + [target_tokens[-1]] * (len(audios) - rows)
-            processors.append(vox.length_matching_processor(padded_targets, prompt_length, self.device))
+            processors.append(length_matching_processor(padded_targets, prompt_length, vox.EOS, self.device))
         self._clock, self._seen_prefill = clock, False
         try:
             with clock.phase("generate") if not self.phase_hooks else _nothing():

@@ -43,3 +43,17 @@ def generated_lengths(new_tokens: torch.Tensor, eos: int) -> list[int]:
     has_end = is_end.any(dim=1)
     first_end = torch.where(has_end, is_end.int().argmax(dim=1), new_tokens.shape[1])
     return first_end.tolist()
+
+
+def length_matching_processor(targets: list[int], prompt_length: int, eos: int, device: torch.device):
+    """force_length as a transformers LogitsProcessor, for generate (new tokens start after
+    `prompt_length` positions)."""
+    from transformers import LogitsProcessor
+
+    target = torch.tensor(targets, device=device)
+
+    class ForceLength(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            return force_length(scores, input_ids.shape[1] - prompt_length, target, eos)
+
+    return ForceLength()
