@@ -46,9 +46,8 @@ class Emulation:
     def _held(self) -> list[torch.Tensor]:
         """Tensors the captured step reads or writes besides its arguments."""
         state = self.decoder.state
-        return [t for layer in state.cache.layers for t in (layer.keys, layer.values, layer.cumulative_length)] + [
-            state.valid
-        ]
+        layers = self.decoder.model.self_attention_layers(state.cache)
+        return [t for layer in layers for t in (layer.keys, layer.values, layer.cumulative_length)] + [state.valid]
 
     @contextmanager
     def _capture(self, graph):

@@ -2,7 +2,6 @@
 
 import torch
 
-from bench.engines.voxtral_patched import VoxtralPatched
 from bench.pipeline.clock import Clock
 from bench.pipeline.measure import make_batches
 
@@ -10,7 +9,8 @@ CPU = torch.device("cpu")
 
 
 def run_clips(engine, sample, batch_size, targets):
-    """Each clip's tokens, and the logits the engine chose them from, step by step.
+    """Each clip's tokens, and the logits the engine chose them from, step by step (None for a
+    clip decoded apart from its batch).
 
     The logits are kept because this tiny random model leans on its residual stream: a KV
     cache written one slot off changes them by ~1e-3 yet flips none of its tokens. Every
@@ -21,24 +21,40 @@ def run_clips(engine, sample, batch_size, targets):
     def keep(logits):
         steps.append(logits.reshape(logits.shape[0], -1)[:, ::64].float().clone())
 
-    if isinstance(engine, VoxtralPatched):  # the fast-decode core picks every token from these
-        decoder = engine.decoder
+    decoder = getattr(engine, "decoder", None)
+    if decoder is not None and hasattr(decoder, "pick"):  # the fast-decode core picks every token from these
         pick = decoder.pick
         decoder.pick = lambda logits, *rest: keep(logits) or pick(logits, *rest)
         undo = lambda: delattr(decoder, "pick")  # noqa: E731
-    else:  # generate chooses from the language model head's output
-        undo = engine.model.lm_head.register_forward_hook(lambda _module, _args, out: keep(out)).remove
+    else:  # the output projection's logits, before any rule suppresses a token
+        head = output_head(engine.model)
+        undo = head.register_forward_hook(
+            lambda _module, _args, out: keep(out[:, -1] if out.dim() == 3 else out)
+        ).remove
     tokens, logits = {}, {}
     try:
         for batch in make_batches(sample, batch_size):
             steps.clear()
             with Clock(CPU) as clock:
                 out = engine.transcribe([u.audio for u in batch], [targets[u.id] for u in batch], clock)
+            # a step per row of the batch; Whisper decodes long clips one after another instead,
+            # whose steps hold one row each and are not attributed (None)
+            per_row = all(step.shape[0] >= len(batch) for step in steps)
             for row, (u, transcript) in enumerate(zip(batch, out, strict=True)):
-                tokens[u.id], logits[u.id] = transcript.tokens, torch.stack([step[row] for step in steps])
+                tokens[u.id] = transcript.tokens
+                logits[u.id] = torch.stack([step[row] for step in steps]) if per_row else None
     finally:
         undo()
     return tokens, logits
+
+
+def output_head(model):
+    """The module whose output is the logits: Voxtral's lm_head, transformers' Whisper proj_out,
+    openai-whisper's decoder (its forward ends in the logits)."""
+    for name in ("lm_head", "proj_out"):
+        if hasattr(model, name):
+            return getattr(model, name)
+    return model.decoder
 
 
 def chunk_counts(utterances) -> int:

@@ -41,8 +41,10 @@ def transcribe_with_first_logits(engine, audios, targets, device) -> tuple[list,
         if not seen:
             seen.append(output.detach().float().reshape(output.shape[0], -1, output.shape[-1])[:, -1].clone())
 
-    # both engines end every forward in the model's lm_head: its first call is the prefill's
-    handle = engine.model.lm_head.register_forward_hook(keep_first)
+    # both engines end every forward in the model's output projection (Voxtral's lm_head,
+    # transformers' Whisper proj_out): its first call is the prefill's
+    head = engine.model.lm_head if hasattr(engine.model, "lm_head") else engine.model.proj_out
+    handle = head.register_forward_hook(keep_first)
     try:
         with Clock(device) as clock:
             out = engine.transcribe(audios, targets, clock)

@@ -43,6 +43,8 @@ class DecoderModel(Protocol):
 
     def new_cache(self, max_len: int | None): ...  # None: a dynamic cache
 
+    def self_attention_layers(self, cache) -> list: ...  # the static layers a decode step writes
+
     takes_cache_position: bool  # older transformers want the write slot; newer caches track it
     layers: object  # the decoder layers, for compiling one of them for all
     cache_keyword: str
@@ -88,10 +90,21 @@ class ShapeState:
 
 
 class FastDecoder:
-    def __init__(self, model: DecoderModel, options: DecodeOptions, device: torch.device, eos: int, pad: int):
+    def __init__(
+        self,
+        model: DecoderModel,
+        options: DecodeOptions,
+        device: torch.device,
+        eos: int,
+        pad: int,
+        logit_filter: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    ):
+        """`logit_filter(logits, step)` applies a model's own decoding rules before the greedy
+        choice (Whisper suppresses some tokens); `pad` is what a finished row emits."""
         from bench.engines._fast.layers import CompiledDecodeLayers
 
         self.model, self.options, self.device, self.eos, self.pad = model, options, device, eos, pad
+        self.logit_filter = logit_filter
         self.shapes: dict[tuple[int, int], ShapeState] = {}
         self.state = ShapeState()
         self.cache_len = 0
@@ -176,6 +189,8 @@ class FastDecoder:
 
     def pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:
         """Greedy choice as generate makes it, with length matching; finished rows emit padding."""
+        if self.logit_filter is not None:
+            logits = self.logit_filter(logits, step)
         if targets is not None:
             logits = force_length(logits, step, targets, self.eos)
         token = logits.argmax(dim=-1)
@@ -216,7 +231,7 @@ class FastDecoder:
         with torch.cuda.stream(side):
             step()
         torch.cuda.current_stream().wait_stream(side)
-        for layer in self.state.cache.layers:
+        for layer in self.model.self_attention_layers(self.state.cache):
             layer.cumulative_length.sub_(1)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):

@@ -48,9 +48,54 @@ class TransformersLM:
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.embedding(token_ids)
 
+    def self_attention_layers(self, cache) -> list:
+        return cache.layers
+
     def new_cache(self, max_len: int | None):
         from transformers import DynamicCache, StaticCache
 
         if max_len is None:
             return DynamicCache(config=self.text_config)
         return StaticCache(config=self.text_config, max_cache_len=max_len)
+
+
+class TransformersEncoderDecoder(TransformersLM):
+    """A transformers encoder-decoder's decoder (Whisper's): the same, with the encoder's
+    output attended by every layer's cross-attention. Its keys and values are computed once
+    per batch, at prefill, and kept in the cache beside the self-attention's."""
+
+    def __init__(self, decoder: torch.nn.Module, proj_out: torch.nn.Module, config, encoder_positions: int):
+        super().__init__(decoder, proj_out, decoder.embed_tokens, config)
+        self.encoder_positions = encoder_positions
+        self.encoder_states: torch.Tensor | None = None  # this batch's, set before it decodes
+
+    def forward(self, embeds, attention_mask, positions, cache_position, cache) -> torch.Tensor:
+        extra = {self.cache_keyword: cache}
+        if self._position_keyword:
+            extra[self._position_keyword] = cache_position
+        out = self.language_model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            encoder_hidden_states=self.encoder_states,
+            use_cache=True,
+            **extra,
+        )
+        return self.lm_head(out.last_hidden_state[:, -1]).float()
+
+    def self_attention_layers(self, cache) -> list:
+        return cache.self_attention_cache.layers
+
+    def new_cache(self, max_len: int | None):
+        import copy
+
+        from transformers import DynamicCache, EncoderDecoderCache, StaticCache
+
+        config = copy.deepcopy(self.text_config)
+        config.num_hidden_layers = config.decoder_layers  # the cache's layers are the decoder's
+        if max_len is None:
+            return EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+        return EncoderDecoderCache(
+            StaticCache(config=config, max_cache_len=max_len),
+            StaticCache(config=config, max_cache_len=self.encoder_positions),
+        )

@@ -1,0 +1,110 @@
+"""whisper_hf, whisper_compile and whisper_patched decode whisper_large_v3's tokens from the same
+weights, with its logits at every step: every clip of the sample dataset (short and long form),
+batch 1 and 4, every whisper_patched patch on and each off alone, its CUDA graph path
+emulated on the CPU. Tiny scale, float32, CPU."""
+
+import pytest
+import torch
+from conftest import compose_config, tiny_engine
+from engine_runs import run_clips
+
+from bench.data import load_utterances
+from bench.engines import _whisper as wh
+from bench.engines.whisper_patched import PATCHES
+
+WHISPER = "model=whisper_large_v3"
+LONG_FORM = 30 * 16_000
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_utterances(compose_config("dataset=sample").dataset, progress=False)
+
+
+@pytest.fixture(scope="module")
+def expected(sample):
+    reference = tiny_engine("whisper_large_v3", WHISPER)
+    targets = {u.id: reference.count_target_tokens(u.reference) for u in sample}
+    return targets, {size: run_clips(reference, sample, size, targets) for size in (1, 4)}
+
+
+def assert_same(got, want, sample):
+    """The same tokens on every clip; on the short clips, whose logits come one step per row,
+    the same logits at every step whisper_large_v3 took, within 1e-5 of the step's largest
+    (two implementations of one model in float32: a few units in the last place)."""
+    tokens, logits = got
+    want_tokens, want_logits = want
+    assert tokens == want_tokens
+    for u in sample:
+        if len(u.audio) > LONG_FORM:
+            continue
+        steps = logits[u.id][: len(want_logits[u.id])]
+        assert len(steps) == len(want_logits[u.id]), u.id
+        scale = want_logits[u.id].abs().amax(dim=-1, keepdim=True)
+        assert ((steps - want_logits[u.id]).abs() <= 1e-5 * scale).all(), u.id
+
+
+def test_the_same_seed_gives_the_same_weights_in_both_layouts():
+    cfg = compose_config("engine=whisper_hf", WHISPER, "model.weights=random", "model.scale=tiny")
+    engine = tiny_engine("whisper_hf", WHISPER)
+    source = wh.openai_model(cfg.model, engine.architecture, torch.device("cpu"))
+    converted = wh.hf_state_dict(source.state_dict())
+    held = engine.model.state_dict()
+    assert set(converted) == set(held)
+    for key, value in converted.items():
+        assert torch.equal(held[key], value), key
+
+
+def test_a_name_openai_whisper_does_not_have_is_refused():
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="no transformers name"):
+        wh.hf_state_dict({"decoder.blocks.0.attn.rotary.weight": torch.zeros(1)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("name", ["whisper_hf", "whisper_compile"])
+def test_transformers_generate_decodes_openai_whispers_tokens(name, batch_size, expected, sample):
+    targets, want = expected
+    engine = tiny_engine(name, WHISPER)
+    assert_same(run_clips(engine, sample, batch_size, targets), want[batch_size], sample)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("off", [None, *PATCHES])
+def test_the_fast_path_decodes_openai_whispers_tokens(off, batch_size, expected, sample):
+    targets, want = expected
+    patches = [p for p in PATCHES if p != off]
+    engine = tiny_engine("whisper_patched", WHISPER, f"engine.patches=[{','.join(patches)}]")
+    assert_same(run_clips(engine, sample, batch_size, targets), want[batch_size], sample)
+    report = engine.report()
+    assert report["compiled_step_active"] == (off not in ("compiled_step", "static_cache"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_the_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, monkeypatch):
+    from cuda_graph_emulation import Emulation
+
+    targets, want = expected
+    engine = tiny_engine("whisper_patched", WHISPER)
+    emulation = Emulation(engine, monkeypatch)
+    assert_same(run_clips(engine, sample, batch_size, targets), want[batch_size], sample)
+    # one graph per batch shape: short batches, and a long clip's windows one at a time
+    assert emulation.captures == 2 and emulation.replays > len(sample)
+
+
+def test_the_device_log_mel_is_openai_whispers(sample):
+    from whisper.audio import log_mel_spectrogram
+
+    engine = tiny_engine("whisper_patched", WHISPER)
+    clips = [u.audio[:LONG_FORM] for u in (sample[0], sample[-1])]
+    batch = torch.zeros(2, LONG_FORM)
+    for row, clip in enumerate(clips):
+        batch[row, : len(clip)] = torch.from_numpy(clip)
+    together = engine.log_mel(batch)
+    for row in range(2):
+        alone = log_mel_spectrogram(batch[row], n_mels=engine.model.config.num_mel_bins)
+        torch.testing.assert_close(together[row], alone, rtol=0, atol=1e-6)
