@@ -27,6 +27,7 @@ def make_run(
     repeats: int = 1,
     durations: list[float] | None = None,
     fingerprint: str | None = None,
+    model: str | None = None,
 ) -> Path:
     """A run folder of `repeats` timed passes over n_batches batches. With `durations` the
     batches hold that much audio each and take time in proportion (plus a fixed cost per
@@ -66,7 +67,7 @@ def make_run(
     wer = sum(errors) / (words * n_batches) if weights == "pretrained" else None
     summary = Summary(
         engine=engine,
-        model="voxtral_mini_3b",
+        model=model or ("whisper_large_v3" if engine.startswith("whisper") else "voxtral_mini_3b"),
         weights=weights,
         scale="full",
         dtype="bfloat16",

@@ -75,3 +75,20 @@ def test_random_weights_recommend_on_speed_alone_and_say_so(tmp_path):
     make_run(tmp_path / "b", engine="voxtral_stock", seconds_per_batch=0.5, weights="random")
     text = recommend(comparison_frame(load_runs([str(tmp_path)])), max_wer=0.1)
     assert text.startswith("Recommended: voxtral_patched") and "speed alone" in text
+
+
+def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
+    runs = {
+        "voxtral_stock": 1.0, "voxtral_patched": 0.2,  # Voxtral: RTFx 10 and 50
+        "whisper_large_v3": 0.5, "whisper_patched": 0.25,  # Whisper: RTFx 20 and 40
+    }  # fmt: skip
+    for engine, seconds in runs.items():
+        make_run(tmp_path / engine, engine=engine, seconds_per_batch=seconds, weights="random", noise=0.0)
+    text = recommend(comparison_frame(load_runs([str(tmp_path)])))
+    assert text.startswith("Recommended: voxtral_patched")
+    assert (
+        "Each model at its best: voxtral_mini_3b (full): voxtral_patched (batch 1, RTFx 50.0); "
+        "whisper_large_v3 (full): whisper_patched (batch 1, RTFx 40.0)."
+    ) in text
+    # the slow openai-whisper engine is not what Whisper is judged on
+    assert "whisper_large_v3 (batch" not in text
