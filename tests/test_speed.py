@@ -65,3 +65,30 @@ def test_speed_command_prints_both_tables(tmp_path, offline_env):
     )  # fmt: skip
     assert tables.returncode == 0, tables.stderr[-3000:]
     assert pd.read_csv(tmp_path / "speed.csv").equals(speed)  # the same table from the run folders alone
+
+
+@pytest.mark.slow
+def test_speed_covers_whisper_with_its_ablation_and_the_ceiling(tmp_path, offline_env):
+    import json
+
+    from bench.engines.whisper_patched import PATCHES as WHISPER_PATCHES
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.speed", "--model", "whisper_large_v3", "--scale", "tiny",
+         "--clip-seconds", "4", "--batch-sizes", "1", "--engines", "whisper_large_v3", "whisper_patched",
+         "--min-clips", "2", "--repeats", "1", "--quiet", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "# Whisper speed" in out.stdout and "# whisper_patched ablation" in out.stdout
+    speed = pd.read_csv(tmp_path / "speed.csv")
+    assert sorted(speed.engine) == ["whisper_large_v3", "whisper_patched"]
+    assert ((speed["% of copy BW"] > 0) & (speed["% of copy BW"] < 100)).all()
+    # the ceiling: every decoder matrix of this model read once on this device, measured here
+    ceilings = json.loads((tmp_path / "ceilings.json").read_text())
+    assert list(ceilings) == ["whisper_large_v3/tiny/float32/b1"]
+    assert ceilings["whisper_large_v3/tiny/float32/b1"]["matrices"] == 2 * 8 + 1  # 2 layers of 8, and proj_out
+    assert (speed["ceiling ms/step"] > 0).all()
+    assert (speed["step / ceiling"] == speed["ms/step"] / speed["ceiling ms/step"]).all()
+    ablation = pd.read_csv(tmp_path / "ablation.csv")
+    assert len(ablation) == 1 + len(WHISPER_PATCHES) and ablation["vs all on"].iloc[0] == 1.0

@@ -55,9 +55,12 @@ def phase_frame(runs) -> pd.DataFrame:
     return _phases_in_order(pd.DataFrame(rows))
 
 
-def ceiling_frame(out: Path, speed: pd.DataFrame, copy_bw: float) -> pd.DataFrame | None:
+def ceiling_frame(
+    out: Path, speed: pd.DataFrame, copy_bw: float, weight_bytes: dict[str, float]
+) -> pd.DataFrame | None:
     """Per batch size the ceiling's step time, its bandwidth and share of copy bandwidth, and
-    each engine's measured decode step as a multiple of it (1.0 would be at the limit)."""
+    each engine's measured decode step as a multiple of it (1.0 would be at the limit): the
+    engines whose decoder reads the weights the ceiling read (`weight_bytes`, within 2%)."""
     path = out / CEILING_FILE
     if not path.exists():
         return None
@@ -72,14 +75,16 @@ def ceiling_frame(out: Path, speed: pd.DataFrame, copy_bw: float) -> pd.DataFram
             "% of copy BW": 100 * gb * 1e9 / (ms / 1e3) / copy_bw,
         }
         for engine, group in speed.groupby("engine", sort=True):
+            if abs(weight_bytes.get(engine, 0) - gb * 1e9) > 0.02 * gb * 1e9:
+                continue  # another model's decoder
             step = group.loc[group.batch == batch, "ms/step"]
             row[f"{engine} step / ceiling"] = float(step.iloc[0]) / ms if len(step) and pd.notna(step.iloc[0]) else None
         rows.append(row)
     return pd.DataFrame(rows) if rows else None
 
 
-def ceiling_lines(out: Path, speed: pd.DataFrame, copy_bw: float) -> list[str]:
-    frame = ceiling_frame(out, speed, copy_bw)
+def ceiling_lines(out: Path, speed: pd.DataFrame, copy_bw: float, weight_bytes: dict[str, float]) -> list[str]:
+    frame = ceiling_frame(out, speed, copy_bw, weight_bytes)
     if frame is None:
         return []
     scripts = sorted(p.name for p in out.glob("*.py"))

@@ -70,5 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     record_command(args.out, "bench.reference", argv)
     if measure(points, args.out, Settings.from_args(args), args.budget_minutes):
         return INCOMPLETE
+    speed.measure_ceilings(args.out, points)
     print(write_folder(args.out))
     return 0

@@ -19,7 +19,7 @@ from bench.analysis.table import markdown
 from bench.engines import faster_paths
 from bench.lab.folder import DEVICE_FILE, recorded_commands
 from bench.lab.grid import Point, is_done
-from bench.lab.speed import measured_speed_points
+from bench.lab.speed import SECTIONS, measured_speed_points, weight_bytes
 from bench.pipeline.record import Summary
 from bench.stats import RESAMPLES
 
@@ -174,10 +174,11 @@ def write_folder(out: Path, plan: list[Point]) -> str:
     if (out / DEVICE_FILE).exists() and any(p.without for p in speed):
         tables = write_tables(out, speed)
         lines += ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
-        ablated = ", ".join(sorted({p.engine for p in speed if p.without}))
-        lines += [tables.replace("# Voxtral speed", "### Speed").replace(f"# {ablated} ablation", "### Ablation")]
+        for name, text in tables.items():  # each table one level down, under its own title
+            lines += [f"### {SECTIONS[name]}\n" + text.split("\n", 1)[1]]
         copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
-        lines += evidence.ceiling_lines(out, pd.read_csv(out / "speed.csv"), copy_bw)
+        weights = {p.engine: weight_bytes(p, out) for p in speed if not p.without}
+        lines += evidence.ceiling_lines(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
     lines += evidence.repeat_runs_lines(out)
     lines += evidence.agreement_lines(out)
     profiles, _ = finding(runs)

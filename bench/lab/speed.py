@@ -36,6 +36,7 @@ from bench.analysis.table import markdown
 from bench.data.audio import SAMPLE_RATE
 from bench.engines import engine_class, engine_names
 from bench.engines.base import DecoderShape
+from bench.lab import ceiling
 from bench.lab.evidence import ordered_phase_frame, phase_means
 from bench.lab.folder import DEVICE_FILE, record_command
 from bench.lab.grid import Point, Settings, add_arguments, measure, measured_points, model_family, summary_if_done
@@ -78,6 +79,29 @@ def finished(point: Point, out: Path) -> Summary:
     return summary
 
 
+def measure_ceilings(out: Path, points: list[Point]) -> None:
+    """The GEMV-only ceiling (bench.lab.ceiling) of every model and batch size the speed runs used,
+    on their device and in their dtype, into the folder's ceilings.json (each measured once)."""
+    import torch
+
+    from bench.pipeline.runner import DTYPES
+
+    for p in points:
+        if p.without or not streams_a_decoder(p.engine) or summary_if_done(p, out) is None:
+            continue
+        summary = finished(p, out)
+        shape = engine_class(p.engine).decoder_shape(_architecture(p.folder(out)))
+        device, dtype = torch.device(summary.device), DTYPES[summary.dtype]
+        ceiling.record(out, summary.model, summary.scale, shape, summary.batch_size, device, dtype)
+
+
+def weight_bytes(point: Point, out: Path) -> float:
+    """Bytes of decoder weights a decode step of this run reads (no KV cache)."""
+    summary = finished(point, out)
+    shape = engine_class(point.engine).decoder_shape(_architecture(point.folder(out)))
+    return shape.weight_values() * (4 if summary.dtype == "float32" else 2)
+
+
 SPEED_COLUMNS = {  # table_row's name -> the speed table's
     "batch": "batch", "RTFx": "RTFx", "RTFx 95% CI": "RTFx 95% CI", "tok/s": "decode tok/s", "ms/step": "ms/step",
 }  # fmt: skip
@@ -87,12 +111,13 @@ def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     summary = finished(point, out)
     cells = table_row(summary)
     row = {"engine": point.label, **{name: cells[key] for key, name in SPEED_COLUMNS.items()}}
-    row |= {
-        "decode GB/s": None,
-        "% of copy BW": None,
-        "cold start s": cells["cold start s"],
-        "peak GiB": cells["peak GiB"],
-    }
+    row |= {"decode GB/s": None, "% of copy BW": None}
+    ceilings = ceiling.read(out)
+    if ceilings:  # measured in the same folder: the step against the practical limit
+        limit = ceilings.get(ceiling.key(summary.model, summary.scale, summary.dtype, summary.batch_size))
+        row["ceiling ms/step"] = 1e3 * limit["seconds"] if limit else None
+        row["step / ceiling"] = cells["ms/step"] / row["ceiling ms/step"] if limit and cells["ms/step"] else None
+    row |= {"cold start s": cells["cold start s"], "peak GiB": cells["peak GiB"]}
     step_s = summary.decode_step_seconds
     if step_s and summary.decode_steps:
         engine = engine_class(point.engine)
@@ -153,47 +178,65 @@ def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
     return ordered_phase_frame(rows)
 
 
-def write_tables(out: Path, points: list[Point]) -> str:
+SECTIONS = {"speed": "Speed", "ablation": "Ablation", "ablation_phases": "Ablation by phase"}  # file -> README title
+
+
+def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
     """speed.md/csv, ablation.md/csv and ablation_phases.md/csv from the measured run folders;
-    returns the text. Rows are ordered by engine and batch (the ablation: all on, then each
-    removed patch by name) whatever order the points come in, so every command that writes
-    these tables from the same runs writes the same files."""
+    returns each file's text by name. Rows are ordered by engine and batch (the ablation: all
+    on, then each removed patch by name) whatever order the points come in, so every command
+    that writes these tables from the same runs writes the same files."""
     device_file = out / DEVICE_FILE
     if not device_file.exists():
         raise SystemExit(f"bench.speed: error: {device_file} is missing (written when the runs are measured)")
     device = json.loads(device_file.read_text())
     copy_bw = device["copy_bandwidth_bytes_per_s"]
     main_points = sorted((p for p in points if not p.without), key=lambda p: (p.engine, p.batch_size))
+    models = {p: OmegaConf.load(p.folder(out) / "config.yaml").model for p in main_points}
     speed = pd.DataFrame([bandwidth_row(p, out, copy_bw) for p in main_points])
+    names = sorted({m.name for m in models.values()})
+    if len(names) > 1:  # which model each row ran, when a folder holds several
+        speed.insert(1, "model", [models[p].name for p in main_points])
     ablation_rows = []
     for ordered in _ablation_order(points).values():
         base = finished(ordered[0], out)
         ablation_rows += [ablation_row(p, out, base) for p in ordered]
     ablation = pd.DataFrame(ablation_rows)
+    ablated = sorted({engine for engine, _ in _ablation_order(points)})
+    if len(ablated) > 1:
+        ablation.insert(0, "engine", [p.engine for ordered in _ablation_order(points).values() for p in ordered])
 
-    first = OmegaConf.load(main_points[0].folder(out) / "config.yaml")
-    header = (
-        f"{device['hardware']}; model {first.model.name} ({first.model.scale}, random weights), "
-        f"synthetic {first.dataset.max_seconds:g} s clips, {first.run.repeats} repeats, "
-        f"copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write)"
-    )
-    text = f"# Voxtral speed\n\n{header}\n\n{markdown(speed)}"
-    (out / "speed.md").write_text(text)
+    families = sorted({m.family for m in models.values()})
+
+    def header(of: list[Point]) -> str:
+        """The hardware, the models of these runs and how they were measured."""
+        configs = [OmegaConf.load(p.folder(out) / "config.yaml") for p in of]
+        run_models = sorted({c.model.name for c in configs})
+        first = configs[0]
+        return (
+            f"{device['hardware']}; model{'s' if len(run_models) > 1 else ''} {', '.join(run_models)} "
+            f"({first.model.scale}, random weights), synthetic {first.dataset.max_seconds:g} s clips, "
+            f"{first.run.repeats} repeats, copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write)"
+        )
+
+    title = f"{families[0].capitalize()} speed" if len(families) == 1 else "Decode speed"
+    texts = {"speed": f"# {title}\n\n{header(main_points)}\n\n{markdown(speed)}"}
     speed.to_csv(out / "speed.csv", index=False)
     if len(ablation):
-        ablated = ", ".join(sorted({engine for engine, _ in _ablation_order(points)}))
-        ablation_text = f"# {ablated} ablation\n\n{header}\n\n{markdown(ablation)}"
-        (out / "ablation.md").write_text(ablation_text)
-        ablation.to_csv(out / "ablation.csv", index=False)
         phases = ablation_phase_frame(out, points)
-        phases_text = (
-            f"# {ablated} ablation by phase\n\n{header}; milliseconds per timed batch (mean over "
+        if len(ablated) > 1:
+            phases.insert(0, "engine", ablation["engine"])
+        ablation_header = header([p for ordered in _ablation_order(points).values() for p in ordered])
+        texts["ablation"] = f"# {', '.join(ablated)} ablation\n\n{ablation_header}\n\n{markdown(ablation)}"
+        texts["ablation_phases"] = (
+            f"# {', '.join(ablated)} ablation by phase\n\n{ablation_header}; milliseconds per timed batch (mean over "
             f"every pass), decode steps and tokens per pass\n\n{markdown(phases)}"
         )
-        (out / "ablation_phases.md").write_text(phases_text)
+        ablation.to_csv(out / "ablation.csv", index=False)
         phases.to_csv(out / "ablation_phases.csv", index=False)
-        text += "\n" + ablation_text + "\n" + phases_text
-    return text
+    for name, text in texts.items():
+        (out / f"{name}.md").write_text(text)
+    return texts
 
 
 def parse(argv: list[str] | None):
@@ -241,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_args(args, model=args.model, clip_seconds=args.clip_seconds)
         if measure(points, out, settings, args.budget_minutes):
             return INCOMPLETE
-    print(write_tables(out, points))
+        measure_ceilings(out, points)
+    print("\n".join(write_tables(out, points).values()))
     print(f"run folders and tables: {out}")
     return 0
