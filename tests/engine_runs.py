@@ -64,7 +64,7 @@ def chunk_counts(utterances) -> int:
 
 def assert_same_logits(got, stock):
     """Equal up to float32 noise (~4e-7 here) at every step stock took; patched may take
-    up to eos_check_every - 1 more before it reads back that every row has finished."""
+    one more before it reads back that every row has finished."""
     for clip, expected in stock.items():
         assert len(got[clip]) >= len(expected), clip
         steps = got[clip][: len(expected)]

@@ -159,7 +159,7 @@ def test_a_misspelt_or_added_setting_is_one_line_with_the_closest_name(argv, lin
 def test_settings_of_the_chosen_engine_hydra_s_own_and_the_checkpoint_s_pass():
     from bench.__main__ import check_setting_names
 
-    check_setting_names(["engine=voxtral_patched", "engine.eos_check_every=4", "hydra.run.dir=x", "run.limit=2",
+    check_setting_names(["engine=voxtral_patched", "engine.max_chunks=2", "hydra.run.dir=x", "run.limit=2",
                          "+model.tiny.text_config.rope_theta=10000", "hydra/launcher=local", "~run.limit"])  # fmt: skip
 
 

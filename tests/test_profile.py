@@ -47,7 +47,7 @@ def test_patched_makes_fewer_host_syncs_per_decode_step_than_stock(engines):
         assert result.summary["decode_steps"] >= 39
         per_step[name] = result.summary["decode_host_syncs_per_step"]
     assert per_step["voxtral_stock"] >= 1  # generate reads "all finished?" back every step
-    assert per_step["voxtral_patched"] <= 0.2  # read back every eos_check_every (8) steps
+    assert per_step["voxtral_patched"] == 0  # end-of-sequence read from host memory, no tensor read
     assert per_step["voxtral_patched"] < per_step["voxtral_stock"]
 
 

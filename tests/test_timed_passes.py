@@ -7,9 +7,10 @@ import soundfile as sf
 from conftest import compose_config
 
 from bench.data.build_sample import write_hub_shard
+from bench.engines import engine_class, engine_names
 from bench.pipeline.runner import run
 
-ENGINES = ["voxtral_stock", "voxtral_patched", "voxtral_compile", "whisper_large_v3"]
+ENGINES = list(engine_names())
 
 
 def _wav(seconds: float, seed: int) -> bytes:
@@ -41,18 +42,17 @@ def long_then_short(tmp_path_factory):
 @pytest.mark.parametrize("name", ENGINES)
 def test_every_batch_shape_is_prepared_before_the_timed_passes(name, long_then_short, tmp_path, monkeypatch):
     captures = []
-    if name == "voxtral_patched":  # its CUDA-graph path, emulated on the CPU (captures counted)
+    engine_type = engine_class(name)
+    if hasattr(engine_type, "make_decoder"):  # a fast-decode core: its CUDA-graph path emulated on the CPU
         from cuda_graph_emulation import Emulation
 
-        from bench.engines.voxtral_patched import VoxtralPatched
-
-        load = VoxtralPatched.load
+        load = engine_type.load
 
         def load_with_graphs(engine):
             load(engine)
             captures.append(Emulation(engine, monkeypatch))
 
-        monkeypatch.setattr(VoxtralPatched, "load", load_with_graphs)
+        monkeypatch.setattr(engine_type, "load", load_with_graphs)
     cfg = compose_config(
         f"engine={name}", "model.weights=random", "model.scale=tiny", "run.progress=false",
         "dataset=sample", f"dataset.path={long_then_short}", "dataset.name=mixed",
@@ -62,10 +62,12 @@ def test_every_batch_shape_is_prepared_before_the_timed_passes(name, long_then_s
     batches = pd.read_parquet(tmp_path / "batches.parquet")
     assert summary.compiles_while_timed == 0 and summary.captures_while_timed == 0
     assert (batches.compiles == 0).all() and (batches.captures == 0).all()
-    if name == "voxtral_compile":  # keeps one shape for the run: the most rows, the longest clip
+    if name in ("voxtral_compile", "whisper_compile"):  # one shape for the run: the most rows, the longest clip
         report = summary.engine_report
         assert report["recompiles"] == 0 and report["padded_rows"] == 4 and summary.shape_warmup_batches == 0
     if name == "voxtral_patched":
         assert summary.shape_warmup_batches == 1  # the 4-row batch after the 1-row one, warmed up first
         assert captures[0].captures == 2  # one graph per shape (1 row x 2 chunks, 4 rows x 1 chunk), in warm-up
         assert summary.engine_report["graphs_compiled"] >= 2  # compiled in warm-up, not while timed
+    if name == "whisper_patched":  # a long clip's windows one at a time, then short batches of 4 rows
+        assert summary.shape_warmup_batches == 1 and captures[0].captures == 2

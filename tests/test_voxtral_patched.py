@@ -83,7 +83,7 @@ def test_phases_and_report(sample):
     assert {"h2d", "features", "encode", "merge", "prefill", "decode", "detokenise"} <= set(clock.phases)
     report = engine.report()
     assert report["patches"] == sorted(PATCHES) and report["cuda_graph_active"] is False  # CPU
-    assert report["eos_check_every"] == 8
+    assert report["end_of_sequence_read"] == "one step late, never blocking"
 
 
 @pytest.mark.slow
@@ -123,3 +123,16 @@ def test_cache_keywords_follow_the_signature():
 
     assert cache_kwarg_names(Before524()) == ("past_key_values", "cache_position")
     assert cache_kwarg_names(Since524()) == ("cache", None)
+
+
+def test_a_finished_batch_decodes_one_step_more_at_most(sample, stock):
+    """End-of-sequence is read one step late: a batch runs stock's decode steps plus at most one."""
+    engine = tiny_engine("voxtral_patched")
+    for batch in make_batches(sample[-9:], 3):
+        targets = [stock.count_target_tokens(u.reference) for u in batch]
+        steps = {}
+        for name, each in (("stock", stock), ("patched", engine)):
+            with Clock(CPU) as clock:
+                each.transcribe([u.audio for u in batch], targets, clock)
+            steps[name] = clock.counts["decode_steps"]
+        assert steps["patched"] - steps["stock"] in (0, 1), steps

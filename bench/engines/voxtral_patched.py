@@ -38,8 +38,9 @@ PATCHES = {
     "merge_no_sync": "audio embeddings placed by a cumulative-sum gather and a where: no boolean-mask count "
     "check and no host sync (off: stock's get_placeholder_mask + masked_scatter)",
     "static_cache": "a preallocated static KV cache reused across batches (off: DynamicCache, grown every step)",
-    "sync_free_loop": "greedy loop with end-of-sequence tracked on the device and read back every "
-    "eos_check_every steps (off: read back after every step, as generate does)",
+    "sync_free_loop": "end-of-sequence copied to host memory after each step without blocking, and read one "
+    "step later: the GPU never waits for the check, and a finished batch runs one step more at most (off: read "
+    "back after every step, as generate does)",
     "fused_projections": "each decoder layer's q, k and v projections in one matrix product over their stacked "
     "weights, and gate and up in another (off: one product each, as stock)",
     "compiled_step": "the decode step through torch.compile, which fuses its many small kernels (norms, rotary, "
@@ -47,6 +48,9 @@ PATCHES = {
     "cold start compiles one layer; where the host runs every step (CPU, cuda_graph off) the whole step, which also "
     "removes transformers' Python around the layers. Inductor's on-disk cache leaves the compile to a host's first "
     "run (inert without static_cache, whose fixed shapes it needs)",
+    "compiled_prefill": "the audio encoder and the prefill through torch.compile, one graph per batch shape "
+    "compiled in the warm-up: at batch 1 both are hundreds of small kernels for a few ms of GPU work, launch-bound "
+    "(inert without static_cache)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -57,7 +61,6 @@ class Config(EngineConfig):
     name: str = "voxtral_patched"
     family: str = "voxtral"
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
-    eos_check_every: int = 8
     max_new_tokens: int = 500  # per 30 s chunk of the batch's longest clip
     # a batch's static cache holds at least this many 30 s chunks (its longest clip's, if more);
     # no more than that: a decode step reads the whole cache
@@ -91,6 +94,9 @@ class VoxtralPatched(vox.VoxtralEngine):
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
         self.rows_for: dict[int, int] = {}  # chunks -> the rows batches of that many chunks are padded to
         self.decoder = self.make_decoder(cuda_graph=self.device.type == "cuda")
+        self.encoder = inner.audio_tower
+        if self.decoder.options.compiled_prefill:
+            self.encoder = torch.compile(inner.audio_tower, dynamic=False)
         self.graphs_at_load = vox.compiled_graphs()
         self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
 
@@ -102,9 +108,7 @@ class VoxtralPatched(vox.VoxtralEngine):
             inner.language_model, self.model.lm_head, inner.get_input_embeddings(), inner.config.text_config
         )
         device = torch.device("cuda") if cuda_graph else torch.device("cpu")
-        options = DecodeOptions.from_patches(
-            self.on, device, self.engine_cfg.eos_check_every, self.engine_cfg.compile_scope
-        )
+        options = DecodeOptions.from_patches(self.on, device, self.engine_cfg.compile_scope)
         decoder = FastDecoder(lm, options, self.device, eos=vox.EOS, pad=vox.PAD)
         decoder.use_shape(0, vox.static_cache_len(self.engine_cfg.max_chunks, self.engine_cfg.max_new_tokens))
         return decoder
@@ -126,7 +130,13 @@ class VoxtralPatched(vox.VoxtralEngine):
         if not self.decoder.options.static_cache:
             return None  # a DynamicCache grows every step: nothing is compiled or captured for it
         chunks = self._chunks(lengths)
-        return max(self.rows_for.get(chunks, 0), len(lengths)), chunks
+        rows = max(self.rows_for.get(chunks, 0), len(lengths))
+        if not self.decoder.options.compiled_prefill:
+            return rows, chunks
+        # the compiled encoder's input: every 30 s chunk of the padded batch (or one at a time)
+        padded = [*lengths, *[lengths[-1]] * (rows - len(lengths))]
+        encoded = sum(vox.chunks_in(n) for n in padded) if "batched_encoder" in self.on else 1
+        return rows, chunks, encoded
 
     @property
     def capacity_chunks(self) -> int:
@@ -191,9 +201,9 @@ class VoxtralPatched(vox.VoxtralEngine):
         inner = self.model.model
         with clock.phase("encode"):
             if "batched_encoder" in self.on:
-                hidden = inner.audio_tower(features).last_hidden_state
+                hidden = self.encoder(features).last_hidden_state
             else:
-                hidden = torch.cat([inner.audio_tower(f[None]).last_hidden_state for f in features])
+                hidden = torch.cat([self.encoder(f[None]).last_hidden_state for f in features])
         with clock.phase("merge"):
             audio_embeds = inner.multi_modal_projector(hidden.reshape(-1, inner.config.audio_config.intermediate_size))
             embeds = inner.get_input_embeddings()(ids)
@@ -216,7 +226,7 @@ class VoxtralPatched(vox.VoxtralEngine):
         if "static_cache" in self.on:
             # one shape per chunk count for the whole run (see plan), so its cache and captured
             # graph are reused; padding rows' output is dropped
-            padded, chunks = self.batch_shape([len(a) for a in audios])
+            padded, chunks = self.batch_shape([len(a) for a in audios])[:2]
             self.rows_for[chunks] = padded  # without a plan: at least as many rows as before
             # a cache holds the prompt and token budget of that many chunks, no more: a step reads all of it
             self.decoder.use_shape(padded, vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens))
@@ -246,7 +256,7 @@ class VoxtralPatched(vox.VoxtralEngine):
             "graphs_compiled": vox.compiled_graphs() - self.graphs_at_load,
             # 0: the cold start paid a full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
-            "eos_check_every": options.eos_check_every,
+            "end_of_sequence_read": "one step late, never blocking" if options.lagged_eos else "after every step",
             "static_cache_len": self.max_cache_len if options.static_cache else None,
         }
 

@@ -34,11 +34,15 @@ PATCHES = {
     "extractor on the host, as whisper_hf)",
     "batched_encoder": "every window of the batch through the encoder in one call (off: one call per window)",
     "static_cache": "a preallocated static self-attention cache reused across batches (off: a DynamicCache)",
-    "sync_free_loop": "end-of-text tracked on the device and read back every eos_check_every steps (off: after "
-    "every step, as generate does)",
+    "sync_free_loop": "end-of-sequence copied to host memory after each step without blocking, and read one "
+    "step later: the GPU never waits for the check, and a finished batch runs one step more at most (off: read "
+    "back after every step, as generate does)",
     "fused_projections": "each decoder layer's self-attention q, k and v in one matrix product over their stacked "
     "weights (off: one product each)",
     "compiled_step": "the decode step through torch.compile, whole (inert without static_cache)",
+    "compiled_prefill": "the encoder and the prefill of short batches through torch.compile, one graph per batch "
+    "shape compiled in the warm-up (a long clip's windows, whose prompts vary, run as shipped; inert without "
+    "static_cache)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -49,7 +53,6 @@ class Config(EngineConfig):
     name: str = "whisper_patched"
     family: str = "whisper"
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
-    eos_check_every: int = 8
     max_new_tokens: int = 224  # per 30 s window (half Whisper's 448-token context, as openai-whisper)
 
 
@@ -84,6 +87,8 @@ class WhisperPatched(wh.WhisperEngine):
         self.blank[wh.blank_tokens(self.tokenizer)] = True
         self.rows_for_short = 0  # the rows short batches are padded to (see plan)
         self.decoder = self.make_decoder(cuda_graph=self.device.type == "cuda")
+        encoder = self.model.model.encoder
+        self.compiled_encoder = torch.compile(encoder, dynamic=False) if self.decoder.options.compiled_prefill else None
         self.graphs_at_load = compiled_graphs()
         self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
 
@@ -96,7 +101,7 @@ class WhisperPatched(wh.WhisperEngine):
             self.model.model.decoder, self.model.proj_out, config, encoder_positions=config.max_source_positions
         )
         device = torch.device("cuda") if cuda_graph else torch.device("cpu")
-        options = DecodeOptions.from_patches(self.on, device, self.engine_cfg.eos_check_every, "step")
+        options = DecodeOptions.from_patches(self.on, device, "step")
         eot = self.tokenizer.eot
         return FastDecoder(lm, options, self.device, eos=eot, pad=eot, logit_filter=self._suppress)
 
@@ -137,7 +142,7 @@ class WhisperPatched(wh.WhisperEngine):
         log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
         return (log_spec + 4.0) / 4.0
 
-    def _encode(self, windows: list[np.ndarray], clock: Clock) -> torch.Tensor:
+    def _encode(self, windows: list[np.ndarray], clock: Clock, compiled: bool = False) -> torch.Tensor:
         if "device_features" in self.on:
             with clock.phase("h2d"):
                 padded = np.zeros((len(windows), wh.WINDOW_SAMPLES), dtype=np.float32)
@@ -153,7 +158,7 @@ class WhisperPatched(wh.WhisperEngine):
                 ).input_features
             with clock.phase("h2d"):
                 features = features.to(self.device, self.dtype)
-        encoder = self.model.model.encoder
+        encoder = self.compiled_encoder if compiled and self.compiled_encoder is not None else self.model.model.encoder
         with clock.phase("encode"):
             if "batched_encoder" in self.on:
                 return encoder(features).last_hidden_state
@@ -175,7 +180,7 @@ class WhisperPatched(wh.WhisperEngine):
             audios = list(audios) + [audios[-1]] * (padded_rows - rows)
             if target_tokens is not None:
                 target_tokens = list(target_tokens) + [target_tokens[-1]] * (padded_rows - rows)
-        tokens = self._decode(self._encode(audios, clock), target_tokens, None, clock)
+        tokens = self._decode(self._encode(audios, clock, compiled=True), target_tokens, None, clock)
         return self._transcripts(tokens[:rows], clock)
 
     def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
@@ -204,7 +209,8 @@ class WhisperPatched(wh.WhisperEngine):
             embeds = self.decoder.model.embed(ids)
         self.decoder.model.encoder_states = encoded
         mask = torch.ones_like(ids)
-        return self.decoder.generate(embeds, mask, targets, budget, clock)
+        # a long clip's windows carry prompts of any length: their prefill is not compiled
+        return self.decoder.generate(embeds, mask, targets, budget, clock, compile_prefill=not prompt)
 
     def _transcripts(self, tokens: torch.Tensor, clock: Clock) -> list[Transcript]:
         with clock.phase("detokenise"):
@@ -223,7 +229,7 @@ class WhisperPatched(wh.WhisperEngine):
             "compiled_scope": options.compile_scope,
             "graphs_compiled": compiled_graphs() - self.graphs_at_load,
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
-            "eos_check_every": options.eos_check_every,
+            "end_of_sequence_read": "one step late, never blocking" if options.lagged_eos else "after every step",
         }
 
 

@@ -6,8 +6,9 @@ embeddings) and `new_cache` (static, of a length, or dynamic). Everything else i
 
     prefill: forward over the prompt, pick the first token
     decode:  per step, embed the last token, forward one position (or replay the captured
-             graph of that), pick the next token; every `eos_check_every` steps read back
-             whether every row has finished (the loop's only host sync)
+             graph of that), pick the next token; then read back whether every row had
+             finished one step earlier (sync_free_loop: copied to host memory without
+             blocking, so the GPU always holds the next step: one extra step at most)
 
 A static cache, its attention-mask buffer and its captured graph are made for each batch
 shape (rows, cache length) at its first batch and kept: a graph holds the addresses of the
@@ -23,6 +24,7 @@ from typing import Protocol
 
 import torch
 
+from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
 from bench.pipeline.clock import Clock
 
@@ -45,6 +47,8 @@ class DecoderModel(Protocol):
 
     def self_attention_layers(self, cache) -> list: ...  # the static layers a decode step writes
 
+    def initialize(self, cache, rows: int, dtype: torch.dtype) -> None: ...  # allocate a static cache now
+
     takes_cache_position: bool  # older transformers want the write slot; newer caches track it
     layers: object  # the decoder layers, for compiling one of them for all
     cache_keyword: str
@@ -55,13 +59,14 @@ class DecodeOptions:
     """The patches that shape decoding, resolved once when the engine loads."""
 
     static_cache: bool
-    eos_check_every: int  # 1: read end-of-sequence back after every step, as generate does
+    lagged_eos: bool  # read end-of-sequence back a step late, never stalling (off: after every step, as generate)
     compiled: bool  # the step through torch.compile (needs the static cache's fixed shapes)
+    compiled_prefill: bool  # the prefill through torch.compile, one graph per batch shape (needs them too)
     graph: bool  # the step captured as a CUDA graph (needs the static cache, and CUDA)
     compile_scope: str | None  # "layers" (one compiled layer for all), "step" (the whole step), None
 
     @classmethod
-    def from_patches(cls, on: set[str], device: torch.device, eos_check_every: int, scope: str) -> DecodeOptions:
+    def from_patches(cls, on: set[str], device: torch.device, scope: str) -> DecodeOptions:
         static = "static_cache" in on
         graph = static and "cuda_graph" in on and device.type == "cuda"
         compiled = static and "compiled_step" in on
@@ -73,8 +78,9 @@ class DecodeOptions:
             scope = CompileScope.layers if graph else CompileScope.step
         return cls(
             static_cache=static,
-            eos_check_every=eos_check_every if "sync_free_loop" in on else 1,
+            lagged_eos="sync_free_loop" in on,
             compiled=compiled,
+            compiled_prefill=static and "compiled_prefill" in on,
             graph=graph,
             compile_scope=str(scope) if compiled else None,
         )
@@ -114,6 +120,9 @@ class FastDecoder:
             self.compiled_layers = CompiledDecodeLayers(model.layers, model.cache_keyword)
         elif options.compile_scope == "step":
             self._compiled_step = torch.compile(self._step_forward, dynamic=False)
+        # the prefill is launch-bound at small batch (hundreds of small kernels for a few ms of
+        # work): fused by Inductor, one graph per prompt shape, compiled in the warm-up
+        self._prefill = torch.compile(model.forward, dynamic=False) if options.compiled_prefill else model.forward
 
     # -- static state per batch shape ---------------------------------------------------------
     def use_shape(self, rows: int, cache_len: int) -> None:
@@ -125,11 +134,14 @@ class FastDecoder:
         """Drop every cache and graph (after running out of memory: the halves get their own)."""
         self.shapes, self.state = {}, ShapeState()
 
-    def _cache(self):
+    def _cache(self, rows: int, dtype: torch.dtype):
         if not self.options.static_cache:
             self.cache_in_use = self.model.new_cache(None)
         elif self.state.cache is None:
             self.state.cache, self.state.graph = self.model.new_cache(self.cache_len), None
+            # allocated now rather than at its first write: a compiled prefill then sees the same
+            # (initialised) cache at every batch, not a fresh one at the first and a recompile after
+            self.model.initialize(self.state.cache, rows, dtype)
             self.cache_in_use = self.state.cache
         else:
             self.state.cache.reset()  # zeroes in place: a captured graph still points at it
@@ -146,15 +158,19 @@ class FastDecoder:
         return buffer.zero_()
 
     # -- the loop -----------------------------------------------------------------------------
-    def generate(self, embeds, mask, target_tokens: list[int] | None, budget: int, clock: Clock) -> torch.Tensor:
-        """Greedy tokens (rows x budget, padding after each row's end-of-sequence)."""
+    def generate(
+        self, embeds, mask, target_tokens: list[int] | None, budget: int, clock: Clock, compile_prefill: bool = True
+    ) -> torch.Tensor:
+        """Greedy tokens (rows x budget, padding after each row's end-of-sequence). A caller whose
+        prompt lengths vary within one batch shape (Whisper's long-form windows) says
+        compile_prefill=False, so no prompt shape is compiled while a pass is timed."""
         rows, length = mask.shape
         device, options = self.device, self.options
         kv_len = self.cache_len if options.static_cache else length + budget
         valid = self._valid(rows, kv_len)
         valid[:, :length] = mask.bool()
         targets = torch.tensor(target_tokens, device=device) if target_tokens is not None else None
-        cache = self._cache()
+        cache = self._cache(rows, embeds.dtype)
         out = torch.full((rows, budget), self.pad, dtype=torch.long, device=device)
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
         # positions as generate derives them from a left-padded mask
@@ -165,14 +181,18 @@ class FastDecoder:
         with clock.phase("prefill"):
             # the 2D mask lets the model build the prefill mask exactly as generate does
             slots = torch.arange(length, device=device) if takes_slot else None
-            token = self.pick(self.model.forward(embeds, mask, positions, slots, cache), 0, targets, unfinished)
+            prefill = self._prefill if compile_prefill else self.model.forward
+            token = self.pick(prefill(embeds, mask, positions, slots, cache), 0, targets, unfinished)
             out[:, 0] = token
 
         with clock.phase("decode"):
             step_fn = None
+            finished = FinishedFlag(self.device) if options.lagged_eos else None
+            if finished:
+                finished.copy(unfinished)  # after the prefill's token
             for step in range(1, budget):
-                if step % options.eos_check_every == 0 and not bool(unfinished.any()):
-                    break  # the loop's only read-back to the host
+                if not finished and not bool(unfinished.any()):
+                    break  # read back after every step, as generate does: the GPU waits for it
                 cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
                 valid[:, length + step - 1] = True
                 if options.graph:
@@ -185,6 +205,10 @@ class FastDecoder:
                 out[:, step] = token
                 position = position + 1
                 clock.count("decode_steps", 1)
+                if finished:
+                    finished.copy(unfinished)
+                    if finished.all_done_before_this_step():
+                        break  # this step was the one extra: its tokens are all padding
         return out
 
     def pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:

@@ -51,6 +51,16 @@ class TransformersLM:
     def self_attention_layers(self, cache) -> list:
         return cache.layers
 
+    def _heads(self) -> tuple[int, int]:
+        config = self.text_config
+        heads = getattr(config, "num_key_value_heads", None) or config.decoder_attention_heads
+        hidden = getattr(config, "hidden_size", None) or config.d_model
+        return heads, getattr(config, "head_dim", None) or hidden // getattr(config, "num_attention_heads", heads)
+
+    def initialize(self, cache, rows: int, dtype: torch.dtype) -> None:
+        if hasattr(cache, "early_initialization"):  # transformers before 5.20 initialises at the first write
+            cache.early_initialization(rows, *self._heads(), dtype, self.lm_head.weight.device)
+
     def new_cache(self, max_len: int | None):
         from transformers import DynamicCache, StaticCache
 
@@ -85,6 +95,10 @@ class TransformersEncoderDecoder(TransformersLM):
 
     def self_attention_layers(self, cache) -> list:
         return cache.self_attention_cache.layers
+
+    def initialize(self, cache, rows: int, dtype: torch.dtype) -> None:
+        for part in (cache.self_attention_cache, cache.cross_attention_cache):
+            super().initialize(part, rows, dtype)
 
     def new_cache(self, max_len: int | None):
         import copy
