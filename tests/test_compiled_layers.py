@@ -1,7 +1,9 @@
-"""compiled_step's two scopes. Under a CUDA graph (emulated on the CPU) one decoder layer's
-graph is compiled and every layer of every decode step runs it, while prefill runs the
-layers as shipped; where the host runs every step, the whole step is compiled once. That
-the tokens stay stock's is checked with every other patch in test_voxtral_patched."""
+"""compiled_step's two scopes, and compiled_prefill per layer. Under a CUDA graph (emulated
+on the CPU) one decoder layer's graph is compiled and every layer of every decode step runs
+it; with compiled_prefill the prefill runs the same function at the prompt's shape and the
+audio encoder's layers one of their own; where the host runs every step, the whole step is
+compiled once. That the tokens stay stock's is checked with every other patch in
+test_voxtral_patched."""
 
 import pytest
 import torch
@@ -29,8 +31,8 @@ def counted_engine(monkeypatch, *overrides, graph: bool = False):
     calls = []
     layers = getattr(engine.decoder, "compiled_layers", None)  # only where the layers scope runs
     if layers is not None:
-        compiled = layers.compiled
-        monkeypatch.setattr(layers, "compiled", lambda *args: calls.append(1) or compiled(*args))
+        compiled = layers.layer_fn
+        monkeypatch.setattr(layers, "layer_fn", lambda *args: calls.append(args[1].shape[1]) or compiled(*args))
     return engine, calls
 
 
@@ -45,27 +47,51 @@ def transcribe(engine, clip) -> tuple[list[int], int]:
     return out.tokens, clock.counts["decode_steps"]
 
 
+NO_PREFILL = "engine.patches=[device_features,batched_encoder,merge_no_sync,static_cache,sync_free_loop,compiled_step,cuda_graph]"
+
+
 def test_under_a_cuda_graph_every_layer_runs_one_compiled_graph(clip, monkeypatch):
-    engine, calls = counted_engine(monkeypatch, graph=True)
+    engine, calls = counted_engine(monkeypatch, NO_PREFILL, graph=True)
     steps = decode(engine, clip)
     assert steps > 1
     # the graph's warm-up step and its capture, then one replay per step; none from prefill
-    assert len(calls) == LAYERS * (steps + 2)
+    assert calls == [1] * LAYERS * (steps + 2)
     report = engine.report()
     assert report["compiled_scope"] == "layers"
     assert report["graphs_compiled"] == 1  # one graph, not one per layer
 
 
+def test_compiled_prefill_runs_the_same_layer_function_at_the_prompts_shape(clip, monkeypatch):
+    engine, calls = counted_engine(monkeypatch, graph=True)
+    encoder_calls = []
+    encoder_fn = engine.encoder_layers.layer_fn
+    monkeypatch.setattr(engine.encoder_layers, "layer_fn", lambda *a: encoder_calls.append(1) or encoder_fn(*a))
+    steps = decode(engine, clip)
+    prompt = calls[0]
+    assert prompt > 1 and calls == [prompt] * LAYERS + [1] * LAYERS * (steps + 2)
+    assert len(encoder_calls) == engine.model.config.audio_config.num_hidden_layers
+    # one graph for the decoder layers' step, one for their prefill, one for the encoder's
+    # layers: three whatever the layer counts
+    assert engine.report()["graphs_compiled"] == 3
+
+
 def test_without_a_graph_the_whole_step_is_compiled_once(clip, monkeypatch):
-    engine, calls = counted_engine(monkeypatch)
+    engine, calls = counted_engine(monkeypatch, NO_PREFILL)
     decode(engine, clip)
     assert calls == []
     report = engine.report()
     assert report["compiled_scope"] == "step" and report["graphs_compiled"] == 1
 
 
+def test_where_the_step_compiles_whole_so_does_the_prefill(clip, monkeypatch):
+    engine, calls = counted_engine(monkeypatch)  # every patch: compiled_prefill on, no graph
+    decode(engine, clip)
+    assert calls == [] and engine.report()["compiled_scope"] == "step"
+    assert engine.report()["graphs_compiled"] == 3  # the step, the prefill, the encoder's layer
+
+
 def test_the_layers_scope_can_be_chosen_without_a_graph(clip, monkeypatch):
-    engine, calls = counted_engine(monkeypatch, "engine.compile_scope=layers")
+    engine, calls = counted_engine(monkeypatch, NO_PREFILL, "engine.compile_scope=layers")
     tokens, steps = transcribe(engine, clip)
     assert len(calls) == LAYERS * steps and engine.report()["graphs_compiled"] == 1
     eager = tiny_engine(

@@ -15,6 +15,7 @@ the tests).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ from bench.engines import _voxtral as vox
 from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
 from bench.engines._fast.fusion import fuse_projections
+from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import generated_lengths
 from bench.engines._fast.transformers_lm import TransformersLM
 from bench.engines.base import Transcript
@@ -48,9 +50,11 @@ PATCHES = {
     "cold start compiles one layer; where the host runs every step (CPU, cuda_graph off) the whole step, which also "
     "removes transformers' Python around the layers. Inductor's on-disk cache leaves the compile to a host's first "
     "run (inert without static_cache, whose fixed shapes it needs)",
-    "compiled_prefill": "the audio encoder and the prefill through torch.compile, one graph per batch shape "
-    "compiled in the warm-up: at batch 1 both are hundreds of small kernels for a few ms of GPU work, launch-bound "
-    "(inert without static_cache)",
+    "compiled_prefill": "the audio encoder's layers and the prefill through torch.compile, one graph per batch "
+    "shape compiled in the warm-up: at batch 1 both are hundreds of small kernels for a few ms of GPU work, "
+    "launch-bound. Per layer (one compiled function for all the layers of a stack, as compiled_step's under a "
+    "graph), so the cold start compiles a layer per stack and shape, not the model; the prefill compiles whole "
+    "where the step does (inert without static_cache)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -94,9 +98,10 @@ class VoxtralPatched(vox.VoxtralEngine):
         self.n_fft, self.hop = fe.n_fft, fe.hop_length
         self.rows_for: dict[int, int] = {}  # chunks -> the rows batches of that many chunks are padded to
         self.decoder = self.make_decoder(cuda_graph=self.device.type == "cuda")
-        self.encoder = inner.audio_tower
-        if self.decoder.options.compiled_prefill:
-            self.encoder = torch.compile(inner.audio_tower, dynamic=False)
+        # compiled_prefill: the audio tower's layers through one compiled function, as the prefill's
+        self.encoder_layers = (
+            CompiledLayers(inner.audio_tower.layers) if self.decoder.options.compiled_prefill else None
+        )
         self.graphs_at_load = vox.compiled_graphs()
         self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
 
@@ -199,11 +204,12 @@ class VoxtralPatched(vox.VoxtralEngine):
     # -- encoder and merge ------------------------------------------------------------
     def _embeddings(self, ids: torch.Tensor, features: torch.Tensor, clock: Clock) -> torch.Tensor:
         inner = self.model.model
-        with clock.phase("encode"):
+        encoder = inner.audio_tower
+        with clock.phase("encode"), self.encoder_layers.compiled() if self.encoder_layers else nullcontext():
             if "batched_encoder" in self.on:
-                hidden = self.encoder(features).last_hidden_state
+                hidden = encoder(features).last_hidden_state
             else:
-                hidden = torch.cat([self.encoder(f[None]).last_hidden_state for f in features])
+                hidden = torch.cat([encoder(f[None]).last_hidden_state for f in features])
         with clock.phase("merge"):
             audio_embeds = inner.multi_modal_projector(hidden.reshape(-1, inner.config.audio_config.intermediate_size))
             embeds = inner.get_input_embeddings()(ids)
@@ -250,9 +256,10 @@ class VoxtralPatched(vox.VoxtralEngine):
             "cuda_graph_active": options.graph,
             "compiled_step_active": options.compiled,
             "compiled_scope": options.compile_scope,  # layers: one graph shared by all; step: the whole step
-            # one per decode-step shape, shared by every decoder layer (none if an earlier
-            # engine in this process compiled the same); more means a recompile: a graph
-            # break, a cache regrown, a layer that did not fit the others' graph
+            # one per decode-step shape, shared by every decoder layer, and with compiled_prefill
+            # one per prefill and encoder shape (none if an earlier engine in this process
+            # compiled the same); more means a recompile: a graph break, a cache regrown, a
+            # layer that did not fit the others' graph
             "graphs_compiled": vox.compiled_graphs() - self.graphs_at_load,
             # 0: the cold start paid a full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,

@@ -4,7 +4,7 @@ It runs transformers' WhisperForConditionalGeneration modules (encoder, decoder 
 output projection) with the same glue as voxtral_patched, from the same core
 (bench/engines/_fast): a static self-attention cache per batch shape with the
 cross-attention's keys and values computed once per batch beside it, the greedy loop with
-end-of-sequence read back every few steps, the whole decode step compiled and captured as a
+end-of-sequence read back a step late, the whole decode step compiled and captured as a
 CUDA graph. What is Whisper's is here: log-mel on the device, the encoder, the prompt and
 openai-whisper's decoding rules (the tokens suppressed). Each entry of PATCHES can be
 switched off; with a patch off that step runs as whisper_hf runs it. On the same weights it
@@ -13,6 +13,7 @@ decodes whisper_large_v3's tokens (the tests check every patch on and each off a
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ from bench.engines import _whisper as wh
 from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines._fast.decoder import DecodeOptions, FastDecoder
 from bench.engines._fast.fusion import fuse_self_attention
+from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import check_budget, generated_lengths
 from bench.engines._fast.transformers_lm import TransformersEncoderDecoder
 from bench.engines.base import SAMPLE_RATE, Transcript, compiled_graphs, share_tokens, split_into_windows
@@ -40,9 +42,9 @@ PATCHES = {
     "fused_projections": "each decoder layer's self-attention q, k and v in one matrix product over their stacked "
     "weights (off: one product each)",
     "compiled_step": "the decode step through torch.compile, whole (inert without static_cache)",
-    "compiled_prefill": "the encoder and the prefill of short batches through torch.compile, one graph per batch "
-    "shape compiled in the warm-up (a long clip's windows, whose prompts vary, run as shipped; inert without "
-    "static_cache)",
+    "compiled_prefill": "the encoder's layers (one compiled function for all, as voxtral_patched's) and the "
+    "prefill (whole, as the step) of short batches through torch.compile, one graph per batch shape compiled in "
+    "the warm-up (a long clip's windows, whose prompts vary, run as shipped; inert without static_cache)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -87,8 +89,9 @@ class WhisperPatched(wh.WhisperEngine):
         self.blank[wh.blank_tokens(self.tokenizer)] = True
         self.rows_for_short = 0  # the rows short batches are padded to (see plan)
         self.decoder = self.make_decoder(cuda_graph=self.device.type == "cuda")
-        encoder = self.model.model.encoder
-        self.compiled_encoder = torch.compile(encoder, dynamic=False) if self.decoder.options.compiled_prefill else None
+        # compiled_prefill: the encoder's layers through one compiled function (short batches only)
+        encoder_layers = self.model.model.encoder.layers
+        self.encoder_layers = CompiledLayers(encoder_layers) if self.decoder.options.compiled_prefill else None
         self.graphs_at_load = compiled_graphs()
         self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
 
@@ -158,8 +161,9 @@ class WhisperPatched(wh.WhisperEngine):
                 ).input_features
             with clock.phase("h2d"):
                 features = features.to(self.device, self.dtype)
-        encoder = self.compiled_encoder if compiled and self.compiled_encoder is not None else self.model.model.encoder
-        with clock.phase("encode"):
+        encoder = self.model.model.encoder
+        fused = self.encoder_layers.compiled() if compiled and self.encoder_layers else nullcontext()
+        with clock.phase("encode"), fused:
             if "batched_encoder" in self.on:
                 return encoder(features).last_hidden_state
             return torch.cat([encoder(f[None]).last_hidden_state for f in features])

@@ -50,7 +50,7 @@ class DecoderModel(Protocol):
     def initialize(self, cache, rows: int, dtype: torch.dtype) -> None: ...  # allocate a static cache now
 
     takes_cache_position: bool  # older transformers want the write slot; newer caches track it
-    layers: object  # the decoder layers, for compiling one of them for all
+    layers: object  # the decoder layers, for compiling one of them for all (None: no one-layer cache view)
     cache_keyword: str
 
 
@@ -107,7 +107,7 @@ class FastDecoder:
     ):
         """`logit_filter(logits, step)` applies a model's own decoding rules before the greedy
         choice (Whisper suppresses some tokens); `pad` is what a finished row emits."""
-        from bench.engines._fast.layers import CompiledDecodeLayers
+        from bench.engines._fast.layers import CompiledLayers
 
         self.model, self.options, self.device, self.eos, self.pad = model, options, device, eos, pad
         self.logit_filter = logit_filter
@@ -116,13 +116,18 @@ class FastDecoder:
         self.cache_len = 0
         self.captures = 0
         self.cache_in_use = None
-        if options.compile_scope == "layers":
-            self.compiled_layers = CompiledDecodeLayers(model.layers, model.cache_keyword)
-        elif options.compile_scope == "step":
-            self._compiled_step = torch.compile(self._step_forward, dynamic=False)
         # the prefill is launch-bound at small batch (hundreds of small kernels for a few ms of
-        # work): fused by Inductor, one graph per prompt shape, compiled in the warm-up
-        self._prefill = torch.compile(model.forward, dynamic=False) if options.compiled_prefill else model.forward
+        # work): compiled_prefill fuses it, one graph per prompt shape, compiled in the warm-up.
+        # Per layer, as the step under a graph, so the cold start compiles one layer more; whole
+        # where the step is compiled whole or the model has no per-layer cache view (layers None)
+        per_layer = model.layers is not None and options.compile_scope != "step"
+        self.prefill_per_layer = options.compiled_prefill and per_layer
+        if options.compile_scope == "layers" or self.prefill_per_layer:
+            self.compiled_layers = CompiledLayers(model.layers, model.cache_keyword)
+        if options.compile_scope == "step":
+            self._compiled_step = torch.compile(self._step_forward, dynamic=False)
+        whole = options.compiled_prefill and not per_layer
+        self._prefill = torch.compile(model.forward, dynamic=False) if whole else model.forward
 
     # -- static state per batch shape ---------------------------------------------------------
     def use_shape(self, rows: int, cache_len: int) -> None:
@@ -181,8 +186,14 @@ class FastDecoder:
         with clock.phase("prefill"):
             # the 2D mask lets the model build the prefill mask exactly as generate does
             slots = torch.arange(length, device=device) if takes_slot else None
-            prefill = self._prefill if compile_prefill else self.model.forward
-            token = self.pick(prefill(embeds, mask, positions, slots, cache), 0, targets, unfinished)
+            if not compile_prefill:
+                logits = self.model.forward(embeds, mask, positions, slots, cache)
+            elif self.prefill_per_layer:
+                with self.compiled_layers.compiled():
+                    logits = self.model.forward(embeds, mask, positions, slots, cache)
+            else:
+                logits = self._prefill(embeds, mask, positions, slots, cache)
+            token = self.pick(logits, 0, targets, unfinished)
             out[:, 0] = token
 
         with clock.phase("decode"):
@@ -226,7 +237,7 @@ class FastDecoder:
     def step(self, token, position, cache_position, valid) -> torch.Tensor:
         args = (token, position, cache_position, valid)
         if self.options.compile_scope == "layers":
-            with self.compiled_layers.decoding():
+            with self.compiled_layers.compiled():
                 return self._step_forward(*args)
         if self.options.compile_scope == "step":
             return self._compiled_step(*args)

@@ -1,22 +1,21 @@
-"""compiled_step under a CUDA graph: the decoder layers through one compiled function.
+"""Regional compilation: a stack of identical layers through one compiled function.
 
 torch.compile fuses what eager mode runs as many small kernels (every RMSNorm, rotary
-embedding and residual add is several), but compiling the whole step traces and compiles
-all 30 layers: that is the cold start a run pays. Every layer runs the same code on tensors
-of the same shapes; only its weights and its part of the KV cache differ. So one function,
-compiled once, serves them all ("regional compilation"):
+embedding and residual add is several), but compiling a whole model traces and compiles
+every one of its layers: that is the cold start a run pays. Every layer of a stack runs the
+same code on tensors of the same shapes; only its weights (and its part of a KV cache)
+differ. So one function, compiled once per input shape, serves them all:
 
 - the layer comes in as an argument, so its parameters are graph inputs, not constants
   (Dynamo's default for modules since torch 2.5);
-- the KV cache comes in as a one-layer view, so the layer's index, which transformers uses
+- a KV cache comes in as a one-layer view, so the layer's index, which transformers uses
   to pick that layer's slot, never reaches the compiled code; it would be a constant there,
   and each layer would compile a graph of its own.
 
-The rest of the step (mask, rotary tables, final norm, lm_head) stays eager: a few kernels
-against the layers' hundreds, and no Python once a CUDA graph replays the step; where the
-host runs every step, voxtral_patched compiles the whole step instead. Prefill is not
-compiled (its shape changes with every batch's prompt): the layers run as shipped outside
-`decoding()`.
+The decode step under a CUDA graph uses it for the language model's layers (the rest of the
+step, a few kernels, stays eager and is replayed by the graph anyway); compiled_prefill uses
+it for the prefill (the same layers at the prompt's shape: one more graph of one layer) and
+for the audio encoder's layers. Outside `compiled()` the layers run as shipped.
 """
 
 from __future__ import annotations
@@ -39,32 +38,37 @@ class OneLayerCache:
         return self.layer.update(key_states, value_states, *args, **kwargs)
 
 
-def _run_layer(layer: nn.Module, hidden_states: torch.Tensor, kwargs: dict):
-    return type(layer).forward(layer, hidden_states, **kwargs)  # the class's forward: not ours below
+def _run_layer(layer: nn.Module, hidden_states: torch.Tensor, args: tuple, kwargs: dict):
+    return type(layer).forward(layer, hidden_states, *args, **kwargs)  # the class's forward: not ours below
 
 
-class CompiledDecodeLayers:
-    """Inside `decoding()`, each of the decoder `layers` runs through one compiled function;
-    outside, as shipped. `cache_keyword` is the name this transformers gives the cache
-    argument ("cache", or "past_key_values" before 5.24)."""
+class CompiledLayers:
+    """Inside `compiled()`, each of `layers` runs through one compiled function; outside, as
+    shipped. `cache_keyword` is the name this transformers gives a decoder layer's cache
+    argument ("cache", or "past_key_values" before 5.24); None for an encoder's layers."""
 
-    def __init__(self, layers, cache_keyword: str):
+    def __init__(self, layers, cache_keyword: str | None = None):
         self.cache_keyword = cache_keyword
         self.active = False
-        self.compiled = torch.compile(_run_layer, dynamic=False)
+        # Dynamo keeps its graphs per code object, and every stack shares _run_layer's: one graph
+        # per (layer class, input shape) of a run (decode, prefill and encoder shapes for each
+        # batch shape) must stay under its limit, past which it would run eager without a word
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self.layer_fn = torch.compile(_run_layer, dynamic=False)
         for index, layer in enumerate(layers):
             # an instance attribute shadows the class's forward, which _run_layer still calls
             layer.forward = partial(self._forward, layer, index)
 
     def _forward(self, layer: nn.Module, index: int, hidden_states, *args, **kwargs):
-        if not self.active or args:
+        if not self.active:
             return type(layer).forward(layer, hidden_states, *args, **kwargs)
-        cache = kwargs[self.cache_keyword]
-        kwargs = {**kwargs, self.cache_keyword: OneLayerCache(cache.layers[index])}
-        return self.compiled(layer, hidden_states, kwargs)
+        cache = kwargs.get(self.cache_keyword) if self.cache_keyword else None
+        if cache is not None:
+            kwargs = {**kwargs, self.cache_keyword: OneLayerCache(cache.layers[index])}
+        return self.layer_fn(layer, hidden_states, args, kwargs)
 
     @contextmanager
-    def decoding(self):
+    def compiled(self):
         self.active = True
         try:
             yield

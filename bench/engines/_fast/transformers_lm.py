@@ -77,6 +77,9 @@ class TransformersEncoderDecoder(TransformersLM):
     def __init__(self, decoder: torch.nn.Module, proj_out: torch.nn.Module, config, encoder_positions: int):
         super().__init__(decoder, proj_out, decoder.embed_tokens, config)
         self.encoder_positions = encoder_positions
+        # its layers take the encoder-decoder cache whole (is_updated, both halves by layer
+        # index): no one-layer view is written for it, so it compiles whole, never per layer
+        self.layers = None
         self.encoder_states: torch.Tensor | None = None  # this batch's, set before it decodes
 
     def forward(self, embeds, attention_mask, positions, cache_position, cache) -> torch.Tensor:
