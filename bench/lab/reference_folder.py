@@ -77,8 +77,21 @@ def _fastest_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _patches_when_measured(out: Path) -> dict[str, set[str]]:
+    """Each engine's patches as its runs here had them (its runs with every patch on): an
+    ablation a command asked for is of those, not of a patch added to the engine since."""
+    found: dict[str, set[str]] = {}
+    for path in (out / "runs").rglob("summary.json"):
+        if "_without_" not in path.parent.name:
+            summary = Summary.read(path.parent)
+            found.setdefault(summary.engine, set()).update(summary.patches)
+    return found
+
+
 def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
+    patches = _patches_when_measured(out)
+    plan = [p for p in plan if not p.without or p.engine not in patches or p.without in patches[p.engine]]
     missing = [p for p in plan if not is_done(p, out)]
     if not missing:
         return []
