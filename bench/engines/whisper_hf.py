@@ -36,7 +36,8 @@ def generation_config(tok, n_vocab: int):
     from transformers import GenerationConfig
     from whisper.tokenizer import LANGUAGES
 
-    languages = list(LANGUAGES)[: n_vocab - 51765 - int(n_vocab >= 51865)]
+    multilingual = is_multilingual(n_vocab)
+    languages = list(LANGUAGES)[: n_vocab - 51765 - int(multilingual)] if multilingual else []
     return GenerationConfig(
         decoder_start_token_id=tok.sot,
         eos_token_id=tok.eot,
@@ -45,10 +46,16 @@ def generation_config(tok, n_vocab: int):
         begin_suppress_tokens=wh.blank_tokens(tok),
         no_timestamps_token_id=tok.no_timestamps,
         prev_sot_token_id=tok.sot_prev,
-        is_multilingual=True,
+        # an English-only model (tiny.en) starts <|startoftranscript|><|notimestamps|>: no
+        # language or task token, as openai-whisper prompts it
+        is_multilingual=multilingual,
         lang_to_id={f"<|{code}|>": tok.to_language_token(code) for code in languages},
-        task_to_id={"transcribe": tok.transcribe, "translate": tok.translate},
+        task_to_id={"transcribe": tok.transcribe, "translate": tok.translate} if multilingual else {},
     )
+
+
+def is_multilingual(n_vocab: int) -> bool:
+    return n_vocab >= 51865  # openai-whisper's test: the English-only vocabularies are 51864
 
 
 class WhisperHF(wh.WhisperEngine):
@@ -65,6 +72,8 @@ class WhisperHF(wh.WhisperEngine):
         config = self.model.config
         self.tokenizer = wh.tokenizer(config.vocab_size, self.language)
         self.model.generation_config = generation_config(self.tokenizer, config.vocab_size)
+        multilingual = is_multilingual(config.vocab_size)
+        self.language_kwargs = {"language": self.language, "task": "transcribe"} if multilingual else {}
         self.n_text_ctx = config.max_target_positions
         self.feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
         self._clock: Clock | None = None
@@ -139,8 +148,7 @@ class WhisperHF(wh.WhisperEngine):
             with clock.phase("generate") if not self.phase_hooks else _Decode(clock):
                 out = self.model.generate(
                     input_features=features,
-                    language=self.language,
-                    task="transcribe",
+                    **self.language_kwargs,
                     return_timestamps=False,
                     prompt_ids=prompt_ids,
                     max_new_tokens=budget,
