@@ -117,8 +117,8 @@ def test_an_unknown_engine_is_one_error_line_listing_the_engines(offline_env):
     out = run_bench(["-m", "engine=voxtral_stock,wisper"], offline_env)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == (
-        "bench: error: unknown engine 'wisper'; choose from: voxtral_compile, voxtral_patched, voxtral_stock, "
-        "whisper_compile, whisper_hf, whisper_large_v3, whisper_patched"
+        "bench: error: unknown engine 'wisper'; choose from: faster_whisper, voxtral_compile, voxtral_patched, "
+        "voxtral_stock, whisper_compile, whisper_hf, whisper_large_v3, whisper_patched"
     )
 
 

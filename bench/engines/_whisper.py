@@ -1,10 +1,11 @@
 """What every Whisper engine shares: one source of weights in two layouts, the tokenizer, and
 openai-whisper's decoding rules as every engine applies them.
 
-Weights: openai-whisper's `Whisper` is built (seeded random weights, or a checkpoint by name
-or path) and, for the engines that run transformers' `WhisperForConditionalGeneration`,
-converted key by key (`hf_state_dict`), so every Whisper engine holds the very same numbers.
-A Hub id or a local folder with a config.json loads straight into transformers instead.
+Weights: openai-whisper's `Whisper` is built (seeded random weights, a checkpoint by name
+or path, or a CTranslate2 folder converted exactly: `_ct2_whisper`) and, for the engines
+that run transformers' `WhisperForConditionalGeneration`, converted key by key
+(`hf_state_dict`), so every Whisper engine holds the very same numbers. A Hub id or a local
+folder of transformers' (a config.json, no model.bin) loads straight into transformers instead.
 
 Decoding rules (openai-whisper's DecodingTask with temperature 0 and no timestamps): the
 prompt is <|startoftranscript|><|en|><|transcribe|><|notimestamps|>, after
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from bench.engines import _ct2_whisper as ct2
 from bench.engines.base import DecoderShape, Engine
 from bench.errors import BenchError
 
@@ -33,6 +35,8 @@ def openai_model(model_cfg, architecture: dict | None, device: torch.device):
     import whisper
     from whisper.model import ModelDimensions, Whisper
 
+    if model_cfg.weights == "pretrained" and ct2.is_ct2_folder(model_cfg.id):
+        return ct2.openai_model(model_cfg.id, device)  # faster-whisper's weights, converted exactly
     if model_cfg.weights == "pretrained":
         try:
             return whisper.load_model(model_cfg.id, device=device)
@@ -120,7 +124,10 @@ def hf_config(dims, tokenizer):
 
 
 def is_transformers_checkpoint(model_id: str) -> bool:
-    """A local folder with a config.json, or a Hub id ("org/name"): not an openai-whisper checkpoint."""
+    """A local folder with a config.json, or a Hub id ("org/name"): not an openai-whisper
+    checkpoint, nor a CTranslate2 folder (converted to openai-whisper's layout first)."""
+    if model_id.startswith("package:") or ct2.is_ct2_folder(model_id):
+        return False
     path = Path(model_id).expanduser()
     return (path / "config.json").exists() or (not path.exists() and "/" in model_id and not model_id.endswith(".pt"))
 

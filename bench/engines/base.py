@@ -72,6 +72,9 @@ class Engine(ABC):
     STOCK: str | None = None  # the engine this one is a faster path of (same weights, same tokens)
     PHASES: tuple[str, ...] = ()  # the phases it marks inside the timed region
     COMPILES: bool = False  # its cold start includes a torch.compile
+    # it builds seeded random weights from the model's architecture, so it runs with no download
+    # (the speed grid, the reference runs and the tests at tiny scale need this)
+    RANDOM_WEIGHTS: bool = True
 
     @classmethod
     def decoder_shape(cls, architecture: dict) -> DecoderShape | None:

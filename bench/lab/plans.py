@@ -1,7 +1,8 @@
 """Which runs the lab commands measure, chosen by what each engine declares (never by its name).
 
 - the speed table: engines that declare the decoder a step streams (Engine.decoder_shape),
-  for the model's family;
+  for the model's family, and build random weights (Engine.RANDOM_WEIGHTS: the lab runs no
+  others);
 - the ablation: engines with switchable patches (Engine.PATCHES), each patch off alone;
 - profiles: engines that mark the placeholder merge as a phase of its own, one warm batch
   of 30 s clips at batch 1 (what the note that started bench claimed about);
@@ -34,8 +35,15 @@ def streams_a_decoder(engine: str) -> bool:
     return engine_class(engine).decoder_shape.__func__ is not Engine.decoder_shape.__func__
 
 
+def builds_random_weights(engine: str) -> bool:
+    """Whether the engine runs seeded random weights: the lab's runs use no others."""
+    return engine_class(engine).RANDOM_WEIGHTS
+
+
 def speed_engines(model_family: str) -> list[str]:
-    return [e for e in engine_names() if family(e) == model_family and streams_a_decoder(e)]
+    return [
+        e for e in engine_names() if family(e) == model_family and streams_a_decoder(e) and builds_random_weights(e)
+    ]
 
 
 def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:

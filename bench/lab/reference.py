@@ -26,7 +26,7 @@ from bench.engines import engine_names
 from bench.lab import reference_folder, speed
 from bench.lab.folder import record_command, recorded_commands
 from bench.lab.grid import Point, Settings, add_arguments, measure
-from bench.lab.plans import reference_points
+from bench.lab.plans import builds_random_weights, reference_points
 from bench.lab.speed import INCOMPLETE
 
 DATASETS = reference_folder.DATASETS  # measured in this order
@@ -54,7 +54,8 @@ def write_folder(out: Path) -> str:
 def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="e.g. results/reference/h100")
-    parser.add_argument("--engines", nargs="+", default=list(engine_names()), choices=engine_names())
+    random_weights = [e for e in engine_names() if builds_random_weights(e)]  # the grid runs no others
+    parser.add_argument("--engines", nargs="+", default=random_weights, choices=random_weights)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--ablation-batch-sizes", nargs="*", type=int, default=[1, 32])
