@@ -7,7 +7,8 @@
     python -m bench.report --profiles runs/... --out results/profiles/h100   # profile=true runs
 
 Rows from different hardware or datasets are not put in one comparison unless
---allow-mixed is given. Outputs go to --out (default: the current folder).
+--allow-mixed is given. Runs with real weights over the same clips are also compared
+transcript by transcript (agreement.csv). Outputs go to --out (default: the current folder).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bench.analysis.plots import plot_rtfx_vs_batch, plot_wer_vs_rtfx
 from bench.analysis.release import release_frame
 from bench.analysis.runs import load_runs
 from bench.analysis.table import markdown
+from bench.analysis.transcripts import agreement_frame, agreement_text
 from bench.errors import BenchError
 
 
@@ -73,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         advice = recommend(table, args.max_wer, args.min_rtfx, args.max_memory_gib, args.max_latency_s)
         text = f"# Engine comparison\n\nHardware: {'; '.join(sorted(table.hardware.unique()))}\n\n"
         text += markdown(table.drop(columns="hardware")) + "\n" + advice
+        alike = agreement_frame(runs)
+        if not alike.empty:
+            text += "\n" + agreement_text(alike)
+            alike.to_csv(args.out / "agreement.csv", index=False)
         (args.out / "comparison.md").write_text(text)
         table.to_csv(args.out / "comparison.csv", index=False)
         plots = [
@@ -84,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             if made
         ]
         print(text)
-        print(f"written to {args.out}: comparison.md, comparison.csv" + "".join(f", {p}" for p in plots))
+        written = ["comparison.md", "comparison.csv", *(["agreement.csv"] if not alike.empty else []), *plots]
+        print(f"written to {args.out}: {', '.join(written)}")
         return 0
     except BenchError as err:
         print(f"bench.report: error: {err}", file=sys.stderr)
