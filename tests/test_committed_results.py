@@ -99,3 +99,25 @@ def test_every_figure_in_the_findings_is_one_the_tables_show():
     assert figures, "no figures found: the pattern is broken"
     missing = sorted(figures - _numbers(tables))
     assert not missing, f"figures in findings.md that no table shows: {missing}"
+
+
+REAL = Path("results/real_weights/cpu")
+
+
+def test_the_real_weight_report_is_written_again_byte_for_byte(results_copy):
+    folder = results_copy / REAL
+    _emptied(folder, keep=lambda name: name == "commands.txt")
+    assert report.main([str(folder / "run"), "--out", str(folder)]) == 0
+    _assert_same_files(folder, REPO_DIR / REAL)
+
+
+def test_the_readme_quotes_the_real_weight_report():
+    readme = (REPO_DIR / "README.md").read_text()
+    section = readme.split("## Real weights offline")[1].split("\n## ")[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith(("| faster", "| whisper")))
+    prose = section.split("compares against the references")[0]
+    measured = (REPO_DIR / REAL / "comparison.md").read_text()
+    figures = _numbers(table) | {n for n in _numbers(prose) if "." in n and n not in ("0.10", "0.35")}
+    assert {"0.28", "0.281", "31.5", "21.2", "4.23"} <= figures  # the pattern finds them
+    missing = sorted(n for n in figures if n not in _numbers(measured))
+    assert not missing, f"figures in the README's real-weights section that the report does not show: {missing}"
