@@ -92,3 +92,16 @@ def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
     ) in text
     # the slow openai-whisper engine is not what Whisper is judged on
     assert "whisper_large_v3 (batch" not in text
+
+
+def test_with_real_wers_a_wer_constraint_excludes_an_engine(tmp_path):
+    """On the committed real-weight runs (tiny.en, faster_whisper 0.28, openai-whisper 0.281):
+    a WER limit between the two leaves only faster_whisper, one below both leaves none."""
+    from bench.config import REPO_DIR
+
+    frame = comparison_frame(load_runs([str(REPO_DIR / "results" / "real_weights" / "cpu" / "run")]))
+    assert sorted(frame.engine) == ["faster_whisper", "whisper_large_v3"] and frame["WER"].notna().all()
+    text = recommend(frame, max_wer=0.2805)
+    assert text.startswith("Recommended: faster_whisper") and "WER 28.00%" in text
+    assert "the best of 1 of 2 configurations that meet WER <= 0.2805" in text and "speed alone" not in text
+    assert recommend(frame, max_wer=0.25).startswith("No engine meets WER <= 0.25")
