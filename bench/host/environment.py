@@ -82,7 +82,7 @@ def environment(device: torch.device) -> dict:
         "whisper": _version("openai-whisper"),
         "datasets": _version("datasets"),
         "mistral_common": _version("mistral_common"),
-        "faster_whisper": _version("faster-whisper"),  # null without the real-weights extra
+        "faster-whisper": _version("faster-whisper"),  # null without the real-weights extra
         "ctranslate2": _version("ctranslate2"),
         "bench": bench_version(),
         "git_commit": commit,  # bench's own, or null (see bench_commit)
