@@ -20,6 +20,34 @@ def test_a_30_percent_slowdown_fails(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "REGRESSION" in out and "FAIL" in out
     assert "| RTF vs baseline | voxtral_stock b1 |" in out
+    assert "- voxtral_stock b1 (RTF vs baseline): slower by 29" in out  # 30%, give or take the noise
+    assert "lies above the +10% limit: a regression." in out and "the interval decides" in out
+
+
+def test_verdicts_say_that_the_interval_decides():
+    import pandas as pd
+
+    from bench.analysis.gate import verdicts
+
+    table = pd.DataFrame(
+        [
+            {"check": "same-run ratio", "what": "a/b b4", "slower by %": 15.2, "95% CI %": "[-3.0, +24.0]",
+             "limit %": "+10", "verdict": "ok"},
+            {"check": "RTF vs baseline", "what": "a b1", "slower by %": -6.6, "95% CI %": "[-10.8, -1.5]",
+             "limit %": "+10", "verdict": "ok"},
+            {"check": "RTF vs baseline", "what": "b b1", "slower by %": 30.0, "95% CI %": "[+25.0, +35.0]",
+             "limit %": "+10", "verdict": "REGRESSION"},
+        ]
+    )  # fmt: skip
+    lines = verdicts(table).splitlines()
+    assert lines[1] == (
+        "- a/b b4 (same-run ratio): slower by 15.2%; its 95% interval [-3.0, +24.0]% reaches below the +10% "
+        "limit, so noise may explain it: ok."
+    )
+    assert lines[2] == (
+        "- a b1 (RTF vs baseline): faster by 6.6%; within the +10% limit (95% interval [-10.8, -1.5]%): ok."
+    )
+    assert lines[3].endswith("its whole 95% interval [+25.0, +35.0]% lies above the +10% limit: a regression.")
 
 
 def test_noise_level_differences_pass(tmp_path, capsys):
@@ -178,7 +206,7 @@ def test_a_run_against_its_own_baseline_reads_zero_and_its_slower_copy_fails(tmp
 
     slower = _scaled_copy(run, tmp_path / "slower", factor=1.5)
     status, row = _gate_row(capsys, baseline, slower)
-    assert status == 1 and "| 50 |" in row and "[+50.0, +50.0]" in row and "REGRESSION" in row
+    assert status == 1 and "| 50.0 |" in row and "[+50.0, +50.0]" in row and "REGRESSION" in row
 
     for seed in range(5):  # the same speed, timed again: independent noise of 3% per batch
         again = _scaled_copy(run, tmp_path / f"again{seed}", noise=0.03, seed=seed)
@@ -219,5 +247,5 @@ def test_gate_power_counts_the_runs_each_slowdown_fails(tmp_path, capsys):
     assert power_main(args) == 0
     rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if line.startswith("| ")}
     # no slowdown: none of the 4 runs fails; a doubled patched time halves the speed-up: all 4 fail
-    assert "| 0 | 4 | 0 | 0 |" in rows["0"] and "| 50 | 4 | 4 | 1 |" in rows["50"]
+    assert "| 0 | 4 | 0 | 0 |" in rows["0"] and "| 50 | 4 | 4 | 1.00 |" in rows["50"]
     assert "The gate catches a slowdown of" in out.read_text()

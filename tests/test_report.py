@@ -67,7 +67,7 @@ def test_recommendation_follows_the_constraints(tmp_path):
     assert recommend(frame).startswith("Recommended: voxtral_stock")  # best WER, fastest among equals
     assert recommend(frame, max_memory_gib=20).startswith("Recommended: whisper_large_v3")
     assert recommend(frame, min_rtfx=60).startswith("Recommended: voxtral_patched")
-    assert recommend(frame, max_wer=0.2, min_rtfx=60).startswith("No engine meets")
+    assert recommend(frame, max_wer=0.2, min_rtfx=60).startswith("No configuration has WER <= 0.2 and RTFx >= 60;")
 
 
 def test_random_weights_recommend_on_speed_alone_and_say_so(tmp_path):
@@ -85,7 +85,8 @@ def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
     for engine, seconds in runs.items():
         make_run(tmp_path / engine, engine=engine, seconds_per_batch=seconds, weights="random", noise=0.0)
     text = recommend(comparison_frame(load_runs([str(tmp_path)])))
-    assert text.startswith("Recommended: voxtral_patched")
+    assert text.startswith("Recommended: voxtral_patched at batch 1 on voxtral_mini_3b (full), with RTFx 50.0")
+    assert "It is the fastest among all 4 measured configurations (no constraints were given)." in text
     assert (
         "Each model at its best: voxtral_mini_3b (full): voxtral_patched (batch 1, RTFx 50.0); "
         "whisper_large_v3 (full): whisper_patched (batch 1, RTFx 40.0)."
@@ -103,5 +104,5 @@ def test_with_real_wers_a_wer_constraint_excludes_an_engine(tmp_path):
     assert sorted(frame.engine) == ["faster_whisper", "whisper_large_v3"] and frame["WER"].notna().all()
     text = recommend(frame, max_wer=0.2805)
     assert text.startswith("Recommended: faster_whisper") and "WER 28.00%" in text
-    assert "the best of 1 of 2 configurations that meet WER <= 0.2805" in text and "speed alone" not in text
-    assert recommend(frame, max_wer=0.25).startswith("No engine meets WER <= 0.25")
+    assert "among the 1 of 2 measured configurations with WER <= 0.2805" in text and "speed alone" not in text
+    assert recommend(frame, max_wer=0.25).startswith("No configuration has WER <= 0.25;")

@@ -54,22 +54,28 @@ def recommend(frame: pd.DataFrame, max_wer=None, min_rtfx=None, max_memory_gib=N
     if max_latency_s is not None:
         ok = ok[ok["p90 s"] <= max_latency_s]
         reasons.append(f"p90 latency <= {max_latency_s:g} s")
-    limits = ", ".join(reasons) or "no constraints"
+    limits = " and ".join(reasons)
     if ok.empty:
-        return f"No engine meets {limits}; relax a constraint or measure another configuration.\n"
+        return f"No configuration has {limits}; relax a constraint or measure another configuration.\n"
     # Each model at its best (its engines run the same weights, so speed decides among them unless
     # one is clearly less accurate), then the models against each other the same way: a model is
     # never judged on a slow engine while a faster one of it meets the constraints.
     at_best = pd.DataFrame([_best(group, wer_known) for _, group in ok.groupby("model", sort=True)])
     best = _best(at_best, wer_known)
-    why = (
-        f"WER {best['WER']:.2%} and RTFx {best['RTFx']:.1f}"
+    figures = (
+        f"WER {best['WER']:.2%} at RTFx {best['RTFx']:.1f} {best['RTFx 95% CI']}"
         if wer_known
-        else (f"RTFx {best['RTFx']:.1f} {best['RTFx 95% CI']}")
+        else f"RTFx {best['RTFx']:.1f}, 95% CI {best['RTFx 95% CI']}"
     )
+    among = (
+        f"the {len(ok)} of {len(frame)} measured configurations with {limits}"
+        if reasons
+        else f"all {len(frame)} measured configurations (no constraints were given)"
+    )
+    rule = "the fastest of those within 2% of the lowest WER" if wer_known else "the fastest"
     text = (
-        f"Recommended: {best['engine']} (batch {best['batch']}, {best['model']}) with {why}, "
-        f"the best of {len(ok)} of {len(frame)} configurations that meet {limits}.\n"
+        f"Recommended: {best['engine']} at batch {best['batch']} on {best['model']}, with {figures}. "
+        f"It is {rule} among {among}.\n"
     )
     if len(at_best) > 1:
         text += (

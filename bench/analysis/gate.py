@@ -253,6 +253,23 @@ def gate(
     return table, bool((table.verdict == "REGRESSION").any())
 
 
+def verdicts(table: pd.DataFrame) -> str:
+    """Each check's verdict in a sentence: the 95% interval decides, not the point estimate, so
+    a run measured slower than the limit passes while its interval reaches back under it."""
+    lines = ["A check fails only when its whole 95% interval lies beyond the limit: the interval decides."]
+    for _, row in table.iterrows():
+        slower, ci, limit = row["slower by %"], row["95% CI %"], row["limit %"]
+        measured = f"slower by {slower:.1f}%" if slower >= 0 else f"faster by {-slower:.1f}%"
+        if row["verdict"] == "REGRESSION":
+            why = f"its whole 95% interval {ci}% lies above the {limit}% limit: a regression"
+        elif slower > float(limit):
+            why = f"its 95% interval {ci}% reaches below the {limit}% limit, so noise may explain it: ok"
+        else:
+            why = f"within the {limit}% limit (95% interval {ci}%): ok"
+        lines.append(f"- {row['what']} ({row['check']}): {measured}; {why}.")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__.splitlines()[0])
     parser.add_argument("--write-baseline", nargs="+", metavar="RUNS", help="write a baseline from these runs")
@@ -291,5 +308,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.gate: error: {err}", file=sys.stderr)
         return 2
     print(markdown(table))
+    print(verdicts(table))
     print("FAIL: slower than the baseline beyond noise and threshold" if regressed else "PASS")
     return 1 if regressed else 0

@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import pandas as pd
 
 from bench.pipeline.record import Summary, table_row
 
+SIGNIFICANT = 3  # digits every table shows of a measured figure: more would be noise
+
+
+def readable(value) -> str:
+    """A cell as people read it: integers and figures of 1,000 or more with thousands
+    separators, smaller figures to three significant digits, never in exponent form
+    (1,100 tok/s rather than 1.1e+03); a missing value as n/a."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if abs(value) < 10 ** -(SIGNIFICANT + 1):
+        return f"{value:.{SIGNIFICANT - 1}e}"  # a figure this small has no readable fixed form
+    decimals = max(0, SIGNIFICANT - 1 - math.floor(math.log10(abs(value))))
+    rounded = round(value, decimals)
+    if abs(rounded) >= 1000:
+        return f"{rounded:,.0f}"
+    return f"{rounded:.{decimals}f}"
+
 
 def markdown(frame: pd.DataFrame) -> str:
-    """A Markdown table (no optional tabulate dependency); floats to 3 significant digits."""
-
-    def cell(value):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "n/a"
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
+    """A Markdown table (no optional tabulate dependency), cells as readable() writes them."""
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += ["| " + " | ".join(readable(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def plain(frame: pd.DataFrame) -> str:
+    """The same cells as markdown(), aligned for a terminal."""
+    return frame.map(readable).to_string(index=False)
 
 
 # the terminal's table after a run: what a user checks first
@@ -33,5 +59,4 @@ def summary_frame(summaries: list[Summary]) -> pd.DataFrame:
 
 
 def format_summaries(summaries: list[Summary]) -> str:
-    frame = summary_frame(summaries)
-    return frame.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="n/a")
+    return plain(summary_frame(summaries))

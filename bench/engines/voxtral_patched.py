@@ -255,6 +255,7 @@ class VoxtralPatched(vox.VoxtralEngine):
             "patches": sorted(self.on),
             "cuda_graph_active": options.graph,
             "compiled_step_active": options.compiled,
+            "compiled_prefill_active": options.compiled_prefill,
             "compiled_scope": options.compile_scope,  # layers: one graph shared by all; step: the whole step
             # one per decode-step shape, shared by every decoder layer, and with compiled_prefill
             # one per prefill and encoder shape (none if an earlier engine in this process

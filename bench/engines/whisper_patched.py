@@ -230,6 +230,7 @@ class WhisperPatched(wh.WhisperEngine):
             "patches": sorted(self.on),
             "cuda_graph_active": options.graph,
             "compiled_step_active": options.compiled,
+            "compiled_prefill_active": options.compiled_prefill,
             "compiled_scope": options.compile_scope,
             "graphs_compiled": compiled_graphs() - self.graphs_at_load,
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,

@@ -187,7 +187,7 @@ def table_row(summary: Summary) -> dict:
     wer = s.wer_details or {}
     return {
         "engine": s.engine,
-        "patches": ",".join(s.patches) or "-",
+        "patches": patches_cell(s),
         "weights": s.weights,
         "model": f"{s.model} ({s.scale})",
         "dataset": s.dataset.name,
@@ -209,6 +209,19 @@ def table_row(summary: Summary) -> dict:
         "cold start s": s.cold_start_seconds,
         "hardware": s.hardware,
     }
+
+
+def inert_patches(summary: Summary) -> list[str]:
+    """Patches the engine was given but did not apply on this host (cuda_graph on a CPU): an
+    engine reports each such patch as <patch>_active false."""
+    report = summary.engine_report or {}
+    return [p for p in summary.patches if report.get(f"{p}_active") is False]
+
+
+def patches_cell(summary: Summary) -> str:
+    """The patches as a table shows them, each one the engine did not apply marked inert."""
+    inert = set(inert_patches(summary))
+    return ",".join(f"{p} (inert)" if p in inert else p for p in summary.patches) or "-"
 
 
 def rtfx_ci_cell(summary: Summary) -> str:
