@@ -104,6 +104,9 @@ class RunConfig:
     # engines measured beside this one, batch by batch in turns, on the same model (a paired
     # measurement for same-run ratios); each gets a folder under <run dir>/paired/<engine>
     paired_with: list[str] = field(default_factory=list)
+    # what an hour of the measuring machine costs (e.g. a cloud GPU's hourly rate, in your
+    # currency): turns RTF into cost per 1,000 audio hours; null leaves cost out
+    gpu_hourly_price: float | None = None
 
 
 @dataclass

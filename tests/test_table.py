@@ -45,8 +45,8 @@ def _summary(patches, report):
 def test_patches_the_engine_did_not_apply_are_marked_inert():
     cpu = _summary(["static_cache", "compiled_step", "cuda_graph"], {"cuda_graph_active": False,
                                                                       "compiled_step_active": True})  # fmt: skip
-    assert patches_cell(cpu) == "static_cache,compiled_step,cuda_graph (inert)"
+    assert patches_cell(cpu) == "static_cache, compiled_step, cuda_graph (inert)"
     assert table_row(cpu)["patches"] == patches_cell(cpu)
     gpu = _summary(["static_cache", "cuda_graph"], {"cuda_graph_active": True})
-    assert patches_cell(gpu) == "static_cache,cuda_graph"
+    assert patches_cell(gpu) == "static_cache, cuda_graph"
     assert patches_cell(_summary([], {})) == "-"

@@ -1,8 +1,10 @@
 """python -m bench.report: comparison and release tables, plots and a recommendation.
 
     python -m bench.report runs/multirun/2026-11-24/*            # engines side by side
+    python -m bench.report runs/... --html                       # the same as one report.html
     python -m bench.report --baseline results/v1/* --candidate runs/multirun/...   # release vs release
     python -m bench.report runs/... --max-wer 0.08 --min-rtfx 20 --max-memory-gib 40
+    python -m bench.report runs/... --gpu-hourly-price 3.50      # cost per 1,000 audio hours
     python -m bench.report --reference results/reference/h100    # a bench.reference folder's tables
     python -m bench.report --profiles runs/... --out results/profiles/h100   # profile=true runs
 
@@ -15,15 +17,89 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.analysis.comparison import check_comparable, comparison_frame, recommend
-from bench.analysis.plots import plot_rtfx_vs_batch, plot_wer_vs_rtfx
+import pandas as pd
+
+from bench.analysis import html
+from bench.analysis.comparison import check_comparable, comparison_frame, energy_notes, recommend
+from bench.analysis.plots import draw_all
 from bench.analysis.release import release_frame
-from bench.analysis.runs import load_runs
+from bench.analysis.runs import Run, load_runs
 from bench.analysis.table import markdown
 from bench.analysis.transcripts import agreement_frame, agreement_text
 from bench.errors import BenchError
+
+PLOT_CAPTIONS = {"wer_vs_rtfx.png": "WER against RTFx, with the Pareto front",
+                 "rtfx_vs_batch.png": "RTFx against batch size"}  # fmt: skip
+
+
+@dataclass
+class Constraints:
+    max_wer: float | None = None
+    min_rtfx: float | None = None
+    max_memory_gib: float | None = None
+    max_latency_s: float | None = None
+
+
+@dataclass
+class Comparison:
+    """An engine comparison, written as comparison.md (and report.html) and printed."""
+
+    table: pd.DataFrame
+    advice: str
+    notes: str
+    agreement: pd.DataFrame
+    plots: list[str] = field(default_factory=list)  # file names under the output folder
+    missing_plots: list[str] = field(default_factory=list)  # why a figure was not drawn
+
+    @property
+    def hardware(self) -> str:
+        return "; ".join(sorted(self.table.hardware.unique()))
+
+    def markdown(self) -> str:
+        text = f"# Engine comparison\n\nHardware: {self.hardware}\n\n"
+        text += markdown(self.table.drop(columns="hardware")) + "\n" + self.advice + self.notes
+        if not self.agreement.empty:
+            text += "\n" + agreement_text(self.agreement)
+        figures = [f"![{PLOT_CAPTIONS[name]}]({name})" for name in self.plots] + self.missing_plots
+        return text + ("\n## Figures\n\n" + "\n\n".join(figures) + "\n" if figures else "")
+
+    def html(self, out: Path) -> str:
+        body = [html.paragraphs(f"Hardware: {self.hardware}"), html.table(self.table.drop(columns="hardware"))]
+        body += [html.paragraphs(self.advice), html.paragraphs(self.notes, "note")]
+        if not self.agreement.empty:
+            body += ["<h2>Transcript agreement</h2>", html.paragraphs(agreement_text(self.agreement).split("\n", 2)[2])]
+        body += ["<h2>Figures</h2>"]
+        body += [html.figure(out / name, PLOT_CAPTIONS[name]) for name in self.plots]
+        body += [html.paragraphs(line, "note") for line in self.missing_plots]
+        return html.page("Engine comparison", body)
+
+
+def compare(runs: list[Run], out: Path, constraints: Constraints, hourly_price: float | None = None) -> Comparison:
+    """The comparison of these runs, its figures drawn into out."""
+    table = comparison_frame(runs, hourly_price)
+    advice = recommend(
+        table, constraints.max_wer, constraints.min_rtfx, constraints.max_memory_gib, constraints.max_latency_s
+    )
+    plots, missing = draw_all(runs, out)
+    return Comparison(table, advice, energy_notes(runs), agreement_frame(runs), plots, missing)
+
+
+def write_comparison(comparison: Comparison, out: Path, as_html: bool) -> list[str]:
+    """comparison.md, comparison.csv, agreement.csv (real weights) and report.html (as_html)
+    beside the figures; the names of every file written."""
+    (out / "comparison.md").write_text(comparison.markdown())
+    comparison.table.to_csv(out / "comparison.csv", index=False)
+    written = ["comparison.md", "comparison.csv"]
+    if not comparison.agreement.empty:
+        comparison.agreement.to_csv(out / "agreement.csv", index=False)
+        written.append("agreement.csv")
+    if as_html:
+        (out / "report.html").write_text(comparison.html(out))
+        written.append("report.html")
+    return written + comparison.plots
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", nargs="+", help="release comparison: the baseline runs")
     parser.add_argument("--candidate", nargs="+", help="release comparison: the candidate runs")
     parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--html", action="store_true", help="also write report.html: one self-contained page")
     parser.add_argument("--allow-mixed", action="store_true", help="compare across hardware or datasets anyway")
     parser.add_argument("--max-wer", type=float)
     parser.add_argument("--min-rtfx", type=float)
     parser.add_argument("--max-memory-gib", type=float)
     parser.add_argument("--max-latency-s", type=float, help="budget for p90 latency per utterance")
     parser.add_argument(
+        "--gpu-hourly-price",
+        type=float,
+        help="what an hour of the measuring machine costs: adds cost per 1,000 audio hours (else each run's "
+        "run.gpu_hourly_price)",
+    )
+    parser.add_argument(
         "--reference", type=Path, help="a bench.reference folder: write its README.md and tables from its runs"
     )
     parser.add_argument("--profiles", nargs="+", help="profiled runs: write profiles.md and phase tables to --out")
     args = parser.parse_args(argv)
     try:
+        if args.gpu_hourly_price is not None and args.gpu_hourly_price <= 0:
+            raise BenchError(f"--gpu-hourly-price {args.gpu_hourly_price:g}: must be above 0")
         if args.reference:
             from bench.lab.reference import write_folder
 
@@ -59,40 +144,30 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
             return 0
         if args.baseline or args.candidate:
-            if not (args.baseline and args.candidate):
-                raise BenchError("a release comparison needs both --baseline and --candidate")
-            baseline, candidate = load_runs(args.baseline), load_runs(args.candidate)
-            check_comparable(baseline + candidate, args.allow_mixed)
-            table = release_frame(baseline, candidate)
-            text = "# Release comparison\n\n" + markdown(table)
-            (args.out / "release.md").write_text(text)
-            table.to_csv(args.out / "release.csv", index=False)
-            print(text)
-            return 0
+            return _release(args)
         runs = load_runs(args.runs)
         check_comparable(runs, args.allow_mixed)
-        table = comparison_frame(runs)
-        advice = recommend(table, args.max_wer, args.min_rtfx, args.max_memory_gib, args.max_latency_s)
-        text = f"# Engine comparison\n\nHardware: {'; '.join(sorted(table.hardware.unique()))}\n\n"
-        text += markdown(table.drop(columns="hardware")) + "\n" + advice
-        alike = agreement_frame(runs)
-        if not alike.empty:
-            text += "\n" + agreement_text(alike)
-            alike.to_csv(args.out / "agreement.csv", index=False)
-        (args.out / "comparison.md").write_text(text)
-        table.to_csv(args.out / "comparison.csv", index=False)
-        plots = [
-            name
-            for name, made in (
-                ("wer_vs_rtfx.png", plot_wer_vs_rtfx(table, args.out / "wer_vs_rtfx.png")),
-                ("rtfx_vs_batch.png", plot_rtfx_vs_batch(table, args.out / "rtfx_vs_batch.png")),
-            )
-            if made
-        ]
-        print(text)
-        written = ["comparison.md", "comparison.csv", *(["agreement.csv"] if not alike.empty else []), *plots]
+        constraints = Constraints(args.max_wer, args.min_rtfx, args.max_memory_gib, args.max_latency_s)
+        comparison = compare(runs, args.out, constraints, args.gpu_hourly_price)
+        written = write_comparison(comparison, args.out, args.html)
+        print(comparison.markdown())
         print(f"written to {args.out}: {', '.join(written)}")
         return 0
     except BenchError as err:
         print(f"bench.report: error: {err}", file=sys.stderr)
         return 2
+
+
+def _release(args) -> int:
+    if not (args.baseline and args.candidate):
+        raise BenchError("a release comparison needs both --baseline and --candidate")
+    baseline, candidate = load_runs(args.baseline), load_runs(args.candidate)
+    check_comparable(baseline + candidate, args.allow_mixed)
+    table = release_frame(baseline, candidate)
+    text = "# Release comparison\n\n" + markdown(table)
+    (args.out / "release.md").write_text(text)
+    table.to_csv(args.out / "release.csv", index=False)
+    if args.html:
+        (args.out / "report.html").write_text(html.page("Release comparison", [html.table(table)]))
+    print(text)
+    return 0

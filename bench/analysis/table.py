@@ -50,13 +50,17 @@ def plain(frame: pd.DataFrame) -> str:
 
 # the terminal's table after a run: what a user checks first
 TERMINAL_COLUMNS = ["engine", "model", "weights", "dataset", "batch", "n", "failed", "audio s", "RTFx", "RTFx 95% CI",
-                    "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s"]  # fmt: skip
+                    "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
+                    "cost/1k audio h"]  # fmt: skip
 
 
 def summary_frame(summaries: list[Summary]) -> pd.DataFrame:
     rows = [{c: table_row(s)[c] for c in TERMINAL_COLUMNS} for s in summaries]
-    return pd.DataFrame(rows, columns=TERMINAL_COLUMNS).fillna(float("nan"))
+    frame = pd.DataFrame(rows, columns=TERMINAL_COLUMNS).fillna(float("nan"))
+    return frame.drop(columns="cost/1k audio h") if frame["cost/1k audio h"].isna().all() else frame
 
 
 def format_summaries(summaries: list[Summary]) -> str:
-    return plain(summary_frame(summaries))
+    """The table, and a line for each reason a run has no energy figure."""
+    notes = sorted({s.energy_note for s in summaries if s.energy_j_per_audio_hour is None and s.energy_note})
+    return plain(summary_frame(summaries)) + "".join(f"\nenergy {note}" for note in notes)

@@ -149,7 +149,7 @@ def write_folder(out: Path, plan: list[Point]) -> str:
     import json
 
     from bench.analysis.comparison import comparison_frame
-    from bench.analysis.plots import plot_rtfx_vs_batch
+    from bench.analysis.plots import draw_rtfx_vs_batch, save
     from bench.analysis.profiles import finding
     from bench.analysis.runs import load_runs
     from bench.lab import evidence
@@ -167,7 +167,9 @@ def write_folder(out: Path, plan: list[Point]) -> str:
         frame = comparison_frame(runs_here)
         frame.to_csv(out / f"comparison_{dataset}.csv", index=False)
         plot = f"rtfx_vs_batch_{dataset}.png"
-        made = plot_rtfx_vs_batch(frame, out / plot)
+        figure = draw_rtfx_vs_batch(runs_here)
+        if not isinstance(figure, str):
+            save(figure, out / plot)
         ratios = {engine: ratio_frame(runs_here, engine) for engine in fast}
         for engine, frame_of_engine in ratios.items():
             all_ratios.append(frame_of_engine.assign(dataset=dataset, **({"engine": engine} if len(fast) > 1 else {})))
@@ -180,8 +182,7 @@ def write_folder(out: Path, plan: list[Point]) -> str:
             if not frame_of_engine.empty:
                 lines += [f"How many times faster {engine} is (RTFx ratio, 95% CI):", ""]
                 lines += [_ratio_markdown(frame_of_engine, engine)]
-        if made:
-            lines += [f"![RTFx vs batch size, {dataset}]({plot})", ""]
+        lines += [figure if isinstance(figure, str) else f"![RTFx vs batch size, {dataset}]({plot})", ""]
     if all_ratios:
         pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
 

@@ -24,8 +24,10 @@ def synchronize(device: torch.device) -> None:
 
 
 class Clock:
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, energy=None):
         self.device = device
+        self.energy = energy  # a board energy counter (bench.host.energy), read outside the timed interval
+        self.energy_j: float | None = None
         self._cuda = device.type == "cuda"
         self._marks: list[tuple[str, object, object]] = []
         self._open: dict[str, object] = {}
@@ -36,12 +38,14 @@ class Clock:
     def __enter__(self) -> Clock:
         synchronize(self.device)
         self._marks, self._open, self.counts = [], {}, {}
+        self._e0 = self.energy.read_j() if self.energy else None
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
         synchronize(self.device)
         self.wall_s = time.perf_counter() - self._t0
+        self.energy_j = self.energy.read_j() - self._e0 if self.energy else None
         phases: dict[str, float] = {}
         for name, start, end in self._marks:
             seconds = start.elapsed_time(end) / 1e3 if self._cuda else end - start

@@ -26,6 +26,7 @@ from bench.data import Failure, Utterance
 from bench.data.audio import SAMPLE_RATE
 from bench.engines.base import Engine, Transcript, compiled_graphs
 from bench.errors import BenchError
+from bench.host.energy import energy_counter
 from bench.pipeline.clock import Clock, synchronize
 
 LONG_FORM_S = 30.0  # longer clips need several 30 s windows: long-form
@@ -43,6 +44,7 @@ class BatchRecord:
     phases: dict[str, float]
     counts: dict[str, int] = field(default_factory=dict)
     long_form: bool = False
+    energy_j: float | None = None  # the GPU board's, where it has a counter
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Measurement:
     shape_warmups: int = 0  # warm-up batches run for a batch shape the first warm-up batches had not
 
     resumed: list[dict] = field(default_factory=list)  # later sessions: load, cold start, batches done before
+    energy_note: str | None = None  # why no batch has an energy figure (no GPU counter)
 
 
 def is_long_form(utterance: Utterance) -> bool:
@@ -92,14 +95,14 @@ def _out_of_memory(err: Exception) -> bool:
 class _Session:
     """One pass of measure_side_by_side: the engines, the batches, and the calls."""
 
-    def __init__(self, engines: list[Engine], run: RunConfig, steps: int, targets: list[dict[str, int] | None]):
-        self.engines, self.run, self.targets = engines, run, targets
+    def __init__(self, engines: list[Engine], run: RunConfig, steps: int, targets: list[dict[str, int] | None], energy):
+        self.engines, self.run, self.targets, self.energy = engines, run, targets, energy
         label = "+".join(e.engine_cfg.name for e in engines)
         self.bar = tqdm(total=steps, desc=label, unit="batch", disable=not run.progress)
 
     def call(self, k: int, batch: list[Utterance]) -> tuple[Clock, list[Transcript]]:
         targets = self.targets[k]
-        with Clock(self.engines[k].device) as clock:
+        with Clock(self.engines[k].device, self.energy) as clock:
             out = self.engines[k].transcribe(
                 [u.audio for u in batch], [targets[u.id] for u in batch] if targets else None, clock
             )
@@ -184,7 +187,11 @@ def measure_side_by_side(
         torch.cuda.reset_peak_memory_stats(device)
     # the bar starts once the engines are loaded: its rate counts batches, not model loading
     steps = (len(warmup) + run.repeats * len(batches)) * len(engines) + sum(map(len, shape_warmups)) - done_before
-    session = _Session(engines, run, steps, targets_per_engine)
+    counter = energy_counter(device)
+    energy = None if isinstance(counter, str) else counter
+    for result in results:
+        result.energy_note = counter if isinstance(counter, str) else None
+    session = _Session(engines, run, steps, targets_per_engine, energy)
 
     for i, batch in enumerate(warmup):
         for k in range(len(engines)):
@@ -269,6 +276,7 @@ def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, in
                 phases=dict(clock.phases),
                 counts={**clock.counts, "compiles": compiles, "captures": captured},
                 long_form=is_long_form(part[0]),
+                energy_j=clock.energy_j,
             )
         )
         if repeat == 0:

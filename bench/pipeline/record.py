@@ -79,6 +79,12 @@ class Summary:
     decode_step_seconds: float | None = None
     decode_phase: str | None = None
     peak_gpu_memory_bytes: int | None = None
+    # the GPU board's energy over the timed passes per hour of audio they transcribed (NVML)
+    energy_j_per_audio_hour: float | None = None
+    energy_note: str | None = None  # why energy is null
+    gpu_hourly_price: float | None = None  # run.gpu_hourly_price: what an hour of this machine costs
+    cost_per_1000_audio_hours: float | None = None  # that price times the RTF, for 1,000 audio hours
+    cost_per_1000_audio_hours_ci: list[float] | None = None  # from the RTFx 95% interval
     wer: float | None = None
     wer_details: dict | None = None
     wer_note: str | None = None
@@ -128,7 +134,9 @@ _WRITE_ORDER = (
     "resume_sessions", "by_form", "long_form_threshold_seconds", "audio_seconds", "processing_seconds",
     "model_seconds", "rtf", "rtfx", "rtfx_ci", "rtfx_ci_method", "repeat_processing_seconds", "load_seconds",
     "cold_start_seconds", "cold_start_counted", "latency_p50", "latency_p90", "latency_p99", "n_tokens",
-    "decode_tokens_per_s", "decode_steps", "decode_step_seconds", "decode_phase", "peak_gpu_memory_bytes", "wer",
+    "decode_tokens_per_s", "decode_steps", "decode_step_seconds", "decode_phase", "peak_gpu_memory_bytes",
+    "energy_j_per_audio_hour", "energy_note", "gpu_hourly_price", "cost_per_1000_audio_hours",
+    "cost_per_1000_audio_hours_ci", "wer",
     "wer_details", "wer_note", "n_empty_references", "n_missing_references", "reference_warnings", "environment",
     "engine_report", "paired_with", "profile",
 )  # fmt: skip
@@ -151,6 +159,7 @@ class BatchRow:
     long_form: bool = False
     phases: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    energy_j: float | None = None  # the GPU board's energy over the batch (NVML); None without a counter
 
     @property
     def rtf(self) -> float:
@@ -165,7 +174,9 @@ class BatchRow:
         return columns | {f"phase_{name}_s": s for name, s in self.phases.items()} | self.counts
 
 
-_BATCH_ORDER = ("repeat", "batch", "n_utterances", "audio_s", "processing_s", "model_s", "n_tokens", "rtf", "long_form")
+_BATCH_ORDER = (
+    "repeat", "batch", "n_utterances", "audio_s", "processing_s", "model_s", "n_tokens", "rtf", "long_form", "energy_j"
+)  # fmt: skip
 
 
 def batch_frame(rows: list[BatchRow]) -> pd.DataFrame:
@@ -180,11 +191,32 @@ def read_batches(folder: Path) -> pd.DataFrame:
     return batches
 
 
-def table_row(summary: Summary) -> dict:
+AUDIO_HOURS_PRICED = 1000  # cost is given per this many hours of audio
+
+
+def cost_per_audio_hours(rtfx: float | None, hourly_price: float | None) -> float | None:
+    """What transcribing AUDIO_HOURS_PRICED hours of audio costs at that speed: the machine
+    runs 1/RTFx hours per audio hour, at hourly_price an hour."""
+    if rtfx is None or hourly_price is None or not rtfx:
+        return None
+    return hourly_price * AUDIO_HOURS_PRICED / rtfx
+
+
+def cost_interval(rtfx_ci: list[float] | None, hourly_price: float | None) -> list[float] | None:
+    """The cost's 95% interval, from RTFx's (the faster end of RTFx is the cheaper end of cost)."""
+    if not rtfx_ci or hourly_price is None or not min(rtfx_ci):
+        return None
+    return [cost_per_audio_hours(rtfx_ci[1], hourly_price), cost_per_audio_hours(rtfx_ci[0], hourly_price)]
+
+
+def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
     """Everything a table may show about a run, under the names tables use. Each table picks
-    its columns from this one row, so a figure is computed and named in one place."""
+    its columns from this one row, so a figure is computed and named in one place.
+    hourly_price prices the run at another rate than the one it was run with (bench.report)."""
     s = summary
     wer = s.wer_details or {}
+    price = hourly_price if hourly_price is not None else s.gpu_hourly_price
+    cost_ci = cost_interval(s.rtfx_ci, price)
     return {
         "engine": s.engine,
         "patches": patches_cell(s),
@@ -199,6 +231,8 @@ def table_row(summary: Summary) -> dict:
         "S/D/I": f"{wer['substitutions']}/{wer['deletions']}/{wer['insertions']}" if wer else "-",
         "RTFx": s.rtfx,
         "RTFx 95% CI": rtfx_ci_cell(s),
+        "RTFx low": s.rtfx_ci[0] if s.rtfx_ci else None,  # the interval as numbers, for plots
+        "RTFx high": s.rtfx_ci[1] if s.rtfx_ci else None,
         "p50 s": s.latency_p50,
         "p90 s": s.latency_p90,
         "p99 s": s.latency_p99,
@@ -207,6 +241,9 @@ def table_row(summary: Summary) -> dict:
         "peak GiB": s.peak_gpu_memory_bytes / 2**30 if s.peak_gpu_memory_bytes else None,
         "load s": s.load_seconds,
         "cold start s": s.cold_start_seconds,
+        "J/audio h": s.energy_j_per_audio_hour,
+        "cost/1k audio h": cost_per_audio_hours(s.rtfx, price),
+        "cost/1k audio h 95% CI": f"[{cost_ci[0]:,.2f}, {cost_ci[1]:,.2f}]" if cost_ci else "-",
         "hardware": s.hardware,
     }
 
@@ -221,7 +258,7 @@ def inert_patches(summary: Summary) -> list[str]:
 def patches_cell(summary: Summary) -> str:
     """The patches as a table shows them, each one the engine did not apply marked inert."""
     inert = set(inert_patches(summary))
-    return ",".join(f"{p} (inert)" if p in inert else p for p in summary.patches) or "-"
+    return ", ".join(f"{p} (inert)" if p in inert else p for p in summary.patches) or "-"
 
 
 def rtfx_ci_cell(summary: Summary) -> str:

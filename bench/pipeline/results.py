@@ -13,8 +13,9 @@ import pandas as pd
 
 from bench.data import Failure, Utterance
 from bench.data.utterance import reference_warning
+from bench.host.energy import joules_per_audio_hour
 from bench.pipeline.measure import LONG_FORM_S, Measurement, is_long_form
-from bench.pipeline.record import BatchRow, Summary, batch_frame
+from bench.pipeline.record import BatchRow, Summary, batch_frame, cost_interval, cost_per_audio_hours
 from bench.stats import percentiles, ratio_ci
 from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
 
@@ -84,6 +85,7 @@ def batch_rows(m: Measurement) -> pd.DataFrame:
             b.long_form,
             b.phases,
             b.counts,
+            b.energy_j,
         )
         for b in m.batches
     ]
@@ -99,6 +101,7 @@ def summarize(
     batches: pd.DataFrame,
     score: bool,
     environment: dict,
+    price: float | None = None,
 ) -> Summary:
     ok = rows[rows.status == "ok"]
     first = batches[batches.repeat == 0] if len(batches) else batches
@@ -172,6 +175,11 @@ def summarize(
             ),
             "decode_phase": decode_column.removeprefix("phase_").removesuffix("_s"),
             "peak_gpu_memory_bytes": m.peak_memory_bytes,
+            "energy_j_per_audio_hour": _energy_per_audio_hour(batches),
+            "energy_note": None if _energy_per_audio_hour(batches) is not None else _energy_note(m, batches),
+            "gpu_hourly_price": price,
+            "cost_per_1000_audio_hours": cost_per_audio_hours(1 / rtf if rtf else None, price),
+            "cost_per_1000_audio_hours_ci": cost_interval(list(ci) if ci else None, price),
             "wer": wer,
             "wer_details": wer_details,
             "wer_note": None if score else RANDOM_WER_NOTE,
@@ -181,6 +189,19 @@ def summarize(
             "environment": environment,
         },
     )
+
+
+def _energy_per_audio_hour(batches: pd.DataFrame) -> float | None:
+    """Board energy per hour of audio over every timed pass (energy and audio summed alike)."""
+    if "energy_j" not in batches or not len(batches) or batches.energy_j.isna().any():
+        return None
+    return joules_per_audio_hour(float(batches.energy_j.sum()), float(batches.audio_s.sum()))
+
+
+def _energy_note(m: Measurement, batches: pd.DataFrame) -> str:
+    if m.energy_note:
+        return m.energy_note
+    return "not measured: no timed batch" if not len(batches) else "not measured: a timed batch has no energy reading"
 
 
 def _speed(batches: pd.DataFrame) -> tuple[float, float | None, float | None, list[float]]:

@@ -189,7 +189,14 @@ def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejecte
     }
     header["dataset"]["fingerprint"] = utterances_fingerprint(utterances, rejected)
     summary = summarize(
-        header=header, utterances=utterances, m=measurement, rows=rows, batches=batches, score=score, environment=env
+        header=header,
+        utterances=utterances,
+        m=measurement,
+        rows=rows,
+        batches=batches,
+        score=score,
+        environment=env,
+        price=cfg.run.gpu_hourly_price,
     )
     config = OmegaConf.to_container(cfg, resolve=True)
     config["engine"] = OmegaConf.to_container(engine_cfg, resolve=True)

@@ -1,0 +1,124 @@
+"""Cost per 1,000 audio hours from RTF and an hourly price; board energy per audio hour read
+from NVML around every timed batch (a fake NVML on the CPU, the real one on a GPU)."""
+
+import json
+import sys
+import types
+
+import pandas as pd
+import pytest
+import torch
+from conftest import compose_config
+from fake_engine import FakeEngine
+from run_folders import make_run
+
+import bench.pipeline.measure
+import bench.pipeline.runner
+from bench.analysis.report import main as report
+from bench.host.energy import CPU_NOTE, EnergyCounter, energy_counter, nvml_counter
+from bench.pipeline.record import cost_interval, cost_per_audio_hours
+
+
+def test_cost_arithmetic():
+    # RTFx 50: 1/50 machine hour per audio hour; 1,000 audio hours at 3.50 an hour = 20 h x 3.50
+    assert cost_per_audio_hours(50.0, 3.5) == pytest.approx(70.0)
+    assert cost_per_audio_hours(50.0, None) is None and cost_per_audio_hours(None, 3.5) is None
+    # the faster end of RTFx is the cheaper end of cost
+    assert cost_interval([40.0, 62.5], 2.0) == pytest.approx([32.0, 50.0])
+
+
+def test_the_report_prices_each_run_at_the_given_rate(tmp_path, capsys):
+    make_run(tmp_path / "runs" / "a", engine="voxtral_patched", seconds_per_batch=0.1, noise=0)  # RTFx 100
+    make_run(tmp_path / "runs" / "b", engine="whisper_large_v3", seconds_per_batch=0.4, noise=0)  # RTFx 25
+    out = tmp_path / "out"
+    assert report([str(tmp_path / "runs"), "--out", str(out), "--gpu-hourly-price", "4"]) == 0
+    table = {row["engine"]: row for _, row in pd.read_csv(out / "comparison.csv").iterrows()}
+    assert table["voxtral_patched"]["cost/1k audio h"] == pytest.approx(40.0)  # 4 x 1,000 / 100
+    assert table["whisper_large_v3"]["cost/1k audio h"] == pytest.approx(160.0)
+    # make_run's interval is [0.95, 1.05] x RTFx: cost 4,000 / (105, 95)
+    assert table["voxtral_patched"]["cost/1k audio h 95% CI"] == "[38.10, 42.11]"
+    assert report([str(tmp_path / "runs"), "--out", str(out)]) == 0  # no price: no cost columns
+    assert "cost/1k audio h" not in (out / "comparison.md").read_text()
+    assert report([str(tmp_path / "runs"), "--out", str(out), "--gpu-hourly-price", "0"]) == 2
+    assert "must be above 0" in capsys.readouterr().err
+
+
+class FakeNVML(types.ModuleType):
+    """pynvml's surface that bench uses: a counter that advances 250 J (250,000 mJ) per read."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, supported=True):
+        super().__init__("pynvml")
+        self.millijoules, self.supported, self.NVMLError = 0, supported, FakeNVML.NVMLError
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        return ("uuid", uuid)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return ("index", index)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if not self.supported:
+            raise self.NVMLError("Not Supported")
+        self.millijoules += 250_000
+        return self.millijoules
+
+
+def test_nvml_counter_reads_joules_or_says_why_not(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML())
+    counter = nvml_counter("GPU-1234")
+    assert isinstance(counter, EnergyCounter) and counter.handle == ("uuid", "GPU-1234")
+    assert counter.read_j() - counter.read_j() == pytest.approx(-250.0)
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNVML(supported=False))
+    assert nvml_counter(None, 0) == "not measured: NVML has no energy counter for this GPU (Not Supported)"
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+    assert "nvidia-ml-py (NVML) is not installed" in nvml_counter("GPU-1")
+    assert energy_counter(torch.device("cpu")) == CPU_NOTE
+
+
+def _fake_run(monkeypatch, run_dir, *overrides):
+    monkeypatch.setattr(bench.pipeline.runner, "engine_class", lambda name: FakeEngine)
+    cfg = compose_config("run.limit=4", "run.batch_size=2", "run.progress=false", "model.family=fake",
+                         "engine.family=fake", *overrides)  # fmt: skip
+    return bench.pipeline.runner.run(cfg, run_dir)
+
+
+def test_energy_is_read_around_every_timed_batch_with_a_fake_nvml(monkeypatch, run_dir):
+    nvml = FakeNVML()
+    monkeypatch.setattr(bench.pipeline.measure, "energy_counter", lambda device: EnergyCounter(nvml, "gpu0"))
+    summary = _fake_run(monkeypatch, run_dir, "run.repeats=2", "run.gpu_hourly_price=2.5")
+    batches = pd.read_parquet(run_dir / "batches.parquet")
+    assert len(batches) == 4 and (batches.energy_j == 250.0).all()  # two reads a batch, 250 J apart
+    # 4 batches x 250 J over 2 passes of the same audio: 1,000 J per 2 x audio_seconds
+    assert summary.energy_j_per_audio_hour == pytest.approx(1000 / (2 * summary.audio_seconds) * 3600)
+    assert summary.energy_note is None
+    assert summary.cost_per_1000_audio_hours == pytest.approx(2.5 * 1000 / summary.rtfx)
+    assert summary.cost_per_1000_audio_hours_ci == pytest.approx(cost_interval(summary.rtfx_ci, 2.5))
+    written = json.loads((run_dir / "summary.json").read_text())
+    assert written["energy_j_per_audio_hour"] == pytest.approx(summary.energy_j_per_audio_hour)
+    assert written["gpu_hourly_price"] == 2.5
+
+
+def test_a_cpu_run_has_no_energy_and_says_why(monkeypatch, run_dir, tmp_path, capsys):
+    summary = _fake_run(monkeypatch, run_dir)
+    assert summary.energy_j_per_audio_hour is None and summary.energy_note == CPU_NOTE
+    assert summary.cost_per_1000_audio_hours is None  # no price given
+    assert report([str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    assert f"Energy (J/audio h) {CPU_NOTE}." in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="reading the real NVML counter needs an NVIDIA GPU")
+def test_the_real_nvml_counter_advances_on_a_gpu():
+    counter = energy_counter(torch.device("cuda"))
+    assert isinstance(counter, EnergyCounter), counter
+    start = counter.read_j()
+    x = torch.randn(8192, 8192, device="cuda")
+    for _ in range(50):
+        x = x @ x / 8192
+    torch.cuda.synchronize()
+    assert counter.read_j() > start
