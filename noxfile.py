@@ -1,10 +1,10 @@
-"""Task runner. `python -m nox -s lint tests gate` is what CI runs (see .ci/run)."""
+"""Task runner. `python -m nox -s lint tests gate report_browser` is what CI runs (see .ci/run)."""
 
 import os
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "gate"]
+nox.options.sessions = ["lint", "tests", "gate", "report_browser"]
 
 # The CPU build of torch by default, so nothing pulls CUDA wheels on a CPU machine;
 # a GPU host sets BENCH_TORCH=torch (or a CUDA-specific pin) to get the normal build.
@@ -135,3 +135,30 @@ def gate_baseline(session):
     # the 2-core CPU, and a baseline from one run may sit at either edge of that spread.
     runs = _smoke(session, *(f"smoke-baseline-{i}" for i in range(BASELINE_SMOKE_RUNS)))
     session.run("python", "-m", "bench.gate", "--write-baseline", *runs, "--out", CI_BASELINE)
+
+
+# bench.report --html on committed runs, each page opened in headless Chromium (report_browser)
+H200_RUNS = "results/reference/h200/runs/synthetic"
+BROWSER_REPORTS = {
+    # the H200 grid at batch 1 and 32 (4 and 64 clips: --allow-mixed), priced at an example rate
+    "h200": [*(f"{H200_RUNS}/{engine}_b*" for engine in ("voxtral_stock", "voxtral_patched", "voxtral_compile",
+                                                         "whisper_large_v3")),
+             "--allow-mixed", "--gpu-hourly-price", "3.50"],
+    "cpu-real-weights": ["results/real_weights/cpu/run"],  # real WERs: the Pareto plot
+}  # fmt: skip
+
+
+@nox.session
+def report_browser(session):
+    """Each page bench.report --html writes for committed runs, rendered in headless Chromium
+    (Debian's chromium package; BENCH_CHROMIUM names another): fails on a console error, a
+    failed request, a table without rows or an image that does not decode (about 1 min).
+    `nox -s report_browser -- --docs` also writes the screenshots under docs/report/."""
+    session.install(TORCH)
+    session.install("-e", ".", "playwright>=1.45")
+    docs = "--docs" in session.posargs
+    for name, args in BROWSER_REPORTS.items():
+        out = _fresh_tmp(session, f"report-{name}")
+        session.run("python", "-m", "bench.report", *args, "--out", out, "--html", env=OFFLINE, silent=True)
+        shots = ["--screenshots", os.path.join("docs", "report", name)] if docs else []
+        session.run("python", "-m", "bench.lab.html_check", os.path.join(out, "report.html"), *shots)

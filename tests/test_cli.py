@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from conftest import bench_command
 
+from bench.analysis.report import main as report_main
 from bench.config import REPO_DIR
 
 SUMMARY_FIELDS = {
@@ -63,6 +64,14 @@ def test_multirun_in_one_process_writes_one_folder_per_job(tmp_path, offline_env
     assert out.returncode == 0, out.stderr
     summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert [s["batch_size"] for s in summaries] == [1, 2]
+    # at the end, one table of every job and the run folders: what bench.report on the sweep folder gives
+    whole = out.stdout.split("# The whole sweep: 2 runs")[1]
+    assert f"- {tmp_path / '0_voxtral_patched_b1'}\n- {tmp_path / '1_voxtral_patched_b2'}" in whole
+    assert report_main([str(tmp_path), "--out", str(tmp_path / "by_hand")]) == 0
+    by_hand = (tmp_path / "by_hand" / "comparison.md").read_text()
+    assert by_hand.split("\n", 2)[2] in whole  # the same table, recommendation and notes
+    assert (tmp_path / "report" / "comparison.csv").read_text() == (tmp_path / "by_hand" / "comparison.csv").read_text()
+    assert (tmp_path / "report" / "report.html").exists() and (tmp_path / "report" / "rtfx_vs_batch.png").exists()
 
 
 @pytest.mark.slow

@@ -76,9 +76,10 @@ def recommend(frame: pd.DataFrame, max_wer=None, min_rtfx=None, max_memory_gib=N
     at_best = pd.DataFrame([_best(group, wer_known) for _, group in ok.groupby("model", sort=True)])
     best = _best(at_best, wer_known)
     figures = (
-        f"WER {best['WER']:.2%} at RTFx {best['RTFx']:.1f} {best['RTFx 95% CI']}"
+        f"WER {best['WER']:.2%} at RTFx {best['RTFx']:.1f}"
+        + (f" {best['RTFx 95% CI']}" if best["RTFx 95% CI"] != "-" else "")
         if wer_known
-        else f"RTFx {best['RTFx']:.1f}, 95% CI {best['RTFx 95% CI']}"
+        else f"RTFx {best['RTFx']:.1f}" + (f", 95% CI {best['RTFx 95% CI']}" if best["RTFx 95% CI"] != "-" else "")
     )
     among = (
         f"the {len(ok)} of {len(frame)} measured configurations with {limits}"
