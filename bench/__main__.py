@@ -105,17 +105,36 @@ def _check_values(overrides) -> None:
         sys.exit(2)
 
 
+ERROR_FILE = "error.txt"
+
+
+def _write_error(run_dir: Path, text: str) -> None:
+    """What stopped the run, beside whatever it left (Hydra's log, a partial measurement), so a
+    folder without summary.json says why; the command that was run comes with it."""
+    if run_dir.is_dir():
+        command = " ".join(["python -m bench", *sys.argv[1:]])
+        (run_dir / ERROR_FILE).write_text(f"{text.rstrip()}\n\ncommand: {command}\n")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from bench.analysis.table import format_summaries
     from bench.pipeline.runner import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier session of this folder (run.resume)
     try:
         summary = run(cfg, run_dir)
     except BenchError as err:
         print(f"bench: error: {err}", file=sys.stderr)
+        _write_error(run_dir, f"bench: error: {err}\n")
         sys.exit(2)
+    except BaseException as err:
+        import traceback
+
+        why = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else "failed"
+        _write_error(run_dir, f"bench: the run {why}\n\n" + traceback.format_exc())
+        raise
     print(format_summaries([summary]))
     print(f"run folder: {run_dir}")
     return summary.rtf

@@ -50,6 +50,10 @@ def test_unreachable_hub_dataset_is_one_line_not_a_traceback(tmp_path, offline_e
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("bench: error:")]
     assert len(lines) == 1 and "dataset=sample" in lines[0]
+    # the folder it leaves says what failed, and how it was started
+    error = (tmp_path / "error.txt").read_text()
+    assert error.startswith(lines[0] + "\n") and "command: python -m bench model.weights=random" in error
+    assert not (tmp_path / "summary.json").exists()
 
 
 def test_missing_pretrained_model_is_one_line(tmp_path, offline_env):

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -67,6 +68,7 @@ def test_profile_mode_writes_trace_table_and_verdict(engine, tmp_path, offline_e
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "# Profile of one warm batch" in out.stdout
+    assert "USDT:" not in out.stderr and "profiler_start" not in out.stderr  # Kineto's lines, dropped
     phases = pd.read_parquet(tmp_path / "profile_phases.parquet")
     expected = {"h2d", "features", "decode"} if engine != "voxtral_compile" else {"h2d", "features", "generate"}
     assert expected <= set(phases.phase)
@@ -75,6 +77,20 @@ def test_profile_mode_writes_trace_table_and_verdict(engine, tmp_path, offline_e
     assert any(e.get("name", "").startswith("phase:") for e in trace["traceEvents"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["profile"]["decode_steps"] > 0
+
+
+def test_kineto_lines_are_dropped_and_other_stderr_kept(capfd):
+    import os
+
+    from bench.pipeline.profile import _without_kineto_lines
+
+    with _without_kineto_lines():
+        os.write(2, b"USDT:2026-11-30 23:48:19 15676:15676 SyncActivityProfilerHandler.cpp:52] profiler_start\n")
+        os.write(2, b"a real warning from C++\n")
+        os.write(2, b"STAGE:2026-11-30 23:48:28 15723:15723 SyncActivityProfilerHandler.cpp:51] Completed Stage\n")
+        print("and one from Python", file=sys.stderr)
+    # (under pytest, Python's own stderr bypasses file descriptor 2: the order is not the point)
+    assert sorted(capfd.readouterr().err.splitlines()) == ["a real warning from C++", "and one from Python"]
 
 
 # -- the CUDA branch of the phase table, on a hand-made trace ----------------------------------

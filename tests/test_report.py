@@ -106,3 +106,21 @@ def test_with_real_wers_a_wer_constraint_excludes_an_engine(tmp_path):
     assert text.startswith("Recommended: faster_whisper") and "WER 28.00%" in text
     assert "among the 1 of 2 measured configurations with WER <= 0.2805" in text and "speed alone" not in text
     assert recommend(frame, max_wer=0.25).startswith("No configuration has WER <= 0.25;")
+
+
+def test_a_sweep_report_lists_every_job_and_the_ones_that_failed(tmp_path):
+    from bench.analysis.sweep import sweep_report
+
+    make_run(tmp_path / "0_voxtral_patched_b1", engine="voxtral_patched", weights="random")
+    make_run(tmp_path / "1_voxtral_stock_b1", engine="voxtral_stock", weights="random", seconds_per_batch=2.0)
+    (tmp_path / "2_whisper_large_v3_b1").mkdir()
+    (tmp_path / "2_whisper_large_v3_b1" / "error.txt").write_text("bench: error: out of disk\n\ncommand: x\n")
+    text = sweep_report(tmp_path)
+    assert text.startswith("\n# The whole sweep: 2 runs\n")
+    assert "| voxtral_patched |" in text and "| voxtral_stock |" in text
+    assert "Recommended: voxtral_patched" in text
+    assert f"- {tmp_path / '2_whisper_large_v3_b1'}: bench: error: out of disk" in text
+    assert (tmp_path / "report" / "comparison.md").exists() and (tmp_path / "report" / "report.html").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert sweep_report(empty).startswith(f"No job of the sweep in {empty} finished")

@@ -22,10 +22,14 @@ def sweep_report(sweep_dir: Path) -> str:
     from bench.analysis.report import Constraints, compare, write_comparison
     from bench.analysis.runs import load_runs
 
+    failed = "".join(
+        f"- {path.parent}: {path.read_text().splitlines()[0]}\n" for path in sorted(sweep_dir.glob("*/error.txt"))
+    )
+    failed = f"\nJobs that failed (their error.txt):\n{failed}" if failed else ""
     try:
         runs = load_runs([str(sweep_dir)])
     except BenchError:
-        return f"No job of the sweep in {sweep_dir} finished: no summary.json to compare.\n"
+        return f"No job of the sweep in {sweep_dir} finished: no summary.json to compare.\n{failed}"
     lines = []
     try:
         check_comparable(runs, allow_mixed=False)
@@ -38,7 +42,7 @@ def sweep_report(sweep_dir: Path) -> str:
     folders = "\n".join(f"- {run.path}" for run in sorted(runs, key=lambda r: str(r.path)))
     return (
         f"\n# The whole sweep: {len(runs)} runs\n\n" + "".join(lines) + comparison.markdown().split("\n", 2)[2]
-        + f"\nRun folders:\n{folders}\n\nThis report (Markdown, CSV, HTML and figures): {out}\n"
+        + f"\nRun folders:\n{folders}\n{failed}\nThis report (Markdown, CSV, HTML and figures): {out}\n"
         f"Constraints, price or other runs: python -m bench.report {sweep_dir} --out ...\n"
     )  # fmt: skip
 

@@ -19,7 +19,12 @@ A "decode, per step" row divides the decode phase by the engine's decode step co
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +177,31 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     return frame
 
 
+KINETO_LINE = re.compile(r"^(USDT|STAGE):\S+ \S+ \d+:\d+ \w+\.cpp:\d+\]")
+
+
+@contextmanager
+def _without_kineto_lines():
+    """torch's profiler library (Kineto) writes "USDT: ... profiler_start" lines to the process's
+    stderr, from C++, and no setting turns them off. Standard error goes to a file meanwhile and
+    comes back afterwards without those lines, so any other message (a warning, an error) stays."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if not KINETO_LINE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -> tuple[Profile, object]:
     """Profile one call of engine.transcribe (the engine should be warm)."""
     from torch.profiler import ProfilerActivity, profile
@@ -182,7 +212,7 @@ def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -
         # torch 2.11 warns on every profile that it "clears events at the end of each cycle";
         # a single profile has one cycle and loses nothing (pytorch#180348, fixed in 2.12)
         warnings.filterwarnings("ignore", message=".*clears events at the end of each cycle")
-        with profile(activities=activities) as prof, Clock(engine.device) as clock:
+        with _without_kineto_lines(), profile(activities=activities) as prof, Clock(engine.device) as clock:
             engine.transcribe(audios, targets, clock)
     steps = clock.counts.get("decode_steps", 0)
     events = prof.events()
