@@ -27,7 +27,7 @@ def test_a_30_percent_slowdown_fails(tmp_path, capsys):
 def test_verdicts_say_that_the_interval_decides():
     import pandas as pd
 
-    from bench.analysis.gate import verdicts
+    from bench.analysis.gate_verdicts import verdicts
 
     table = pd.DataFrame(
         [
