@@ -110,6 +110,20 @@ class RunConfig:
 
 
 @dataclass
+class ServeConfig:
+    """python -m bench.serve: the HTTP server around an engine (run.batch_size caps a batch)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_wait_ms: float = 10.0  # how long the first request of a batch waits for others to join it
+    max_queue: int = 64  # requests accepted and not yet answered; more are refused (503, Retry-After)
+    max_upload_mb: float = 25.0  # larger uploads are refused (413), as OpenAI's API does
+    # random weights emit random tokens with no end: decode this many tokens per second of
+    # audio (LibriSpeech reads at about 2.7 words, some 3.5 tokens, a second)
+    random_tokens_per_second: float = 3.5
+
+
+@dataclass
 class BenchConfig:
     model: ModelConfig = MISSING
     engine: EngineConfig = MISSING
@@ -118,6 +132,7 @@ class BenchConfig:
     device: str = "auto"  # auto = cuda when available, else cpu; or cpu, cuda, cuda:1...
     dtype: DType = DType.auto
     profile: bool = False
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def _bench_data(name: str) -> str:

@@ -70,3 +70,16 @@ def percentiles(values, points=(50, 90, 99)) -> dict[str, float | None]:
     if values.size == 0:
         return {f"p{p}": None for p in points}
     return {f"p{p}": float(np.percentile(values, p)) for p in points}
+
+
+def percentile_ci(values, point: float, resamples: int = RESAMPLES, seed: int = 0, confidence: float = 0.95):
+    """A 95% bootstrap interval of the `point` percentile of values (resampled whole, seeded);
+    None with fewer than two values."""
+    values = np.asarray(values, float)
+    if values.size < 2:
+        return None
+    draws = np.random.default_rng(seed).integers(0, values.size, size=(resamples, values.size))
+    estimates = np.percentile(values[draws], point, axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return [float(low), float(high)]

@@ -11,7 +11,7 @@ from bench.pipeline.record import table_row
 
 COMPARISON_COLUMNS = [
     "engine", "patches", "weights", "model", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
-    "p50 s", "p90 s", "p99 s", "tok/s", "peak GiB", "cold start s", "J/audio h", "cost/1k audio h",
+    "p50 s", "p90 s", "p99 s", "TTFT p50 s", "tok/s", "peak GiB", "cold start s", "J/audio h", "cost/1k audio h",
     "cost/1k audio h 95% CI", "hardware",
 ]  # fmt: skip
 COST_COLUMNS = ["cost/1k audio h", "cost/1k audio h 95% CI"]
@@ -24,6 +24,8 @@ def comparison_frame(runs: list[Run], hourly_price: float | None = None) -> pd.D
     frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     if frame["cost/1k audio h"].isna().all():
         frame = frame.drop(columns=COST_COLUMNS)
+    if frame["TTFT p50 s"].isna().all():  # time to first text: streamed load runs only
+        frame = frame.drop(columns="TTFT p50 s")
     return frame.sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)
 
 

@@ -11,11 +11,11 @@ Two checks, each on the raw per-batch timings kept in every run folder:
   regression is a 95% interval wholly above 1 + --threshold: slower by more than the
   threshold, and by more than the noise. Needs the same hardware fingerprint
   (environment.hardware) unless --force.
-- Same-run ratios (default: every faster path's speed-up over its stock engine, both measured
-  in the candidate sweep, best in turns with run.paired_with, where batches are
-  resampled jointly so drift common to both cancels): a regression is a 95% interval of candidate ratio / baseline
-  ratio wholly below 1 - --ratio-threshold. Ratios hold across machines of a kind, so
-  this is what a CI runner without the baseline's hardware can gate (--ratios-only).
+- Same-run ratios (every faster path's speed-up over its stock engine, best measured in turns
+  with run.paired_with, batches resampled jointly so common drift cancels): a regression is
+  a 95% interval of candidate / baseline ratio wholly below 1 - --ratio-threshold. Ratios
+  hold across machines of a kind: a CI runner of other hardware gates them (--ratios-only).
+- p90 latency against the baseline, for bench.load runs (bench.analysis.gate_latency).
 
 Exit status: 0 pass, 1 regression (a table says what and by how much), 2 refused.
 """
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis.gate_latency import latencies, latency_row
 from bench.analysis.gate_verdicts import verdicts
 from bench.analysis.runs import Run, joint_rtf_samples, load_runs, matching, rtf_point
 from bench.analysis.table import markdown
@@ -161,6 +162,7 @@ def write_baseline(runs: list[Run], out: Path, pairs: tuple[str, ...] | None = N
                 "rtf": _rtf(raw := _pooled([_raw(r) for r in same])),
                 "n_runs": len(same),
                 "batches": raw,
+                **({"latency_s": sum((latencies(r) for r in same), [])} if same[0].summary.online else {}),
             }
             for key, same in by_key.items()
         ],
@@ -190,6 +192,7 @@ def gate(
     ratios_only: bool = False,
     pairs: tuple[str, ...] | None = None,
     seed: int = 0,
+    latency_threshold: float = 0.10,
 ) -> tuple[pd.DataFrame, bool]:
     """Rows of what was compared, and whether anything regressed."""
     rng = np.random.default_rng(seed)
@@ -225,6 +228,8 @@ def gate(
                     "verdict": "REGRESSION" if low > 1 + threshold else "ok",
                 }
             )
+            if run.summary.online and entry.get("latency_s"):
+                rows.append(latency_row(run, entry, latency_threshold, rng))
     base_ratios = {(e["pair"], json.dumps(e["group"])): e for e in baseline["ratios"]}
     for entry in _ratio_entries(candidate, pairs):
         base = base_ratios.get((entry["pair"], json.dumps(entry["group"]))) or base_ratios.get(
@@ -262,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", nargs="+", metavar="RUNS")
     parser.add_argument("--threshold", type=float, default=0.10, help="allowed RTF slowdown (fraction)")
     parser.add_argument("--ratio-threshold", type=float, default=0.10, help="allowed loss of a same-run speed-up")
+    parser.add_argument("--latency-threshold", type=float, default=0.10, help="allowed p90 latency rise (load runs)")
     parser.add_argument("--ratio", action="append", help="numerator/denominator engines (repeatable)")
     parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (any hardware)")
     parser.add_argument("--force", action="store_true", help="compare absolute RTF across hardware anyway")
@@ -279,15 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.baseline and args.candidate):
             raise BenchError("give --baseline FILE and --candidate RUNS (or --write-baseline RUNS --out FILE)")
         baseline = json.loads(args.baseline.read_text())
-        table, regressed = gate(
-            baseline,
-            load_runs(args.candidate),
-            args.threshold,
-            args.ratio_threshold,
-            args.force,
-            args.ratios_only,
-            pairs,
-        )
+        candidate, thresholds = load_runs(args.candidate), (args.threshold, args.ratio_threshold)
+        table, regressed = gate(baseline, candidate, *thresholds, args.force, args.ratios_only, pairs,
+                                latency_threshold=args.latency_threshold)  # fmt: skip
     except BenchError as err:
         print(f"bench.gate: error: {err}", file=sys.stderr)
         return 2

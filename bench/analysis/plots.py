@@ -95,9 +95,11 @@ def draw_rtfx_vs_batch(runs: list[Run]) -> object | str:
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_yscale("log")
     _plain_log_axis(ax.yaxis, pd.concat([frame["RTFx low"], frame["RTFx high"], frame["RTFx"]]).dropna())
-    ax.set_xlabel("batch size")
+    # a bench.load run's "batch" is its clients' concurrency (the server batches as it will)
+    axis = "concurrency" if all(run.summary.online for run in runs) else "batch size"
+    ax.set_xlabel(axis)
     ax.set_ylabel("RTFx (audio seconds per second, log scale)")
-    ax.set_title(title("RTFx vs batch size", frame), fontsize=9)
+    ax.set_title(title(f"RTFx vs {axis}", frame), fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, title=CI_NOTE, title_fontsize=7)
     fig.tight_layout()

@@ -54,8 +54,13 @@ def agreement(first: Run, second: Run) -> dict:
 
 def agreement_frame(runs: list[Run]) -> pd.DataFrame:
     """Every pair of real-weight runs over the same utterances that kept their transcripts (none
-    for random weights: their tokens are forced to the reference's count, not the model's reading)."""
-    real = [r for r in runs if r.summary.weights == "pretrained" and "hypothesis_norm" in r.utterances.columns]
+    for random weights: their tokens are forced to the reference's count, not the model's reading;
+    none for bench.load runs, whose rows are requests, a clip sent as often as the load needed)."""
+    real = [
+        r
+        for r in runs
+        if r.summary.weights == "pretrained" and not r.summary.online and "hypothesis_norm" in r.utterances.columns
+    ]
     rows = [agreement(x, y) for x, y in combinations(real, 2) if x.dataset_key == y.dataset_key]
     return pd.DataFrame(rows)
 

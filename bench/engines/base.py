@@ -9,7 +9,7 @@ engines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +142,20 @@ class Engine(ABC):
     @abstractmethod
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         """One batch. ``target_tokens`` is given in length-matched mode only."""
+
+    # -- streaming (bench.serve): engines that decode token by token say so ----------------------
+    def streams(self, lengths: list[int]) -> bool:
+        """Whether a batch of clips of these lengths can report its tokens step by step, one per
+        row (stream_to), as it decodes. Engines that decode elsewhere (a C++ runtime) cannot."""
+        return False
+
+    def stream_to(self, listener: Callable[[torch.Tensor], None] | None) -> None:
+        """Call listener(tokens) with each decode step's token per row (None: stop)."""
+        raise BenchError(f"engine={self.engine_cfg.name} does not stream tokens")
+
+    def text_of(self, token_ids: list[int]) -> str:
+        """The text of tokens decoded so far for one row, up to its end of sequence."""
+        raise BenchError(f"engine={self.engine_cfg.name} does not stream tokens")
 
     def graph_captures(self) -> int:
         """CUDA graphs this engine has captured so far (measure checks none is captured while timing)."""

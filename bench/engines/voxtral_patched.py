@@ -249,6 +249,16 @@ class VoxtralPatched(vox.VoxtralEngine):
             texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
         return [Transcript(t.strip(), n, ids_list[i][:n]) for i, (t, n) in enumerate(zip(texts, lengths, strict=True))]
 
+    def streams(self, lengths: list[int]) -> bool:
+        return True  # every chunk of a clip is in its one row: a row is a clip however long
+
+    def stream_to(self, listener) -> None:
+        self.decoder.on_token = listener
+
+    def text_of(self, token_ids: list[int]) -> str:
+        ended = token_ids.index(vox.EOS) if vox.EOS in token_ids else len(token_ids)
+        return self.processor.batch_decode([token_ids[:ended]], skip_special_tokens=True)[0].strip()
+
     def report(self) -> dict:
         options = self.decoder.options
         return {

@@ -224,6 +224,16 @@ class WhisperPatched(wh.WhisperEngine):
             texts = [self.tokenizer.decode(row).strip() for row in rows]
         return [Transcript(text, len(row), row) for text, row in zip(texts, rows, strict=True)]
 
+    def streams(self, lengths: list[int]) -> bool:
+        return all(n <= wh.WINDOW_SAMPLES for n in lengths)  # a long clip's windows run one by one
+
+    def stream_to(self, listener) -> None:
+        self.decoder.on_token = listener
+
+    def text_of(self, token_ids: list[int]) -> str:
+        ended = token_ids.index(self.tokenizer.eot) if self.tokenizer.eot in token_ids else len(token_ids)
+        return self.tokenizer.decode(token_ids[:ended]).strip()
+
     def report(self) -> dict:
         options = self.decoder.options
         return {

@@ -95,6 +95,7 @@ class Summary:
     engine_report: dict = field(default_factory=dict)
     paired_with: list[str] = field(default_factory=list)
     profile: dict | None = None
+    online: dict | None = None  # a bench.load run: the endpoint, its load, TTFT and latency intervals
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer bench, kept as they were
 
     @property
@@ -138,7 +139,7 @@ _WRITE_ORDER = (
     "energy_j_per_audio_hour", "energy_note", "gpu_hourly_price", "cost_per_1000_audio_hours",
     "cost_per_1000_audio_hours_ci", "wer",
     "wer_details", "wer_note", "n_empty_references", "n_missing_references", "reference_warnings", "environment",
-    "engine_report", "paired_with", "profile",
+    "engine_report", "paired_with", "profile", "online",
 )  # fmt: skip
 assert set(_WRITE_ORDER) == {f.name for f in dataclasses.fields(Summary)} - {"extra"}
 
@@ -241,6 +242,7 @@ def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
         "peak GiB": s.peak_gpu_memory_bytes / 2**30 if s.peak_gpu_memory_bytes else None,
         "load s": s.load_seconds,
         "cold start s": s.cold_start_seconds,
+        "TTFT p50 s": (s.online or {}).get("ttft", {}).get("p50"),
         "J/audio h": s.energy_j_per_audio_hour,
         "cost/1k audio h": cost_per_audio_hours(s.rtfx, price),
         "cost/1k audio h 95% CI": f"[{cost_ci[0]:,.2f}, {cost_ci[1]:,.2f}]" if cost_ci else "-",

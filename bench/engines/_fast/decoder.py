@@ -111,6 +111,9 @@ class FastDecoder:
 
         self.model, self.options, self.device, self.eos, self.pad = model, options, device, eos, pad
         self.logit_filter = logit_filter
+        # on_token(tokens): each step's token per row, as it is chosen (bench.serve streams text
+        # from it). None when nothing listens, so a timed pass reads nothing back per step.
+        self.on_token: Callable[[torch.Tensor], None] | None = None
         self.shapes: dict[tuple[int, int], ShapeState] = {}
         self.state = ShapeState()
         self.cache_len = 0
@@ -195,6 +198,8 @@ class FastDecoder:
                 logits = self._prefill(embeds, mask, positions, slots, cache)
             token = self.pick(logits, 0, targets, unfinished)
             out[:, 0] = token
+            if self.on_token:
+                self.on_token(token)
 
         with clock.phase("decode"):
             step_fn = None
@@ -214,6 +219,8 @@ class FastDecoder:
                     logits = self.step(token, position, cache_position, attended)
                 token = self.pick(logits, step, targets, unfinished)
                 out[:, step] = token
+                if self.on_token:
+                    self.on_token(token)
                 position = position + 1
                 clock.count("decode_steps", 1)
                 if finished:
