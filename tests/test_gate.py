@@ -249,3 +249,33 @@ def test_gate_power_counts_the_runs_each_slowdown_fails(tmp_path, capsys):
     # no slowdown: none of the 4 runs fails; a doubled patched time halves the speed-up: all 4 fail
     assert "| 0 | 4 | 0 | 0 |" in rows["0"] and "| 50 | 4 | 4 | 1.00 |" in rows["50"]
     assert "The gate catches a slowdown of" in out.read_text()
+
+
+def _load_run(folder, latency: float, seed: int):
+    """A bench.load-like folder: 200 answered requests around `latency` seconds (2% noise)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    make_run(folder, engine="load:bench:voxtral_patched", seed=seed, batch_size=4)
+    latencies = latency * (1 + 0.02 * np.random.default_rng(seed).standard_normal(200))
+    pd.DataFrame({"id": [f"u{i}" for i in range(200)], "status": "ok", "latency_s": latencies}).to_parquet(
+        folder / "utterances.parquet"
+    )
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["online"] = {"url": "http://127.0.0.1:8000", "concurrency": 4}
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_load_run_s_p90_latency_is_gated(tmp_path, capsys):
+    _load_run(tmp_path / "base" / "run", 1.0, seed=1)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(baseline)]) == 0
+    _load_run(tmp_path / "same" / "run", 1.0, seed=2)
+    assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "same")]) == 0
+    assert "| p90 latency vs baseline | load:bench:voxtral_patched c4 |" in capsys.readouterr().out
+    _load_run(tmp_path / "slow" / "run", 1.3, seed=3)  # every request 30% slower
+    assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "slow")]) == 1
+    out = capsys.readouterr().out
+    assert "p90 latency vs baseline): slower by 3" in out and "lies above the +10% limit: a regression." in out
