@@ -121,3 +121,20 @@ def test_the_readme_quotes_the_real_weight_report():
     assert {"0.280", "0.281", "31.5", "21.2", "4.23"} <= figures  # the pattern finds them
     missing = sorted(n for n in figures if n not in _numbers(measured))
     assert not missing, f"figures in the README's real-weights section that the report does not show: {missing}"
+
+
+ONLINE = Path("results/online/cpu")
+
+
+def test_the_load_table_is_written_again_from_its_run_folders_and_quoted_in_the_readme():
+    from bench.online.load_folder import load_table
+
+    folders = [REPO_DIR / ONLINE / f"c{level}" for level in (1, 4, 16)]
+    committed = (REPO_DIR / ONLINE / "load.md").read_text()
+    assert load_table(folders) == committed
+    table = committed.split("\n\n", 2)[2].strip()
+    assert table in (REPO_DIR / "README.md").read_text()
+    section = (REPO_DIR / "README.md").read_text().split("## Online:")[1].split("\n## ")[0]
+    prose = section.split(table)[1]
+    figures = {n for n in _numbers(prose) if "." in n}  # measured figures; counts (8 rows, 16 clients) aside
+    assert {"5.66", "20.9", "2.38", "10.8", "0.309"} <= figures <= _numbers(table)
