@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.analysis.runs import Run
 from bench.errors import BenchError
-from bench.pipeline.record import table_row
+from bench.pipeline.record import energy_reasons, table_row
 
 COMPARISON_COLUMNS = [
     "engine", "patches", "weights", "model", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
@@ -20,8 +20,7 @@ COST_COLUMNS = ["cost/1k audio h", "cost/1k audio h 95% CI"]
 def comparison_frame(runs: list[Run], hourly_price: float | None = None) -> pd.DataFrame:
     """One row per run. Cost is priced at hourly_price, else at each run's run.gpu_hourly_price;
     its columns are left out when no run has a price."""
-    rows = [{c: table_row(run.summary, hourly_price)[c] for c in COMPARISON_COLUMNS} for run in runs]
-    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    frame = pd.DataFrame([table_row(run.summary, hourly_price) for run in runs], columns=COMPARISON_COLUMNS)
     if frame["cost/1k audio h"].isna().all():
         frame = frame.drop(columns=COST_COLUMNS)
     if frame["TTFT p50 s"].isna().all():  # time to first text: streamed load runs only
@@ -31,9 +30,7 @@ def comparison_frame(runs: list[Run], hourly_price: float | None = None) -> pd.D
 
 def energy_notes(runs: list[Run]) -> str:
     """Why a run has no energy figure, once per reason (a CPU run: no board counter)."""
-    notes = sorted({r.summary.energy_note or "not recorded (a run from before bench read energy)"
-                    for r in runs if r.summary.energy_j_per_audio_hour is None})  # fmt: skip
-    return "".join(f"Energy (J/audio h) {note}.\n" for note in notes)
+    return "".join(f"Energy (J/audio h) {note}.\n" for note in energy_reasons([r.summary for r in runs]))
 
 
 def check_comparable(runs: list[Run], allow_mixed: bool) -> None:

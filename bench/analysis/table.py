@@ -7,7 +7,7 @@ import numbers
 
 import pandas as pd
 
-from bench.pipeline.record import Summary, table_row
+from bench.pipeline.record import Summary, energy_reasons, table_row
 
 SIGNIFICANT = 3  # digits every table shows of a measured figure: more would be noise
 
@@ -55,12 +55,10 @@ TERMINAL_COLUMNS = ["engine", "model", "weights", "dataset", "batch", "n", "fail
 
 
 def summary_frame(summaries: list[Summary]) -> pd.DataFrame:
-    rows = [{c: table_row(s)[c] for c in TERMINAL_COLUMNS} for s in summaries]
-    frame = pd.DataFrame(rows, columns=TERMINAL_COLUMNS).fillna(float("nan"))
+    frame = pd.DataFrame([table_row(s) for s in summaries], columns=TERMINAL_COLUMNS).fillna(float("nan"))
     return frame.drop(columns="cost/1k audio h") if frame["cost/1k audio h"].isna().all() else frame
 
 
 def format_summaries(summaries: list[Summary]) -> str:
     """The table, and a line for each reason a run has no energy figure."""
-    notes = sorted({s.energy_note for s in summaries if s.energy_j_per_audio_hour is None and s.energy_note})
-    return plain(summary_frame(summaries)) + "".join(f"\nenergy {note}" for note in notes)
+    return plain(summary_frame(summaries)) + "".join(f"\nenergy {note}" for note in energy_reasons(summaries))

@@ -12,6 +12,7 @@ are over answered requests, each with a bootstrap interval over requests.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ from bench import stats
 from bench.analysis.table import markdown, readable
 from bench.data.loading import utterances_fingerprint
 from bench.pipeline.record import BatchRow, DatasetRecord, Summary, batch_frame
-from bench.pipeline.results import write_json, write_parquet
-from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
+from bench.pipeline.results import corpus_wer, write_json, write_parquet
+from bench.wer import utterance_errors
 
 LEVEL_FILE = "requests.jsonl"  # one line per session start and per answered request, appended
 THROUGHPUT_METHOD = ("wall time over audio of the answered requests; 95% bootstrap over blocks of `concurrency` "
@@ -81,7 +82,7 @@ def write_level(folder: Path, cfg, utterances, card: dict, url: str, level: int,
     wall, audio = float(sum(g for g, _ in gaps)), float(ok.duration_s.sum())
     ci = stats.ratio_ci(batches.processing_s, batches.audio_s, batches.repeat) if audio else None
     latency, ttft = ok.latency_s.to_numpy(float), ok.ttft_s.dropna().to_numpy(float)
-    corpus = _corpus(ok) if score and len(ok) else None
+    wer, wer_details = corpus_wer(ok) if score else (None, None)
     statuses = rows.http_status.astype(str).value_counts().to_dict()
     online = {
         "url": url, "served_model": card.get("id"), "server": card.get("owned_by"), "concurrency": level,
@@ -105,9 +106,8 @@ def write_level(folder: Path, cfg, utterances, card: dict, url: str, level: int,
         audio_seconds=audio, processing_seconds=wall, rtf=wall / audio if audio else None,
         rtfx=audio / wall if wall and audio else None, rtfx_ci=list(ci) if ci else None,
         rtfx_ci_method=THROUGHPUT_METHOD, latency_p50=p["p50"], latency_p90=p["p90"], latency_p99=p["p99"],
-        wer=corpus.wer if corpus else None,
-        wer_details={"substitutions": corpus.substitutions, "deletions": corpus.deletions,
-                     "insertions": corpus.insertions, "reference_words": corpus.reference_words} if corpus else None,
+        wer=wer,
+        wer_details=wer_details,
         wer_note=None if score else "not scored: the server runs random weights, or the clips have no references",
         energy_note="not measured: a load run sees the server from outside (measure energy with python -m bench)",
         environment={"hardware": served.get("hardware") or f"the server at {url}", "client": environment_of_client()},
@@ -121,15 +121,6 @@ def write_level(folder: Path, cfg, utterances, card: dict, url: str, level: int,
                                                            "run": {"limit": cfg.run.limit}}))  # fmt: skip
     write_json(folder / "summary.json", summary.to_dict())
     return summary
-
-
-def _corpus(ok: pd.DataFrame):
-    items = [
-        UtteranceErrors(r.reference_norm, r.hypothesis_norm, r.substitutions, r.deletions, r.insertions,
-                        r.reference_words)
-        for r in ok.itertuples()
-    ]  # fmt: skip
-    return corpus_errors(items)
 
 
 def environment_of_client() -> dict:
@@ -147,10 +138,7 @@ def _rows(records: list[dict], references: dict, language: str, score: bool) -> 
                "hypothesis": r["text"], "latency_s": r["latency_s"], "ttft_s": r["ttft_s"], "http_status": r["status"],
                "status": "ok" if r["status"] == 200 else "failed", "error": r["error"]}  # fmt: skip
         if score and r["status"] == 200:
-            e = utterance_errors(row["reference"] or "", r["text"] or "", language)
-            row |= {"reference_norm": e.reference_norm, "hypothesis_norm": e.hypothesis_norm,
-                    "substitutions": e.substitutions, "deletions": e.deletions, "insertions": e.insertions,
-                    "reference_words": e.reference_words}  # fmt: skip
+            row |= asdict(utterance_errors(row["reference"] or "", r["text"] or "", language))
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in ("ttft_s", "latency_s"):

@@ -263,6 +263,17 @@ def patches_cell(summary: Summary) -> str:
     return ", ".join(f"{p} (inert)" if p in inert else p for p in summary.patches) or "-"
 
 
+def energy_reasons(summaries: list[Summary]) -> list[str]:
+    """Why runs have no energy figure, each reason once (a CPU run: no board counter)."""
+    return sorted(
+        {
+            s.energy_note or "not recorded (a run from before bench read energy)"
+            for s in summaries
+            if s.energy_j_per_audio_hour is None
+        }
+    )
+
+
 def rtfx_ci_cell(summary: Summary) -> str:
     """A run's RTFx 95% interval as a table cell."""
     ci = summary.rtfx_ci

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from dataclasses import is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +46,7 @@ def utterance_rows(
             "warning": reference_warning(u, language),
         }
         if t and score:
-            e = utterance_errors(u.reference, t.text, language)
-            row |= {
-                "reference_norm": e.reference_norm,
-                "hypothesis_norm": e.hypothesis_norm,
-                "substitutions": e.substitutions,
-                "deletions": e.deletions,
-                "insertions": e.insertions,
-                "reference_words": e.reference_words,
-            }
+            row |= asdict(utterance_errors(u.reference, t.text, language))  # its fields are the columns
         rows.append(row)
     for f in rejected:
         rows.append({"id": f.id, "status": "failed", "error": f.reason, "failed_at": f.stage})
@@ -110,7 +102,8 @@ def summarize(
     decode_s = float(batches[decode_column].sum()) if len(batches) else 0.0
     ci = ratio_ci(batches.processing_s, batches.audio_s, batches.repeat) if len(batches) else None
     latency = percentiles(ok.latency_s.dropna())
-    wer, wer_details = _wer(ok) if score else (None, None)
+    energy = _energy_per_audio_hour(batches)
+    wer, wer_details = corpus_wer(ok) if score else (None, None)
     by_form = {}
     for form, long_form in (("short", False), ("long", True)):
         in_form = batches[batches.long_form == long_form] if len(batches) else batches
@@ -118,7 +111,7 @@ def summarize(
         if not len(form_rows):
             continue
         form_audio, form_processing, form_rtf, _ = _speed(in_form)
-        form_wer, _ = _wer(form_rows[form_rows.status == "ok"]) if score else (None, None)
+        form_wer, _ = corpus_wer(form_rows[form_rows.status == "ok"]) if score else (None, None)
         by_form[form] = {
             "n_utterances": len(form_rows),
             "audio_seconds": form_audio,
@@ -175,8 +168,8 @@ def summarize(
             ),
             "decode_phase": decode_column.removeprefix("phase_").removesuffix("_s"),
             "peak_gpu_memory_bytes": m.peak_memory_bytes,
-            "energy_j_per_audio_hour": _energy_per_audio_hour(batches),
-            "energy_note": None if _energy_per_audio_hour(batches) is not None else _energy_note(m, batches),
+            "energy_j_per_audio_hour": energy,
+            "energy_note": None if energy is not None else _energy_note(m, batches),
             "gpu_hourly_price": price,
             "cost_per_1000_audio_hours": cost_per_audio_hours(1 / rtf if rtf else None, price),
             "cost_per_1000_audio_hours_ci": cost_interval(list(ci) if ci else None, price),
@@ -214,8 +207,8 @@ def _speed(batches: pd.DataFrame) -> tuple[float, float | None, float | None, li
     return audio_s, processing_s, (processing_s / audio_s if processing_s and audio_s else None), per_repeat
 
 
-def _wer(ok: pd.DataFrame) -> tuple[float | None, dict | None]:
-    """Corpus WER over the scored rows, with its error counts."""
+def corpus_wer(ok: pd.DataFrame) -> tuple[float | None, dict | None]:
+    """Corpus WER over the scored rows (their UtteranceErrors columns), with its error counts."""
     if not len(ok):
         return None, None
     corpus = corpus_errors(
