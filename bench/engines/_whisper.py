@@ -16,14 +16,17 @@ suppressed as the first token, non-speech tokens always; greedy after that.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import torch
 
 from bench.engines import _ct2_whisper as ct2
-from bench.engines.base import DecoderShape, Engine
+from bench.engines._fast.lengths import generated_lengths
+from bench.engines.base import DecoderShape, Engine, Transcript, share_tokens
 from bench.errors import BenchError
+from bench.pipeline.clock import Clock
 
 N_FFT, HOP = 400, 160
 WINDOW_SAMPLES = 30 * 16_000
@@ -213,3 +216,25 @@ class WhisperEngine(Engine):
     @classmethod
     def context_tokens(cls, samples: int, language: str = "en") -> int:
         return 4  # <|startoftranscript|><|en|><|transcribe|><|notimestamps|>; long-form adds the prompt
+
+    # -- shared by the engines that decode with openai-whisper's tokenizer held as self.tokenizer
+    def _transcripts(self, tokens: torch.Tensor, clock: Clock) -> list[Transcript]:
+        """Each row's tokens up to its end of text, and their text."""
+        with clock.phase("detokenise"):
+            lengths = generated_lengths(tokens, self.tokenizer.eot)
+            ids = tokens.tolist()
+            rows = [ids[i][:n] for i, n in enumerate(lengths)]
+            texts = [self.tokenizer.decode(row).strip() for row in rows]
+        return [Transcript(text, len(row), row) for text, row in zip(texts, rows, strict=True)]
+
+    def _windows_in_turn(self, windows: list, target: int | None, decode: Callable, clock: Clock) -> Transcript:
+        """A long clip's 30 s windows one after another, each conditioned on the tokens decoded
+        before it: decode(j, window j's token target or None, the tokens so far) gives its tokens."""
+        targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
+        tokens: list[int] = []
+        texts = []
+        for j in range(len(windows)):
+            (transcript,) = self._transcripts(decode(j, [targets[j]] if targets else None, tokens), clock)
+            tokens += transcript.tokens
+            texts.append(transcript.text)
+        return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)

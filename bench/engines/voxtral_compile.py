@@ -68,10 +68,5 @@ class VoxtralCompile(CompiledGenerate, VoxtralStock):
     def generate_kwargs(self, batch_rows: int) -> dict:
         return self.compiled_generate_kwargs()
 
-    def transcribe(self, audios, target_tokens, clock):
-        out = super().transcribe(audios, target_tokens, clock)
-        self.count_call()
-        return out
-
 
 ENGINE = VoxtralCompile

@@ -23,14 +23,13 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
-from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
+from bench.engines._fast.engine import FastDecodeEngine
 from bench.engines._fast.fusion import fuse_projections
 from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import generated_lengths
 from bench.engines._fast.transformers_lm import TransformersLM
 from bench.engines.base import Transcript
-from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 
 PATCHES = {
@@ -74,17 +73,14 @@ class Config(EngineConfig):
     compile_scope: CompileScope = CompileScope.auto
 
 
-class VoxtralPatched(vox.VoxtralEngine):
+class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
     PATCHES = PATCHES
     STOCK = "voxtral_stock"  # the same weights through transformers as shipped: the tokens to equal
     PHASES = ("h2d", "features", "encode", "merge", "prefill", "decode", "detokenise")
     COMPILES = True  # compiled_step
 
     def load(self) -> None:
-        unknown = sorted(set(self.engine_cfg.patches) - set(PATCHES))
-        if unknown:
-            raise BenchError(f"unknown patch(es) {unknown}; voxtral_patched has: {', '.join(PATCHES)}")
-        self.on = set(self.engine_cfg.patches)
+        self.switch_on_patches()
         self.processor = vox.load_processor(self.model_cfg)
         arch = self.architecture if self.model_cfg.weights == "random" else None
         self.model = vox.load_model(self.model_cfg, arch, self.device, self.dtype)
@@ -102,8 +98,7 @@ class VoxtralPatched(vox.VoxtralEngine):
         self.encoder_layers = (
             CompiledLayers(inner.audio_tower.layers) if self.decoder.options.compiled_prefill else None
         )
-        self.graphs_at_load = vox.compiled_graphs()
-        self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
+        self.count_graphs_from_now()
 
     def make_decoder(self, cuda_graph: bool) -> FastDecoder:
         """The fast-decode core around Voxtral's language model and lm_head (cuda_graph: whether
@@ -117,9 +112,6 @@ class VoxtralPatched(vox.VoxtralEngine):
         decoder = FastDecoder(lm, options, self.device, eos=vox.EOS, pad=vox.PAD)
         decoder.use_shape(0, vox.static_cache_len(self.engine_cfg.max_chunks, self.engine_cfg.max_new_tokens))
         return decoder
-
-    def graph_captures(self) -> int:
-        return self.decoder.captures
 
     def _chunks(self, lengths: list[int]) -> int:
         """30 s chunks a batch's static cache holds: its longest clip's, at least engine.max_chunks."""
@@ -252,31 +244,13 @@ class VoxtralPatched(vox.VoxtralEngine):
     def streams(self, lengths: list[int]) -> bool:
         return True  # every chunk of a clip is in its one row: a row is a clip however long
 
-    def stream_to(self, listener) -> None:
-        self.decoder.on_token = listener
-
     def text_of(self, token_ids: list[int]) -> str:
         ended = token_ids.index(vox.EOS) if vox.EOS in token_ids else len(token_ids)
         return self.processor.batch_decode([token_ids[:ended]], skip_special_tokens=True)[0].strip()
 
     def report(self) -> dict:
-        options = self.decoder.options
-        return {
-            "patches": sorted(self.on),
-            "cuda_graph_active": options.graph,
-            "compiled_step_active": options.compiled,
-            "compiled_prefill_active": options.compiled_prefill,
-            "compiled_scope": options.compile_scope,  # layers: one graph shared by all; step: the whole step
-            # one per decode-step shape, shared by every decoder layer, and with compiled_prefill
-            # one per prefill and encoder shape (none if an earlier engine in this process
-            # compiled the same); more means a recompile: a graph break, a cache regrown, a
-            # layer that did not fit the others' graph
-            "graphs_compiled": vox.compiled_graphs() - self.graphs_at_load,
-            # 0: the cold start paid a full compile; more: Inductor reused cached graphs
-            "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
-            "end_of_sequence_read": "one step late, never blocking" if options.lagged_eos else "after every step",
-            "static_cache_len": self.max_cache_len if options.static_cache else None,
-        }
+        static = self.decoder.options.static_cache
+        return self.decode_report() | {"static_cache_len": self.max_cache_len if static else None}
 
 
 ENGINE = VoxtralPatched

@@ -43,10 +43,5 @@ class WhisperCompile(CompiledGenerate, WhisperHF):
     def generate_kwargs(self) -> dict:
         return self.compiled_generate_kwargs()
 
-    def transcribe(self, audios, target_tokens, clock):
-        out = super().transcribe(audios, target_tokens, clock)
-        self.count_call()
-        return out
-
 
 ENGINE = WhisperCompile

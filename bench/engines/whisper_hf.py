@@ -19,8 +19,8 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _whisper as wh
-from bench.engines._fast.lengths import check_budget, generated_lengths, length_matching_processor
-from bench.engines.base import SAMPLE_RATE, Transcript, share_tokens, split_into_windows
+from bench.engines._fast.lengths import check_budget, length_matching_processor
+from bench.engines.base import SAMPLE_RATE, Transcript, split_into_windows
 from bench.pipeline.clock import Clock
 
 
@@ -112,17 +112,9 @@ class WhisperHF(wh.WhisperEngine):
         return self._transcripts(tokens, clock)
 
     def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
-        """Sequential 30 s windows, each conditioned on the tokens decoded before it."""
         windows = split_into_windows(audio)
-        targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
-        tokens: list[int] = []
-        texts = []
-        for j, window in enumerate(windows):
-            new = self._generate([window], [targets[j]] if targets else None, tokens, clock)
-            (transcript,) = self._transcripts(new, clock)
-            tokens += transcript.tokens
-            texts.append(transcript.text)
-        return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)
+        decode = lambda j, targets, prompt: self._generate([windows[j]], targets, prompt, clock)  # noqa: E731
+        return self._windows_in_turn(windows, target, decode, clock)
 
     def _generate(self, audios, targets: list[int] | None, prompt: list[int] | None, clock: Clock) -> torch.Tensor:
         rows = len(audios)
@@ -162,14 +154,6 @@ class WhisperHF(wh.WhisperEngine):
         new = out[:rows, -min(out.shape[1], budget) :] if out.shape[1] > budget else out[:rows]
         clock.count("decode_steps", new.shape[1])
         return new
-
-    def _transcripts(self, tokens: torch.Tensor, clock: Clock) -> list[Transcript]:
-        with clock.phase("detokenise"):
-            lengths = generated_lengths(tokens, self.tokenizer.eot)
-            ids = tokens.tolist()
-            rows = [ids[i][:n] for i, n in enumerate(lengths)]
-            texts = [self.tokenizer.decode(row).strip() for row in rows]
-        return [Transcript(text, len(row), row) for text, row in zip(texts, rows, strict=True)]
 
 
 class _Decode:

@@ -21,14 +21,13 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _whisper as wh
-from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines._fast.decoder import DecodeOptions, FastDecoder
+from bench.engines._fast.engine import FastDecodeEngine
 from bench.engines._fast.fusion import fuse_self_attention
 from bench.engines._fast.layers import CompiledLayers
-from bench.engines._fast.lengths import check_budget, generated_lengths
+from bench.engines._fast.lengths import check_budget
 from bench.engines._fast.transformers_lm import TransformersEncoderDecoder
-from bench.engines.base import SAMPLE_RATE, Transcript, compiled_graphs, share_tokens, split_into_windows
-from bench.errors import BenchError
+from bench.engines.base import SAMPLE_RATE, Transcript, split_into_windows
 from bench.pipeline.clock import Clock
 
 PATCHES = {
@@ -58,7 +57,7 @@ class Config(EngineConfig):
     max_new_tokens: int = 224  # per 30 s window (half Whisper's 448-token context, as openai-whisper)
 
 
-class WhisperPatched(wh.WhisperEngine):
+class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
     PATCHES = PATCHES
     STOCK = "whisper_hf"  # the same weights through transformers as shipped: the tokens to equal
     PHASES = ("h2d", "features", "encode", "prefill", "decode", "detokenise")
@@ -68,10 +67,7 @@ class WhisperPatched(wh.WhisperEngine):
         from transformers import WhisperFeatureExtractor
         from whisper.audio import mel_filters
 
-        unknown = sorted(set(self.engine_cfg.patches) - set(PATCHES))
-        if unknown:
-            raise BenchError(f"unknown patch(es) {unknown}; whisper_patched has: {', '.join(PATCHES)}")
-        self.on = set(self.engine_cfg.patches)
+        self.switch_on_patches()
         arch = self.architecture if self.model_cfg.weights == "random" else None
         self.model = wh.hf_model(self.model_cfg, arch, self.device, self.dtype)
         config = self.model.config
@@ -92,8 +88,7 @@ class WhisperPatched(wh.WhisperEngine):
         # compiled_prefill: the encoder's layers through one compiled function (short batches only)
         encoder_layers = self.model.model.encoder.layers
         self.encoder_layers = CompiledLayers(encoder_layers) if self.decoder.options.compiled_prefill else None
-        self.graphs_at_load = compiled_graphs()
-        self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
+        self.count_graphs_from_now()
 
     def make_decoder(self, cuda_graph: bool) -> FastDecoder:
         """The fast-decode core around Whisper's decoder (cuda_graph: whether graphs can be
@@ -111,9 +106,6 @@ class WhisperPatched(wh.WhisperEngine):
     def _suppress(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """openai-whisper's rules: never non-speech or prompt tokens; not a blank or end-of-text first."""
         return logits.masked_fill(self.blank if step == 0 else self.suppressed, -float("inf"))
-
-    def graph_captures(self) -> int:
-        return self.decoder.captures
 
     # -- batch shapes: short batches padded to the run's most rows; a long clip's windows one at a time
     def plan(self, batches: list[list[int]]) -> None:
@@ -188,20 +180,12 @@ class WhisperPatched(wh.WhisperEngine):
         return self._transcripts(tokens[:rows], clock)
 
     def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
-        """Sequential 30 s windows, each conditioned on the tokens decoded before it."""
         windows = split_into_windows(audio)
-        targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
         features = self._encode(windows, clock)  # the encoder does not see text: all windows at once
         if self.decoder.options.static_cache:
             self.decoder.use_shape(1, self.n_text_ctx)
-        tokens: list[int] = []
-        texts = []
-        for j in range(len(windows)):
-            new = self._decode(features[j : j + 1], [targets[j]] if targets else None, tokens, clock)
-            (transcript,) = self._transcripts(new, clock)
-            tokens += transcript.tokens
-            texts.append(transcript.text)
-        return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)
+        decode = lambda j, targets, prompt: self._decode(features[j : j + 1], targets, prompt, clock)  # noqa: E731
+        return self._windows_in_turn(windows, target, decode, clock)
 
     def _decode(self, encoded: torch.Tensor, targets: list[int] | None, prompt, clock: Clock) -> torch.Tensor:
         initial = wh.initial_tokens(self.tokenizer, prompt, self.n_text_ctx)
@@ -216,36 +200,15 @@ class WhisperPatched(wh.WhisperEngine):
         # a long clip's windows carry prompts of any length: their prefill is not compiled
         return self.decoder.generate(embeds, mask, targets, budget, clock, compile_prefill=not prompt)
 
-    def _transcripts(self, tokens: torch.Tensor, clock: Clock) -> list[Transcript]:
-        with clock.phase("detokenise"):
-            lengths = generated_lengths(tokens, self.tokenizer.eot)
-            ids = tokens.tolist()
-            rows = [ids[i][:n] for i, n in enumerate(lengths)]
-            texts = [self.tokenizer.decode(row).strip() for row in rows]
-        return [Transcript(text, len(row), row) for text, row in zip(texts, rows, strict=True)]
-
     def streams(self, lengths: list[int]) -> bool:
         return all(n <= wh.WINDOW_SAMPLES for n in lengths)  # a long clip's windows run one by one
-
-    def stream_to(self, listener) -> None:
-        self.decoder.on_token = listener
 
     def text_of(self, token_ids: list[int]) -> str:
         ended = token_ids.index(self.tokenizer.eot) if self.tokenizer.eot in token_ids else len(token_ids)
         return self.tokenizer.decode(token_ids[:ended]).strip()
 
     def report(self) -> dict:
-        options = self.decoder.options
-        return {
-            "patches": sorted(self.on),
-            "cuda_graph_active": options.graph,
-            "compiled_step_active": options.compiled,
-            "compiled_prefill_active": options.compiled_prefill,
-            "compiled_scope": options.compile_scope,
-            "graphs_compiled": compiled_graphs() - self.graphs_at_load,
-            "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
-            "end_of_sequence_read": "one step late, never blocking" if options.lagged_eos else "after every step",
-        }
+        return self.decode_report()
 
 
 ENGINE = WhisperPatched
