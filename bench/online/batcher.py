@@ -38,7 +38,6 @@ class Batcher:
         self.engine, self.batch_size, self.max_wait_s, self.max_queue = engine, batch_size, max_wait_s, max_queue
         self.tokens_per_second = tokens_per_second
         self.pending = 0  # accepted and not yet answered
-        self.batches = 0
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
         self._closing = False
@@ -86,29 +85,32 @@ class Batcher:
                 with self._cv:
                     self.pending -= len(jobs)
 
-    def _targets(self, jobs: list[Job]) -> list[int] | None:
-        return token_targets(self.engine, [len(j.audio) for j in jobs], self.tokens_per_second)
-
     def _transcribe(self, jobs: list[Job]) -> None:
-        self.batches += 1
-        streaming = any(j.stream for j in jobs) and self.engine.streams([len(j.audio) for j in jobs])
+        try:
+            transcripts = self._engine_call(jobs)
+        except Exception as err:  # noqa: BLE001 - answered to the client; the server goes on
+            if len(jobs) == 1:
+                _settle(jobs[0], error=err)
+                return
+            for job in jobs:  # alone, so a bad clip fails only its own request
+                self._transcribe([job])
+            return
+        for job, transcript in zip(jobs, transcripts, strict=True):
+            _settle(job, transcript)
+
+    def _engine_call(self, jobs: list[Job]) -> list[Transcript]:
+        """One engine call, its streaming jobs listening to its tokens for its length only (a
+        retry of one clip must not feed the failed batch's listener)."""
+        lengths = [len(j.audio) for j in jobs]
+        streaming = any(j.stream for j in jobs) and self.engine.streams(lengths)
         if streaming:
             self.engine.stream_to(_Deltas(self.engine, jobs))
         try:
-            audios, clock = [j.audio for j in jobs], Clock(self.engine.device)
-            transcripts = self.engine.transcribe(audios, self._targets(jobs), clock)
-        except Exception as err:  # noqa: BLE001 - answered to the client; the server goes on
-            if len(jobs) > 1:
-                for job in jobs:  # alone, so a bad clip fails only its own request
-                    self._transcribe([job])
-                return
-            _settle(jobs[0], error=err)
-            return
+            targets = token_targets(self.engine, lengths, self.tokens_per_second)
+            return self.engine.transcribe([j.audio for j in jobs], targets, Clock(self.engine.device))
         finally:
             if streaming:
                 self.engine.stream_to(None)
-        for job, transcript in zip(jobs, transcripts, strict=True):
-            _settle(job, transcript)
 
 
 def token_targets(engine: Engine, lengths: list[int], tokens_per_second: float) -> list[int] | None:

@@ -53,7 +53,6 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
         await run_in_threadpool(batcher.close)  # every accepted request is answered by now
 
     app = FastAPI(title="bench.serve", lifespan=lifespan)
-    app.state.batcher = batcher
 
     @app.get("/health")
     async def health():
