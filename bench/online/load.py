@@ -30,7 +30,7 @@ import soundfile as sf
 
 from bench.data.audio import SAMPLE_RATE
 from bench.errors import BenchError
-from bench.online.load_folder import LEVEL_FILE, load_table, write_level
+from bench.online.load_folder import LEVEL_FILE, load_table, read_records, write_level
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
@@ -202,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare(folder: Path, resume: bool) -> set[int]:
     """The requests an earlier session of this level finished (with --resume)."""
-    from bench.online.load_folder import read_records
-
     if (folder / LEVEL_FILE).exists() and not resume:
         raise BenchError(f"{folder} already holds a load run: continue it with --resume, or choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
