@@ -147,6 +147,21 @@ def test_ratio_frame_by_hand(tmp_path):
     assert ratios.low.tolist() == pytest.approx([5.0, 2.0]) and ratios.high.tolist() == pytest.approx([5.0, 2.0])
 
 
+def test_a_ratio_of_runs_over_the_same_batches_is_resampled_with_one_draw(tmp_path):
+    """Short and long clips (3 to 20 s, as synthetic_librispeech_like): each run's own RTF moves
+    with which clips a draw picks, but stock takes 1.65 times patched's time on every batch, so a
+    draw that picks the same batches of both gives 1.65 every time: the interval is that point.
+    Resampled apart, as these tables once were, it spread over clip choice ([1.19, 2.04] on the H200)."""
+    durations = [3.0, 20.0, 5.0, 17.0, 8.0, 12.0, 4.0, 19.0]
+    runs = [
+        make_run(tmp_path / "p", "voxtral_patched", seconds_per_batch=1.0, noise=0.0, durations=durations),
+        make_run(tmp_path / "s", "voxtral_stock", seconds_per_batch=1.65, noise=0.0, durations=durations),
+    ]
+    r = ratio_frame(load_runs([str(p) for p in runs]), "voxtral_patched").iloc[0]
+    assert r["speed-up"] == pytest.approx(1.65)
+    assert r.low == pytest.approx(1.65) and r.high == pytest.approx(1.65)
+
+
 def test_ratio_interval_covers_the_point_estimate_under_noise(tmp_path):
     runs = [
         make_run(tmp_path / "p", "voxtral_patched", seconds_per_batch=1.0, noise=0.1, seed=1),
