@@ -65,6 +65,20 @@ def ratio_ci(
     return float(low), float(high)
 
 
+def paired_rate_difference_ci(
+    errors_a, errors_b, words, resamples: int, rng: np.random.Generator, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Bootstrap interval of (errors_b - errors_a) / words summed over items both scored: the
+    items (utterances) are resampled together, so what differs is each system's errors on the
+    same speech, not which speech a draw picked. The WER difference of two runs."""
+    errors_a, errors_b, words = (np.asarray(v, float) for v in (errors_a, errors_b, words))
+    picks = rng.integers(0, len(words), size=(resamples, len(words)))
+    diff = (errors_b[picks].sum(1) - errors_a[picks].sum(1)) / np.maximum(words[picks].sum(1), 1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(diff, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def percentiles(values, points=(50, 90, 99)) -> dict[str, float | None]:
     values = np.asarray(values, float)
     if values.size == 0:

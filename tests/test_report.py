@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 from run_folders import make_run
 
-from bench.analysis.comparison import comparison_frame, recommend
+from bench.analysis.comparison import comparison_frame
+from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.report import main
 from bench.analysis.runs import load_runs
 
@@ -49,14 +50,15 @@ def test_release_table_marks_changes(tmp_path):
     assert table.loc["whisper_large_v3", "WER Δ"] == pytest.approx(0.2)
 
 
-def frame_of(tmp_path, specs):
+def runs_of(tmp_path, specs):
     for name, (engine, seconds, errors, peak) in specs.items():
-        make_run(tmp_path / name, engine=engine, seconds_per_batch=seconds, errors=[errors] * 20, peak_gib=peak)
-    return comparison_frame(load_runs([str(tmp_path)]))
+        make_run(tmp_path / name, engine=engine, seconds_per_batch=seconds, errors=[errors] * 20, peak_gib=peak,
+                 noise=0)  # fmt: skip
+    return load_runs([str(tmp_path)])
 
 
 def test_recommendation_follows_the_constraints(tmp_path):
-    frame = frame_of(
+    runs = runs_of(
         tmp_path,
         {
             "fast_inaccurate": ("voxtral_patched", 0.1, 3, 10.0),  # RTFx 100, WER 30%
@@ -64,17 +66,100 @@ def test_recommendation_follows_the_constraints(tmp_path):
             "middle": ("voxtral_stock", 0.25, 1, 50.0),  # RTFx 40, WER 10%, big memory
         },
     )
-    assert recommend(frame).startswith("Recommended: voxtral_stock")  # best WER, fastest among equals
-    assert recommend(frame, max_memory_gib=20).startswith("Recommended: whisper_large_v3")
-    assert recommend(frame, min_rtfx=60).startswith("Recommended: voxtral_patched")
-    assert recommend(frame, max_wer=0.2, min_rtfx=60).startswith("No configuration has WER <= 0.2 and RTFx >= 60;")
+    assert recommend(runs).startswith("Recommended: voxtral_stock")  # best WER, fastest among equals
+    assert recommend(runs, Constraints(max_memory_gib=20)).startswith("Recommended: whisper_large_v3")
+    assert recommend(runs, Constraints(min_rtfx=60)).startswith("Recommended: voxtral_patched")
+    text = recommend(runs, Constraints(max_wer=0.2, min_rtfx=60))
+    assert text.startswith("No configuration meets every constraint;")
+    assert "Constraints: WER <= 0.2; RTFx >= 60." in text
+    # every configuration excluded, each with every constraint it fails, with its figure
+    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): WER 0.300 > 0.2." in text
+    assert "- voxtral_stock at batch 1 on voxtral_mini_3b (full): RTFx 40 < 60." in text
+    assert "- whisper_large_v3 at batch 1 on whisper_large_v3 (full): RTFx 20 < 60." in text
 
 
 def test_random_weights_recommend_on_speed_alone_and_say_so(tmp_path):
     make_run(tmp_path / "a", engine="voxtral_patched", seconds_per_batch=0.1, weights="random")
     make_run(tmp_path / "b", engine="voxtral_stock", seconds_per_batch=0.5, weights="random")
-    text = recommend(comparison_frame(load_runs([str(tmp_path)])), max_wer=0.1)
-    assert text.startswith("Recommended: voxtral_patched") and "speed alone" in text
+    runs = load_runs([str(tmp_path)])
+    assert recommend(runs).startswith("Recommended: voxtral_patched") and "speed alone" in recommend(runs)
+    # a WER limit is never dropped: runs without WER cannot meet it
+    text = recommend(runs, Constraints(max_wer=0.1))
+    assert text.startswith("No configuration meets every constraint;") and "Constraints: WER <= 0.1." in text
+    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no WER (random weights)" in text
+
+
+def test_random_and_pretrained_runs_are_not_mixed_unless_asked(tmp_path, capsys):
+    """Two real-weight runs (WER 0.333 and 0.355, as in the issue) and one random-weight run."""
+    runs = tmp_path / "runs"
+    make_run(runs / "fw", engine="faster_whisper", model="whisper_tiny_en", errors=[3] * 10 + [4] * 10,
+             seconds_per_batch=0.2, noise=0)  # fmt: skip  # WER 0.35
+    make_run(runs / "ow", engine="whisper_large_v3", model="whisper_tiny_en", errors=[3] * 20,
+             seconds_per_batch=0.4, noise=0)  # fmt: skip  # WER 0.30
+    make_run(runs / "vp", engine="voxtral_patched", weights="random", seconds_per_batch=0.05, noise=0)
+    out = str(tmp_path / "out")
+    assert main([str(runs), "--out", out]) == 2
+    assert "weights differ (pretrained and random: random weights have no WER)" in capsys.readouterr().err
+    assert main([str(runs), "--out", out, "--allow-mixed", "--max-wer", "0.34", "--min-rtfx", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "Recommended: whisper_large_v3 at batch 1 on whisper_tiny_en (full)" in text
+    assert "Constraints: WER <= 0.34; RTFx >= 0.5." in text and "Excluded (2 of 3):" in text
+    assert "- faster_whisper at batch 1 on whisper_tiny_en (full): WER 0.350 > 0.34." in text
+    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no WER (random weights)" in text
+    # without a WER limit, the random-weight run is still never picked on speed over measured accuracy
+    assert main([str(runs), "--out", out, "--allow-mixed"]) == 0
+    text = capsys.readouterr().out
+    assert "Recommended: whisper_large_v3 at batch 1 on whisper_tiny_en" in text and "speed alone" not in text
+    assert "faster_whisper at batch 1 on whisper_tiny_en (full): WER 0.350 against 0.300" in text
+    assert "Left out of the pick: their accuracy was not measured" in text and "voxtral_patched at batch 1" in text
+
+
+def _accuracy_pair(tmp_path, extra_errors: int, utterances: int, errors_each: int = 1):
+    """The accurate engine slow (RTFx 10), the other twice as fast with `extra_errors` more
+    errors, one each on as many utterances, over `utterances` of 10 words."""
+    accurate = [errors_each] * utterances
+    other = [e + (i < extra_errors) for i, e in enumerate(accurate)]
+    make_run(tmp_path / f"a{extra_errors}" / "accurate", engine="whisper_large_v3", errors=accurate,
+             n_batches=utterances, seconds_per_batch=1.0, noise=0)  # fmt: skip
+    make_run(tmp_path / f"a{extra_errors}" / "fast", engine="whisper_patched", errors=other,
+             n_batches=utterances, seconds_per_batch=0.5, noise=0)  # fmt: skip
+    return recommend(load_runs([str(tmp_path / f"a{extra_errors}")]))
+
+
+def test_the_2_percent_rule_at_its_boundary(tmp_path):
+    # 1,000 utterances, WER 0.100; 20 more errors is WER 0.102: 2% above, as accurate, and the faster wins
+    at = _accuracy_pair(tmp_path, 20, 1000)
+    assert at.startswith("Recommended: whisper_patched") and "within 2% of the lowest: as accurate" in at
+    # one error more is past 2%, and 21 utterances each with one error more is far beyond noise
+    past = _accuracy_pair(tmp_path, 21, 1000)
+    assert past.startswith("Recommended: whisper_large_v3")
+    assert "WER 0.102 against 0.100" in past and "beyond noise; more than 2% above the lowest" in past
+
+
+def test_wers_within_noise_are_tied_and_the_faster_wins(tmp_path):
+    """100 utterances at WER 0.10; the faster engine errs once more on k of them (WER 0.10 + k/1000,
+    over 2% above for any k). A bootstrap draw misses all k with chance (1 - k/100)^100: 4.8% at
+    k=3, above the 2.5% tail, so the 95% interval holds 0 (tied); 1.7% at k=4, so it does not."""
+    tied = _accuracy_pair(tmp_path, 3, 100)
+    assert tied.startswith("Recommended: whisper_patched")
+    assert "WER 0.103 against 0.100" in tied and "+0.3 points, 95% interval [+0.0, " in tied
+    assert "within noise; tied." in tied
+    apart = _accuracy_pair(tmp_path, 4, 100)
+    assert apart.startswith("Recommended: whisper_large_v3") and "beyond noise; more than 2% above" in apart
+
+
+def test_a_run_that_compiled_while_timed_is_not_recommended(tmp_path):
+    make_run(tmp_path / "a", engine="voxtral_patched", seconds_per_batch=0.1, weights="random")
+    make_run(tmp_path / "b", engine="voxtral_stock", seconds_per_batch=0.5, weights="random")
+    summary = tmp_path / "a" / "summary.json"
+    summary.write_text(summary.read_text().replace('"compiles_while_timed": null', '"compiles_while_timed": 3'))
+    runs = load_runs([str(tmp_path)])
+    text = recommend(runs)
+    assert text.startswith("Recommended: voxtral_stock")
+    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): it compiled 3 graph(s) while a pass was" in text
+    assert recommend(runs, allow_compiles=True).startswith("Recommended: voxtral_patched")
+    table = comparison_frame(runs)
+    assert table.set_index("engine").loc["voxtral_patched", "compiled while timed"] == "3 compiles"
 
 
 def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
@@ -84,7 +169,7 @@ def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
     }  # fmt: skip
     for engine, seconds in runs.items():
         make_run(tmp_path / engine, engine=engine, seconds_per_batch=seconds, weights="random", noise=0.0)
-    text = recommend(comparison_frame(load_runs([str(tmp_path)])))
+    text = recommend(load_runs([str(tmp_path)]))
     assert text.startswith("Recommended: voxtral_patched at batch 1 on voxtral_mini_3b (full), with RTFx 50.0")
     assert "It is the fastest among all 4 measured configurations (no constraints were given)." in text
     assert (
@@ -95,17 +180,19 @@ def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
     assert "whisper_large_v3 (batch" not in text
 
 
-def test_with_real_wers_a_wer_constraint_excludes_an_engine(tmp_path):
-    """On the committed real-weight runs (tiny.en, faster_whisper 0.28, openai-whisper 0.281):
+def test_with_real_wers_a_wer_constraint_excludes_an_engine():
+    """On the committed real-weight runs (tiny.en, faster_whisper 0.280, openai-whisper 0.281):
     a WER limit between the two leaves only faster_whisper, one below both leaves none."""
     from bench.config import REPO_DIR
 
-    frame = comparison_frame(load_runs([str(REPO_DIR / "results" / "real_weights" / "cpu" / "run")]))
-    assert sorted(frame.engine) == ["faster_whisper", "whisper_large_v3"] and frame["WER"].notna().all()
-    text = recommend(frame, max_wer=0.2805)
+    runs = load_runs([str(REPO_DIR / "results" / "real_weights" / "cpu" / "run")])
+    assert sorted(r.summary.engine for r in runs) == ["faster_whisper", "whisper_large_v3"]
+    text = recommend(runs, Constraints(max_wer=0.2805))
     assert text.startswith("Recommended: faster_whisper") and "WER 28.00%" in text
-    assert "among the 1 of 2 measured configurations with WER <= 0.2805" in text and "speed alone" not in text
-    assert recommend(frame, max_wer=0.25).startswith("No configuration has WER <= 0.25;")
+    assert "among the 1 of 2 measured configurations left by the rules below" in text
+    assert "- whisper_large_v3 at batch 4 on whisper_tiny_en (full): WER 0.281 > 0.2805." in text
+    assert "speed alone" not in text
+    assert recommend(runs, Constraints(max_wer=0.25)).startswith("No configuration meets every constraint;")
 
 
 def test_a_sweep_report_lists_every_job_and_the_ones_that_failed(tmp_path):

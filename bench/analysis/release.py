@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.analysis.runs import Run, joint_rtf_samples, matching, rtf_point
+from bench.analysis.runs import Run, joint_rtf_samples, matching, rtf_point, wer_difference
 from bench.errors import BenchError
 from bench.stats import RESAMPLES
 
@@ -26,17 +26,11 @@ def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
 
 def _wer_mark(base: Run, cand: Run, rng) -> tuple[float | None, str]:
     """WER change with a paired bootstrap over the utterances both runs scored."""
-    if base.summary.wer is None or cand.summary.wer is None:
+    diff = wer_difference(base, cand, rng)
+    if diff is None:
         return None, "n/a"
-    b, c = base.utterances.set_index("id"), cand.utterances.set_index("id")
-    common = b.index.intersection(c.index)
-    errors = lambda f: (f.substitutions + f.deletions + f.insertions).loc[common].to_numpy(float)  # noqa: E731
-    eb, ec, words = errors(b), errors(c), b.reference_words.loc[common].to_numpy(float)
-    picks = rng.integers(0, len(common), size=(RESAMPLES, len(common)))
-    diff = (ec[picks].sum(1) - eb[picks].sum(1)) / np.maximum(words[picks].sum(1), 1)
-    low, high = np.percentile(diff, [2.5, 97.5])
     delta = cand.summary.wer - base.summary.wer
-    return delta, "worse" if low > 0 else "better" if high < 0 else "noise"
+    return delta, "noise" if diff.within_noise else "worse" if diff.low > 0 else "better"
 
 
 def _relative_mark(base, cand, tolerance=0.05, lower_is_better=True) -> tuple[float | None, str]:

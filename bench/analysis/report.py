@@ -8,9 +8,11 @@
     python -m bench.report --reference results/reference/h100    # a bench.reference folder's tables
     python -m bench.report --profiles runs/... --out results/profiles/h100   # profile=true runs
 
-Rows from different hardware or datasets are not put in one comparison unless
---allow-mixed is given. Runs with real weights over the same clips are also compared
-transcript by transcript (agreement.csv). Outputs go to --out (default: the current folder).
+Rows from different hardware or datasets, or random-weight runs beside pretrained ones, are
+not put in one comparison unless --allow-mixed is given; the recommendation leaves out runs
+that compiled while timed unless --allow-compiles (its rules: docs/recommendation.md). Runs
+with real weights over the same clips are also compared transcript by transcript
+(agreement.csv). Outputs go to --out (default: the current folder).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import html
-from bench.analysis.comparison import check_comparable, comparison_frame, energy_notes, recommend
+from bench.analysis.comparison import check_comparable, comparison_frame, energy_notes
 from bench.analysis.plots import draw_all
+from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.release import release_frame
 from bench.analysis.runs import Run, load_runs
 from bench.analysis.table import markdown
@@ -33,14 +36,6 @@ from bench.errors import BenchError
 
 PLOT_CAPTIONS = {"wer_vs_rtfx.png": "WER against RTFx, with the Pareto front",
                  "rtfx_vs_batch.png": "RTFx against batch size"}  # fmt: skip
-
-
-@dataclass
-class Constraints:
-    max_wer: float | None = None
-    min_rtfx: float | None = None
-    max_memory_gib: float | None = None
-    max_latency_s: float | None = None
 
 
 @dataclass
@@ -77,12 +72,12 @@ class Comparison:
         return html.page("Engine comparison", body)
 
 
-def compare(runs: list[Run], out: Path, constraints: Constraints, hourly_price: float | None = None) -> Comparison:
+def compare(
+    runs: list[Run], out: Path, constraints: Constraints, hourly_price: float | None = None, allow_compiles=False
+) -> Comparison:
     """The comparison of these runs, its figures drawn into out."""
     table = comparison_frame(runs, hourly_price)
-    advice = recommend(
-        table, constraints.max_wer, constraints.min_rtfx, constraints.max_memory_gib, constraints.max_latency_s
-    )
+    advice = recommend(runs, constraints, allow_compiles, hourly_price)
     plots, missing = draw_all(runs, out)
     return Comparison(table, advice, energy_notes(runs), agreement_frame(runs), plots, missing)
 
@@ -109,7 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", nargs="+", help="release comparison: the candidate runs")
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--html", action="store_true", help="also write report.html: one self-contained page")
-    parser.add_argument("--allow-mixed", action="store_true", help="compare across hardware or datasets anyway")
+    parser.add_argument(
+        "--allow-mixed", action="store_true", help="compare across hardware, datasets or weights (random/pretrained)"
+    )
+    parser.add_argument(
+        "--allow-compiles",
+        action="store_true",
+        help="let the recommendation judge runs that compiled or captured while a pass was timed",
+    )
     parser.add_argument("--max-wer", type=float)
     parser.add_argument("--min-rtfx", type=float)
     parser.add_argument("--max-memory-gib", type=float)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_runs(args.runs)
         check_comparable(runs, args.allow_mixed)
         constraints = Constraints(args.max_wer, args.min_rtfx, args.max_memory_gib, args.max_latency_s)
-        comparison = compare(runs, args.out, constraints, args.gpu_hourly_price)
+        comparison = compare(runs, args.out, constraints, args.gpu_hourly_price, args.allow_compiles)
         written = write_comparison(comparison, args.out, args.html)
         print(comparison.markdown())
         print(f"written to {args.out}: {', '.join(written)}")

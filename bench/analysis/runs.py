@@ -67,6 +67,50 @@ def matching(run: Run, by_key: dict[tuple, object]):
     return next((by_key[key] for key in run.keys if key in by_key), None)
 
 
+@dataclass(frozen=True)
+class WerDifference:
+    """WER(b) - WER(a) over the utterances both runs scored, with its paired 95% bootstrap
+    interval; within noise when the interval holds 0."""
+
+    delta: float
+    low: float
+    high: float
+    n_common: int
+
+    @property
+    def within_noise(self) -> bool:
+        return self.low <= 0 <= self.high
+
+    def cell(self) -> str:
+        return f"{100 * self.delta:+.1f} points, 95% interval [{100 * self.low:+.1f}, {100 * self.high:+.1f}]"
+
+
+def _scored(run: Run) -> pd.DataFrame:
+    rows = run.utterances
+    rows = rows[rows.status == "ok"] if "status" in rows else rows
+    return rows.set_index("id")
+
+
+def wer_difference(a: Run, b: Run, rng: np.random.Generator) -> WerDifference | None:
+    """How much higher b's WER is than a's on the utterances both scored, with the paired
+    bootstrap's interval (bench.stats.paired_rate_difference_ci); None when either has no WER or
+    they share no scored utterance."""
+    if a.summary.wer is None or b.summary.wer is None:
+        return None
+    rows_a, rows_b = _scored(a), _scored(b)
+    common = rows_a.index.intersection(rows_b.index)
+    if common.empty:
+        return None
+
+    def errors(rows):
+        return (rows.substitutions + rows.deletions + rows.insertions).loc[common].to_numpy(float)
+
+    words = rows_a.reference_words.loc[common].to_numpy(float)
+    low, high = stats.paired_rate_difference_ci(errors(rows_a), errors(rows_b), words, stats.RESAMPLES, rng)
+    delta = (errors(rows_b).sum() - errors(rows_a).sum()) / max(words.sum(), 1)
+    return WerDifference(float(delta), low, high, len(common))
+
+
 def load_runs(paths: list[str]) -> list[Run]:
     """Run folders (with their paired/ partners), parent folders (searched for summary.json) or globs of either."""
     found: list[Path] = []
@@ -120,17 +164,3 @@ def joint_rtf_samples(frames: list[pd.DataFrame], resamples: int, rng: np.random
         draw = rng.integers(0, len(sequences[0]), size=(resamples, len(sequences[0])))
         return [rtf_samples(f, resamples, rng, stats.shared_picks(_passes(f), draw)) for f in frames]
     return [rtf_samples(f, resamples, rng) for f in frames]
-
-
-def rtf_ratio_samples(
-    numerator: pd.DataFrame, denominator: pd.DataFrame, resamples: int, rng: np.random.Generator, paired: bool = False
-) -> np.ndarray:
-    """Bootstrap distribution of RTF(numerator) / RTF(denominator): each run's batches
-    resampled on their own or, with `paired` (the same batches timed in turns, in the same
-    passes), jointly."""
-    picks = None
-    if paired:
-        if not np.array_equal(_passes(numerator), _passes(denominator)):
-            raise ValueError("paired runs must hold the same batches in the same passes")
-        picks = stats.pass_picks(_passes(numerator), resamples, rng)
-    return rtf_samples(numerator, resamples, rng, picks) / rtf_samples(denominator, resamples, rng, picks)

@@ -19,7 +19,8 @@ from bench.errors import BenchError
 def sweep_report(sweep_dir: Path) -> str:
     """The report of every finished job under sweep_dir, its files written to sweep_dir/report."""
     from bench.analysis.comparison import check_comparable
-    from bench.analysis.report import Constraints, compare, write_comparison
+    from bench.analysis.recommendation import Constraints
+    from bench.analysis.report import compare, write_comparison
     from bench.analysis.runs import load_runs
 
     failed = "".join(

@@ -51,12 +51,13 @@ def plain(frame: pd.DataFrame) -> str:
 # the terminal's table after a run: what a user checks first
 TERMINAL_COLUMNS = ["engine", "model", "weights", "dataset", "batch", "n", "failed", "audio s", "RTFx", "RTFx 95% CI",
                     "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
-                    "cost/1k audio h"]  # fmt: skip
+                    "cost/1k audio h", "compiled while timed"]  # fmt: skip
 
 
 def summary_frame(summaries: list[Summary]) -> pd.DataFrame:
     frame = pd.DataFrame([table_row(s) for s in summaries], columns=TERMINAL_COLUMNS).fillna(float("nan"))
-    return frame.drop(columns="cost/1k audio h") if frame["cost/1k audio h"].isna().all() else frame
+    # columns of figures most runs lack: shown only when a run has one
+    return frame.drop(columns=[c for c in ("cost/1k audio h", "compiled while timed") if frame[c].isna().all()])
 
 
 def format_summaries(summaries: list[Summary]) -> str:

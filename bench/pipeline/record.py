@@ -54,6 +54,8 @@ class Summary:
     out_of_memory_splits: list = field(default_factory=list)
     compiles_while_timed: int | None = None
     captures_while_timed: int | None = None
+    # Dynamo's recompile limit reached after load: a shape then runs eager, and no compile is counted
+    recompile_limit_hits: int | None = None
     shape_warmup_batches: int | None = None
     resumed: int = 0
     resume_sessions: list = field(default_factory=list)
@@ -131,7 +133,8 @@ _DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetRecord)}
 _WRITE_ORDER = (
     "engine", "patches", "model", "model_id", "weights", "scale", "seed", "dtype", "device", "batch_size",
     "warmup_batches", "repeats", "length_matched", "dataset", "n_utterances", "n_failed", "failures",
-    "out_of_memory_splits", "compiles_while_timed", "captures_while_timed", "shape_warmup_batches", "resumed",
+    "out_of_memory_splits", "compiles_while_timed", "captures_while_timed", "recompile_limit_hits",
+    "shape_warmup_batches", "resumed",
     "resume_sessions", "by_form", "long_form_threshold_seconds", "audio_seconds", "processing_seconds",
     "model_seconds", "rtf", "rtfx", "rtfx_ci", "rtfx_ci_method", "repeat_processing_seconds", "load_seconds",
     "cold_start_seconds", "cold_start_counted", "latency_p50", "latency_p90", "latency_p99", "n_tokens",
@@ -246,8 +249,32 @@ def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
         "J/audio h": s.energy_j_per_audio_hour,
         "cost/1k audio h": cost_per_audio_hours(s.rtfx, price),
         "cost/1k audio h 95% CI": f"[{cost_ci[0]:,.2f}, {cost_ci[1]:,.2f}]" if cost_ci else "-",
+        "compiled while timed": compiled_while_timed_cell(s),
         "hardware": s.hardware,
     }
+
+
+def timed_compile_problems(summary: Summary) -> list[str]:
+    """What this run compiled or captured while a pass was timed, in words (empty: nothing, so
+    its timings are of the engine's steady state). Reaching Dynamo's recompile limit counts too:
+    past it a shape runs eager, a different engine, and no compile shows in the count."""
+    problems = []
+    if summary.compiles_while_timed:
+        problems.append(f"compiled {summary.compiles_while_timed} graph(s)")
+    if summary.captures_while_timed:
+        problems.append(f"captured {summary.captures_while_timed} CUDA graph(s)")
+    if summary.recompile_limit_hits:
+        problems.append(f"reached Dynamo's recompile limit {summary.recompile_limit_hits} time(s) (a shape ran eager)")
+    return problems
+
+
+def compiled_while_timed_cell(summary: Summary) -> str | None:
+    """The table cell: None (column left out) when nothing was compiled or captured while timed."""
+    s = summary
+    counts = [(s.compiles_while_timed, "compiles"), (s.captures_while_timed, "captures"),
+              (s.recompile_limit_hits, "eager past limit")]  # fmt: skip
+    cell = ", ".join(f"{n} {what}" for n, what in counts if n)
+    return cell or None
 
 
 def inert_patches(summary: Summary) -> list[str]:

@@ -1,0 +1,215 @@
+"""The recommendation: which configuration to deploy, in sentences that follow from the runs by
+the rules below (docs/recommendation.md states them for users, with examples).
+
+1. Every constraint given is checked on every run. A run that fails one is excluded, and the
+   text names each constraint it failed. A WER limit excludes a run without WER (random
+   weights); a latency limit, a run without a p90 latency; a run whose peak memory was not
+   measured (a CPU run) is kept under a memory limit, and the text says it was not checked.
+2. A run that compiled, captured a CUDA graph or ran eager past Dynamo's recompile limit while
+   a pass was timed measured that work, not the engine's speed: excluded unless allowed.
+3. Accuracy is weighed only where it was measured: when some of the remaining runs have WER,
+   those without are left out of the pick (their accuracy is unknown), with a line that says
+   so; when none has, speed alone decides and the text says so.
+4. Within each model, a run is as accurate as the model's most accurate when its WER is within
+   2% (relative) of the lowest, or when the paired bootstrap over the utterances both scored
+   puts their difference within noise (its 95% interval holds 0). The fastest of those (RTFx)
+   is the model at its best. Then the models' bests against each other by the same rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.analysis.runs import Run, wer_difference
+from bench.pipeline.record import table_row, timed_compile_problems
+
+WER_TOLERANCE = 0.02  # relative: a WER within 2% of the lowest counts as equally accurate
+
+
+@dataclass
+class Constraints:
+    max_wer: float | None = None
+    min_rtfx: float | None = None
+    max_memory_gib: float | None = None
+    max_latency_s: float | None = None
+
+    def given(self) -> list[str]:
+        named = [
+            (self.max_wer, "WER <= {:g}"),
+            (self.min_rtfx, "RTFx >= {:g}"),
+            (self.max_memory_gib, "peak memory <= {:g} GiB"),
+            (self.max_latency_s, "p90 latency <= {:g} s"),
+        ]
+        return [text.format(value) for value, text in named if value is not None]  # fmt: skip
+
+    def failed(self, row: dict) -> tuple[list[str], list[str]]:
+        """The constraints this run fails, each with its figure; and the ones it could not be
+        checked on (kept, said)."""
+        failed, unchecked = [], []
+        if self.max_wer is not None:
+            if row["WER"] is None:
+                failed.append(f"no WER (random weights), so it cannot show WER <= {self.max_wer:g}")
+            elif row["WER"] > self.max_wer:
+                failed.append(f"WER {row['WER']:.3f} > {self.max_wer:g}")
+        if self.min_rtfx is not None and not (row["RTFx"] is not None and row["RTFx"] >= self.min_rtfx):
+            failed.append(f"RTFx {row['RTFx']:.3g} < {self.min_rtfx:g}")
+        if self.max_memory_gib is not None:
+            if row["peak GiB"] is None:
+                unchecked.append(f"peak memory <= {self.max_memory_gib:g} GiB (peak GPU memory not measured)")
+            elif row["peak GiB"] > self.max_memory_gib:
+                failed.append(f"peak memory {row['peak GiB']:.3g} GiB > {self.max_memory_gib:g} GiB")
+        if self.max_latency_s is not None:
+            if row["p90 s"] is None:
+                failed.append(f"no p90 latency, so it cannot show p90 latency <= {self.max_latency_s:g} s")
+            elif row["p90 s"] > self.max_latency_s:
+                failed.append(f"p90 latency {row['p90 s']:.3g} s > {self.max_latency_s:g} s")
+        return failed, unchecked
+
+
+@dataclass
+class Candidate:
+    run: Run
+    row: dict
+
+    @property
+    def wer(self) -> float | None:
+        return self.row["WER"]
+
+    @property
+    def rtfx(self) -> float:
+        return self.row["RTFx"] or 0.0
+
+    @property
+    def model(self) -> str:
+        return self.row["model"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.row['engine']} at batch {self.row['batch']} on {self.model}"
+
+
+def _as_accurate(candidates: list[Candidate], rng) -> tuple[list[Candidate], list[str]]:
+    """Rule 4: the candidates as accurate as the most accurate, and a line on each other one."""
+    lowest = min(candidates, key=lambda c: (c.wer, -c.rtfx))
+    kept, lines = [lowest], []
+    for c in candidates:
+        if c is lowest:
+            continue
+        diff = wer_difference(lowest.run, c.run, rng)
+        noise = (
+            f"{diff.cell()} over {diff.n_common} utterances, {'within' if diff.within_noise else 'beyond'} noise"
+            if diff
+            else "no utterance scored by both, so not tested against noise"
+        )
+        close = c.wer <= lowest.wer * (1 + WER_TOLERANCE)
+        if close or (diff and diff.within_noise):
+            kept.append(c)
+        verdict = (
+            f"within {WER_TOLERANCE:.0%} of the lowest: as accurate" if close
+            else "tied" if diff and diff.within_noise
+            else f"more than {WER_TOLERANCE:.0%} above the lowest and not within noise: less accurate"
+        )  # fmt: skip
+        lines.append(f"{c.label}: WER {c.wer:.3f} against {lowest.wer:.3f} ({lowest.label}): {noise}; {verdict}.")
+    return kept, lines
+
+
+def _fastest(candidates: list[Candidate]) -> Candidate:
+    return max(candidates, key=lambda c: c.rtfx)  # the first of equals: candidates come in table order
+
+
+def _best(candidates: list[Candidate], rng) -> tuple[Candidate, list[str]]:
+    if all(c.wer is None for c in candidates):
+        return _fastest(candidates), []
+    kept, lines = _as_accurate(candidates, rng)
+    return _fastest(kept), lines
+
+
+def recommend(
+    runs: list[Run],
+    constraints: Constraints | None = None,
+    allow_compiles: bool = False,
+    hourly_price: float | None = None,
+    seed: int = 0,
+) -> str:
+    """Pick the configuration for production under the constraints, and say why (rules above)."""
+    constraints = constraints or Constraints()
+    rng = np.random.default_rng(seed)  # the same runs give the same text
+    everyone = [Candidate(run, table_row(run.summary, hourly_price)) for run in runs]
+    everyone.sort(key=lambda c: (c.row["dataset"], c.row["batch"], c.row["engine"]))  # the table's order
+    given = constraints.given()
+    lines = [f"Constraints: {'; '.join(given)}."] if given else []
+    excluded, unchecked, candidates = [], [], []
+    for c in everyone:
+        failed, not_checked = constraints.failed(c.row)
+        problems = timed_compile_problems(c.run.summary)
+        if problems and not allow_compiles:
+            failed.append("it " + " and ".join(problems) + " while a pass was timed, so its time includes "
+                          "that work (--allow-compiles to judge it anyway)")  # fmt: skip
+        if failed:
+            excluded.append(f"- {c.label}: {'; '.join(failed)}.")
+        else:
+            candidates.append(c)
+            unchecked += [f"- {c.label}: not checked on {item}." for item in not_checked]
+    if excluded:
+        lines += [f"Excluded ({len(excluded)} of {len(everyone)}):", *excluded]
+    lines += unchecked
+    if not candidates:
+        return "No configuration meets every constraint; relax one or measure another configuration.\n" + "".join(
+            line + "\n" for line in lines
+        )
+    unknown = [c for c in candidates if c.wer is None]
+    if unknown and len(unknown) < len(candidates):
+        lines.append(f"Left out of the pick: their accuracy was not measured (no WER: random weights), and a "
+                     f"configuration of unknown accuracy is never chosen over a measured one: "
+                     f"{'; '.join(c.label for c in unknown)}.")  # fmt: skip
+        candidates = [c for c in candidates if c.wer is not None]
+    wer_known = all(c.wer is not None for c in candidates)
+    by_model: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        by_model.setdefault(c.model, []).append(c)
+    at_best, ties = [], []
+    for model in sorted(by_model):
+        best, why = _best(by_model[model], rng)
+        at_best.append(best)
+        ties += why
+    best, why = _best(at_best, rng)
+    ties += why
+    return _text(best, at_best, candidates, everyone, wer_known, lines, ties, bool(given) or len(excluded) > 0)
+
+
+def _text(best, at_best, candidates, everyone, wer_known, lines, ties, narrowed) -> str:
+    row = best.row
+    interval = f" {row['RTFx 95% CI']}" if row["RTFx 95% CI"] != "-" else ""
+    figures = f"WER {row['WER']:.2%} at RTFx {row['RTFx']:.1f}{interval}" if wer_known else (
+        f"RTFx {row['RTFx']:.1f}" + (f", 95% CI {row['RTFx 95% CI']}" if interval else "")
+    )  # fmt: skip
+    among = (
+        f"the {len(candidates)} of {len(everyone)} measured configurations left by the rules below"
+        if narrowed or len(candidates) < len(everyone)
+        else f"all {len(everyone)} measured configurations (no constraints were given)"
+    )
+    rule = f"the fastest of those as accurate as the most accurate (WER within {WER_TOLERANCE:.0%} of the lowest " \
+           "or within noise of it)" if wer_known else "the fastest"  # fmt: skip
+    text = f"Recommended: {best.label}, with {figures}. It is {rule} among {among}.\n"
+    text += "".join(line + "\n" for line in lines)
+    if ties:
+        text += "Accuracy, each against the most accurate (paired bootstrap over the utterances both scored):\n"
+        text += "".join(f"- {line}\n" for line in ties)
+    if len(at_best) > 1:
+        text += (
+            "Each model at its best: "
+            + "; ".join(
+                f"{c.model}: {c.row['engine']} (batch {c.row['batch']}, RTFx {c.row['RTFx']:.1f}"
+                + (f", WER {c.row['WER']:.2%})" if wer_known else ")")
+                for c in sorted(at_best, key=lambda c: -c.rtfx)
+            )
+            + ".\n"
+        )
+    if not wer_known:
+        text += (
+            "WER is unknown (runs with random weights), so this recommends on speed alone; "
+            "measure with pretrained weights before choosing for accuracy.\n"
+        )
+    return text
