@@ -34,10 +34,40 @@ class FakeEngine(Engine):
         return [Transcript("fake words here", n) for n in counts]
 
 
-def fake_engine(weights="pretrained", **attrs) -> FakeEngine:
+def fake_engine(weights="pretrained", kind=None, **attrs) -> FakeEngine:
     engine_cfg = OmegaConf.structured(EngineConfig(name="fake", family="fake"))
     model_cfg = OmegaConf.structured(ModelConfig(name="fake", family="fake", id="fake", weights=weights))
-    engine = FakeEngine(engine_cfg, model_cfg, torch.device("cpu"), torch.float32, "en")
+    engine = (kind or FakeEngine)(engine_cfg, model_cfg, torch.device("cpu"), torch.float32, "en")
     for key, value in attrs.items():
         setattr(engine, key, value)
     return engine
+
+
+class ShapeEngine(FakeEngine):
+    """A FakeEngine that, like an engine with CUDA graphs, captures a graph at the first batch
+    of each shape (its row count) and forgets them all after running out of memory; optionally
+    it fails on the clips whose first sample is `poison`."""
+
+    batch_delay = cold_delay = 0.0
+    poison = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.graphs, self.captured = set(), 0
+
+    def batch_shape(self, lengths):
+        return len(lengths)
+
+    def graph_captures(self):
+        return self.captured
+
+    def after_out_of_memory(self):
+        self.graphs.clear()
+
+    def transcribe(self, audios, target_tokens, clock):
+        if self.poison is not None and any(a[0] == self.poison for a in audios):
+            raise ValueError("this clip cannot be transcribed")
+        if len(audios) not in self.graphs:
+            self.graphs.add(len(audios))
+            self.captured += 1
+        return super().transcribe(audios, target_tokens, clock)

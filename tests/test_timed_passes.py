@@ -73,3 +73,87 @@ def test_every_batch_shape_is_prepared_before_the_timed_passes(name, long_then_s
         assert summary.engine_report["graphs_compiled"] >= 2  # compiled in warm-up, not while timed
     if name == "whisper_patched":  # a long clip's windows one at a time, then short batches of 4 rows
         assert summary.shape_warmup_batches == 1 and captures[0].captures == 2
+
+
+# -- the paths that once compiled or captured while timed, each closed -----------------------------
+def _clips(n: int, poisoned: int | None = None) -> list:
+    from bench.data import Utterance
+
+    return [Utterance(f"u{i}", np.full(16_000, 9.0 if i == poisoned else 0.0, np.float32), "one two three")
+            for i in range(n)]  # fmt: skip
+
+
+def _timed_captures(m) -> list[int]:
+    return [b.counts["captures"] for b in m.batches]
+
+
+def test_no_warm_up_batches_still_warms_every_shape_untimed():
+    """run.warmup_batches=0 once skipped the per-shape warm-up too: the first batch of each shape
+    captured its graph inside the clock."""
+    from fake_engine import ShapeEngine, fake_engine
+
+    from bench.config import RunConfig
+    from bench.pipeline.measure import measure
+
+    engine = fake_engine(kind=ShapeEngine)
+    m = measure(engine, _clips(7), RunConfig(batch_size=3, warmup_batches=0, repeats=2, progress=False))
+    assert engine.captured == 2 and _timed_captures(m) == [0] * 6  # shapes 3 and 1, captured untimed
+    assert m.shape_warmups == 2 and not m.cold_start_counted and m.cold_start_s is not None
+
+
+def test_an_out_of_memory_back_off_warms_the_halves_before_timing_them():
+    """The engine forgets every graph after running out of memory; the halves, and every later
+    batch, were then captured while timed."""
+    from fake_engine import ShapeEngine, fake_engine
+    from test_out_of_memory import fits
+
+    from bench.config import RunConfig
+    from bench.pipeline.measure import measure
+
+    engine = fits(fake_engine(kind=ShapeEngine), most_rows=2)
+    m = measure(engine, _clips(8), RunConfig(batch_size=4, warmup_batches=1, repeats=2, progress=False))
+    assert [len(b.ids) for b in m.batches] == [2] * 8 and len(m.oom_splits) == 4
+    assert _timed_captures(m) == [0] * 8 and engine.captured > 1  # recaptured after each back-off, untimed
+
+
+def test_a_clip_dropped_by_on_error_skip_does_not_make_a_new_shape_timed():
+    """A clip that fails in the first pass is left out of the later ones: its batch has one row
+    less there, a shape no call had run."""
+    from fake_engine import ShapeEngine, fake_engine
+
+    from bench.config import RunConfig
+    from bench.pipeline.measure import measure
+
+    engine = fake_engine(kind=ShapeEngine, poison=9.0)
+    run = RunConfig(batch_size=4, warmup_batches=1, repeats=2, on_error="skip", progress=False)
+    m = measure(engine, _clips(4, poisoned=3), run)
+    assert [f.id for f in m.failures] == ["u3"]
+    assert [len(b.ids) for b in m.batches] == [2, 1, 3]  # the split of the first pass, then 3 rows
+    assert _timed_captures(m) == [0, 0, 0] and engine.captured == 3
+
+
+def test_dynamo_s_recompile_limit_reached_is_counted(monkeypatch):
+    """Past the limit Dynamo runs a function eager at every new shape and counts no compile: the
+    measurement counts the limit being reached instead."""
+    import torch
+    from fake_engine import ShapeEngine, fake_engine
+
+    from bench.config import RunConfig
+    from bench.pipeline.measure import measure
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+
+    def rows_squared(x):
+        return (x * x).sum()
+
+    compiled = torch.compile(rows_squared, backend="eager", dynamic=False)
+
+    class CompilingEngine(ShapeEngine):
+        def transcribe(self, audios, target_tokens, clock):
+            compiled(torch.zeros(len(audios)))  # a graph per row count, until the limit
+            return super().transcribe(audios, target_tokens, clock)
+
+    torch._dynamo.reset()
+    m = measure(fake_engine(kind=CompilingEngine), _clips(7), RunConfig(batch_size=3, warmup_batches=1, progress=False))
+    assert m.recompile_limit_hits == 1  # the second shape (1 row) ran eager
+    torch._dynamo.reset()

@@ -163,3 +163,35 @@ def test_full_size_architectures_are_the_real_ones():
         assert config.audio_token_id == vox.AUDIO and config.audio_config.num_hidden_layers == 32
         # 4 encoder frames stacked per audio token: 1500 frames -> 375 tokens per chunk
         assert config.audio_config.intermediate_size == 4 * config.audio_config.hidden_size
+
+
+def test_the_compile_engines_count_the_cuda_graphs_reduce_overhead_records():
+    """reduce-overhead mode records CUDA graphs at run time, once per new shape: those are captures
+    like voxtral_patched's, and measure must see any that falls in a timed pass. The engines once
+    reported 0 whatever happened; Dynamo announces each recording, as it would on a GPU here."""
+    from types import SimpleNamespace
+
+    from torch._dynamo.callback import CallbackTrigger, callback_handler
+
+    from bench.engines._fast.compiled_generate import CompiledGenerate
+
+    class Stock:
+        def after_out_of_memory(self):
+            pass
+
+    class Compiled(CompiledGenerate, Stock):
+        engine_cfg = SimpleNamespace(compile_mode="reduce-overhead", fullgraph=False)
+
+    engine = Compiled()
+    engine.setup_compile()
+    assert engine.graph_captures() == 0
+    with callback_handler.install_callbacks(CallbackTrigger.CUDAGRAPH_RECORDING, "0/0"):
+        pass
+    with callback_handler.install_callbacks(CallbackTrigger.DYNAMO, "0/1"):  # a compile, not a recording
+        pass
+    assert engine.graph_captures() == 1
+    # one shape for the run (the plan's most rows); after running out of memory, the halves' own
+    engine.plan([[16_000] * 4, [16_000] * 2])
+    assert engine.batch_shape([16_000] * 2) == engine.batch_shape([16_000] * 4) == 4
+    engine.after_out_of_memory()
+    assert engine.batch_shape([16_000] * 2) == 2

@@ -138,14 +138,39 @@ def test_cache_keywords_follow_the_signature():
     assert cache_kwarg_names(Since524()) == ("cache", None)
 
 
-def test_a_finished_batch_decodes_one_step_more_at_most(sample, stock):
-    """End-of-sequence is read one step late: a batch runs stock's decode steps plus at most one."""
-    engine = tiny_engine("voxtral_patched")
+def test_a_finished_batch_decodes_exactly_one_step_more(sample, stock):
+    """End-of-sequence is read one step late (sync_free_loop): a batch that ends on its
+    end-of-sequence tokens runs stock's decode steps plus exactly one, whose tokens are all
+    padding; read after every step (the patch off), exactly stock's."""
+    lagged = tiny_engine("voxtral_patched")
+    all_but_sync_free_loop = ",".join(p for p in PATCHES if p != "sync_free_loop")
+    every_step = tiny_engine("voxtral_patched", f"engine.patches=[{all_but_sync_free_loop}]")
     for batch in make_batches(sample[-9:], 3):
         targets = [stock.count_target_tokens(u.reference) for u in batch]
-        steps = {}
-        for name, each in (("stock", stock), ("patched", engine)):
+        steps, tokens = {}, {}
+        for name, each in (("stock", stock), ("lagged", lagged), ("every step", every_step)):
             with Clock(CPU) as clock:
-                each.transcribe([u.audio for u in batch], targets, clock)
-            steps[name] = clock.counts["decode_steps"]
-        assert steps["patched"] - steps["stock"] in (0, 1), steps
+                out = each.transcribe([u.audio for u in batch], targets, clock)
+            steps[name], tokens[name] = clock.counts["decode_steps"], [t.tokens for t in out]
+        assert steps["lagged"] == steps["stock"] + 1 and steps["every step"] == steps["stock"], steps
+        assert tokens["lagged"] == tokens["every step"] == tokens["stock"]  # the extra step emitted padding only
+
+
+def test_with_a_larger_cache_each_prompt_length_is_a_shape_of_its_own(monkeypatch):
+    """engine.max_chunks=2 gives every batch a two-chunk cache, but a batch of one-chunk clips
+    has a shorter prompt (757 positions against 1132): compiled_prefill compiles each prompt
+    length, so each must be warmed up apart. The batch shape once knew only the cache's chunks,
+    and without batched_encoder the two shared one key: the second prefill compiled while timed."""
+    from bench.engines._fast import layers
+
+    patches = ",".join(p for p in PATCHES if p != "batched_encoder")
+    engine = tiny_engine("voxtral_patched", "engine.max_chunks=2", f"engine.patches=[{patches}]")
+    one_chunk, two_chunks = [10 * 16_000], [40 * 16_000]
+    assert engine.batch_shape(one_chunk) != engine.batch_shape(two_chunks)
+    # the plan makes room in Dynamo's limit for a prefill, a step and an encoder graph per shape
+    monkeypatch.setattr(layers, "RECOMPILE_FLOOR", 1)
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(torch._dynamo.config, "accumulated_recompile_limit", 1)
+    engine.plan([one_chunk, two_chunks, [5 * 16_000, 70 * 16_000]])
+    assert torch._dynamo.config.recompile_limit == 3 * 3
+    assert torch._dynamo.config.accumulated_recompile_limit == 2 * 3 * 3

@@ -200,6 +200,15 @@ def compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def recompile_limit_hits() -> int:
+    """Times Dynamo reached its recompile limit in this process so far. Past the limit it runs
+    the function eager without compiling it, for every later call at a new shape, and says so
+    only in a log line: a run that hit it measured another engine than it names."""
+    from torch._dynamo.utils import counters
+
+    return sum(n for message, n in counters["unimplemented"].items() if "recompile limit" in message.lower())
+
+
 def split_into_windows(audio: np.ndarray, seconds: float = 30.0) -> list[np.ndarray]:
     """Cut audio into consecutive windows of at most `seconds` (long-form input)."""
     size = int(seconds * SAMPLE_RATE)

@@ -122,6 +122,7 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
         for lengths in batches:
             chunks = self._chunks(lengths)
             self.rows_for[chunks] = max(self.rows_for.get(chunks, 0), len(lengths))
+        self.allow_recompiles_for(batches)
 
     def batch_shape(self, lengths: list[int]):
         if not self.decoder.options.static_cache:
@@ -130,10 +131,13 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
         rows = max(self.rows_for.get(chunks, 0), len(lengths))
         if not self.decoder.options.compiled_prefill:
             return rows, chunks
-        # the compiled encoder's input: every 30 s chunk of the padded batch (or one at a time)
+        # the compiled prefill's input: the prompt holds the longest clip's chunks, which may be
+        # fewer than the cache's (engine.max_chunks); and the compiled encoder's: every 30 s
+        # chunk of the padded batch (or one at a time)
+        prompt_chunks = max(vox.chunks_in(n) for n in lengths)
         padded = [*lengths, *[lengths[-1]] * (rows - len(lengths))]
         encoded = sum(vox.chunks_in(n) for n in padded) if "batched_encoder" in self.on else 1
-        return rows, chunks, encoded
+        return rows, chunks, prompt_chunks, encoded
 
     @property
     def capacity_chunks(self) -> int:

@@ -111,6 +111,7 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
     def plan(self, batches: list[list[int]]) -> None:
         short = [len(lengths) for lengths in batches if max(lengths) <= wh.WINDOW_SAMPLES]
         self.rows_for_short = max([self.rows_for_short, *short])
+        self.allow_recompiles_for(batches)
 
     def batch_shape(self, lengths: list[int]):
         if not self.decoder.options.static_cache:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.data import Failure, Utterance
 from bench.data.audio import SAMPLE_RATE
-from bench.engines.base import Engine, Transcript, compiled_graphs
+from bench.engines.base import Engine, Transcript, compiled_graphs, recompile_limit_hits
 from bench.errors import BenchError
 from bench.host.energy import energy_counter
 from bench.pipeline.clock import Clock, synchronize
@@ -60,7 +60,8 @@ class Measurement:
     peak_memory_bytes: int | None = None
     done: list[list[int]] = field(default_factory=list)  # [repeat, index] of finished batches
     oom_splits: list[dict] = field(default_factory=list)  # batches halved after running out of memory
-    shape_warmups: int = 0  # warm-up batches run for a batch shape the first warm-up batches had not
+    shape_warmups: int = 0  # untimed batches run for a batch shape no earlier call had run at
+    recompile_limit_hits: int = 0  # Dynamo's recompile limit reached in one of this engine's calls
 
     resumed: list[dict] = field(default_factory=list)  # later sessions: load, cold start, batches done before
     energy_note: str | None = None  # why no batch has an energy figure (no GPU counter)
@@ -93,19 +94,52 @@ def _out_of_memory(err: Exception) -> bool:
 
 
 class _Session:
-    """One pass of measure_side_by_side: the engines, the batches, and the calls."""
+    """One pass of measure_side_by_side: the engines, the batches, and the calls.
+
+    It keeps, per engine, the batch shapes (Engine.batch_shape) its calls have run at. A batch
+    about to be timed at a shape none has run at (a clip dropped by on_error=skip, the halves of
+    an out-of-memory back-off, a shape the plan could not foresee) runs once untimed first, so
+    what that shape compiles or captures never falls inside a timed pass."""
 
     def __init__(self, engines: list[Engine], run: RunConfig, steps: int, targets: list[dict[str, int] | None], energy):
         self.engines, self.run, self.targets, self.energy = engines, run, targets, energy
         label = "+".join(e.engine_cfg.name for e in engines)
         self.bar = tqdm(total=steps, desc=label, unit="batch", disable=not run.progress)
+        self.warm: list[set] = [set() for _ in engines]
+        self.shape_warmups = [0] * len(engines)
+        self.limit_hits = [0] * len(engines)
 
-    def call(self, k: int, batch: list[Utterance]) -> tuple[Clock, list[Transcript]]:
-        targets = self.targets[k]
-        with Clock(self.engines[k].device, self.energy) as clock:
+    def _shape(self, k: int, batch: list[Utterance]):
+        return self.engines[k].batch_shape([len(u.audio) for u in batch])
+
+    def _transcribe(self, k: int, batch: list[Utterance], clock: Clock) -> list[Transcript]:
+        """The engine's call; its shape is warm afterwards, and a recompile limit it reached is counted."""
+        targets, shape, hits = self.targets[k], self._shape(k, batch), recompile_limit_hits()
+        try:
             out = self.engines[k].transcribe(
                 [u.audio for u in batch], [targets[u.id] for u in batch] if targets else None, clock
             )
+        finally:
+            self.limit_hits[k] += recompile_limit_hits() - hits
+        if shape is not None:
+            self.warm[k].add(shape)
+        return out
+
+    def is_warm(self, k: int, batch: list[Utterance]) -> bool:
+        shape = self._shape(k, batch)
+        return shape is None or shape in self.warm[k]
+
+    def call(self, k: int, batch: list[Utterance], timed: bool = True) -> tuple[Clock, list[Transcript]]:
+        if timed and not self.is_warm(k, batch):
+            self._transcribe(k, batch, Clock(self.engines[k].device))  # untimed: its compiles and captures
+            self.shape_warmups[k] += 1
+        engine = self.engines[k]
+        graphs, captures = compiled_graphs(), engine.graph_captures()
+        with Clock(engine.device, self.energy if timed else None) as clock:
+            out = self._transcribe(k, batch, clock)
+        # what was compiled or captured inside the clock: must stay 0 in a timed call
+        clock.count("compiles", compiled_graphs() - graphs)
+        clock.count("captures", engine.graph_captures() - captures)
         return clock, out
 
     def attempt(self, k: int, batch: list[Utterance], result: Measurement | None, where: str):
@@ -115,7 +149,7 @@ class _Session:
         (None: a warm-up call, whose failures the timed pass will meet and record).
         """
         try:
-            yield (batch, *self.call(k, batch))
+            yield (batch, *self.call(k, batch, timed=result is not None))
             return
         except Exception as err:
             error = err
@@ -125,6 +159,7 @@ class _Session:
         ids = ", ".join(u.id for u in batch[:4]) + (", ..." if len(batch) > 4 else "")
         if oom:
             engine.after_out_of_memory()
+            self.warm[k].clear()  # the engine dropped its caches and graphs: every shape is new again
         elif self.run.on_error != "skip":
             raise BenchError(
                 f"{engine.engine_cfg.name} failed on {where} (utterances {ids}): {reason}; "
@@ -173,7 +208,8 @@ def measure_side_by_side(
         synchronize(device)
         load_s = time.perf_counter() - start
         engine.plan([[len(u.audio) for u in batch] for batch in batches])
-        shape_warmups.append(_shape_warmup(engine, batches, warmup) if warmup else [])
+        # run.warmup_batches=0 skips the plain warm-up, never this: a shape's compile is not timed
+        shape_warmups.append(_shape_warmup(engine, batches, warmup))
         targets = {u.id: engine.count_target_tokens(u.reference) for u in utterances} if engine.length_matched else None
         targets_per_engine.append(targets)
         if prior:
@@ -200,20 +236,18 @@ def measure_side_by_side(
                 pass
             session.bar.update()
             if i == 0:
-                cold = time.perf_counter() - start
-                if prior:
-                    results[k].resumed[-1]["cold_start_s"] = cold
-                else:
-                    results[k].cold_start_s = cold
+                _set_cold_start(results[k], time.perf_counter() - start, prior)
     for k in range(len(engines)):
         for i, batch in enumerate(shape_warmups[k]):
+            start = time.perf_counter()
             for _ in session.attempt(k, batch, None, f"warm-up batch for shape {i}"):
                 pass
             session.bar.update()
-        results[k].shape_warmups = len(shape_warmups[k])
+            if i == 0 and not warmup:  # no plain warm-up: this was the engine's first call
+                _set_cold_start(results[k], time.perf_counter() - start, prior)
     if not prior:
-        for result in results:
-            result.cold_start_counted = not warmup
+        for k, result in enumerate(results):
+            result.cold_start_counted = not warmup and not shape_warmups[k]  # the first timed batch is the cold one
 
     measured_before = [{tuple(d) for d in result.done} for result in results]
     for repeat in range(run.repeats):
@@ -228,10 +262,20 @@ def measure_side_by_side(
                 if on_batch:
                     on_batch(results)
     session.bar.close()
+    for k, result in enumerate(results):
+        result.shape_warmups += len(shape_warmups[k]) + session.shape_warmups[k]
+        result.recompile_limit_hits += session.limit_hits[k]
     if device.type == "cuda":
         for result in results:
             result.peak_memory_bytes = max(result.peak_memory_bytes or 0, torch.cuda.max_memory_allocated(device))
     return results
+
+
+def _set_cold_start(result: Measurement, seconds: float, resumed: bool) -> None:
+    if resumed:
+        result.resumed[-1]["cold_start_s"] = seconds
+    else:
+        result.cold_start_s = seconds
 
 
 def _shape_warmup(engine: Engine, batches, warmup) -> list[list[Utterance]]:
@@ -255,13 +299,7 @@ def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, in
     batch = [u for u in batch if u.id not in failed]
     if not batch:
         return
-    engine = session.engines[k]
-    graphs, captures = compiled_graphs(), engine.graph_captures()
     for part, clock, transcripts in session.attempt(k, batch, result, f"batch {index} of repeat {repeat}"):
-        # what was compiled or captured while this (part of a) batch was timed: must stay 0
-        compiles = compiled_graphs() - graphs
-        captured = engine.graph_captures() - captures
-        graphs, captures = compiled_graphs(), engine.graph_captures()
         if result.cold_start_s is None:
             result.cold_start_s = clock.wall_s
         result.batches.append(
@@ -274,7 +312,7 @@ def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, in
                 model_s=clock.model_s,
                 n_tokens=sum(t.n_tokens for t in transcripts),
                 phases=dict(clock.phases),
-                counts={**clock.counts, "compiles": compiles, "captures": captured},
+                counts=dict(clock.counts),  # decode steps, and compiles and captures inside the clock
                 long_form=is_long_form(part[0]),
                 energy_j=clock.energy_j,
             )

@@ -138,6 +138,7 @@ def summarize(
             # compiles and CUDA graph captures while a pass was timed: 0, or the timings include them
             "compiles_while_timed": int(batches.compiles.sum()) if "compiles" in batches else None,
             "captures_while_timed": int(batches.captures.sum()) if "captures" in batches else None,
+            "recompile_limit_hits": m.recompile_limit_hits,
             "shape_warmup_batches": m.shape_warmups,
             "resumed": len(m.resumed),
             "resume_sessions": m.resumed,

@@ -17,6 +17,34 @@ import numpy as np
 
 from bench.engines.base import compiled_graphs
 
+_recorded = [0]  # CUDA graphs Inductor's cudagraph trees recorded in this process
+_listening = [False]
+
+
+def listen_for_cuda_graph_recordings() -> bool:
+    """Count every CUDA graph that Inductor records (torch.compile's reduce-overhead mode does,
+    at run time, once per new input shape or memory layout: the first calls after a compile,
+    but also any later call that meets a new shape). Dynamo announces each recording through its
+    compilation callbacks; False if this torch does not."""
+    from torch._dynamo.callback import CallbackTrigger, callback_handler
+
+    trigger = getattr(CallbackTrigger, "CUDAGRAPH_RECORDING", None)
+    if trigger is None:
+        return False
+    if not _listening[0]:
+
+        def count(args) -> None:
+            if args.callback_trigger == trigger:
+                _recorded[0] += 1
+
+        callback_handler.register_start_callback(count)
+        _listening[0] = True
+    return True
+
+
+def cuda_graphs_recorded() -> int:
+    return _recorded[0]
+
 
 def inductor_cached_graphs() -> int:
     """Graphs in Inductor's on-disk cache: a warm cache makes a later compile of the same
@@ -45,12 +73,20 @@ class CompiledGenerate:
         self.rows, self.calls = 0, 0
         self.graphs_at_start, self.graphs_after_first_call = compiled_graphs(), None
         self.cached_graphs_at_load = inductor_cached_graphs()
+        self.recordings_counted = listen_for_cuda_graph_recordings()
+        self.recordings_at_start = cuda_graphs_recorded()
 
     def plan(self, batches: list[list[int]]) -> None:
         self.rows = max(self.rows, *map(len, batches))
 
     def batch_shape(self, lengths: list[int]):
-        return "the run's one shape"
+        # the rows the batch is padded to: the plan's most for every batch, so one shape for the
+        # run; after an out-of-memory back-off (rows reset), the halves' own, a new shape each
+        return max(self.rows, len(lengths))
+
+    def graph_captures(self) -> int:
+        """CUDA graphs reduce-overhead mode recorded since load (on a GPU; none on a CPU)."""
+        return cuda_graphs_recorded() - self.recordings_at_start
 
     def padded(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """The batch padded to the run's rows (without a plan: the most rows seen so far)."""
@@ -85,6 +121,8 @@ class CompiledGenerate:
             "recompiles": now - first,
             # 0: the cold start paid the full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
+            # reduce-overhead's CUDA graphs: recorded in the warm-up, never while timed (None: not countable)
+            "cuda_graphs_recorded": self.graph_captures() if self.recordings_counted else None,
             "static_cache_len": self.max_cache_len,
             "padded_rows": self.rows,
         }

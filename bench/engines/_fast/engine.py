@@ -6,6 +6,7 @@ engine class; the engine sets self.decoder (a FastDecoder) in load."""
 from __future__ import annotations
 
 from bench.engines._fast.compiled_generate import inductor_cached_graphs
+from bench.engines._fast.layers import GRAPHS_PER_SHAPE, allow_recompiles
 from bench.engines.base import compiled_graphs
 from bench.errors import BenchError
 
@@ -24,6 +25,12 @@ class FastDecodeEngine:
         """Graphs compiled so far in this process, and Inductor's cache: the report counts from here."""
         self.graphs_at_load = compiled_graphs()
         self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
+
+    def allow_recompiles_for(self, batches: list[list[int]]) -> None:
+        """Room in Dynamo's recompile limits for every batch shape the plan holds (see
+        layers.allow_recompiles): the run's shapes are all compiled, none runs eager."""
+        shapes = {self.batch_shape(lengths) for lengths in batches} - {None}
+        allow_recompiles(GRAPHS_PER_SHAPE * len(shapes))
 
     def graph_captures(self) -> int:
         return self.decoder.captures

@@ -42,6 +42,20 @@ def _run_layer(layer: nn.Module, hidden_states: torch.Tensor, args: tuple, kwarg
     return type(layer).forward(layer, hidden_states, *args, **kwargs)  # the class's forward: not ours below
 
 
+RECOMPILE_FLOOR = 64  # graphs one compiled function may hold before Dynamo stops compiling it
+GRAPHS_PER_SHAPE = 3  # per batch shape at most: the decode step's, the prefill's and the encoder's
+
+
+def allow_recompiles(graphs: int) -> None:
+    """Let one compiled function hold this many graphs (one per input shape), and every compiled
+    function of the process together twice that: past Dynamo's limits a function runs eager at
+    any new shape, without an error, and a run would time another engine than it names. Only
+    raised, never lowered (another engine in the process may need more)."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_FLOOR, graphs)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 2 * config.recompile_limit)
+
+
 class CompiledLayers:
     """Inside `compiled()`, each of `layers` runs through one compiled function; outside, as
     shipped. `cache_keyword` is the name this transformers gives a decoder layer's cache
@@ -52,8 +66,8 @@ class CompiledLayers:
         self.active = False
         # Dynamo keeps its graphs per code object, and every stack shares _run_layer's: one graph
         # per (layer class, input shape) of a run (decode, prefill and encoder shapes for each
-        # batch shape) must stay under its limit, past which it would run eager without a word
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        # batch shape) must stay under its limit; an engine's plan raises it to what the run needs
+        allow_recompiles(RECOMPILE_FLOOR)
         self.layer_fn = torch.compile(_run_layer, dynamic=False)
         for index, layer in enumerate(layers):
             # an instance attribute shadows the class's forward, which _run_layer still calls
