@@ -17,6 +17,11 @@ Two checks, each on the raw per-batch timings kept in every run folder:
   hold across machines of a kind: a CI runner of other hardware gates them (--ratios-only).
 - p90 latency against the baseline, for bench.load runs (bench.analysis.gate_latency).
 
+Runs that compiled or captured while a pass was timed are refused (--allow-compiles to gate
+on them anyway). Under its table the gate says, per check, the smallest slowdown it could
+fail on with this spread, and warns when that is above the check's limit
+(bench.analysis.gate_verdicts).
+
 Exit status: 0 pass, 1 regression (a table says what and by how much), 2 refused.
 """
 
@@ -32,10 +37,11 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.gate_latency import latencies, latency_row
-from bench.analysis.gate_verdicts import verdicts
+from bench.analysis.gate_verdicts import CATCHES, blind_checks, catches_above, catches_below, verdicts
 from bench.analysis.runs import Run, joint_rtf_samples, load_runs, matching, rtf_point
 from bench.analysis.table import markdown
 from bench.errors import BenchError
+from bench.pipeline.record import timed_compile_problems
 from bench.stats import RESAMPLES
 
 
@@ -117,9 +123,12 @@ def _rtf(raw: dict) -> float:
     return rtf_point(_frame(raw))
 
 
-def write_baseline(runs: list[Run], out: Path, pairs: tuple[str, ...] | None = None) -> dict:
+def write_baseline(
+    runs: list[Run], out: Path, pairs: tuple[str, ...] | None = None, allow_compiles: bool = False
+) -> dict:
     """A baseline from `runs`; repeated runs of one measurement (same key, or same ratio
     group) are pooled batch by batch into one entry."""
+    refuse_compiled(runs, allow_compiles)
     hardware = sorted({r.hardware for r in runs})
     if len(hardware) > 1:
         raise BenchError(f"a baseline holds runs of one hardware class, these have: {'; '.join(hardware)}")
@@ -173,6 +182,17 @@ def write_baseline(runs: list[Run], out: Path, pairs: tuple[str, ...] | None = N
     return baseline
 
 
+def refuse_compiled(runs: list[Run], allowed: bool) -> None:
+    """A run that compiled or captured while timed measured that work: not gated on unless allowed."""
+    found = [(run, timed_compile_problems(run.summary)) for run in runs]
+    bad = [f"{run.path} ({' and '.join(problems)})" for run, problems in found if problems]
+    if bad and not allowed:
+        raise BenchError(
+            "these runs compiled or captured while a pass was timed, so their timings include that work: "
+            + "; ".join(bad) + ". Measure them again, or pass --allow-compiles to gate on them anyway"
+        )  # fmt: skip
+
+
 def _ratio_change_samples(candidate: dict, base: dict, rng) -> np.ndarray:
     """Bootstrap of candidate speed-up / baseline speed-up. The four runs are resampled
     jointly when they hold the same batches (bench.analysis.runs.joint_rtf_samples): drift that slowed
@@ -193,8 +213,10 @@ def gate(
     pairs: tuple[str, ...] | None = None,
     seed: int = 0,
     latency_threshold: float = 0.10,
+    allow_compiles: bool = False,
 ) -> tuple[pd.DataFrame, bool]:
     """Rows of what was compared, and whether anything regressed."""
+    refuse_compiled(candidate, allow_compiles)
     rng = np.random.default_rng(seed)
     rows = []
     if not ratios_only:
@@ -226,6 +248,7 @@ def gate(
                     "95% CI %": f"[{100 * (low - 1):+.1f}, {100 * (high - 1):+.1f}]",
                     "limit %": f"+{100 * threshold:.0f}",
                     "verdict": "REGRESSION" if low > 1 + threshold else "ok",
+                    CATCHES: catches_above(cand_rtf / base_rtf, low, threshold),
                 }
             )
             if run.summary.online and entry.get("latency_s"):
@@ -251,6 +274,7 @@ def gate(
                 "95% CI %": f"[{100 * (1 - high):+.1f}, {100 * (1 - low):+.1f}]",
                 "limit %": f"+{100 * ratio_threshold:.0f}",
                 "verdict": "REGRESSION" if high < 1 - ratio_threshold else "ok",
+                CATCHES: catches_below(entry["ratio"] / base_ratio, high, ratio_threshold),
             }
         )
     if not rows:
@@ -271,13 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio", action="append", help="numerator/denominator engines (repeatable)")
     parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (any hardware)")
     parser.add_argument("--force", action="store_true", help="compare absolute RTF across hardware anyway")
+    parser.add_argument(
+        "--allow-compiles", action="store_true", help="gate on runs that compiled or captured while timed"
+    )
     args = parser.parse_args(argv)
     pairs = tuple(args.ratio or default_ratios())
     try:
         if args.write_baseline:
             if not args.out:
                 raise BenchError("--write-baseline needs --out FILE")
-            baseline = write_baseline(load_runs(args.write_baseline), args.out, pairs)
+            baseline = write_baseline(load_runs(args.write_baseline), args.out, pairs, args.allow_compiles)
             pooled = sum(entry["n_runs"] for entry in baseline["runs"])
             print(f"baseline of {len(baseline['runs'])} runs (pooled from {pooled}), "
                   f"{len(baseline['ratios'])} ratios -> {args.out}")  # fmt: skip
@@ -287,11 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         baseline = json.loads(args.baseline.read_text())
         candidate, thresholds = load_runs(args.candidate), (args.threshold, args.ratio_threshold)
         table, regressed = gate(baseline, candidate, *thresholds, args.force, args.ratios_only, pairs,
-                                latency_threshold=args.latency_threshold)  # fmt: skip
+                                latency_threshold=args.latency_threshold,
+                                allow_compiles=args.allow_compiles)  # fmt: skip
     except BenchError as err:
         print(f"bench.gate: error: {err}", file=sys.stderr)
         return 2
     print(markdown(table))
     print(verdicts(table))
-    print("FAIL: slower than the baseline beyond noise and threshold" if regressed else "PASS")
+    blind = blind_checks(table)
+    warning = f" (WARNING: {len(blind)} check(s) too noisy for their limit; see above)" if blind else ""
+    print(("FAIL: slower than the baseline beyond noise and threshold" if regressed else "PASS") + warning)
     return 1 if regressed else 0

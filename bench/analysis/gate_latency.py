@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.analysis.gate_verdicts import CATCHES, catches_above
 from bench.analysis.runs import Run
 from bench.stats import RESAMPLES
 
@@ -35,4 +36,5 @@ def latency_row(run: Run, entry: dict, threshold: float, rng) -> dict:
         "95% CI %": f"[{100 * (low - 1):+.1f}, {100 * (high - 1):+.1f}]",
         "limit %": f"+{100 * threshold:.0f}",
         "verdict": "REGRESSION" if low > 1 + threshold else "ok",
+        CATCHES: catches_above(cand_p / base_p, low, threshold),
     }
