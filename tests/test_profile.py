@@ -181,3 +181,74 @@ def test_phase_table_invariants_on_a_cpu_trace(engines):
     frame = result.phases
     assert (frame.device_ms == 0).all()
     _assert_invariants(frame, 0.0, result.summary["batch_wall_ms"])
+
+
+def test_a_lagged_end_of_sequence_wait_is_not_counted_as_a_host_sync():
+    """The lagged read's wait (an event two steps back, the next step queued behind it) is told
+    apart from a stall by the range it runs in; the same call outside that range is a host sync."""
+    from bench.engines._fast.end_of_sequence import LAGGED_WAIT
+
+    events = [
+        *cuda_trace(),
+        Event(LAGGED_WAIT, 2700, 2800),
+        Event("cudaEventSynchronize", 2710, 2790, id=17),
+        Event("cudaEventSynchronize", 2850, 2900, id=18),  # no range around it: a stall
+    ]
+    frame = phase_table(events, cuda=True, decode_steps=2).set_index("phase")
+    assert frame.loc["decode", "lagged_waits"] == 1 and frame.loc["decode", "host_syncs"] == 3
+    assert frame.loc["decode, per step", "lagged_waits"] == 0.5
+
+
+class CudaLikeEvent:
+    """torch.cuda.Event's surface: record, query (done yet?) and synchronize (wait until done);
+    `done` says whether the GPU has reached it, `waits` when the host waited on it."""
+
+    def __init__(self, log):
+        self.log, self.done, self.recorded = log, False, 0
+
+    def record(self):
+        self.recorded += 1
+        self.done = False
+
+    def query(self):
+        return self.done
+
+    def synchronize(self):
+        self.log.append(("wait", self, inside[0]))
+        self.done = True
+
+
+inside = [False]  # whether the host is inside the lagged wait's profiler range
+
+
+def test_the_lagged_read_waits_only_on_an_earlier_step_and_only_when_it_is_not_done(monkeypatch):
+    from contextlib import contextmanager
+
+    import bench.engines._fast.end_of_sequence as eos
+
+    @contextmanager
+    def marked(name):
+        assert name == eos.LAGGED_WAIT
+        inside[0] = True
+        yield
+        inside[0] = False
+
+    monkeypatch.setattr(eos, "record_function", marked)
+    log = []
+    flag = eos.FinishedFlag(torch.device("cpu"))
+    flag.cuda, flag.events = True, [CudaLikeEvent(log), CudaLikeEvent(log)]
+    unfinished = torch.tensor([True, False])
+    flag.copy(unfinished)  # after the prefill
+    assert flag.all_done_before_this_step() is False and log == []  # nothing to read yet
+    for step in range(1, 5):
+        flag.copy(unfinished)
+        latest = flag.events[(flag.count - 1) % 2]
+        earlier = flag.events[(flag.count - 2) % 2]
+        earlier.done = step % 2 == 0  # the GPU has reached the earlier step on even steps only
+        log.clear()
+        assert flag.all_done_before_this_step() is False
+        # never the step just queued; the earlier one only when not done, and inside the range
+        assert log == ([] if step % 2 == 0 else [("wait", earlier, True)]) and latest.done is False
+    flag.copy(torch.tensor([False, False]))  # every row finished at this step
+    flag.copy(torch.tensor([False, False]))  # one step more: now that read is two copies back
+    assert flag.all_done_before_this_step() is True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.analysis.table import markdown
+from bench.pipeline.profile import decode_line
 
 
 def _audio_tokens_in_profiled_batch(run) -> int | None:
@@ -49,10 +50,7 @@ def finding(runs) -> tuple[str, dict[str, pd.DataFrame]]:
                 f"({'as many launches as placeholders or more' if per_token else 'not one launch per placeholder'})."
             )
         if p.get("decode_host_syncs_per_step") is not None:
-            lines.append(
-                f"- Decode: {p['decode_steps']} steps, {p['decode_kernels_per_step']:.1f} {unit} and "
-                f"{p['decode_host_syncs_per_step']:.2f} host syncs per step."
-            )
+            lines.append(decode_line(p, unit))
         if p.get("decode_idle_share_of_batch") is not None:
             lines.append(
                 f"- The GPU sat idle {100 * p['decode_idle_share']:.0f}% of the decode phase: "

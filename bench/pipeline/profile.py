@@ -12,6 +12,9 @@ charged to the phase whose range holds its start. Per phase:
 - host_syncs: points where the host must wait for the device: scalar reads
   (aten::_local_scalar_dense, behind .item(), bool(), int()), data-dependent shapes
   (aten::nonzero, behind boolean-mask indexing), and explicit CUDA synchronize calls;
+- lagged_waits: synchronize calls inside the lagged end-of-sequence read's range
+  (end_of_sequence.LAGGED_WAIT): the host waits for a step while the next one is queued
+  behind it, so the GPU is not starved; not counted as host syncs, which stall it;
 - copies: on CUDA, cudaMemcpy* calls; on the CPU, aten copies (copy_ / _to_copy);
 - idle_share: on CUDA, the part of the phase's wall time the GPU ran nothing.
 A "decode, per step" row divides the decode phase by the engine's decode step count.
@@ -33,6 +36,7 @@ import pandas as pd
 import torch
 
 from bench.analysis.table import markdown
+from bench.engines._fast.end_of_sequence import LAGGED_WAIT
 from bench.pipeline.clock import Clock
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::nonzero")
@@ -136,21 +140,34 @@ def _device_ms(events, owned, phases) -> tuple[dict[str, float], float]:
     return by_phase, total
 
 
+COUNTS = ("kernels", "host_syncs", "lagged_waits", "copies")
+
+
+def _empty_row() -> dict:
+    return dict(wall_ms=0.0, device_ms=0.0, **dict.fromkeys(COUNTS, 0))
+
+
+def _is_sync(event) -> bool:
+    return event.name in SYNC_OPS or (event.name in SYNC_CALLS and not _ancestor_is_sync_op(event))
+
+
 def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     ranges = _phase_ranges(events)
-    stats = {name: dict(wall_ms=0.0, device_ms=0.0, kernels=0, host_syncs=0, copies=0) for name, _, _ in ranges}
+    waits = [(e.time_range.start, e.time_range.end) for e in events if e.name == LAGGED_WAIT and _is_host(e)]
+    stats = {name: _empty_row() for name, _, _ in ranges}
     for name, low, high in ranges:
         stats[name]["wall_ms"] += (high - low) / 1e3
     owned = _host_events_by_phase(events, ranges)
     device_ms, _ = _device_ms(events, owned, list(stats))
     if cuda and device_ms[OUTSIDE] > 0:
-        stats[OUTSIDE] = dict(wall_ms=0.0, device_ms=0.0, kernels=0, host_syncs=0, copies=0)
+        stats[OUTSIDE] = _empty_row()
     for name in stats:
         stats[name]["device_ms"] = device_ms[name]
     for event, phase in owned:
         row = stats[phase]
-        if event.name in SYNC_OPS or (event.name in SYNC_CALLS and not _ancestor_is_sync_op(event)):
-            row["host_syncs"] += 1
+        if _is_sync(event):
+            lagged = any(low <= event.time_range.start <= high for low, high in waits)
+            row["lagged_waits" if lagged else "host_syncs"] += 1
         if cuda:
             row["kernels"] += event.name in LAUNCH_CALLS
             row["copies"] += event.name.startswith("cudaMemcpy")
@@ -170,7 +187,7 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     if decode_steps and "decode" in set(frame.phase):
         decode = frame[frame.phase == "decode"].iloc[0]
         per_step = {"phase": "decode, per step"}
-        for column in ("wall_ms", "device_ms", "kernels", "host_syncs", "copies"):
+        for column in ("wall_ms", "device_ms", *COUNTS):
             per_step[column] = decode[column] / decode_steps
         per_step["idle_share"] = decode["idle_share"]
         frame = pd.concat([frame, pd.DataFrame([per_step])], ignore_index=True)
@@ -223,6 +240,7 @@ def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -
         "merge_kernels": _value(frame, "merge", "kernels"),
         "decode_kernels_per_step": _value(frame, "decode, per step", "kernels"),
         "decode_host_syncs_per_step": _value(frame, "decode, per step", "host_syncs"),
+        "decode_lagged_waits_per_step": _value(frame, "decode, per step", "lagged_waits"),
         "decode_idle_share": _value(frame, "decode", "idle_share"),
         "batch_wall_ms": clock.wall_s * 1e3,
         # every kernel, copy and memset of the batch, whichever phase launched it
@@ -256,10 +274,7 @@ def _verdict(engine, frame: pd.DataFrame, summary: dict) -> str:
             "the count does not depend on how many audio tokens are merged (see the tests)."
         )
     if summary["decode_kernels_per_step"] is not None:
-        lines.append(
-            f"- Decode: {summary['decode_steps']} steps, {summary['decode_kernels_per_step']:.1f} {unit} and "
-            f"{summary['decode_host_syncs_per_step']:.2f} host syncs per step."
-        )
+        lines.append(decode_line(summary, unit))
     if cuda and summary.get("decode_idle_share") is not None:
         lines.append(
             f"- The GPU sat idle {100 * summary['decode_idle_share']:.0f}% of the decode phase: "
@@ -268,6 +283,17 @@ def _verdict(engine, frame: pd.DataFrame, summary: dict) -> str:
     elif not cuda:
         lines.append("- On the CPU there is no device to sit idle; profile on a GPU for idle shares.")
     return "\n".join(lines) + "\n"
+
+
+def decode_line(summary: dict, unit: str) -> str:
+    """The decode phase per step: launches, host syncs (stalls), and lagged end-of-sequence waits."""
+    line = (f"- Decode: {summary['decode_steps']} steps, {summary['decode_kernels_per_step']:.1f} {unit} and "
+            f"{summary['decode_host_syncs_per_step']:.2f} host syncs per step")  # fmt: skip
+    waits = summary.get("decode_lagged_waits_per_step")
+    if waits:  # a profile from before they were told apart has none: its host syncs include them
+        line += (f", and {waits:.2f} lagged end-of-sequence waits per step (the host waited for an earlier "
+                 "step while the next was queued: the GPU was not starved)")  # fmt: skip
+    return line + "."
 
 
 def write_profile(result: Profile, prof, run_dir: Path) -> None:
