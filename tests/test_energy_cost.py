@@ -3,6 +3,7 @@ from NVML around every timed batch (a fake NVML on the CPU, the real one on a GP
 
 import json
 import sys
+import time
 import types
 
 import pandas as pd
@@ -44,7 +45,10 @@ def test_the_report_prices_each_run_at_the_given_rate(tmp_path, capsys):
 
 
 class FakeNVML(types.ModuleType):
-    """pynvml's surface that bench uses: a counter that advances 250 J (250,000 mJ) per read."""
+    """pynvml's surface that bench uses: a board drawing a steady WATTS, so its counter (in mJ, as
+    NVML's) grows with time, not with reads: what a batch is charged tells where it was read."""
+
+    WATTS = 250.0
 
     class NVMLError(Exception):
         pass
@@ -65,15 +69,14 @@ class FakeNVML(types.ModuleType):
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):
         if not self.supported:
             raise self.NVMLError("Not Supported")
-        self.millijoules += 250_000
-        return self.millijoules
+        return int(self.WATTS * 1e3 * time.perf_counter())
 
 
 def test_nvml_counter_reads_joules_or_says_why_not(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeNVML())
     counter = nvml_counter("GPU-1234")
     assert isinstance(counter, EnergyCounter) and counter.handle == ("uuid", "GPU-1234")
-    assert counter.read_j() - counter.read_j() == pytest.approx(-250.0)
+    assert counter.read_j() == pytest.approx(FakeNVML.WATTS * time.perf_counter(), abs=1.0)  # mJ read as J
     monkeypatch.setitem(sys.modules, "pynvml", FakeNVML(supported=False))
     assert nvml_counter(None, 0) == "not measured: NVML has no energy counter for this GPU (Not Supported)"
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
@@ -93,9 +96,13 @@ def test_energy_is_read_around_every_timed_batch_with_a_fake_nvml(monkeypatch, r
     monkeypatch.setattr(bench.pipeline.measure, "energy_counter", lambda device: EnergyCounter(nvml, "gpu0"))
     summary = _fake_run(monkeypatch, run_dir, "run.repeats=2", "run.gpu_hourly_price=2.5")
     batches = pd.read_parquet(run_dir / "batches.parquet")
-    assert len(batches) == 4 and (batches.energy_j == 250.0).all()  # two reads a batch, 250 J apart
-    # 4 batches x 250 J over 2 passes of the same audio: 1,000 J per 2 x audio_seconds
-    assert summary.energy_j_per_audio_hour == pytest.approx(1000 / (2 * summary.audio_seconds) * 3600)
+    assert len(batches) == 4
+    # read just outside each batch's clock: its whole time is charged, and little more (reads moved
+    # inside the clock would charge less; around the pass, several batches' worth)
+    drawn = FakeNVML.WATTS * batches.processing_s
+    assert (batches.energy_j >= drawn).all() and (batches.energy_j <= drawn + FakeNVML.WATTS * 0.02).all()
+    # every batch's energy over 2 passes of the same audio
+    assert summary.energy_j_per_audio_hour == pytest.approx(batches.energy_j.sum() / (2 * summary.audio_seconds) * 3600)
     assert summary.energy_note is None
     assert summary.cost_per_1000_audio_hours == pytest.approx(2.5 * 1000 / summary.rtfx)
     assert summary.cost_per_1000_audio_hours_ci == pytest.approx(cost_interval(summary.rtfx_ci, 2.5))

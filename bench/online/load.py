@@ -72,7 +72,8 @@ def _message(body: str) -> str:
 
 async def _read_events(response, start: float) -> tuple[str, float | None]:
     """Server-sent events in OpenAI's transcription form (transcript.text.delta / .done) or in
-    vLLM's chat-chunk form (choices[0].delta.content); the time the first text arrived."""
+    vLLM's chat-chunk form (choices[0].delta.content); the time the first text delta arrived,
+    None when none did (the whole text came in the closing event: there was no first text to time)."""
     deltas, done, first = [], None, None
     async for line in response.aiter_lines():
         if not line.startswith("data:") or line[5:].strip() == "[DONE]":
@@ -87,7 +88,7 @@ async def _read_events(response, start: float) -> tuple[str, float | None]:
             first = first if first is not None else time.perf_counter() - start
             deltas.append(text)
     text = done if done is not None else "".join(deltas).strip()
-    return text, first if first is not None else (time.perf_counter() - start if text else None)
+    return text, first
 
 
 async def run_level(url, model, clips, level: int, args, folder: Path, done: set[int]) -> None:
