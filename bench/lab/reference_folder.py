@@ -1,6 +1,7 @@
 """A reference folder's README and tables, written from its run folders alone.
 
-README.md opens with the folder's findings.md (when it has one), lists every command that
+README.md says which bench measured the runs and what has changed in their engines since,
+then gives the folder's findings.md (when it has one), lists every command that
 measured into the folder and the planned runs still missing, then per dataset a comparison
 table, the phases, the fastest engines and each faster path's RTFx ratio to every other
 engine with a 95% bootstrap interval (both runs resampled with one draw); the speed,
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from packaging.version import Version
 
 from bench.analysis.table import markdown
 from bench.engines import faster_paths
@@ -112,6 +114,35 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     return [*lines, ""]
 
 
+def provenance_lines(runs) -> list[str]:
+    """Which bench measured the folder's runs, and what has changed since in the engines they
+    ran and in how passes are timed (bench.history): old figures are not today's."""
+    from bench.history import changes_since, measured_version
+
+    measured: dict[tuple, int] = {}
+    for run in runs:
+        env = run.summary.environment
+        key = (measured_version(env), (env.get("git_commit") or "")[:7])
+        measured[key] = measured.get(key, 0) + 1
+    lines = ["## Which bench measured this", ""]
+    for (version, commit), n in sorted(measured.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        by = f"bench {version}" if version else "a bench that recorded no version"
+        lines.append(f"- {n} run(s) by {by}" + (f", at commit {commit}" if commit else "") + ".")
+    versions = [version for version, _ in measured]
+    if None in versions:
+        lines += ["", "Some runs name no bench version: what changed since them cannot be listed."]
+        return [*lines, ""]
+    engines = {run.summary.engine for run in runs}
+    changes = [c for c in changes_since(min(versions, key=Version))
+               if c.what == "timing" or c.what.split(":")[0] in engines]  # fmt: skip
+    if not changes:
+        return [*lines, "", "Nothing in these engines or in how their passes are timed has changed since.", ""]
+    lines += ["", "Changed since, so these runs show the engines as they were then (the tables below are written "
+              "from their raw timings by today's bench):", ""]  # fmt: skip
+    lines += [f"- {c.what}, in {c.version} ({c.commit}): {c.change}." for c in changes]
+    return [*lines, ""]
+
+
 COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
 
 
@@ -127,6 +158,7 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[s
         "interval (batches resampled within each pass).",
         "",
     ]
+    lines += provenance_lines(runs)
     if (out / FINDINGS_FILE).exists():
         lines += ["## Findings", "", (out / FINDINGS_FILE).read_text().strip(), ""]
     commands = recorded_commands(out, comments=True)

@@ -1,0 +1,61 @@
+"""What changed in the engines and in how bench times them, by the bench version it came in.
+
+A results folder is measured once and read for months: its README says which bench measured
+it and lists every change below that came later, so no one takes an old figure for today's
+code's speed. The rule for contributors: a change to what an engine runs, or to how a pass is
+timed, bumps bench.__version__ and adds its line here (tables are always rewritten by the
+current bench from the raw run folders, so a change to how they are computed needs no line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packaging.version import Version
+
+# Runs made before bench recorded its own version name only a commit: what version it was.
+VERSION_OF_COMMIT = {"e8cd5de": "0.1.0"}
+
+
+@dataclass(frozen=True)
+class Change:
+    version: str  # the first bench version with it
+    what: str  # an engine (and its patch), or "timing" for how every engine's passes are timed
+    change: str
+    commit: str  # where it landed
+
+
+CHANGES = (
+    Change("0.2.0", "timing", "every batch shape the run will time is run once untimed first, so nothing is compiled "
+           "or captured inside a timed pass", "9127c54"),
+    Change("0.2.0", "voxtral_patched: sync_free_loop", "end-of-sequence read back one step late, never blocking, "
+           "instead of every 8 steps (eos_check_every: 8 in older summaries): a finished batch runs one step more at "
+           "most, not up to 7", "da4b1da"),
+    Change("0.2.0", "voxtral_patched: compiled_prefill (new)", "the audio encoder's layers and the prefill through "
+           "torch.compile, one graph per batch shape, compiled in the warm-up", "da4b1da"),
+    Change("0.2.0", "voxtral_patched: compiled_prefill", "one compiled function for every layer of a stack, as "
+           "compiled_step's under a CUDA graph", "bc49edb"),
+    Change("0.2.0", "whisper_large_v3", "random weights: the decoder's positional embedding drawn from the seed "
+           "(it held uninitialised memory); the same shapes, so the same speed", "a4d9e4e"),
+    Change("0.2.0", "new engines", "whisper_hf, whisper_compile, whisper_patched and faster_whisper (Whisper on the "
+           "same three paths as Voxtral, and CTranslate2)", "413ac38"),
+    Change("0.2.0", "timing", "shapes are also warmed untimed with run.warmup_batches=0, after an out-of-memory "
+           "back-off and when on_error=skip drops a clip; compiles and captures are counted inside the clock only, "
+           "and so is Dynamo's recompile limit being reached", "ad52631"),
+    Change("0.2.0", "voxtral_patched: compiled_prefill", "with engine.max_chunks above 1, each prompt length is a "
+           "batch shape of its own (it shared one with the longer prompt, and compiled while timed)", "ad52631"),
+    Change("0.2.0", "voxtral_compile", "the CUDA graphs of reduce-overhead mode are counted, and a shape after an "
+           "out-of-memory back-off is warmed untimed", "ad52631"),
+)  # fmt: skip
+
+
+def measured_version(environment: dict) -> str | None:
+    """The bench version a run was measured by: its own record, else the version of its commit."""
+    if environment.get("bench"):
+        return str(environment["bench"])
+    commit = environment.get("git_commit") or ""
+    return next((version for prefix, version in VERSION_OF_COMMIT.items() if commit.startswith(prefix)), None)
+
+
+def changes_since(version: str) -> list[Change]:
+    return [c for c in CHANGES if Version(c.version) > Version(version)]
