@@ -7,7 +7,7 @@ from pathlib import Path
 from bench.config import REPO_DIR
 
 PACKAGE = REPO_DIR / "bench"
-MAX_LINES = 300
+MAX_LINES = 350  # what one reader holds in mind; split by responsibility, never to get under it
 
 
 def _module(path: Path) -> str:

@@ -116,8 +116,8 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
 
 def provenance_lines(runs) -> list[str]:
     """Which bench measured the folder's runs, and what has changed since in the engines they
-    ran and in how passes are timed (bench.history): old figures are not today's."""
-    from bench.history import changes_since, measured_version
+    ran and in how passes are timed (bench.engines._history): old figures are not today's."""
+    from bench.engines._history import changes_since, measured_version
 
     measured: dict[tuple, int] = {}
     for run in runs:
