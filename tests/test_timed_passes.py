@@ -132,7 +132,7 @@ def test_a_clip_dropped_by_on_error_skip_does_not_make_a_new_shape_timed():
     assert _timed_captures(m) == [0, 0, 0] and engine.captured == 3
 
 
-def test_dynamo_s_recompile_limit_reached_is_counted(monkeypatch):
+def test_dynamo_s_recompile_limit_reached_is_counted():
     """Past the limit Dynamo runs a function eager at every new shape and counts no compile: the
     measurement counts the limit being reached instead."""
     import torch
@@ -140,8 +140,6 @@ def test_dynamo_s_recompile_limit_reached_is_counted(monkeypatch):
 
     from bench.config import RunConfig
     from bench.pipeline.measure import measure
-
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
 
     def rows_squared(x):
         return (x * x).sum()
@@ -154,6 +152,8 @@ def test_dynamo_s_recompile_limit_reached_is_counted(monkeypatch):
             return super().transcribe(audios, target_tokens, clock)
 
     torch._dynamo.reset()
-    m = measure(fake_engine(kind=CompilingEngine), _clips(7), RunConfig(batch_size=3, warmup_batches=1, progress=False))
+    with torch._dynamo.config.patch(recompile_limit=1):  # (pytest's monkeypatch breaks torch's config on undo)
+        engine = fake_engine(kind=CompilingEngine)
+        m = measure(engine, _clips(7), RunConfig(batch_size=3, warmup_batches=1, progress=False))
     assert m.recompile_limit_hits == 1  # the second shape (1 row) ran eager
     torch._dynamo.reset()

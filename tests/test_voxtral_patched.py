@@ -169,8 +169,7 @@ def test_with_a_larger_cache_each_prompt_length_is_a_shape_of_its_own(monkeypatc
     assert engine.batch_shape(one_chunk) != engine.batch_shape(two_chunks)
     # the plan makes room in Dynamo's limit for a prefill, a step and an encoder graph per shape
     monkeypatch.setattr(layers, "RECOMPILE_FLOOR", 1)
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    monkeypatch.setattr(torch._dynamo.config, "accumulated_recompile_limit", 1)
-    engine.plan([one_chunk, two_chunks, [5 * 16_000, 70 * 16_000]])
-    assert torch._dynamo.config.recompile_limit == 3 * 3
-    assert torch._dynamo.config.accumulated_recompile_limit == 2 * 3 * 3
+    with torch._dynamo.config.patch(recompile_limit=1, accumulated_recompile_limit=1):  # restored after
+        engine.plan([one_chunk, two_chunks, [5 * 16_000, 70 * 16_000]])
+        assert torch._dynamo.config.recompile_limit == 3 * 3
+        assert torch._dynamo.config.accumulated_recompile_limit == 2 * 3 * 3

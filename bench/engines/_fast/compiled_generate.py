@@ -18,27 +18,27 @@ import numpy as np
 from bench.engines.base import compiled_graphs
 
 _recorded = [0]  # CUDA graphs Inductor's cudagraph trees recorded in this process
-_listening = [False]
+
+
+def _count_recording(args) -> None:
+    from torch._dynamo.callback import CallbackTrigger
+
+    if args.callback_trigger == getattr(CallbackTrigger, "CUDAGRAPH_RECORDING", None):
+        _recorded[0] += 1
 
 
 def listen_for_cuda_graph_recordings() -> bool:
     """Count every CUDA graph that Inductor records (torch.compile's reduce-overhead mode does,
     at run time, once per new input shape or memory layout: the first calls after a compile,
     but also any later call that meets a new shape). Dynamo announces each recording through its
-    compilation callbacks; False if this torch does not."""
+    compilation callbacks (torch._dynamo.reset() drops those: called again, this listens again);
+    False if this torch does not announce them."""
     from torch._dynamo.callback import CallbackTrigger, callback_handler
 
-    trigger = getattr(CallbackTrigger, "CUDAGRAPH_RECORDING", None)
-    if trigger is None:
+    if not hasattr(CallbackTrigger, "CUDAGRAPH_RECORDING"):
         return False
-    if not _listening[0]:
-
-        def count(args) -> None:
-            if args.callback_trigger == trigger:
-                _recorded[0] += 1
-
-        callback_handler.register_start_callback(count)
-        _listening[0] = True
+    if _count_recording not in callback_handler.start_callbacks:
+        callback_handler.register_start_callback(_count_recording)
     return True
 
 
@@ -86,6 +86,7 @@ class CompiledGenerate:
 
     def graph_captures(self) -> int:
         """CUDA graphs reduce-overhead mode recorded since load (on a GPU; none on a CPU)."""
+        listen_for_cuda_graph_recordings()  # measure asks before and after every call: still listening
         return cuda_graphs_recorded() - self.recordings_at_start
 
     def padded(self, audios: list[np.ndarray]) -> list[np.ndarray]:
