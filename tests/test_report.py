@@ -1,5 +1,7 @@
 """Comparison and release tables, plots and the recommendation, on synthetic run folders."""
 
+import json
+
 import pandas as pd
 import pytest
 from run_folders import make_run
@@ -211,3 +213,14 @@ def test_a_sweep_report_lists_every_job_and_the_ones_that_failed(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert sweep_report(empty).startswith(f"No job of the sweep in {empty} finished")
+
+
+def test_a_run_without_a_figure_cannot_meet_a_limit_on_it(tmp_path):
+    make_run(tmp_path / "a", engine="voxtral_patched", weights="random")
+    make_run(tmp_path / "b", engine="voxtral_stock", weights="random", seconds_per_batch=2.0)
+    summary = tmp_path / "a" / "summary.json"
+    summary.write_text(json.dumps(json.loads(summary.read_text()) | {"rtfx": None, "latency_p90": None}))
+    out = recommend(load_runs([str(tmp_path)]), Constraints(min_rtfx=1, max_latency_s=5))
+    assert out.startswith("Recommended: voxtral_stock")
+    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no RTFx (no batch was timed)" in out
+    assert "no p90 latency, so it cannot show p90 latency <= 5 s." in out
