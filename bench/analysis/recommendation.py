@@ -28,6 +28,31 @@ from bench.pipeline.record import table_row, timed_compile_problems
 WER_TOLERANCE = 0.02  # relative: a WER within 2% of the lowest counts as equally accurate
 
 
+@dataclass(frozen=True)
+class Limit:
+    """One kind of constraint: the table column it reads, its direction and how it is worded."""
+
+    field: str  # its Constraints attribute
+    column: str  # the table_row figure it is checked on
+    upper: bool  # the figure must stay at or below the limit (else at or above it)
+    name: str
+    unit: str
+    figure: str  # how the run's figure is written
+    missing: str  # what a run without that figure lacks
+    kept_if_missing: bool  # such a run is kept (and the text says it was not checked) rather than excluded
+
+    def rule(self, limit: float) -> str:
+        return f"{self.name} {'<=' if self.upper else '>='} {limit:g}{self.unit}"
+
+
+LIMITS = (
+    Limit("max_wer", "WER", True, "WER", "", "{:.3f}", "no WER (random weights)", False),
+    Limit("min_rtfx", "RTFx", False, "RTFx", "", "{:.3g}", "no RTFx (no batch was timed)", False),
+    Limit("max_memory_gib", "peak GiB", True, "peak memory", " GiB", "{:.3g}", "peak GPU memory not measured", True),
+    Limit("max_latency_s", "p90 s", True, "p90 latency", " s", "{:.3g}", "no p90 latency", False),
+)  # fmt: skip
+
+
 @dataclass
 class Constraints:
     max_wer: float | None = None
@@ -35,39 +60,26 @@ class Constraints:
     max_memory_gib: float | None = None
     max_latency_s: float | None = None
 
+    def _given(self) -> list[tuple[Limit, float]]:
+        return [(kind, getattr(self, kind.field)) for kind in LIMITS if getattr(self, kind.field) is not None]
+
     def given(self) -> list[str]:
-        named = [
-            (self.max_wer, "WER <= {:g}"),
-            (self.min_rtfx, "RTFx >= {:g}"),
-            (self.max_memory_gib, "peak memory <= {:g} GiB"),
-            (self.max_latency_s, "p90 latency <= {:g} s"),
-        ]
-        return [text.format(value) for value, text in named if value is not None]  # fmt: skip
+        return [kind.rule(limit) for kind, limit in self._given()]
 
     def failed(self, row: dict) -> tuple[list[str], list[str]]:
         """The constraints this run fails, each with its figure; and the ones it could not be
         checked on (kept, said)."""
         failed, unchecked = [], []
-        if self.max_wer is not None:
-            if row["WER"] is None:
-                failed.append(f"no WER (random weights), so it cannot show WER <= {self.max_wer:g}")
-            elif row["WER"] > self.max_wer:
-                failed.append(f"WER {row['WER']:.3f} > {self.max_wer:g}")
-        if self.min_rtfx is not None:
-            if row["RTFx"] is None:
-                failed.append(f"no RTFx (no batch was timed), so it cannot show RTFx >= {self.min_rtfx:g}")
-            elif row["RTFx"] < self.min_rtfx:
-                failed.append(f"RTFx {row['RTFx']:.3g} < {self.min_rtfx:g}")
-        if self.max_memory_gib is not None:
-            if row["peak GiB"] is None:
-                unchecked.append(f"peak memory <= {self.max_memory_gib:g} GiB (peak GPU memory not measured)")
-            elif row["peak GiB"] > self.max_memory_gib:
-                failed.append(f"peak memory {row['peak GiB']:.3g} GiB > {self.max_memory_gib:g} GiB")
-        if self.max_latency_s is not None:
-            if row["p90 s"] is None:
-                failed.append(f"no p90 latency, so it cannot show p90 latency <= {self.max_latency_s:g} s")
-            elif row["p90 s"] > self.max_latency_s:
-                failed.append(f"p90 latency {row['p90 s']:.3g} s > {self.max_latency_s:g} s")
+        for kind, limit in self._given():
+            value = row[kind.column]
+            if value is None:
+                if kind.kept_if_missing:
+                    unchecked.append(f"{kind.rule(limit)} ({kind.missing})")
+                else:
+                    failed.append(f"{kind.missing}, so it cannot show {kind.rule(limit)}")
+            elif value > limit if kind.upper else value < limit:
+                figure = kind.figure.format(value)
+                failed.append(f"{kind.name} {figure}{kind.unit} {'>' if kind.upper else '<'} {limit:g}{kind.unit}")
         return failed, unchecked
 
 
