@@ -19,7 +19,7 @@ Two checks, each on the raw per-batch timings kept in every run folder:
 
 Runs that compiled or captured while a pass was timed are refused (--allow-compiles to gate
 on them anyway). Under its table the gate says, per check, the smallest slowdown it could
-fail on with this spread, and warns when that is above the check's limit
+fail on with this spread, and warns when that is over twice the check's limit
 (bench.analysis.gate_verdicts).
 
 Exit status: 0 pass, 1 regression (a table says what and by how much), 2 refused.

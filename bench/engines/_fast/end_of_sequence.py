@@ -1,12 +1,12 @@
 """The decode loop's end-of-sequence read, lagged by one step so the GPU never waits on it.
 
-What happens on CUDA, step by step: after step n the loop queues a copy of "is any row still
-unfinished" into pinned host memory and records an event behind it, then queues step n+1 and
-reads the flag of step n-1. If step n-1's event has completed (the GPU keeps up with the
-host), the read is plain memory: no wait at all. If not, the host waits on that event, while
-steps n and n+1 sit queued behind it: the host waits, the GPU does not, so this is not the
-stall of a read-back after every step, which leaves the GPU empty until the host queues the
-next step. The wait is marked (LAGGED_WAIT) so a profile counts it apart from host syncs.
+What happens on CUDA, step by step: after queueing step n the loop queues a copy of "is any
+row still unfinished" into pinned host memory and records an event behind it, then reads the
+flag of step n-1. If step n-1's event has completed (the GPU keeps up with the host), the
+read is plain memory: no wait at all. If not, the host waits on that event while step n sits
+queued behind it: the host waits, the GPU does not, so this is not the stall of a read-back
+after every step, which leaves the GPU empty until the host queues the next step. The wait
+is marked (LAGGED_WAIT) so a profile counts it apart from host syncs.
 """
 
 import torch
