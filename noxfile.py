@@ -22,7 +22,7 @@ def lint(session):
 @nox.session
 def tests(session):
     session.install(TORCH)
-    session.install("-e", ".[dev,real]")
+    session.install("-e", ".[dev,real,voice]")
     session.run(
         "python",
         "-m",
@@ -37,7 +37,7 @@ def tests(session):
 def tests_fast(session):
     """The tests under 10 s each (the ones marked slow left out): about 2 minutes on 2 cores."""
     session.install(TORCH)
-    session.install("-e", ".[dev,real]")
+    session.install("-e", ".[dev,real,voice]")
     session.run("python", "-m", "pytest", "-q", "-m", "not slow", *session.posargs, env=OFFLINE)
 
 

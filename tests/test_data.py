@@ -29,6 +29,19 @@ def test_sample_dataset_loads_exact_texts_and_durations():
     assert sum(s > 30 for s in seconds) >= 3
 
 
+def test_the_neural_sample_speaks_the_texts_of_the_sample_with_one_voice():
+    neural_manifest = json.loads((PACKAGE_DIR / "data" / "sample_neural" / "manifest.json").read_text())
+    neural = {u.id: u for u in load_utterances(compose_config("dataset=sample_neural").dataset, progress=False)}
+    # the same ids and references as `sample`, so a clip's two voices pair up
+    assert [(c["id"], c["text"]) for c in neural_manifest] == [(c["id"], c["text"]) for c in MANIFEST]
+    for clip in neural_manifest:
+        u = neural[clip["id"]]
+        assert u.reference == clip["text"] and len(u.audio) == clip["n_samples"]
+        assert 0.01 < np.abs(u.audio).max() <= 1.0
+    # its own recording, not espeak-ng's resampled: every clip differs in length from its twin
+    assert all(c["n_samples"] != e["n_samples"] for c, e in zip(neural_manifest, MANIFEST, strict=True))
+
+
 def test_sorting_longest_first_and_limit():
     cfg = compose_config("dataset=sample")
     utterances = load_utterances(cfg.dataset, limit=5, progress=False)
@@ -89,3 +102,15 @@ def test_a_missing_split_is_one_clear_error():
     cfg = compose_config("dataset=sample", "dataset.split=validation")
     with pytest.raises(BenchError, match=r"Unknown split \"validation\". Should be one of \['test'\]"):
         load_utterances(cfg.dataset, progress=False)
+
+
+def test_the_neural_voice_speaks_16_khz_samples_as_long_as_the_shipped_clip():
+    pytest.importorskip("piper", reason="piper-tts is not installed (the voice extra: pip install -e '.[voice]')")
+    from bench.data.build_sample_neural import load_voice, speak
+
+    shipped = json.loads((PACKAGE_DIR / "data" / "sample_neural" / "manifest.json").read_text())[1]
+    samples = speak(load_voice(), shipped["text"])
+    assert samples.dtype == np.int16 and 0.05 < np.abs(samples).max() / 32767 <= 1.0
+    # VITS draws its timing anew each time, by a few percent; samples left at the voice's
+    # 22.05 kHz would be 38% longer than the shipped 16 kHz clip
+    assert abs(len(samples) / shipped["n_samples"] - 1) < 0.15

