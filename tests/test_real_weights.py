@@ -6,6 +6,7 @@ openai-whisper, given the same log-mel, must pick the same tokens on every short
 the sample (a swapped q/k/v slice or a transposed matrix would not survive that)."""
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -263,3 +264,34 @@ def test_every_torch_whisper_engine_decodes_openai_whispers_tokens_on_base(base_
         with Clock(CPU) as clock:
             got = other.transcribe([u.audio for u in batch], None, clock)
         assert [t.tokens for t in got] == expected
+
+
+def test_faster_whisper_int8_is_a_setting_the_run_records_and_tables_show(tmp_path):
+    import bench.pipeline.runner
+    from bench.analysis.comparison import comparison_frame
+    from bench.analysis.runs import load_runs
+    from bench.analysis.table import format_summaries
+
+    common = ["model=whisper_tiny_en_ct2", "dataset=sample", "run.limit=2", "run.progress=false", "device=cpu"]
+    summaries = {}
+    for compute_type in ("int8", None):
+        setting = [f"engine.compute_type={compute_type}"] if compute_type else []
+        cfg = compose_config("engine=faster_whisper", *common, *setting)
+        summaries[compute_type] = bench.pipeline.runner.run(cfg, tmp_path / str(compute_type))
+    # CTranslate2 computes int8 on a CPU as int8 weights with float32 activations, and says so
+    assert summaries["int8"].dtype == "int8_float32" and summaries[None].dtype == "float32"
+    assert " int8_float32 " in format_summaries([summaries["int8"]])
+    runs = load_runs([str(tmp_path / "int8"), str(tmp_path / "None")])
+    assert runs[0].key != runs[1].key  # never matched as the same measurement by the gate or the report
+    assert sorted(comparison_frame(runs)["dtype"]) == ["float32", "int8_float32"]
+    assert "dtype" not in comparison_frame(runs[:1])  # one dtype: no column
+    from bench.analysis.recommendation import recommend
+
+    # two faster_whisper runs told apart in the recommendation too
+    assert re.search(r"^Recommended: faster_whisper at batch 1 on \S+ \(full\) in (int8_)?float32,", recommend(runs))
+
+
+def test_a_compute_type_ctranslate2_lacks_on_this_device_is_refused_with_the_ones_it_has():
+    cfg = compose_config("engine=faster_whisper", "engine.compute_type=int4")
+    with pytest.raises(BenchError, match=r"compute_type=int4: CTranslate2 on this cpu computes in .*float32"):
+        engine_class("faster_whisper")(cfg.engine, cfg.model, CPU, torch.float32, "en").load()

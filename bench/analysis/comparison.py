@@ -9,7 +9,7 @@ from bench.errors import BenchError
 from bench.pipeline.record import energy_reasons, table_row
 
 COMPARISON_COLUMNS = [
-    "engine", "patches", "weights", "model", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
+    "engine", "patches", "weights", "model", "dtype", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
     "p50 s", "p90 s", "p99 s", "TTFT p50 s", "tok/s", "peak GiB", "cold start s", "J/audio h", "cost/1k audio h",
     "cost/1k audio h 95% CI", "compiled while timed", "hardware",
 ]  # fmt: skip
@@ -24,6 +24,8 @@ def comparison_frame(runs: list[Run], hourly_price: float | None = None) -> pd.D
         frame = frame.drop(columns=COST_COLUMNS)
     if frame["TTFT p50 s"].isna().all():  # time to first text: streamed load runs only
         frame = frame.drop(columns="TTFT p50 s")
+    if frame["dtype"].nunique() <= 1:  # shown when runs differ in it (faster_whisper's int8 beside float32)
+        frame = frame.drop(columns="dtype")
     if frame["compiled while timed"].isna().all():  # shown only when a run's timings include compile work
         frame = frame.drop(columns="compiled while timed")
     return frame.sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)

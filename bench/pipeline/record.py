@@ -226,6 +226,7 @@ def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
         "patches": patches_cell(s),
         "weights": s.weights,
         "model": f"{s.model} ({s.scale})",
+        "dtype": s.dtype,
         "dataset": s.dataset.name,
         "batch": s.batch_size,
         "n": s.n_ok,

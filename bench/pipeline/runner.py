@@ -111,6 +111,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Summary:
         with progress.Saver(save_progress) as saver:  # on exit, also by an error: the last finished batch saved
             measurements = measure_side_by_side(engines, utterances, cfg.run, prior, saver)
         reports = [engine.report() for engine in engines]
+        precisions = [engine.precision for engine in engines]  # after load: what the engine settled on
         if cfg.profile:
             profile = _profile(engines[0], utterances, cfg, measurements[0], run_dir)
     finally:
@@ -123,7 +124,7 @@ def run(cfg: DictConfig, run_dir: Path) -> Summary:
     summaries = []
     for k, (engine_cfg, measurement, report) in enumerate(zip(engine_configs, measurements, reports, strict=True)):
         folder = folders[k]
-        summary = _write_run(folder, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env)
+        summary = _write_run(folder, cfg, engine_cfg, precisions[k], device, utterances, rejected, measurement, env)
         summary.engine_report = report
         summary.paired_with = [n for n in names if n != engine_cfg.name]
         summary.profile = profile.summary if profile and k == 0 else None
@@ -158,7 +159,7 @@ def _prior_session(cfg, run_dir: Path, fingerprint: dict, names: list[str]):
     return prior
 
 
-def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejected, measurement, env) -> Summary:
+def _write_run(folder: Path, cfg, engine_cfg, precision, device, utterances, rejected, measurement, env) -> Summary:
     folder.mkdir(parents=True, exist_ok=True)
     score = cfg.model.weights == "pretrained"
     rows = utterance_rows(utterances, measurement, cfg.dataset.language, score, rejected)
@@ -171,7 +172,7 @@ def _write_run(folder: Path, cfg, engine_cfg, dtype, device, utterances, rejecte
         "weights": cfg.model.weights,
         "scale": cfg.model.scale,
         "seed": cfg.model.seed,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": precision,
         "device": str(device),
         "batch_size": cfg.run.batch_size,
         "warmup_batches": cfg.run.warmup_batches,
