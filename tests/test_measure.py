@@ -144,3 +144,35 @@ def test_side_by_side_engines_take_turns_batch_by_batch():
     assert len(ma.batches) == len(mb.batches) == 2
     ratio = sum(x.processing_s for x in mb.batches) / sum(x.processing_s for x in ma.batches)
     assert 2.0 < ratio < 3.5  # 0.03 s vs 0.01 s per batch
+
+
+class Allocating(FakeEngine):
+    """Holds `megabytes` of touched memory while it transcribes, then lets it go."""
+
+    megabytes = 0
+
+    def transcribe(self, audios, target_tokens, clock):
+        held = np.ones(self.megabytes * 2**20, dtype=np.uint8)
+        try:
+            return super().transcribe(audios, target_tokens, clock)
+        finally:
+            del held
+
+
+def test_a_cpu_run_alone_records_its_process_peak_and_a_paired_one_none():
+    import resource
+
+    from bench.pipeline.measure import measure_side_by_side
+
+    def resident_now() -> int:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # enough that the process's peak must rise by 256 MiB, whatever earlier tests held
+    megabytes = (max(0, peak_before - resident_now()) >> 20) + 256
+    run = RunConfig(batch_size=2, warmup_batches=0, repeats=1, progress=False)
+    alone = measure(fake_engine(kind=Allocating, megabytes=megabytes), utterances([1.0, 1.0]), run)
+    assert alone.peak_resident_bytes >= peak_before + 200 * 2**20  # freed by the end: only a peak shows it
+    paired = measure_side_by_side([fake_engine(), fake_engine()], utterances([1.0, 1.0]), run)
+    assert [m.peak_resident_bytes for m in paired] == [None, None]

@@ -48,7 +48,7 @@ class Limit:
 LIMITS = (
     Limit("max_wer", "WER", True, "WER", "", "{:.3f}", "no WER (random weights)", False),
     Limit("min_rtfx", "RTFx", False, "RTFx", "", "{:.3g}", "no RTFx (no batch was timed)", False),
-    Limit("max_memory_gib", "peak GiB", True, "peak memory", " GiB", "{:.3g}", "peak GPU memory not measured", True),
+    Limit("max_memory_gib", "peak GiB", True, "peak memory", " GiB", "{:.3g}", "peak memory not measured", True),
     Limit("max_latency_s", "p90 s", True, "p90 latency", " s", "{:.3g}", "no p90 latency", False),
 )  # fmt: skip
 

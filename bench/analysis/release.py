@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.analysis.runs import Run, joint_rtf_samples, matching, rtf_point, wer_difference
 from bench.errors import BenchError
+from bench.pipeline.record import peak_memory_bytes
 from bench.stats import RESAMPLES
 
 
@@ -53,7 +54,7 @@ def release_frame(baseline: list[Run], candidate: list[Run], seed: int = 0) -> p
         rtfx_delta, rtfx_mark = _rtfx_mark(base, cand, rng)
         wer_delta, wer_mark = _wer_mark(base, cand, rng)
         p50_delta, p50_mark = _relative_mark(base.summary.latency_p50, cand.summary.latency_p50)
-        mem_delta, mem_mark = _relative_mark(base.summary.peak_gpu_memory_bytes, cand.summary.peak_gpu_memory_bytes)
+        mem_delta, mem_mark = _relative_mark(peak_memory_bytes(base.summary), peak_memory_bytes(cand.summary))
         rows.append(
             {
                 "engine": cand.summary.engine,

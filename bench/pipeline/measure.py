@@ -58,6 +58,8 @@ class Measurement:
     target_tokens: dict[str, int] | None = None
     failures: list[Failure] = field(default_factory=list)
     peak_memory_bytes: int | None = None
+    # on a CPU: the process's peak resident set, load included (one engine per process only)
+    peak_resident_bytes: int | None = None
     done: list[list[int]] = field(default_factory=list)  # [repeat, index] of finished batches
     oom_splits: list[dict] = field(default_factory=list)  # batches halved after running out of memory
     shape_warmups: int = 0  # untimed batches run for a batch shape no earlier call had run at
@@ -268,7 +270,18 @@ def measure_side_by_side(
     if device.type == "cuda":
         for result in results:
             result.peak_memory_bytes = max(result.peak_memory_bytes or 0, torch.cuda.max_memory_allocated(device))
+    elif len(engines) == 1:  # engines sharing a process share its peak: none is theirs alone
+        results[0].peak_resident_bytes = peak_resident_bytes()
     return results
+
+
+def peak_resident_bytes() -> int:
+    """The most memory this process has held in RAM since it started (Linux counts in KiB)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _set_cold_start(result: Measurement, seconds: float, resumed: bool) -> None:

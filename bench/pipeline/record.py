@@ -81,6 +81,8 @@ class Summary:
     decode_step_seconds: float | None = None
     decode_phase: str | None = None
     peak_gpu_memory_bytes: int | None = None
+    # a CPU run's process peak resident set (one engine in the process; a paired run has none)
+    peak_resident_memory_bytes: int | None = None
     # the GPU board's energy over the timed passes per hour of audio they transcribed (NVML)
     energy_j_per_audio_hour: float | None = None
     energy_note: str | None = None  # why energy is null
@@ -139,6 +141,7 @@ _WRITE_ORDER = (
     "model_seconds", "rtf", "rtfx", "rtfx_ci", "rtfx_ci_method", "repeat_processing_seconds", "load_seconds",
     "cold_start_seconds", "cold_start_counted", "latency_p50", "latency_p90", "latency_p99", "n_tokens",
     "decode_tokens_per_s", "decode_steps", "decode_step_seconds", "decode_phase", "peak_gpu_memory_bytes",
+    "peak_resident_memory_bytes",
     "energy_j_per_audio_hour", "energy_note", "gpu_hourly_price", "cost_per_1000_audio_hours",
     "cost_per_1000_audio_hours_ci", "wer",
     "wer_details", "wer_note", "n_empty_references", "n_missing_references", "reference_warnings", "environment",
@@ -213,6 +216,12 @@ def cost_interval(rtfx_ci: list[float] | None, hourly_price: float | None) -> li
     return [cost_per_audio_hours(rtfx_ci[1], hourly_price), cost_per_audio_hours(rtfx_ci[0], hourly_price)]
 
 
+def peak_memory_bytes(summary: Summary) -> int | None:
+    """What tables show as peak memory: on a GPU torch's peak allocation on the device, on a
+    CPU the process's peak resident set (which also holds Python, the libraries and the data)."""
+    return summary.peak_gpu_memory_bytes or summary.peak_resident_memory_bytes
+
+
 def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
     """Everything a table may show about a run, under the names tables use. Each table picks
     its columns from this one row, so a figure is computed and named in one place.
@@ -243,7 +252,7 @@ def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
         "p99 s": s.latency_p99,
         "tok/s": s.decode_tokens_per_s,
         "ms/step": 1e3 * s.decode_step_seconds if s.decode_step_seconds else None,
-        "peak GiB": s.peak_gpu_memory_bytes / 2**30 if s.peak_gpu_memory_bytes else None,
+        "peak GiB": peak_memory_bytes(s) / 2**30 if peak_memory_bytes(s) else None,
         "load s": s.load_seconds,
         "cold start s": s.cold_start_seconds,
         "TTFT p50 s": (s.online or {}).get("ttft", {}).get("p50"),

@@ -169,6 +169,7 @@ def summarize(
             ),
             "decode_phase": decode_column.removeprefix("phase_").removesuffix("_s"),
             "peak_gpu_memory_bytes": m.peak_memory_bytes,
+            "peak_resident_memory_bytes": m.peak_resident_bytes,
             "energy_j_per_audio_hour": energy,
             "energy_note": None if energy is not None else _energy_note(m, batches),
             "gpu_hourly_price": price,
