@@ -79,6 +79,12 @@ def paired_rate_difference_ci(
     return float(low), float(high)
 
 
+def rate_ci(errors, words, resamples: int, rng: np.random.Generator, confidence: float = 0.95) -> tuple[float, float]:
+    """Bootstrap interval of errors / words summed over items (utterances resampled whole): a
+    run's WER interval, the paired difference above against a system that makes no error."""
+    return paired_rate_difference_ci(np.zeros(len(words)), errors, words, resamples, rng, confidence)
+
+
 def percentiles(values, points=(50, 90, 99)) -> dict[str, float | None]:
     values = np.asarray(values, float)
     if values.size == 0:

@@ -111,6 +111,15 @@ def wer_difference(a: Run, b: Run, rng: np.random.Generator) -> WerDifference | 
     return WerDifference(float(delta), low, high, len(common))
 
 
+def wer_interval(run: Run, rng: np.random.Generator) -> tuple[float, float] | None:
+    """The run's WER 95% bootstrap interval over its scored utterances (None without a WER)."""
+    if run.summary.wer is None:
+        return None
+    rows = _scored(run)
+    errors = (rows.substitutions + rows.deletions + rows.insertions).to_numpy(float)
+    return stats.rate_ci(errors, rows.reference_words.to_numpy(float), stats.RESAMPLES, rng)
+
+
 def load_runs(paths: list[str]) -> list[Run]:
     """Run folders (with their paired/ partners), parent folders (searched for summary.json) or globs of either."""
     found: list[Path] = []

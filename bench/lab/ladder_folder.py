@@ -1,0 +1,147 @@
+"""The ladder's folder (python -m bench.ladder): README, tables, figures and recommendations,
+written from its run folders alone. The same runs give the same files byte for byte (every
+bootstrap is seeded).
+
+README.md: which bench measured the runs, the folder's findings.md (a person's reading, when
+there is one), the commands and the runs still missing; per voice a table of every engine,
+model, dtype and batch size (WER and RTFx each with its 95% interval, peak memory, cold
+start), its WER-vs-RTFx figure and the recommendation under each constraint set below; then
+the paired speed runs with their RTFx ratios and intervals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.plots import draw_wer_vs_rtfx, save
+from bench.analysis.recommendation import Constraints, recommend
+from bench.analysis.runs import Run, load_runs, wer_interval
+from bench.analysis.table import markdown
+from bench.lab.folder import recorded_commands
+from bench.lab.reference_folder import FINDINGS_FILE, provenance_lines, ratio_frame
+from bench.pipeline.record import table_row
+
+COLUMNS = ["model", "engine", "dtype", "batch", "n", "WER", "WER 95% CI", "RTFx", "RTFx 95% CI", "peak GiB",
+           "cold start s"]  # fmt: skip
+PAIRED_COLUMNS = ["engine", "batch", "n", "WER", "RTFx", "RTFx 95% CI"]
+
+
+def ladder_frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run, WER with its interval (utterances resampled, seeded per run)."""
+    rows = []
+    for run in runs:
+        row = table_row(run.summary)
+        interval = wer_interval(run, np.random.default_rng(0))
+        row["WER 95% CI"] = f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-"
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["model", "batch", "engine", "dtype"], kind="stable").reset_index(drop=True)
+
+
+def missing_lines(out: Path, rungs) -> list[str]:
+    missing = [r for r in rungs if not r.is_done(out)]
+    if not missing:
+        return []
+    lines = [f"Not measured (yet): {len(missing)} of the {len(rungs)} planned runs; the tables leave them out.", ""]
+    for rung in missing:
+        error = rung.folder(out) / "error.txt"
+        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
+        lines.append(f"- {rung.dataset}, {rung.model}, {rung.label}, batch {rung.batch_size}: {why}")
+    return [*lines, ""]
+
+
+def _timing(runs: list[Run]) -> str:
+    """How the runs were timed, each way with how many runs took it."""
+    ways: dict[str, int] = {}
+    for run in runs:
+        s = run.summary
+        kind = "paired" if s.paired_with else "alone in its process"
+        way = f"{s.warmup_batches} warm-up batch(es), then every batch timed {s.repeats} time(s), {kind}"
+        ways[way] = ways.get(way, 0) + 1
+    return "; ".join(f"{n} run(s): {way}" for way, n in ways.items())
+
+
+def _intro_lines(out: Path, runs: list[Run], rungs) -> list[str]:
+    hardware = "; ".join(sorted({r.hardware for r in runs}))
+    lines = [
+        f"# Real-weight Whisper ladder: {hardware}",
+        "",
+        "Real weights installed as packages (no download), converted for CTranslate2 and read exactly "
+        "into every engine. Two voices speak the same 30 texts: `sample` (espeak-ng, robotic) and "
+        "`sample_neural` (piper's neural en_US joe voice); neither is recorded speech "
+        "(docs/real-weights.md). RTFx = audio seconds / processing seconds (median of the passes), its "
+        "95% interval from the batches resampled within each pass; WER's 95% interval from the utterances "
+        "resampled; peak GiB is the process's peak resident memory (Python, libraries and data included); "
+        "cold start is the first batch's time after loading.",
+        "",
+        f"Timing: {_timing(runs)}.",
+        "",
+    ]
+    lines += provenance_lines(runs)
+    if (out / FINDINGS_FILE).exists():
+        lines += ["## Findings", "", (out / FINDINGS_FILE).read_text().strip(), ""]
+    lines += ["## How it was measured", "", "```bash", *recorded_commands(out, comments=True), "```", ""]
+    lines += missing_lines(out, rungs)
+    lines += ["Tables written again from the runs by:", "", "```bash", f"python -m bench.ladder --out {out} --write",
+              "```", ""]  # fmt: skip
+    return lines
+
+
+def _voice_lines(out: Path, dataset: str, runs: list[Run], constraint_sets: list[dict]) -> list[str]:
+    frame = ladder_frame(runs)
+    frame.to_csv(out / f"ladder_{dataset}.csv", index=False)
+    lines = [f"## {dataset}", "", markdown(frame)]
+    figure = draw_wer_vs_rtfx(runs)
+    if isinstance(figure, str):
+        lines += [figure, ""]
+    else:
+        save(figure, out / f"wer_vs_rtfx_{dataset}.png")
+        lines += [f"![WER vs RTFx, every run on {dataset}](wer_vs_rtfx_{dataset}.png)", ""]
+    for limits in constraint_sets or [{"title": "no constraint"}]:
+        constraints = Constraints(**{k: v for k, v in limits.items() if k != "title"})
+        lines += [f"### Recommendation with {limits['title']}", "", recommend(runs, constraints).strip(), ""]
+    return lines
+
+
+def _paired_lines(out: Path, runs: list[Run], paired: dict) -> list[str]:
+    engine = paired["engine"]
+    frame = pd.DataFrame([table_row(r.summary) for r in runs], columns=PAIRED_COLUMNS)
+    frame = frame.sort_values(["batch", "engine"], kind="stable").reset_index(drop=True)
+    ratios = ratio_frame(runs, engine)
+    ratios.to_csv(out / "paired_ratios.csv", index=False)
+    cells = [f"{r['speed-up']:.2f}x [{r.low:.2f}, {r.high:.2f}]" for _, r in ratios.iterrows()]
+    wide = ratios.assign(cell=cells).pivot(index="batch", columns="vs", values="cell").reset_index()
+    wide.columns = ["batch", *(f"{engine} vs {c}" for c in wide.columns[1:])]
+    return [
+        f"## Side by side: {engine}, {' and '.join(paired['with'])} on {paired['model']}, {paired['dataset']}",
+        "",
+        "One run per batch size with the engines taking turns batch by batch, so the machine's drift "
+        "falls on all alike; each ratio's 95% interval resamples both runs with one draw.",
+        "",
+        markdown(frame),
+        f"How many times faster {engine} is (RTFx ratio, 95% CI):",
+        "",
+        markdown(wide.fillna("-")),
+    ]
+
+
+def write_folder(out: Path, rungs, plan: dict) -> str:
+    """README.md and the tables and figures beside it, from the runs of the plan (bench.lab.ladder)
+    measured so far; returns the README text."""
+
+    def measured(kind: str) -> list[Run]:
+        return load_runs([str(out / kind)]) if any((out / kind).rglob("summary.json")) else []
+
+    runs, paired = measured("runs"), measured("paired")
+    lines = _intro_lines(out, runs + paired, rungs)
+    for dataset in [d for d in plan["datasets"] if any(r.summary.dataset.name == d for r in runs)]:
+        here = [r for r in runs if r.summary.dataset.name == dataset]
+        lines += _voice_lines(out, dataset, here, plan.get("constraints", {}).get(dataset, []))
+    if paired:
+        lines += _paired_lines(out, paired, plan["paired"])
+    text = "\n".join(lines).rstrip() + "\n"
+    (out / "README.md").write_text(text)
+    return text
