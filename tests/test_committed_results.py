@@ -156,7 +156,7 @@ def test_the_real_weight_report_is_written_again_byte_for_byte(results_copy):
 
 def test_the_readme_quotes_the_real_weight_report():
     readme = (REPO_DIR / "README.md").read_text()
-    section = readme.split("## Real weights offline")[1].split("\n## ")[0]
+    section = readme.split("## Real weights offline")[1].split("\n## ")[0].split("\n### ")[0]  # the ladder: below
     table = "\n".join(line for line in section.splitlines() if line.startswith(("| faster", "| whisper")))
     prose = section.split("compares against the references")[0]
     measured = (REPO_DIR / REAL / "comparison.md").read_text()
@@ -181,3 +181,36 @@ def test_the_load_table_is_written_again_from_its_run_folders_and_quoted_in_the_
     prose = section.split(table)[1]
     figures = {n for n in _numbers(prose) if "." in n}  # measured figures; counts (8 rows, 16 clients) aside
     assert {"5.66", "20.9", "2.38", "10.8", "0.309"} <= figures <= _numbers(table)
+
+
+LADDER = Path("results/real_weights/cpu_ladder")
+
+
+def test_the_ladder_folder_is_written_again_byte_for_byte(results_copy):
+    from bench.lab import ladder
+
+    folder = results_copy / LADDER
+    _emptied(folder, keep=lambda name: name in ("commands.txt", "findings.md"))
+    assert ladder.main(["--out", str(LADDER), "--write"]) == 0  # from the copy, as the folder was written
+    _assert_same_files(folder, REPO_DIR / LADDER)
+
+
+def test_every_figure_in_the_ladder_findings_is_one_its_tables_show():
+    readme = (REPO_DIR / LADDER / "README.md").read_text()
+    findings = (REPO_DIR / LADDER / "findings.md").read_text()
+    assert findings.strip() in readme
+    tables = readme.replace(findings.strip(), "")
+    figures = {n for n in _numbers(findings) if "." in n}
+    assert {"0.0718", "0.84", "2.44"} <= figures  # the pattern finds them
+    missing = sorted(figures - _numbers(tables))
+    assert not missing, f"figures in the ladder's findings.md that no table shows: {missing}"
+
+
+def test_the_readme_quotes_the_ladder():
+    readme = (REPO_DIR / "README.md").read_text()
+    section = readme.split("### The real-weight ladder")[1].split("\n## ")[0]
+    measured = (REPO_DIR / LADDER / "README.md").read_text()
+    figures = {n for n in _numbers(section) if "." in n}
+    assert {"0.281", "0.0596", "8.87", "0.84"} <= figures
+    missing = sorted(n for n in figures if n not in _numbers(measured))
+    assert not missing, f"figures in the README's ladder section that the ladder folder does not show: {missing}"

@@ -114,10 +114,13 @@ def draw_wer_vs_rtfx(runs: list[Run]) -> object | str:
             "measure with model.weights=pretrained to draw it."
         )
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     frame = frame.assign(label=_labels(frame))
-    for label, group in frame.groupby("label", sort=True):
-        ax.errorbar(group["RTFx"], 100 * group["WER"], xerr=_interval(group), fmt="o", capsize=3, label=label)
+    many = frame["label"].nunique() > 6  # a ladder of models and dtypes: the legend goes beside the axes
+    fig, ax = plt.subplots(figsize=(11, 5) if many else (7, 4.5))
+    colours = plt.get_cmap("tab20").colors if many else [None] * frame["label"].nunique()  # 20: enough apart
+    for (label, group), colour in zip(frame.groupby("label", sort=True), colours, strict=False):
+        ax.errorbar(group["RTFx"], 100 * group["WER"], xerr=_interval(group), fmt="o", capsize=3, label=label,
+                    color=colour)  # fmt: skip
         for _, row in group.iterrows():
             ax.annotate(f"b{row['batch']}", (row["RTFx"], 100 * row["WER"]), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)  # fmt: skip
@@ -130,7 +133,10 @@ def draw_wer_vs_rtfx(runs: list[Run]) -> object | str:
     ax.set_ylim(0, 100 * frame["WER"].max() * 1.2 or 1)  # from 0: a narrow band would magnify small gaps
     ax.set_title(title("WER vs RTFx", frame), fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, title=CI_NOTE, title_fontsize=7)
+    if many:
+        ax.legend(fontsize=7, title=CI_NOTE, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=8, title=CI_NOTE, title_fontsize=7)
     fig.tight_layout()
     return fig
 
