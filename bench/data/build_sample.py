@@ -15,6 +15,7 @@ The Wonderful Wizard of Oz (Baum, 1900), and short sentences written for this pr
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -221,31 +222,43 @@ def write_hub_shard(rows: dict[str, list], out_dir: Path, split: str = "test") -
     pq.write_table(table, out_dir / "data" / f"{split}-00000-of-00001.parquet")
 
 
+def write_sample(clips, out_dir: Path) -> None:
+    """Spoken clips, (id, int16 samples, sample rate, text, voice) each, as a shipped sample:
+    FLAC bytes in one Hub-layout Parquet shard, and manifest.json with each clip's length."""
+    import soundfile as sf
+
+    rows = {"id": [], "audio": [], "text": [], "voice": []}
+    manifest = []
+    for uid, samples, sample_rate, text, voice in clips:
+        flac = io.BytesIO()
+        sf.write(flac, samples, sample_rate, format="FLAC")
+        rows["id"].append(uid)
+        rows["audio"].append({"bytes": flac.getvalue(), "path": f"{uid}.flac"})
+        rows["text"].append(text)
+        rows["voice"].append(voice)
+        manifest.append({"id": uid, "n_samples": len(samples), "sample_rate": sample_rate, "text": text})
+    write_hub_shard(rows, out_dir)
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    seconds = [m["n_samples"] / m["sample_rate"] for m in manifest]
+    print(f"{len(manifest)} clips, {min(seconds):.1f} s to {max(seconds):.1f} s, {sum(seconds):.0f} s in all")
+
+
 def build(out_dir: Path = SAMPLE_DIR) -> None:
     import soundfile as sf
 
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: install the Debian packages espeak-ng and sox")
-    rows = {"id": [], "audio": [], "text": [], "voice": []}
-    manifest = []
-    with tempfile.TemporaryDirectory() as tmp:
+
+    def spoken(tmp: Path):
         for index, (voice, rate, text) in enumerate(CLIPS):
             uid = f"sample-{index:03d}"
-            wav = Path(tmp) / f"{uid}.wav"
-            _speak(voice, rate, text, wav)
-            samples, sample_rate = sf.read(wav, dtype="int16")
-            flac = Path(tmp) / f"{uid}.flac"
-            sf.write(flac, samples, sample_rate, format="FLAC")
-            rows["id"].append(uid)
-            rows["audio"].append({"bytes": flac.read_bytes(), "path": f"{uid}.flac"})
-            rows["text"].append(text)
-            rows["voice"].append(voice)
-            manifest.append({"id": uid, "n_samples": len(samples), "sample_rate": sample_rate, "text": text})
-    write_hub_shard(rows, out_dir)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    seconds = [m["n_samples"] / m["sample_rate"] for m in manifest]
-    print(f"{len(manifest)} clips, {min(seconds):.1f} s to {max(seconds):.1f} s, {sum(seconds):.0f} s in all")
+            _speak(voice, rate, text, tmp / f"{uid}.wav")
+            samples, sample_rate = sf.read(tmp / f"{uid}.wav", dtype="int16")
+            yield uid, samples, sample_rate, text, voice
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_sample(spoken(Path(tmp)), out_dir)
 
 
 if __name__ == "__main__":

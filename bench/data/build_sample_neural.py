@@ -17,13 +17,11 @@ other timing); the shipped files are the ones the committed results were measure
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from bench.data.build_sample import CLIPS, write_hub_shard
+from bench.data.build_sample import CLIPS, write_sample
 
 SAMPLE_NEURAL_DIR = Path(__file__).resolve().parent / "sample_neural"
 VOICE = "piper en_US-joe-medium"
@@ -49,25 +47,10 @@ def speak(voice, text: str) -> np.ndarray:
 
 
 def build(out_dir: Path = SAMPLE_NEURAL_DIR) -> None:
-    import soundfile as sf
-
     voice = load_voice()
-    rows = {"id": [], "audio": [], "text": [], "voice": []}
-    manifest = []
-    for index, (_espeak_voice, _rate, text) in enumerate(CLIPS):
-        uid = f"sample-{index:03d}"  # the ids of `sample`: a clip's two voices pair up by id
-        samples = speak(voice, text)
-        flac = io.BytesIO()
-        sf.write(flac, samples, RATE, format="FLAC")
-        rows["id"].append(uid)
-        rows["audio"].append({"bytes": flac.getvalue(), "path": f"{uid}.flac"})
-        rows["text"].append(text)
-        rows["voice"].append(VOICE)
-        manifest.append({"id": uid, "n_samples": len(samples), "sample_rate": RATE, "text": text})
-    write_hub_shard(rows, out_dir)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    seconds = [m["n_samples"] / m["sample_rate"] for m in manifest]
-    print(f"{len(manifest)} clips, {min(seconds):.1f} s to {max(seconds):.1f} s, {sum(seconds):.0f} s in all")
+    # the ids of `sample`: a clip's two voices pair up by id
+    spoken = ((f"sample-{i:03d}", speak(voice, text), RATE, text, VOICE) for i, (_, _, text) in enumerate(CLIPS))
+    write_sample(spoken, out_dir)
 
 
 if __name__ == "__main__":
