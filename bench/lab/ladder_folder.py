@@ -20,6 +20,7 @@ from bench.analysis.plots import draw_wer_vs_rtfx, save
 from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.runs import Run, load_runs, wer_interval
 from bench.analysis.table import markdown
+from bench.lab.evidence import phase_frame
 from bench.lab.folder import recorded_commands
 from bench.lab.reference_folder import FINDINGS_FILE, provenance_lines, ratio_frame
 from bench.pipeline.record import table_row
@@ -125,7 +126,19 @@ def _paired_lines(out: Path, runs: list[Run], paired: dict) -> list[str]:
         f"How many times faster {engine} is (RTFx ratio, 95% CI):",
         "",
         markdown(wide.fillna("-")),
+        "Where the time went: milliseconds per timed batch in each phase (mean over every pass), and the "
+        "decode phase over the decode steps (an engine with no prefill phase of its own counts its prefill "
+        "in its decode):",
+        "",
+        markdown(_phases(runs)),
     ]
+
+
+def _phases(runs: list[Run]) -> pd.DataFrame:
+    frame = phase_frame(runs)
+    steps = {(r.summary.engine, r.summary.batch_size): r.summary.decode_step_seconds for r in runs}
+    per_step = [steps[(e, b)] for e, b in zip(frame["engine"], frame["batch"], strict=True)]
+    return frame.assign(**{"decode ms/step": [1e3 * s if s else None for s in per_step]})
 
 
 def write_folder(out: Path, rungs, plan: dict) -> str:
