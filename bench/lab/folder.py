@@ -55,6 +55,19 @@ def recorded_commands(out: Path, comments: bool = False) -> list[str]:
     return lines if comments else [line for line in lines if not line.lstrip().startswith("#")]
 
 
+def not_measured_lines(missing: list[tuple[str, Path]], planned: int) -> list[str]:
+    """A README's list of planned runs with no finished run, each (what it is, its folder),
+    with why: the last line of its error.txt, or that it was not run yet."""
+    if not missing:
+        return []
+    lines = [f"Not measured (yet): {len(missing)} of the {planned} planned runs; the tables below leave them out.", ""]
+    for what, folder in missing:
+        error = folder / "error.txt"
+        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
+        lines.append(f"- {what}: {why}")
+    return [*lines, ""]
+
+
 def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 10) -> float:
     """Bytes per second moved by a large same-device copy (bytes read + bytes written)."""
     if device.type != "cuda":

@@ -21,8 +21,8 @@ from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.runs import Run, load_runs, wer_interval
 from bench.analysis.table import markdown
 from bench.lab.evidence import phase_frame
-from bench.lab.folder import recorded_commands
-from bench.lab.reference_folder import FINDINGS_FILE, provenance_lines, ratio_frame
+from bench.lab.folder import not_measured_lines, recorded_commands
+from bench.lab.reference_folder import FINDINGS_FILE, provenance_lines, ratio_frame, ratio_markdown
 from bench.pipeline.record import table_row
 
 COLUMNS = ["model", "engine", "dtype", "batch", "n", "WER", "WER 95% CI", "RTFx", "RTFx 95% CI", "peak GiB",
@@ -43,15 +43,9 @@ def ladder_frame(runs: list[Run]) -> pd.DataFrame:
 
 
 def missing_lines(out: Path, rungs) -> list[str]:
-    missing = [r for r in rungs if not r.is_done(out)]
-    if not missing:
-        return []
-    lines = [f"Not measured (yet): {len(missing)} of the {len(rungs)} planned runs; the tables leave them out.", ""]
-    for rung in missing:
-        error = rung.folder(out) / "error.txt"
-        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
-        lines.append(f"- {rung.dataset}, {rung.model}, {rung.label}, batch {rung.batch_size}: {why}")
-    return [*lines, ""]
+    missing = [(f"{r.dataset}, {r.model}, {r.label}, batch {r.batch_size}", r.folder(out)) for r in rungs
+               if not r.is_done(out)]  # fmt: skip
+    return not_measured_lines(missing, len(rungs))
 
 
 def _timing(runs: list[Run]) -> str:
@@ -113,9 +107,6 @@ def _paired_lines(out: Path, runs: list[Run], paired: dict) -> list[str]:
     frame = frame.sort_values(["batch", "engine"], kind="stable").reset_index(drop=True)
     ratios = ratio_frame(runs, engine)
     ratios.to_csv(out / "paired_ratios.csv", index=False)
-    cells = [f"{r['speed-up']:.2f}x [{r.low:.2f}, {r.high:.2f}]" for _, r in ratios.iterrows()]
-    wide = ratios.assign(cell=cells).pivot(index="batch", columns="vs", values="cell").reset_index()
-    wide.columns = ["batch", *(f"{engine} vs {c}" for c in wide.columns[1:])]
     return [
         f"## Side by side: {engine}, {' and '.join(paired['with'])} on {paired['model']}, {paired['dataset']}",
         "",
@@ -125,7 +116,7 @@ def _paired_lines(out: Path, runs: list[Run], paired: dict) -> list[str]:
         markdown(frame),
         f"How many times faster {engine} is (RTFx ratio, 95% CI):",
         "",
-        markdown(wide.fillna("-")),
+        ratio_markdown(ratios, engine),
         "Where the time went: milliseconds per timed batch in each phase (mean over every pass), and the "
         "decode phase over the decode steps (an engine with no prefill phase of its own counts its prefill "
         "in its decode):",

@@ -20,7 +20,7 @@ from packaging.version import Version
 
 from bench.analysis.table import markdown
 from bench.engines import faster_paths
-from bench.lab.folder import DEVICE_FILE, recorded_commands
+from bench.lab.folder import DEVICE_FILE, not_measured_lines, recorded_commands
 from bench.lab.grid import Point, is_done
 from bench.lab.speed import SECTIONS, measured_speed_points, weight_bytes
 from bench.pipeline.record import Summary
@@ -62,7 +62,7 @@ def ratio_frame(runs, baseline_engine: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["batch", "vs", "speed-up", "low", "high"])
 
 
-def _ratio_markdown(ratios: pd.DataFrame, baseline_engine: str) -> str:
+def ratio_markdown(ratios: pd.DataFrame, baseline_engine: str) -> str:
     if ratios.empty:
         return ""
     cells = ratios.assign(cell=[f"{r['speed-up']:.2f}x [{r.low:.2f}, {r.high:.2f}]" for _, r in ratios.iterrows()])
@@ -100,18 +100,8 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
     patches = _patches_when_measured(out)
     plan = [p for p in plan if not p.without or p.engine not in patches or p.without in patches[p.engine]]
-    missing = [p for p in plan if not is_done(p, out)]
-    if not missing:
-        return []
-    lines = [
-        f"Not measured (yet): {len(missing)} of the {len(plan)} planned runs; the tables below leave them out.",
-        "",
-    ]
-    for p in missing:
-        error = p.folder(out) / "error.txt"
-        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
-        lines.append(f"- {p.dataset}, {p.label}, batch {p.batch_size}: {why}")
-    return [*lines, ""]
+    missing = [(f"{p.dataset}, {p.label}, batch {p.batch_size}", p.folder(out)) for p in plan if not is_done(p, out)]
+    return not_measured_lines(missing, len(plan))
 
 
 def provenance_lines(runs) -> list[str]:
@@ -217,7 +207,7 @@ def write_folder(out: Path, plan: list[Point]) -> str:
         for engine, frame_of_engine in ratios.items():
             if not frame_of_engine.empty:
                 lines += [f"How many times faster {engine} is (RTFx ratio, 95% CI):", ""]
-                lines += [_ratio_markdown(frame_of_engine, engine)]
+                lines += [ratio_markdown(frame_of_engine, engine)]
         lines += [figure if isinstance(figure, str) else f"![RTFx vs batch size, {dataset}]({plot})", ""]
     if all_ratios:
         pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
