@@ -91,6 +91,11 @@ def _scored(run: Run) -> pd.DataFrame:
     return rows.set_index("id")
 
 
+def _errors(rows: pd.DataFrame) -> pd.Series:
+    """Word errors per utterance: substitutions, deletions and insertions."""
+    return rows.substitutions + rows.deletions + rows.insertions
+
+
 def wer_difference(a: Run, b: Run, rng: np.random.Generator) -> WerDifference | None:
     """How much higher b's WER is than a's on the utterances both scored, with the paired
     bootstrap's interval (bench.stats.paired_rate_difference_ci); None when either has no WER or
@@ -103,7 +108,7 @@ def wer_difference(a: Run, b: Run, rng: np.random.Generator) -> WerDifference | 
         return None
 
     def errors(rows):
-        return (rows.substitutions + rows.deletions + rows.insertions).loc[common].to_numpy(float)
+        return _errors(rows).loc[common].to_numpy(float)
 
     words = rows_a.reference_words.loc[common].to_numpy(float)
     low, high = stats.paired_rate_difference_ci(errors(rows_a), errors(rows_b), words, stats.RESAMPLES, rng)
@@ -116,8 +121,7 @@ def wer_interval(run: Run, rng: np.random.Generator) -> tuple[float, float] | No
     if run.summary.wer is None:
         return None
     rows = _scored(run)
-    errors = (rows.substitutions + rows.deletions + rows.insertions).to_numpy(float)
-    return stats.rate_ci(errors, rows.reference_words.to_numpy(float), stats.RESAMPLES, rng)
+    return stats.rate_ci(_errors(rows).to_numpy(float), rows.reference_words.to_numpy(float), stats.RESAMPLES, rng)
 
 
 def load_runs(paths: list[str]) -> list[Run]:

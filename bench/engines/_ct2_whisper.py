@@ -79,8 +79,7 @@ def _joined(model_id: str, folders: list[Path]) -> Path:
                     raise BenchError(f"model.id={model_id}: {path.name} is in two of its packages")
                 files[path.name] = path
     parts = sorted((name for name in files if re.fullmatch(r"model\.bin\.part\d+", name)), key=lambda n: int(n[14:]))
-    missing = [name for name in ("config.json",) if name not in files]
-    if [int(name[14:]) for name in parts] != list(range(1, len(parts) + 1)) or not parts or missing:
+    if not parts or [int(name[14:]) for name in parts] != list(range(1, len(parts) + 1)) or "config.json" not in files:
         raise BenchError(
             f"model.id={model_id}: its packages hold {', '.join(sorted(files)) or 'nothing'}, not a whole "
             "CTranslate2 folder (model.bin.part1, part2 ... numbered from 1 without a gap, and config.json); "

@@ -4,11 +4,10 @@ faster-whisper is the Whisper runtime many production teams pick over openai-whi
 same checkpoints converted to CTranslate2, which runs them in its own C++ kernels (float32
 on the CPU, float16 or bfloat16 on a GPU, or with int8 weights: engine.compute_type). bench
 runs it with openai-whisper's decoding rules, as every Whisper engine here: the prompt, the
-tokens suppressed always and first
-(`_whisper`), greedy. A batch's clips go through the steps faster-whisper's
-BatchedInferencePipeline takes for its batches (log-mel per clip padded to 30 s, one encoder
-call for every row, one greedy generate over them) without its voice-activity detection,
-which would cut the audio the other engines hear whole. Audio over 30 s goes as the other
+tokens suppressed always and first (`_whisper`), greedy. A batch's clips go through the
+steps faster-whisper's BatchedInferencePipeline takes for its batches (log-mel per clip
+padded to 30 s, one encoder call for every row, one greedy generate over them) without its
+voice-activity detection, which would cut the audio the other engines hear whole. Audio over 30 s goes as the other
 Whisper engines take it: 30 s windows one after another, each prompted with the text
 before it.
 
