@@ -43,7 +43,7 @@ def test_a_call_again_measures_only_what_is_missing_and_a_failure_does_not_stop_
         assert not (folder / "progress.json").exists()
         if folder == failing.folder(tmp_path):
             return subprocess.CompletedProcess(command, 1, "", "Traceback ...\nBenchError: out of memory\n")
-        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".hydra").mkdir(parents=True, exist_ok=True)
         (folder / "summary.json").write_text("{}")
         return subprocess.CompletedProcess(command, 0, "", "")
 
@@ -51,6 +51,7 @@ def test_a_call_again_measures_only_what_is_missing_and_a_failure_does_not_stop_
     missing = ladder.measure(rungs, tmp_path, budget_minutes=None)
     assert ran == [r.folder(tmp_path) for r in (partial, failing, fresh)]
     assert missing == [failing]
+    assert not (fresh.folder(tmp_path) / ".hydra").exists()  # Hydra's copy of config.yaml is not kept
     assert "BenchError: out of memory" in (failing.folder(tmp_path) / "error.txt").read_text()
     ran.clear()
     assert ladder.measure(rungs, tmp_path, budget_minutes=None) == [failing]

@@ -121,8 +121,9 @@ def measure(todo: list[Rung], out: Path, budget_minutes: float | None) -> list[R
             last = (done.stderr.strip().splitlines() or ["no summary.json written"])[-1]
             print(f"  failed ({folder / 'error.txt'}): {last}", flush=True)
             failed.append(rung)
-        else:
-            (folder / "__main__.log").unlink(missing_ok=True)  # what it printed is in summary.json
+        else:  # what it printed is in summary.json, its settings in config.yaml: Hydra's copies go
+            (folder / "__main__.log").unlink(missing_ok=True)
+            shutil.rmtree(folder / ".hydra", ignore_errors=True)
         longest = max(longest, time.perf_counter() - began)
     return failed
 
