@@ -3,7 +3,10 @@
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from bench.engines import engine_config_classes
+from bench.engines.whisper_patched import PATCHES as WHISPER_PATCHES
 from bench.lab import ladder
 
 
@@ -12,7 +15,7 @@ def test_the_plan_runs_every_whisper_engine_on_every_model_voice_and_batch_size(
     rungs = ladder.rungs(plan)
     whisper = {name for name, config in engine_config_classes().items() if config.family == "whisper"}
     assert set(plan["engines"]) == whisper  # a new Whisper engine joins the ladder or this fails
-    alone = [r for r in rungs if not r.paired_with]
+    alone = [r for r in rungs if not r.paired_with and not r.without]
     combos = {(r.model, r.dataset, r.batch_size) for r in alone}
     assert len(combos) == len(plan["models"]) * len(plan["datasets"]) * len(plan["batch_sizes"]) == 8
     for combo in combos:
@@ -25,6 +28,11 @@ def test_the_plan_runs_every_whisper_engine_on_every_model_voice_and_batch_size(
     assert "run.paired_with=[faster_whisper,whisper_large_v3]" in paired[0].overrides()
     assert {r.repeats for r in paired} == {3} and {r.repeats for r in alone} == {plan["repeats"]}
     assert {r.repeats for r in ladder.rungs(plan, repeats=2) if not r.paired_with} == {2}
+    ablated = [r for r in rungs if r.without]
+    assert rungs[-len(ablated) :] == ablated  # last: the least needed
+    assert [(r.without, r.batch_size) for r in ablated] == [("packed_linears", b) for b in plan["batch_sizes"]]
+    kept = [o for o in ablated[0].overrides() if o.startswith("engine.patches=")]
+    assert kept == [f"engine.patches=[{','.join(p for p in WHISPER_PATCHES if p != 'packed_linears')}]"]
     assert len({r.folder(Path("out")) for r in rungs}) == len(rungs)  # no two runs share a folder
 
 
@@ -56,3 +64,10 @@ def test_a_call_again_measures_only_what_is_missing_and_a_failure_does_not_stop_
     ran.clear()
     assert ladder.measure(rungs, tmp_path, budget_minutes=None) == [failing]
     assert ran == [failing.folder(tmp_path)]  # only the failed one again
+
+
+def test_an_ablation_of_a_patch_the_engine_lacks_is_refused():
+    plan = ladder.read_plan()
+    plan["ablation"] = {**plan["ablation"], "without": ["warp_drive"]}
+    with pytest.raises(SystemExit, match="has no patch 'warp_drive'"):
+        ladder.rungs(plan)

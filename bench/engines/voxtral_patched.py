@@ -44,6 +44,9 @@ PATCHES = {
     "back after every step, as generate does)",
     "fused_projections": "each decoder layer's q, k and v projections in one matrix product over their stacked "
     "weights, and gate and up in another (off: one product each, as stock)",
+    "packed_linears": "on the CPU in float32, every linear layer of the decoder and the output projection one "
+    "oneDNN product over its weight reordered once at load, opaque to the compiler (off: nn.Linear through the "
+    "wheel's BLAS, MKL on x86; inert on CUDA and in other dtypes)",
     "compiled_step": "the decode step through torch.compile, which fuses its many small kernels (norms, rotary, "
     "residuals): under a CUDA graph only its decoder layers, through one compiled function shared by all, so the "
     "cold start compiles one layer; where the host runs every step (CPU, cuda_graph off) the whole step, which also "
@@ -87,6 +90,7 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
         inner = self.model.model
         if "fused_projections" in self.on:
             fuse_projections(inner.language_model)
+        self.pack_decoder(inner.language_model, self.model, "lm_head")  # after fusing: the fused products too
         self.language_ids = self.processor.tokenizer.encode(f"lang:{self.language}", add_special_tokens=False)
         fe = self.processor.feature_extractor
         self.mel_filters = torch.from_numpy(fe.mel_filters).to(self.device, torch.float32)

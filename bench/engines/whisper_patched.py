@@ -40,6 +40,9 @@ PATCHES = {
     "back after every step, as generate does)",
     "fused_projections": "each decoder layer's self-attention q, k and v in one matrix product over their stacked "
     "weights (off: one product each)",
+    "packed_linears": "on the CPU in float32, every linear layer of the decoder and the output projection one "
+    "oneDNN product over its weight reordered once at load, opaque to the compiler (off: nn.Linear through the "
+    "wheel's BLAS, MKL on x86; inert on CUDA and in other dtypes)",
     "compiled_step": "the decode step through torch.compile, whole (inert without static_cache)",
     "compiled_prefill": "the encoder's layers (one compiled function for all, as voxtral_patched's) and the "
     "prefill (whole, as the step) of short batches through torch.compile, one graph per batch shape compiled in "
@@ -73,6 +76,7 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
         config = self.model.config
         if "fused_projections" in self.on:
             fuse_self_attention(self.model.model.decoder.layers)
+        self.pack_decoder(self.model.model.decoder, self.model, "proj_out")  # after fusing: the fused products too
         self.tokenizer = wh.tokenizer(config.vocab_size, self.language)
         self.n_text_ctx = config.max_target_positions
         self.feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)

@@ -7,7 +7,8 @@ The plan is data (conf/ladder.yaml): every engine listed, and each variant (fast
 in int8 beside its float32), on every model, voice and batch size, each run alone in its own
 process (`python -m bench ...`, the command users run) so its peak resident memory is its
 own; then the paired runs, engines taking turns batch by batch in one run per batch size,
-so their speed ratios are paired measurements.
+so their speed ratios are paired measurements; last, the ablation: the fast path with each
+listed patch off alone, on one model and voice, beside its own run with every patch on.
 
 A run whose folder holds a summary.json is kept: the same command again measures only what
 is missing (a folder left half-measured is measured again from scratch; a failure is kept as
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import REPO_DIR
+from bench.engines import engine_class
 from bench.lab.folder import record_command
 from bench.lab.speed import INCOMPLETE
 
@@ -47,14 +49,17 @@ class Rung:
     settings: tuple[str, ...] = ()  # Hydra overrides: the plan's, then the variant's
     paired_with: tuple[str, ...] = ()
     repeats: int = 3  # timed passes
+    without: str | None = None  # the ablation: this patch off, every other on
 
     @property
     def label(self) -> str:
         name = f"{self.engine}_{self.variant}" if self.variant else self.engine
+        if self.without:
+            return f"{name}_without_{self.without}"
         return f"{name}_with_{'_'.join(self.paired_with)}" if self.paired_with else name
 
     def folder(self, out: Path) -> Path:
-        kind = "paired" if self.paired_with else "runs"
+        kind = "paired" if self.paired_with else "ablation" if self.without else "runs"
         return out / kind / self.dataset / self.model / f"{self.label}_b{self.batch_size}"
 
     def is_done(self, out: Path) -> bool:
@@ -91,6 +96,22 @@ def rungs(plan: dict, repeats: int | None = None) -> list[Rung]:
                 out += [Rung(e, model, dataset, batch, None, settings, repeats=alone) for e in plan["engines"]]
                 out += [Rung(v["engine"], model, dataset, batch, v["label"], (*settings, *v["overrides"]), (), alone)
                         for v in plan.get("variants", [])]  # fmt: skip
+    if plan.get("ablation"):
+        out += ablation_rungs(plan["ablation"], plan["batch_sizes"], settings, alone)
+    return out
+
+
+def ablation_rungs(ablation: dict, batch_sizes, settings: tuple[str, ...], repeats: int) -> list[Rung]:
+    """The engine with each listed patch off alone, at every batch size (its run with all on is
+    the ladder's own, in runs/)."""
+    patches = list(engine_class(ablation["engine"]).PATCHES)
+    out = []
+    for patch in ablation["without"]:
+        if patch not in patches:
+            raise SystemExit(f"bench.ladder: {ablation['engine']} has no patch {patch!r}; it has: {', '.join(patches)}")
+        kept = f"engine.patches=[{','.join(p for p in patches if p != patch)}]"
+        out += [Rung(ablation["engine"], ablation["model"], ablation["dataset"], b, None, (*settings, kept),
+                     repeats=repeats, without=patch) for b in batch_sizes]  # fmt: skip
     return out
 
 

@@ -6,7 +6,8 @@ README.md: which bench measured the runs, the folder's findings.md (a person's r
 there is one), the commands and the runs still missing; per voice a table of every engine,
 model, dtype and batch size (WER and RTFx each with its 95% interval, peak memory, cold
 start), its WER-vs-RTFx figure and the recommendation under each constraint set below; then
-the paired speed runs with their RTFx ratios and intervals.
+the paired speed runs with their RTFx ratios and intervals; then the ablation, the fast path
+with a patch off beside its run with all on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bench.analysis.plots import draw_wer_vs_rtfx, save
 from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.runs import Run, load_runs, wer_interval
 from bench.analysis.table import markdown
+from bench.engines import engine_class
 from bench.lab.evidence import phase_frame
 from bench.lab.folder import not_measured_lines, recorded_commands
 from bench.lab.reference_folder import FINDINGS_FILE, provenance_lines, ratio_frame, ratio_markdown
@@ -28,6 +30,7 @@ from bench.pipeline.record import table_row
 COLUMNS = ["model", "engine", "dtype", "batch", "n", "WER", "WER 95% CI", "RTFx", "RTFx 95% CI", "peak GiB",
            "cold start s"]  # fmt: skip
 PAIRED_COLUMNS = ["engine", "batch", "n", "WER", "RTFx", "RTFx 95% CI"]
+ABLATION_COLUMNS = ["removed patch", "batch", "WER", "RTFx", "RTFx 95% CI", "decode ms/step", "cold start s"]
 
 
 def ladder_frame(runs: list[Run]) -> pd.DataFrame:
@@ -132,6 +135,28 @@ def _phases(runs: list[Run]) -> pd.DataFrame:
     return frame.assign(**{"decode ms/step": [1e3 * s if s else None for s in per_step]})
 
 
+def _ablation_lines(runs: list[Run], ablated: list[Run], ablation: dict) -> list[str]:
+    """The engine's runs with all patches on (from the ladder's own) and with each one off."""
+    engine, model, dataset = ablation["engine"], ablation["model"], ablation["dataset"]
+    patches = set(engine_class(engine).PATCHES)
+    same = [r for r in runs if (r.summary.engine, r.summary.model, r.summary.dataset.name) == (engine, model, dataset)]
+    rows = []
+    for run in sorted(same + ablated, key=lambda r: (r.summary.batch_size, sorted(patches - set(r.summary.patches)))):
+        s = run.summary
+        removed = sorted(patches - set(s.patches))
+        step = s.decode_step_seconds
+        rows.append({**table_row(s), "removed patch": ", ".join(removed) or "(none: all on)",
+                     "decode ms/step": 1e3 * step if step else None})  # fmt: skip
+    return [
+        f"## Ablation: {engine} on {model}, {dataset}, with a patch off",
+        "",
+        "Each row its own run, alone in its process, one after another (not paired: a difference "
+        "smaller than the runs' intervals is not the patch's).",
+        "",
+        markdown(pd.DataFrame(rows, columns=ABLATION_COLUMNS)),
+    ]
+
+
 def write_folder(out: Path, rungs, plan: dict) -> str:
     """README.md and the tables and figures beside it, from the runs of the plan (bench.lab.ladder)
     measured so far; returns the README text."""
@@ -139,13 +164,15 @@ def write_folder(out: Path, rungs, plan: dict) -> str:
     def measured(kind: str) -> list[Run]:
         return load_runs([str(out / kind)]) if any((out / kind).rglob("summary.json")) else []
 
-    runs, paired = measured("runs"), measured("paired")
+    runs, paired, ablated = measured("runs"), measured("paired"), measured("ablation")
     lines = _intro_lines(out, runs + paired, rungs)
     for dataset in [d for d in plan["datasets"] if any(r.summary.dataset.name == d for r in runs)]:
         here = [r for r in runs if r.summary.dataset.name == dataset]
         lines += _voice_lines(out, dataset, here, plan.get("constraints", {}).get(dataset, []))
     if paired:
         lines += _paired_lines(out, paired, plan["paired"])
+    if ablated:
+        lines += _ablation_lines(runs, ablated, plan["ablation"])
     text = "\n".join(lines).rstrip() + "\n"
     (out / "README.md").write_text(text)
     return text

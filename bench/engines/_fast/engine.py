@@ -5,6 +5,7 @@ engine class; the engine sets self.decoder (a FastDecoder) in load."""
 
 from __future__ import annotations
 
+from bench.engines._fast import packed_linears
 from bench.engines._fast.compiled_generate import inductor_cached_graphs
 from bench.engines._fast.layers import GRAPHS_PER_SHAPE, allow_recompiles
 from bench.engines.base import compiled_graphs
@@ -20,6 +21,14 @@ class FastDecodeEngine:
         if unknown:
             raise BenchError(f"unknown patch(es) {unknown}; {self.engine_cfg.name} has: {', '.join(self.PATCHES)}")
         self.on = set(self.engine_cfg.patches)
+
+    def pack_decoder(self, decoder, owner, head: str) -> None:
+        """packed_linears: the decoder's linear layers and the output projection (owner.<head>)
+        through oneDNN over weights reordered now, where the patch acts (float32 on the CPU)."""
+        self.packed_linears_active = "packed_linears" in self.on and packed_linears.available(self.device, self.dtype)
+        if self.packed_linears_active:
+            packed_linears.pack_linears(decoder)
+            setattr(owner, head, packed_linears.PackedLinear(getattr(owner, head)))
 
     def count_graphs_from_now(self) -> None:
         """Graphs compiled so far in this process, and Inductor's cache: the report counts from here."""
@@ -45,6 +54,7 @@ class FastDecodeEngine:
             "cuda_graph_active": options.graph,
             "compiled_step_active": options.compiled,
             "compiled_prefill_active": options.compiled_prefill,
+            "packed_linears_active": self.packed_linears_active,
             "compiled_scope": options.compile_scope,  # layers: one graph shared by all; step: the whole step
             # one per decode-step shape, shared by every decoder layer, and with compiled_prefill
             # one per prefill and encoder shape (none if an earlier engine in this process

@@ -48,10 +48,13 @@ class FusedProjections(nn.Module):
         if len({linear.in_features for linear in linears}) != 1:
             raise BenchError(f"fused_projections: {names} do not project the same input width")
         biases = [linear.bias for linear in linears]
+        # one nn.Linear over the stacked weights (so packed_linears lays it out as any other); made
+        # on the meta device, so nothing is allocated before its weight is set
+        width = sum(linear.out_features for linear in linears)
+        self.projection = nn.Linear(linears[0].in_features, width, bias=False, device="meta")
         with torch.no_grad():
-            self.weight = nn.Parameter(torch.cat([linear.weight for linear in linears]), requires_grad=False)
+            self.projection.weight = nn.Parameter(torch.cat([linear.weight for linear in linears]), requires_grad=False)
             # a projection without a bias (Whisper's k) adds zeros: x @ W.T + 0 is x @ W.T exactly
-            fused_bias = None
             if any(b is not None for b in biases):
                 fused_bias = torch.cat(
                     [
@@ -59,7 +62,7 @@ class FusedProjections(nn.Module):
                         for b, linear in zip(biases, linears, strict=True)
                     ]
                 )
-            self.bias = nn.Parameter(fused_bias, requires_grad=False) if fused_bias is not None else None
+                self.projection.bias = nn.Parameter(fused_bias, requires_grad=False)
         start = 0
         for name, linear in zip(names, linears, strict=True):
             # the block's Linear is dropped here, so the stacked copy is the only one kept
@@ -68,7 +71,7 @@ class FusedProjections(nn.Module):
         self.block = block
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
-        return self.block(nn.functional.linear(hidden_states, self.weight, self.bias), *args, **kwargs)
+        return self.block(self.projection(hidden_states), *args, **kwargs)
 
 
 def fuse_projections(language_model: nn.Module) -> None:

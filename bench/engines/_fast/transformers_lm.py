@@ -59,7 +59,7 @@ class TransformersLM:
 
     def initialize(self, cache, rows: int, dtype: torch.dtype) -> None:
         if hasattr(cache, "early_initialization"):  # transformers before 5.20 initialises at the first write
-            cache.early_initialization(rows, *self._heads(), dtype, self.lm_head.weight.device)
+            cache.early_initialization(rows, *self._heads(), dtype, self.embedding.weight.device)
 
     def new_cache(self, max_len: int | None):
         from transformers import DynamicCache, StaticCache
