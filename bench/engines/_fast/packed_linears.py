@@ -13,26 +13,28 @@ Inductor makes a similar trade when it freezes weights (torch._inductor.config.f
 for float32 on x86 it packs them for MKL, not oneDNN; and a oneDNN tensor cannot enter a
 compiled graph as an input. So the product is an operator of bench's own,
 bench::packed_linear, opaque to the compiler: a compiled step calls it like any aten operator,
-and it finds its reordered weight by number. The dense weight is dropped (a copy is kept only
+and it finds its reordered weight by a key: a one-element tensor of the module's own, found by
+its address (reading its value would be a scalar read, which a profile counts as a host sync).
+A tensor, not a Python int: one function compiled for every decoder layer (compiled_step under
+a graph, compiled_prefill) then takes it as an input like the layer's weights, where an int
+would be a constant of the graph and compile it again for each layer. The dense weight is dropped (a copy is kept only
 where another module shares it: Whisper's output projection is its token embedding).
 """
 
 from __future__ import annotations
 
-import itertools
 import weakref
 
 import torch
 from torch import nn
 
 _LIBRARY = torch.library.Library("bench", "DEF")
-_LIBRARY.define("packed_linear(Tensor x, Tensor? bias, int out_features, int slot) -> Tensor")
-_MODULES: dict[int, weakref.ref] = {}  # slot -> the PackedLinear holding that weight
-_SLOTS = itertools.count()
+_LIBRARY.define("packed_linear(Tensor x, Tensor? bias, int out_features, Tensor slot) -> Tensor")
+_MODULES: dict[int, weakref.ref] = {}  # its key's address -> the PackedLinear holding that weight
 
 
-def _packed_linear(x: torch.Tensor, bias: torch.Tensor | None, out_features: int, slot: int) -> torch.Tensor:
-    weight = _MODULES[slot]().packed_weight
+def _packed_linear(x: torch.Tensor, bias: torch.Tensor | None, out_features: int, slot: torch.Tensor) -> torch.Tensor:
+    weight = _MODULES[slot.data_ptr()]().packed_weight
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
 
 
@@ -58,9 +60,10 @@ class PackedLinear(nn.Module):
         self.bias = linear.bias
         with torch.no_grad():
             self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())
-        self.slot = next(_SLOTS)
-        _MODULES[self.slot] = weakref.ref(self)
-        weakref.finalize(self, _MODULES.pop, self.slot, None)
+        self.register_buffer("slot", torch.zeros(1), persistent=False)  # its address is the key
+        address = self.slot.data_ptr()
+        _MODULES[address] = weakref.ref(self)
+        weakref.finalize(self, _MODULES.pop, address, None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.bench.packed_linear(x, self.bias, self.out_features, self.slot)
