@@ -7,16 +7,18 @@ import time
 
 import pandas as pd
 import pytest
+import torch
 from run_folders import make_run
 
 import bench.pipeline.runner
 from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
+from bench.engines import engine_class
 from bench.engines.voxtral_patched import PATCHES
 from bench.lab import grid
 from bench.lab.folder import record_command, recorded_commands, without_budget
 from bench.lab.grid import Point, Settings, measure, measured_points
-from bench.lab.plans import reference_points
+from bench.lab.plans import plan_device_type, reference_points
 from bench.lab.reference import planned_points
 from bench.lab.reference_folder import ratio_frame
 
@@ -124,8 +126,11 @@ def test_reference_plan_holds_the_grid_the_ablation_and_two_profiles():
         ["synthetic", "synthetic_librispeech_like", "sample"],
         [1, 8, 32],
         [1, 32],
+        "cuda",
     )
-    assert len(points) == len(set(points)) == 4 * 3 * 3 + len(PATCHES) * 2
+    # on CUDA every patch is ablated but packed_linears, which acts on the CPU only
+    assert len(points) == len(set(points)) == 4 * 3 * 3 + (len(PATCHES) - 1) * 2
+    assert {p.without for p in points if p.without} == set(PATCHES) - {"packed_linears"}
     assert {(p.engine, p.dataset, p.batch_size) for p in points if p.profile} == {
         ("voxtral_stock", "synthetic", 1),
         ("voxtral_patched", "synthetic", 1),
@@ -194,7 +199,25 @@ def test_an_older_folder_with_one_command_file_still_reads(tmp_path):
     assert recorded_commands(tmp_path) == ["python -m bench.reference --out x"]
 
 
-def test_the_plan_is_every_command_s_points_once_in_order():
+@pytest.mark.parametrize(("device_type", "inert"), [("cuda", "packed_linears"), ("cpu", "cuda_graph")])
+def test_the_ablation_leaves_out_the_patch_inert_on_the_device(device_type, inert):
+    for engine in ("voxtral_patched", "whisper_patched"):
+        points = reference_points([engine], ["synthetic"], [], [1], device_type)
+        removed = [p.without for p in points if p.without]
+        assert removed == [p for p in engine_class(engine).PATCHES if p != inert]
+
+
+def test_a_plan_is_for_the_device_its_runs_recorded(tmp_path):
+    assert plan_device_type("cpu", None) == "cpu" and plan_device_type("cuda:1", tmp_path) == "cuda"
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert plan_device_type("auto", tmp_path) == here  # no runs yet: what auto picks here
+    run = tmp_path / "runs" / "synthetic" / "voxtral_patched_b1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"device": "cuda"}))
+    assert plan_device_type("auto", tmp_path) == "cuda"  # a GPU folder written again on a CPU machine
+
+
+def test_the_plan_is_every_command_s_points_once_in_order(tmp_path):
     commands = [
         "# a comment line is not a command",
         "python -m bench.reference --out r --datasets synthetic --engines voxtral_stock voxtral_patched "
@@ -202,7 +225,10 @@ def test_the_plan_is_every_command_s_points_once_in_order():
         "python -m bench.agreement --out a --limit 8",  # measures elsewhere: not part of the grid
         "python -m bench.speed --out r --batch-sizes 1 --ablation-batch-sizes 1",
     ]
-    plan = planned_points(commands)
+    run = tmp_path / "runs" / "synthetic" / "voxtral_stock_b1"  # the folder's runs ran on a GPU
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"device": "cuda"}))
+    plan = planned_points(commands, tmp_path)
     assert len(plan) == len(set(plan))
     assert plan[:4] == [
         Point("synthetic", "voxtral_stock", 1, profile=True),
@@ -212,7 +238,7 @@ def test_the_plan_is_every_command_s_points_once_in_order():
     ]
     # bench.speed adds compile at batch 1 and the batch-1 ablation, nothing it repeats
     assert plan[4:] == [Point("synthetic", "voxtral_compile", 1)] + [
-        Point("synthetic", "voxtral_patched", 1, without=patch) for patch in PATCHES
+        Point("synthetic", "voxtral_patched", 1, without=patch) for patch in PATCHES if patch != "packed_linears"
     ]
 
 
@@ -268,7 +294,7 @@ def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
     (done.folder(tmp_path) / "summary.json").write_text("{}")
     failed.folder(tmp_path).mkdir(parents=True)
     (failed.folder(tmp_path) / "error.txt").write_text("Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory\n")
-    lines = missing_lines(tmp_path, planned_points([command]))
+    lines = missing_lines(tmp_path, planned_points([command], tmp_path))
     assert lines[0].startswith("Not measured (yet): 3 of the 4 planned runs")
     assert "- sample, whisper_large_v3, batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
     assert "- sample, voxtral_stock, batch 8: not run yet" in lines

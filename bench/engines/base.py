@@ -69,6 +69,7 @@ class Engine(ABC):
     gate, profiles) ask it rather than test its name. Class attributes, readable unloaded:"""
 
     PATCHES: dict[str, str] = {}  # switchable patches, each ablated alone: name -> what it changes
+    PATCH_DEVICE: dict[str, str] = {}  # patches that act on one device type only (inert elsewhere): name -> type
     STOCK: str | None = None  # the engine this one is a faster path of (same weights, same tokens)
     PHASES: tuple[str, ...] = ()  # the phases it marks inside the timed region
     COMPILES: bool = False  # its cold start includes a torch.compile

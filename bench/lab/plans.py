@@ -3,13 +3,20 @@
 - the speed table: engines that declare the decoder a step streams (Engine.decoder_shape),
   for the model's family, and build random weights (Engine.RANDOM_WEIGHTS: the lab runs no
   others);
-- the ablation: engines with switchable patches (Engine.PATCHES), each patch off alone;
+- the ablation: engines with switchable patches (Engine.PATCHES), each patch off alone, but
+  not a patch that acts only on another device type (Engine.PATCH_DEVICE): off, it changes
+  nothing there, and the run would spend device time to say so;
 - profiles: engines that mark the placeholder merge as a phase of its own, one warm batch
   of 30 s clips at batch 1 (what the note that started bench claimed about);
 - ratios and the gate: engines that are a faster path of another (Engine.STOCK).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
 
 from bench.engines import engine_class, engine_config_classes, engine_names, faster_paths  # noqa: F401
 from bench.engines.base import Engine
@@ -30,6 +37,25 @@ def ablated(engine: str) -> bool:
     return bool(engine_class(engine).PATCHES)
 
 
+def ablated_patches(engine: str, device_type: str) -> list[str]:
+    """The patches the ablation switches off one at a time on this device type."""
+    cls = engine_class(engine)
+    return [p for p in cls.PATCHES if cls.PATCH_DEVICE.get(p, device_type) == device_type]
+
+
+def plan_device_type(setting: str, out: Path | None) -> str:
+    """The device type a plan runs on: the --device setting's; for "auto", the one the folder's
+    runs recorded (a GPU folder written again on a CPU machine is still planned for its GPU);
+    else the one "auto" picks here."""
+    if setting != "auto":
+        return torch.device(setting).type
+    for summary in sorted(out.glob("runs/*/*/summary.json")) if out and out.is_dir() else []:
+        device = json.loads(summary.read_text()).get("device")
+        if device:
+            return torch.device(device).type
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def streams_a_decoder(engine: str) -> bool:
     """Whether the engine declares its decoder's shape (the speed table's bandwidth needs it)."""
     return engine_class(engine).decoder_shape.__func__ is not Engine.decoder_shape.__func__
@@ -46,9 +72,10 @@ def speed_engines(model_family: str) -> list[str]:
     ]
 
 
-def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
+def speed_points(engines, batch_sizes, ablation_sizes, device_type: str) -> list[Point]:
     """Every engine at every batch size on the synthetic clips, then at each ablation batch
-    size every engine with patches: all on, and each patch off alone."""
+    size every engine with patches: all on, and each patch off alone (those acting on
+    device_type)."""
 
     def point(engine, batch_size, without=None):
         return Point(SYNTHETIC, engine, batch_size, without, not without and profiled(engine, SYNTHETIC, batch_size))
@@ -57,17 +84,19 @@ def speed_points(engines, batch_sizes, ablation_sizes) -> list[Point]:
     for b in ablation_sizes:
         for engine in (e for e in engines if ablated(e)):
             points += [p for p in [point(engine, b)] if p not in points]
-            points += [point(engine, b, patch) for patch in engine_class(engine).PATCHES]
+            points += [point(engine, b, patch) for patch in ablated_patches(engine, device_type)]
     return points
 
 
-def reference_points(engines, datasets, batch_sizes, ablation_sizes) -> list[Point]:
+def reference_points(engines, datasets, batch_sizes, ablation_sizes, device_type: str) -> list[Point]:
     """Every engine on every dataset at every batch size; on the synthetic clips the ablation too."""
     points = []
     for dataset in datasets:
         points += [Point(dataset, e, b, profile=profiled(e, dataset, b)) for b in batch_sizes for e in engines]
         if dataset == SYNTHETIC:
             points += [
-                p for p in speed_points([e for e in engines if ablated(e)], (), ablation_sizes) if p not in points
+                p
+                for p in speed_points([e for e in engines if ablated(e)], (), ablation_sizes, device_type)
+                if p not in points
             ]
     return points

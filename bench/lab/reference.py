@@ -26,28 +26,32 @@ from bench.engines import engine_names
 from bench.lab import reference_folder, speed
 from bench.lab.folder import record_command, recorded_commands
 from bench.lab.grid import Point, Settings, add_arguments, measure
-from bench.lab.plans import builds_random_weights, reference_points
+from bench.lab.plans import builds_random_weights, plan_device_type, reference_points
 from bench.lab.speed import INCOMPLETE
 
 DATASETS = reference_folder.DATASETS  # measured in this order
 
 
-def planned_points(commands: list[str]) -> list[Point]:
-    """Every point the folder's bench.reference and bench.speed commands asked for, in order."""
+def planned_points(commands: list[str], out: Path) -> list[Point]:
+    """Every point the folder's bench.reference and bench.speed commands asked for, in order
+    (out: the folder, whose runs say which device type they were planned for)."""
     plan: list[Point] = []
     for command in commands:
         words = shlex.split(command)
         if words[:3] == ["python", "-m", "bench.reference"]:
             args = parse(words[3:])
-            plan += reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
+            device_type = plan_device_type(args.device, out)
+            plan += reference_points(
+                args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type
+            )
         elif words[:3] == ["python", "-m", "bench.speed"]:
-            plan += speed.planned_points(words[3:])
+            plan += speed.planned_points(words[3:], out)
     return list(dict.fromkeys(plan))
 
 
 def write_folder(out: Path) -> str:
     """The folder's README and tables (bench.lab.reference_folder), with what its commands planned."""
-    return reference_folder.write_folder(out, planned_points(recorded_commands(out)))
+    return reference_folder.write_folder(out, planned_points(recorded_commands(out), out))
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -66,7 +70,8 @@ def parse(argv):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes)
+    device_type = plan_device_type(args.device, args.out)
+    points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type)
     args.out.mkdir(parents=True, exist_ok=True)
     record_command(args.out, "bench.reference", argv)
     if measure(points, args.out, Settings.from_args(args), args.budget_minutes):

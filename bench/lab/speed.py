@@ -40,17 +40,17 @@ from bench.lab import ceiling
 from bench.lab.evidence import ordered_phase_frame, phase_means
 from bench.lab.folder import DEVICE_FILE, record_command
 from bench.lab.grid import Point, Settings, add_arguments, measure, measured_points, model_family, summary_if_done
-from bench.lab.plans import SYNTHETIC, speed_engines, speed_points, streams_a_decoder
+from bench.lab.plans import SYNTHETIC, plan_device_type, speed_engines, speed_points, streams_a_decoder
 from bench.pipeline.record import Summary, read_batches, table_row
 
 INCOMPLETE = 3  # exit status when the time budget ran out before every point was measured
 
 
-def planned_points(argv: list[str]) -> list[Point]:
-    """The points a bench.speed command line asks for."""
+def planned_points(argv: list[str], out: Path | None) -> list[Point]:
+    """The points a bench.speed command line asks for (of the folder out, when it has runs)."""
     args = parse(argv)
     ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
-    return speed_points(args.engines, args.batch_sizes, ablation_sizes)
+    return speed_points(args.engines, args.batch_sizes, ablation_sizes, plan_device_type(args.device, out))
 
 
 def measured_speed_points(out: Path) -> list[Point]:
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         if not points:
             raise SystemExit(f"bench.speed: error: no measured speed runs under {out / 'runs' / 'synthetic'}")
     else:
-        points = planned_points(argv)
+        points = planned_points(argv, out)
         out.mkdir(parents=True, exist_ok=True)
         record_command(out, "bench.speed", [*argv, *([] if args.out else ["--out", str(out)])])
         settings = Settings.from_args(args, model=args.model, clip_seconds=args.clip_seconds)

@@ -14,6 +14,8 @@ from bench.errors import BenchError
 
 class FastDecodeEngine:
     PATCHES: dict[str, str]
+    # inert elsewhere, so the ablation plans them only on this device type
+    PATCH_DEVICE = {"cuda_graph": "cuda", "packed_linears": "cpu"}
 
     def switch_on_patches(self) -> None:
         """self.on: the engine.patches this run applies; a name the engine does not have is refused."""
