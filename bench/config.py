@@ -121,6 +121,9 @@ class ServeConfig:
     # random weights emit random tokens with no end: decode this many tokens per second of
     # audio (LibriSpeech reads at about 2.7 words, some 3.5 tokens, a second)
     random_tokens_per_second: float = 3.5
+    # other names a client may send as `model` for the one model served (OpenAI's clients send
+    # whisper-1 by default); None: whisper-1 for a Whisper engine, none for another
+    model_aliases: list[str] | None = None
 
 
 @dataclass

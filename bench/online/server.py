@@ -2,12 +2,14 @@
 transcription API, so bench.load (or any OpenAI client) measures it as it would vLLM.
 
     POST /v1/audio/transcriptions   multipart: file, model, language, response_format (json|text), stream
-    GET  /v1/models                 the one model served (and, under "bench", what serves it)
+    GET  /v1/models                 the one model served (and, under "bench", what serves it),
+                                    then each of its aliases (serve.model_aliases)
     GET  /health
 
-Requests are batched (bench.online.batcher). Refusals never touch the engine: undecodable or
-empty audio 400, an upload over serve.max_upload_mb 413, another model 404, a full queue 503
-with Retry-After. SIGINT or SIGTERM stops accepting and answers every accepted request first.
+Requests are batched (bench.online.batcher). Refusals never touch the engine: an empty
+upload, undecodable or empty audio 400, an upload over serve.max_upload_mb 413, a model
+neither served nor an alias of it 404, a full queue 503 with Retry-After. SIGINT or SIGTERM
+stops accepting and answers every accepted request first.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ from bench.online.batcher import END, Batcher, Job, token_targets
 from bench.pipeline.clock import Clock
 
 FORMATS = ("json", "text")
+WHISPER_ALIASES = ["whisper-1"]  # what OpenAI's clients send as the model by default
+
+
+def model_aliases(cfg) -> list[str]:
+    """The other names the served model answers to: serve.model_aliases, or by default
+    whisper-1 for a Whisper engine (so an OpenAI client's default request is served)."""
+    if cfg.serve.model_aliases is not None:
+        return list(cfg.serve.model_aliases)
+    return list(WHISPER_ALIASES) if cfg.engine.family == "whisper" else []
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -44,7 +55,8 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
     batcher = Batcher(engine, cfg.run.batch_size, serve.max_wait_ms / 1e3, serve.max_queue,
                       serve.random_tokens_per_second)  # fmt: skip
     limit = int(serve.max_upload_mb * 2**20)
-    served = {cfg.model.name, str(cfg.model.id)}
+    aliases = [a for a in model_aliases(cfg) if a != cfg.model.name]
+    served = {cfg.model.name, str(cfg.model.id), *aliases}
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -64,7 +76,9 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
                  "batch_size": cfg.run.batch_size, "max_wait_ms": serve.max_wait_ms, "dtype": str(engine.dtype),
                  "hardware": environment.get("hardware"), "environment": environment}  # fmt: skip
         card = {"id": cfg.model.name, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "bench": bench}
-        return {"object": "list", "data": [card]}
+        alias_cards = [{"id": alias, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "root": cfg.model.name}
+                       for alias in aliases]  # fmt: skip
+        return {"object": "list", "data": [card, *alias_cards]}
 
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request):
@@ -81,9 +95,12 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
         data = await upload.read()
         if len(data) > limit:
             return _error(413, f"the upload is over {serve.max_upload_mb:g} MB (serve.max_upload_mb)")
+        if not data:
+            return _error(400, "the upload is empty: the field 'file' holds no bytes")
         model = form.get("model")
         if model and model not in served:
-            return _error(404, f"model {model!r} is not served here; this server serves {cfg.model.name!r}")
+            names = ", ".join(repr(n) for n in [cfg.model.name, *aliases])
+            return _error(404, f"model {model!r} is not served here; this server serves {names} (serve.model_aliases)")
         language = form.get("language")
         if language and language != cfg.dataset.language:
             return _error(400, f"language {language!r}: this server transcribes {cfg.dataset.language!r}")
@@ -161,12 +178,42 @@ class GracefulServer(uvicorn.Server):
         yield
 
 
+def usage() -> str:
+    """What `python -m bench.serve --help` prints: the command, the names it takes for engine,
+    model and dataset, and the serve settings with their defaults."""
+    from omegaconf import OmegaConf
+
+    from bench.config import REPO_DIR, ServeConfig
+
+    def choices(group: str) -> str:
+        names = sorted(p.stem for p in (REPO_DIR / "conf" / group).glob("*.yaml") if not p.stem.endswith("_schema"))
+        return ", ".join(names)
+
+    settings = OmegaConf.to_yaml(OmegaConf.structured(ServeConfig)).strip().splitlines()
+    return "\n".join([
+        "usage: python -m bench.serve engine=NAME model=NAME [dataset=NAME] [setting=value ...]",
+        "",
+        __doc__.strip(),
+        "",
+        f"engine: {choices('engine')}",
+        f"model: {choices('model')}",
+        f"dataset (its language is the one served): {choices('dataset')}",
+        "",
+        "run.batch_size caps a batch; the serve settings and their defaults (serve.NAME=value):",
+        *(f"  serve.{line}" for line in settings),
+        "  (model_aliases null: whisper-1 for a Whisper engine, none for another)",
+    ])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.__main__ import check_group_choices, check_setting_names
     from bench.host.environment import environment
     from bench.lab.grid import compose
 
     overrides = list(sys.argv[1:] if argv is None else argv)
+    if {"--help", "-h"} & set(overrides):
+        print(usage())
+        return 0
     check_group_choices(overrides)
     check_setting_names(overrides)
     cfg = compose(overrides)
