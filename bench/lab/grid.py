@@ -102,6 +102,11 @@ def model_family(model: str) -> str:
     return OmegaConf.load(REPO_DIR / "conf" / "model" / f"{model}.yaml").family
 
 
+def patches_without(engine: str, patch: str) -> str:
+    """The override that runs the engine with every patch on but `patch` (an ablation run)."""
+    return f"engine.patches=[{','.join(p for p in engine_class(engine).PATCHES if p != patch)}]"
+
+
 def point_config(point: Point, settings: Settings):
     overrides = [
         f"engine={point.engine}",
@@ -119,8 +124,7 @@ def point_config(point: Point, settings: Settings):
     if settings.model and model_family(settings.model) == engine_config_classes()[point.engine].family:
         overrides.append(f"model={settings.model}")
     if point.without:
-        kept = [p for p in engine_class(point.engine).PATCHES if p != point.without]
-        overrides.append(f"engine.patches=[{','.join(kept)}]")
+        overrides.append(patches_without(point.engine, point.without))
     cfg = compose(overrides)
     clips = settings.clips(point.batch_size)
     if cfg.dataset.source == "synthetic":

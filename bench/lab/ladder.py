@@ -30,6 +30,7 @@ from pathlib import Path
 from bench.config import REPO_DIR
 from bench.engines import engine_class
 from bench.lab.folder import record_command
+from bench.lab.grid import patches_without
 from bench.lab.speed import INCOMPLETE
 
 PLAN = REPO_DIR / "conf" / "ladder.yaml"
@@ -109,7 +110,7 @@ def ablation_rungs(ablation: dict, batch_sizes, settings: tuple[str, ...], repea
     for patch in ablation["without"]:
         if patch not in patches:
             raise SystemExit(f"bench.ladder: {ablation['engine']} has no patch {patch!r}; it has: {', '.join(patches)}")
-        kept = f"engine.patches=[{','.join(p for p in patches if p != patch)}]"
+        kept = patches_without(ablation["engine"], patch)
         out += [Rung(ablation["engine"], ablation["model"], ablation["dataset"], b, None, (*settings, kept),
                      repeats=repeats, without=patch) for b in batch_sizes]  # fmt: skip
     return out

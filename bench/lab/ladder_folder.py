@@ -141,12 +141,12 @@ def _ablation_lines(runs: list[Run], ablated: list[Run], ablation: dict) -> list
     patches = set(engine_class(engine).PATCHES)
     same = [r for r in runs if (r.summary.engine, r.summary.model, r.summary.dataset.name) == (engine, model, dataset)]
     rows = []
-    for run in sorted(same + ablated, key=lambda r: (r.summary.batch_size, sorted(patches - set(r.summary.patches)))):
-        s = run.summary
-        removed = sorted(patches - set(s.patches))
-        step = s.decode_step_seconds
-        rows.append({**table_row(s), "removed patch": ", ".join(removed) or "(none: all on)",
+    for run in same + ablated:
+        s, step = run.summary, run.summary.decode_step_seconds
+        removed = ", ".join(sorted(patches - set(s.patches)))
+        rows.append({**table_row(s), "removed patch": removed or "(none: all on)", "removed": removed,
                      "decode ms/step": 1e3 * step if step else None})  # fmt: skip
+    rows.sort(key=lambda row: (row["batch"], row["removed"]))  # per batch: all on, then each patch off
     return [
         f"## Ablation: {engine} on {model}, {dataset}, with a patch off",
         "",

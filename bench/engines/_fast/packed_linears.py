@@ -17,8 +17,9 @@ and it finds its reordered weight by a key: a one-element tensor of the module's
 its address (reading its value would be a scalar read, which a profile counts as a host sync).
 A tensor, not a Python int: one function compiled for every decoder layer (compiled_step under
 a graph, compiled_prefill) then takes it as an input like the layer's weights, where an int
-would be a constant of the graph and compile it again for each layer. The dense weight is dropped (a copy is kept only
-where another module shares it: Whisper's output projection is its token embedding).
+would be a constant of the graph and compile it again for each layer. The dense weight is
+dropped (a copy is kept only where another module shares it: Whisper's output projection is
+its token embedding).
 """
 
 from __future__ import annotations
