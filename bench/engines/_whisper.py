@@ -16,15 +16,16 @@ suppressed as the first token, non-speech tokens always; greedy after that.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.engines import _ct2_whisper as ct2
 from bench.engines._fast.lengths import generated_lengths
-from bench.engines.base import DecoderShape, Engine, Transcript, share_tokens
+from bench.engines.base import DecoderShape, Engine, Transcript, run_to_end, share_tokens
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 
@@ -227,14 +228,37 @@ class WhisperEngine(Engine):
             texts = [self.tokenizer.decode(row).strip() for row in rows]
         return [Transcript(text, len(row), row) for text, row in zip(texts, rows, strict=True)]
 
-    def _windows_in_turn(self, windows: list, target: int | None, decode: Callable, clock: Clock) -> Transcript:
+    # -- long-form: a clip over 30 s, its windows one after another -----------------------------
+    def transcribe_steps(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock):
+        """A batch with a clip over 30 s: each clip's windows in turn, pausing after each window
+        (see Engine.transcribe_steps); a batch of short clips in one unit."""
+        if all(len(audio) <= WINDOW_SAMPLES for audio in audios):
+            return self.transcribe(audios, target_tokens, clock)
+        transcripts = []
+        for i, audio in enumerate(audios):
+            target = target_tokens[i] if target_tokens is not None else None
+            transcripts.append((yield from self.long_form_steps(audio, target, clock)))
+        return transcripts
+
+    def transcribe_long_form(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock):
+        """transcribe for a batch holding a clip over 30 s: every step at once."""
+        return run_to_end(self.transcribe_steps(audios, target_tokens, clock))
+
+    def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock) -> Generator[None, None, Transcript]:
+        """One clip over 30 s, a window per step (each engine says how it decodes a window)."""
+        raise NotImplementedError
+
+    def _windows_in_turn(self, windows: list, target: int | None, decode: Callable) -> Generator:
         """A long clip's 30 s windows one after another, each conditioned on the tokens decoded
-        before it: decode(j, window j's token target or None, the tokens so far) gives its tokens."""
+        before it, pausing between windows: decode(j, window j's token target or None, the
+        tokens so far) gives window j's Transcript."""
         targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
         tokens: list[int] = []
         texts = []
         for j in range(len(windows)):
-            (transcript,) = self._transcripts(decode(j, [targets[j]] if targets else None, tokens), clock)
-            tokens += transcript.tokens
+            if j:
+                yield
+            transcript = decode(j, [targets[j]] if targets else None, tokens)
+            tokens = tokens + transcript.tokens  # a new list: a decoding task may keep the one it was given
             texts.append(transcript.text)
         return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)

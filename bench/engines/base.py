@@ -9,7 +9,7 @@ engines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,6 +151,15 @@ class Engine(ABC):
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         """One batch. ``target_tokens`` is given in length-matched mode only."""
 
+    def transcribe_steps(
+        self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock
+    ) -> Generator[None, None, list[Transcript]]:
+        """transcribe, as a generator that pauses (yields) between units of work and returns the
+        transcripts. bench.serve steps it and runs other batches in the pauses, so a long clip
+        does not hold short requests back. By default one unit: the whole batch."""
+        return self.transcribe(audios, target_tokens, clock)
+        yield  # never reached: it makes this function a generator
+
     # -- streaming (bench.serve): engines that decode token by token say so ----------------------
     def streams(self, lengths: list[int]) -> bool:
         """Whether a batch of clips of these lengths can report its tokens step by step, one per
@@ -223,6 +232,21 @@ def split_into_windows(audio: np.ndarray, seconds: float = 30.0) -> list[np.ndar
     if len(audio) <= size:
         return [audio]
     return [audio[start : start + size] for start in range(0, len(audio), size)]
+
+
+def chunk_count(samples: int) -> int:
+    """The 30 s windows (chunks) a clip of this many samples is cut into: the shape both model
+    families run it at (a Whisper window, a Voxtral audio chunk)."""
+    return max(1, -(-samples // (30 * SAMPLE_RATE)))
+
+
+def run_to_end(steps: Generator):
+    """Every step of a generator, then what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def share_tokens(total: int, lengths: list[int]) -> list[int]:

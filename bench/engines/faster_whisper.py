@@ -113,20 +113,18 @@ class FasterWhisper(wh.WhisperEngine):
 
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         if any(len(audio) > wh.WINDOW_SAMPLES for audio in audios):
-            return [self._long_form(audio, clock) for audio in audios]
+            return self.transcribe_long_form(audios, None, clock)
         return self._decode(self._encode(audios, clock), [None] * len(audios), clock)
 
-    def _long_form(self, audio: np.ndarray, clock: Clock) -> Transcript:
-        """Sequential 30 s windows, each conditioned on the tokens decoded before it."""
-        tokens: list[int] = []
-        texts = []
+    def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock):
+        windows = split_into_windows(audio)
+
         # each window through the encoder on its own: CTranslate2's output cannot be cut by row
         # on the device (the other engines encode a clip's windows in one call)
-        for window in split_into_windows(audio):
-            (transcript,) = self._decode(self._encode([window], clock), [tokens], clock)
-            tokens = tokens + transcript.tokens
-            texts.append(transcript.text)
-        return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)
+        def decode(j: int, _targets, prompt: list[int]) -> Transcript:
+            return self._decode(self._encode([windows[j]], clock), [prompt], clock)[0]
+
+        return (yield from self._windows_in_turn(windows, None, decode))
 
     def _encode(self, windows: list[np.ndarray], clock: Clock):
         import ctranslate2

@@ -104,17 +104,18 @@ class WhisperHF(wh.WhisperEngine):
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         if any(len(audio) > wh.WINDOW_SAMPLES for audio in audios):
-            return [
-                self._long_form(audio, target_tokens[i] if target_tokens is not None else None, clock)
-                for i, audio in enumerate(audios)
-            ]
+            return self.transcribe_long_form(audios, target_tokens, clock)
         tokens = self._generate(audios, target_tokens, None, clock)
         return self._transcripts(tokens, clock)
 
-    def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
+    @torch.inference_mode()
+    def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock):
         windows = split_into_windows(audio)
-        decode = lambda j, targets, prompt: self._generate([windows[j]], targets, prompt, clock)  # noqa: E731
-        return self._windows_in_turn(windows, target, decode, clock)
+
+        def decode(j: int, targets: list[int] | None, prompt: list[int]) -> Transcript:
+            return self._transcripts(self._generate([windows[j]], targets, prompt, clock), clock)[0]
+
+        return (yield from self._windows_in_turn(windows, target, decode))
 
     def _generate(self, audios, targets: list[int] | None, prompt: list[int] | None, clock: Clock) -> torch.Tensor:
         rows = len(audios)

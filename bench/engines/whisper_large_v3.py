@@ -19,7 +19,7 @@ import torch
 from bench.config import EngineConfig
 from bench.engines import _whisper as wh
 from bench.engines._fast.lengths import check_budget, force_length
-from bench.engines.base import SAMPLE_RATE, Transcript, share_tokens, split_into_windows
+from bench.engines.base import SAMPLE_RATE, Transcript, split_into_windows
 from bench.pipeline.clock import Clock
 
 WINDOW_SAMPLES = 30 * SAMPLE_RATE
@@ -111,26 +111,21 @@ class WhisperLargeV3(wh.WhisperEngine):
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         if any(len(audio) > WINDOW_SAMPLES for audio in audios):
-            return [
-                self._long_form(audio, target_tokens[i] if target_tokens is not None else None, clock)
-                for i, audio in enumerate(audios)
-            ]
+            return self.transcribe_long_form(audios, target_tokens, clock)
         features = self._encode(audios, clock)
         results = self._decode(features, target_tokens, clock)
         return [Transcript(r.text.strip(), len(r.tokens), list(r.tokens)) for r in results]
 
-    def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
-        """Sequential 30 s windows, each conditioned on the tokens decoded before it."""
+    @torch.inference_mode()
+    def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock):
         windows = split_into_windows(audio)
-        targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
         features = self._encode(windows, clock)  # the encoder does not see text: all windows at once
-        tokens: list[int] = []
-        texts = []
-        for j in range(len(windows)):
-            result = self._decode(features[j : j + 1], [targets[j]] if targets else None, clock, prompt=tokens)[0]
-            tokens = tokens + result.tokens  # a new list: the task keeps the one it was given
-            texts.append(result.text.strip())
-        return Transcript(" ".join(t for t in texts if t), len(tokens), tokens)
+
+        def decode(j: int, targets: list[int] | None, prompt: list[int]) -> Transcript:
+            (result,) = self._decode(features[j : j + 1], targets, clock, prompt=prompt)
+            return Transcript(result.text.strip(), len(result.tokens), list(result.tokens))
+
+        return (yield from self._windows_in_turn(windows, target, decode))
 
     def _encode(self, windows: list[np.ndarray], clock: Clock) -> torch.Tensor:
         from whisper.audio import log_mel_spectrogram

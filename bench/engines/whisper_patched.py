@@ -169,10 +169,7 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
     @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
         if any(len(audio) > wh.WINDOW_SAMPLES for audio in audios):
-            return [
-                self._long_form(audio, target_tokens[i] if target_tokens is not None else None, clock)
-                for i, audio in enumerate(audios)
-            ]
+            return self.transcribe_long_form(audios, target_tokens, clock)
         rows = len(audios)
         if self.decoder.options.static_cache:
             padded_rows, cache_len = self.batch_shape([len(a) for a in audios])
@@ -184,13 +181,17 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
         tokens = self._decode(self._encode(audios, clock, compiled=True), target_tokens, None, clock)
         return self._transcripts(tokens[:rows], clock)
 
-    def _long_form(self, audio: np.ndarray, target: int | None, clock: Clock) -> Transcript:
+    @torch.inference_mode()
+    def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock):
         windows = split_into_windows(audio)
         features = self._encode(windows, clock)  # the encoder does not see text: all windows at once
-        if self.decoder.options.static_cache:
-            self.decoder.use_shape(1, self.n_text_ctx)
-        decode = lambda j, targets, prompt: self._decode(features[j : j + 1], targets, prompt, clock)  # noqa: E731
-        return self._windows_in_turn(windows, target, decode, clock)
+
+        def decode(j: int, targets: list[int] | None, prompt: list[int]) -> Transcript:
+            if self.decoder.options.static_cache:  # each window: other batches may run between them
+                self.decoder.use_shape(1, self.n_text_ctx)
+            return self._transcripts(self._decode(features[j : j + 1], targets, prompt, clock), clock)[0]
+
+        return (yield from self._windows_in_turn(windows, target, decode))
 
     def _decode(self, encoded: torch.Tensor, targets: list[int] | None, prompt, clock: Clock) -> torch.Tensor:
         initial = wh.initial_tokens(self.tokenizer, prompt, self.n_text_ctx)
