@@ -118,6 +118,10 @@ class ServeConfig:
     max_wait_ms: float = 10.0  # how long the first request of a batch waits for others to join it
     max_queue: int = 64  # requests accepted and not yet answered; more are refused (503, Retry-After)
     max_upload_mb: float = 25.0  # larger uploads are refused (413), as OpenAI's API does
+    # longer audio is refused (413), read from the file's header before decoding where it has
+    # one: a small file can hold hours of silence, and a request holds memory (the decoded
+    # samples, every window's encoding) in proportion to its length. 30 minutes by default
+    max_audio_seconds: float = 1800.0
     # random weights emit random tokens with no end: decode this many tokens per second of
     # audio (LibriSpeech reads at about 2.7 words, some 3.5 tokens, a second)
     random_tokens_per_second: float = 3.5

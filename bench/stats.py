@@ -103,3 +103,17 @@ def percentile_ci(values, point: float, resamples: int = RESAMPLES, seed: int = 
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(estimates, [tail, 100 - tail])
     return [float(low), float(high)]
+
+
+def proportion_ci(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson's score interval of a share (successes of n); None with no trials. Unlike the
+    plain normal interval it stays inside [0, 1] and is not empty at a share of 0 or 1."""
+    if n == 0:
+        return None
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    share = successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

@@ -25,10 +25,27 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
-def decode_audio(data: bytes | None = None, path: str | None = None) -> np.ndarray:
-    """Decode encoded audio given as bytes (preferred) or a file path."""
+class AudioTooLong(ValueError):
+    """The audio lasts longer than the caller allows (bench.serve's serve.max_audio_seconds)."""
+
+
+def decode_audio(data: bytes | None = None, path: str | None = None, max_seconds: float | None = None) -> np.ndarray:
+    """Decode encoded audio given as bytes (preferred) or a file path. With max_seconds, audio
+    longer than that raises AudioTooLong without being decoded whole: refused from the length
+    the container's header gives, or, where the header gives none, once decoding reaches it
+    (a small file of hours of silence must not decode to gigabytes of samples)."""
     source = io.BytesIO(data) if data is not None else path
     if source is None:
         raise ValueError("audio has neither bytes nor a path")
-    samples, sample_rate = sf.read(source, dtype="float32", always_2d=False)
-    return to_mono_16k(samples, sample_rate)
+    with sf.SoundFile(source) as f:
+        rate = f.samplerate
+        if max_seconds is None:
+            samples = f.read(dtype="float32", always_2d=False)
+        else:
+            limit = int(max_seconds * rate)
+            if 0 < f.frames < 2**62 and f.frames > limit:  # a known length (libsndfile: 0 or huge if unknown)
+                raise AudioTooLong(f"the audio lasts {f.frames / rate:.1f} s, over the {max_seconds:g} s allowed")
+            samples = f.read(limit + 1, dtype="float32", always_2d=False)
+            if len(samples) > limit:
+                raise AudioTooLong(f"the audio lasts over {max_seconds:g} s, the most allowed")
+    return to_mono_16k(samples, rate)

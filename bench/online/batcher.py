@@ -1,9 +1,15 @@
 """Dynamic batching: requests wait for each other (up to run.batch_size, or serve.max_wait_ms
 after the first) and one engine thread transcribes them together.
 
-The engine runs in its own thread, one batch at a time; the server's event loop only queues
-jobs and awaits their futures, so a slow batch never blocks accepting or refusing requests.
-A batch that fails is retried clip by clip, so one bad clip fails only its own request.
+A batch holds clips of one chunk count (30 s windows), as the offline path keeps short and
+long clips apart: one long clip must not turn a batch of short ones into a long-form batch.
+
+The engine runs in its own thread; the server's event loop only queues jobs and awaits their
+futures, so a slow batch never blocks accepting or refusing requests. A batch runs as steps
+(Engine.transcribe_steps: a long clip's 30 s windows one per step), and the thread takes turns
+between starting the next ready batch and stepping the batches already running, so a short
+request waits for at most one step of a long one. A batch that fails is retried clip by clip,
+so one bad clip fails only its own request.
 """
 
 from __future__ import annotations
@@ -13,32 +19,51 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bench.data.audio import SAMPLE_RATE
-from bench.engines.base import Engine, Transcript
+from bench.engines.base import Engine, Transcript, chunk_count
 from bench.pipeline.clock import Clock
 
 END = object()  # the last item of a stream
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: two requests with the same clip are two jobs
 class Job:
     audio: np.ndarray
     loop: asyncio.AbstractEventLoop
     done: asyncio.Future  # the Transcript, or the exception that failed it
     stream: asyncio.Queue | None = None  # text deltas as decoded, then END
     arrived: float = field(default_factory=time.monotonic)
+    streamed: str = ""  # the text sent to the client so far: a retry sends only what follows it
+
+    @property
+    def chunks(self) -> int:
+        return chunk_count(len(self.audio))
+
+
+@dataclass
+class _Running:
+    """A batch the engine has started: its jobs, the steps left, and its streaming listener."""
+
+    jobs: list[Job]
+    steps: Generator[None, None, list[Transcript]]
+    deltas: _Deltas | None
 
 
 class Batcher:
-    def __init__(self, engine: Engine, batch_size: int, max_wait_s: float, max_queue: int, tokens_per_second: float):
+    def __init__(self, engine: Engine, batch_size: int, max_wait_s: float, max_queue: int, tokens_per_second: float,
+                 on_batch: Callable[[list[Job]], None] | None = None):  # fmt: skip
         self.engine, self.batch_size, self.max_wait_s, self.max_queue = engine, batch_size, max_wait_s, max_queue
         self.tokens_per_second = tokens_per_second
+        self.on_batch = on_batch or (lambda jobs: None)  # told each batch the engine starts
         self.pending = 0  # accepted and not yet answered
         self._queue: deque[Job] = deque()
+        self._running: deque[_Running] = deque()
+        self._new_turn = True  # whose turn is next: a new batch (when one is ready) or a running one
         self._cv = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="bench-engine", daemon=True)
@@ -63,54 +88,76 @@ class Batcher:
             self._cv.notify()
         self._thread.join()
 
-    def _next_batch(self) -> list[Job] | None:
+    # -- the engine thread ------------------------------------------------------------------------
+    def _ready(self) -> list[Job] | None:
+        """The next batch if it may start: the oldest job and those of its chunk count after it,
+        once run.batch_size of them wait, the oldest has waited max_wait, or the server closes."""
+        if not self._queue:
+            return None
+        head = self._queue[0]
+        group = [job for job in self._queue if job.chunks == head.chunks][: self.batch_size]
+        full = len(group) == self.batch_size
+        return group if full or self._closing or time.monotonic() >= head.arrived + self.max_wait_s else None
+
+    def _next_turn(self) -> list[Job] | _Running | None:
+        """New jobs to start, or a running batch to step (turn about when there are both)."""
         with self._cv:
-            while not self._queue and not self._closing:
-                self._cv.wait()
-            if not self._queue:
-                return None
-            deadline = self._queue[0].arrived + self.max_wait_s
-            while len(self._queue) < self.batch_size and not self._closing:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cv.wait(left)
-            return [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+            while True:
+                group = self._ready()
+                if group and (self._new_turn or not self._running):
+                    for job in group:
+                        self._queue.remove(job)
+                    self._new_turn = False
+                    return group
+                if self._running:
+                    self._new_turn = True
+                    return self._running.popleft()
+                if self._closing and not self._queue:
+                    return None
+                self._cv.wait(self._queue[0].arrived + self.max_wait_s - time.monotonic() if self._queue else None)
 
     def _run(self) -> None:
-        while (jobs := self._next_batch()) is not None:
-            try:
-                self._transcribe(jobs)
-            finally:
-                with self._cv:
-                    self.pending -= len(jobs)
+        while (turn := self._next_turn()) is not None:
+            self._step(self._start(turn) if isinstance(turn, list) else turn)
 
-    def _transcribe(self, jobs: list[Job]) -> None:
-        try:
-            transcripts = self._engine_call(jobs)
-        except Exception as err:  # noqa: BLE001 - answered to the client; the server goes on
-            if len(jobs) == 1:
-                _settle(jobs[0], error=err)
-                return
-            for job in jobs:  # alone, so a bad clip fails only its own request
-                self._transcribe([job])
-            return
-        for job, transcript in zip(jobs, transcripts, strict=True):
-            _settle(job, transcript)
-
-    def _engine_call(self, jobs: list[Job]) -> list[Transcript]:
-        """One engine call, its streaming jobs listening to its tokens for its length only (a
-        retry of one clip must not feed the failed batch's listener)."""
+    def _start(self, jobs: list[Job]) -> _Running:
+        self.on_batch(jobs)
         lengths = [len(j.audio) for j in jobs]
         streaming = any(j.stream for j in jobs) and self.engine.streams(lengths)
-        if streaming:
-            self.engine.stream_to(_Deltas(self.engine, jobs))
+        targets = token_targets(self.engine, lengths, self.tokens_per_second)
+        steps = self.engine.transcribe_steps([j.audio for j in jobs], targets, Clock(self.engine.device))
+        return _Running(jobs, steps, _Deltas(self.engine, jobs) if streaming else None)
+
+    def _step(self, batch: _Running) -> None:
+        """One step of a running batch, its streaming jobs listening to the engine's tokens for
+        that step only (another batch may run before its next)."""
+        if batch.deltas:
+            self.engine.stream_to(batch.deltas)
         try:
-            targets = token_targets(self.engine, lengths, self.tokens_per_second)
-            return self.engine.transcribe([j.audio for j in jobs], targets, Clock(self.engine.device))
+            next(batch.steps)
+        except StopIteration as finished:
+            for job, transcript in zip(batch.jobs, finished.value, strict=True):
+                _settle(job, transcript)
+            self._answered(batch.jobs)
+            return
+        except Exception as err:  # noqa: BLE001 - answered to the client; the server goes on
+            if len(batch.jobs) == 1:
+                _settle(batch.jobs[0], error=err)
+                self._answered(batch.jobs)
+                return
+            alone = [self._start([job]) for job in batch.jobs]  # so a bad clip fails only its own request
+            with self._cv:
+                self._running.extendleft(reversed(alone))
+            return
         finally:
-            if streaming:
+            if batch.deltas:
                 self.engine.stream_to(None)
+        with self._cv:
+            self._running.append(batch)
+
+    def _answered(self, jobs: list[Job]) -> None:
+        with self._cv:
+            self.pending -= len(jobs)
 
 
 def token_targets(engine: Engine, lengths: list[int], tokens_per_second: float) -> list[int] | None:
@@ -127,7 +174,6 @@ class _Deltas:
     def __init__(self, engine: Engine, jobs: list[Job]):
         self.engine, self.jobs = engine, jobs
         self.ids: list[list[int]] = [[] for _ in jobs]
-        self.sent = ["" for _ in jobs]
 
     def __call__(self, tokens) -> None:
         row_tokens = tokens.tolist()
@@ -136,10 +182,12 @@ class _Deltas:
                 continue
             self.ids[row].append(row_tokens[row])
             text = self.engine.text_of(self.ids[row])
-            # a token can end inside a character (byte-level BPE): send only text that has grown
-            if text.startswith(self.sent[row]) and len(text) > len(self.sent[row]) and "\ufffd" not in text:
-                job.loop.call_soon_threadsafe(job.stream.put_nowait, text[len(self.sent[row]) :])
-                self.sent[row] = text
+            # a token can end inside a character (byte-level BPE): send only text that has grown.
+            # Compared with what the job has sent, not what this batch has: a retry of the clip
+            # after its batch failed decodes the same text again, and sends only what is new
+            if text.startswith(job.streamed) and len(text) > len(job.streamed) and "\ufffd" not in text:
+                job.loop.call_soon_threadsafe(job.stream.put_nowait, text[len(job.streamed) :])
+                job.streamed = text
 
 
 def _settle(job: Job, transcript: Transcript | None = None, error: Exception | None = None) -> None:

@@ -1,12 +1,15 @@
 """python -m bench.load --url URL [dataset=...] --concurrency 1,4,16: replay a dataset against
 any OpenAI-compatible transcription endpoint (bench.serve, vLLM, ...) and write a run folder
 per concurrency level: every request's latency, time to first text (with --stream), audio
-seconds, status and transcript; throughput RTFx and latency percentiles with their 95% CIs.
+seconds, status and transcript; throughput RTFx and latency percentiles with their 95% CIs;
+with --slo-p99-s, goodput; from a server with /metrics (bench.serve), the batch sizes it formed
+and its compiles after start-up.
 
     python -m bench.load --url http://127.0.0.1:8000 --concurrency 1,4,16 --out runs/load
     python -m bench.load --url http://gpu:8000 dataset=librispeech_test_clean run.limit=200 --stream
     python -m bench.load --url ... --rate 8 --arrival poisson      # open loop: 8 requests a second
     python -m bench.load --serve "engine=whisper_patched model=whisper_tiny_en" --concurrency 1,4,16
+    python -m bench.load --url ... --slo-p99-s 2                    # goodput: the share answered in 2 s
 
 Closed loop by default (each of `concurrency` clients sends its next clip when answered);
 --rate R sends R a second (poisson or uniform gaps), at most `concurrency` in flight. Each
@@ -31,6 +34,7 @@ import soundfile as sf
 from bench.data.audio import SAMPLE_RATE
 from bench.errors import BenchError
 from bench.online.load_folder import LEVEL_FILE, load_table, read_records, write_level
+from bench.online.metrics import COMPILES, GRAPH_CAPTURES, batch_sizes, gauge, samples
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
@@ -91,8 +95,29 @@ async def _read_events(response, start: float) -> tuple[str, float | None]:
     return text, first
 
 
+def scrape(base_url: str) -> dict | None:
+    """The server's /metrics, parsed (None: it has none, or not in Prometheus' text format)."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{base_url}/metrics", timeout=30)
+        return samples(response.text) if response.status_code == 200 else None
+    except Exception:  # noqa: BLE001 - an endpoint without /metrics is still measured
+        return None
+
+
+def server_metrics(before: dict | None, after: dict | None) -> dict:
+    """What the server says it did during a session: the batch sizes it formed, and its
+    compiles (and CUDA graph captures) since start-up; None where it does not say."""
+    if before is None or after is None:
+        return {"batch_sizes": None, "compiles_after_startup": None, "graph_captures_after_startup": None}
+    return {"batch_sizes": batch_sizes(before, after), "compiles_after_startup": gauge(after, COMPILES),
+            "graph_captures_after_startup": gauge(after, GRAPH_CAPTURES)}  # fmt: skip
+
+
 async def run_level(url, model, clips, level: int, args, folder: Path, done: set[int]) -> None:
-    """Send the level's requests not in `done`, appending each result to the folder's log."""
+    """Send the level's requests not in `done`, appending each result to the folder's log, and
+    after them what the server's /metrics say it did meanwhile."""
     import httpx
 
     rng = np.random.default_rng(args.seed + level)
@@ -100,6 +125,8 @@ async def run_level(url, model, clips, level: int, args, folder: Path, done: set
     limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
     slots, started = asyncio.Semaphore(level), time.perf_counter()
     session = {"started": time.time(), "requests": len(todo)}
+    base_url = url.removesuffix("/v1/audio/transcriptions")
+    before = await asyncio.to_thread(scrape, base_url)
     with (folder / LEVEL_FILE).open("a") as log:
         log.write(json.dumps({"session": session}) + "\n")
         log.flush()
@@ -124,6 +151,8 @@ async def run_level(url, model, clips, level: int, args, folder: Path, done: set
                     await asyncio.sleep(gap)
                 tasks.append(asyncio.create_task(one(i, client)))
             await asyncio.gather(*tasks)
+        after = await asyncio.to_thread(scrape, base_url)
+        log.write(json.dumps({"server_metrics": server_metrics(before, after)}) + "\n")
 
 
 def served_model(url: str, wanted: str | None) -> dict:
@@ -155,6 +184,8 @@ def parse_args(argv):
     parser.add_argument("--duration", type=float, help="seconds per level at most")
     parser.add_argument("--stream", action="store_true", help="ask for streamed text: records time to first text")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one request may take")
+    parser.add_argument("--slo-p99-s", type=float, help="a latency objective: goodput is the share of requests "
+                        "answered within it (as vllm bench serve's --goodput)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/load") / time.strftime("%Y-%m-%d/%H-%M-%S"))
     parser.add_argument("--resume", action="store_true", help="continue the levels a killed client left")
     parser.add_argument("--seed", type=int, default=0)

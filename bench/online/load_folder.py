@@ -45,7 +45,48 @@ def _lines(folder: Path) -> list[dict]:
 
 
 def read_records(folder: Path) -> list[dict]:
-    return [line for line in _lines(folder) if "session" not in line]
+    return [line for line in _lines(folder) if "i" in line]
+
+
+def read_server_metrics(folder: Path) -> dict:
+    """What the server's /metrics said of the level, over its sessions: the batches it formed
+    by size (summed), its compiles and graph captures after start-up (the last session's count:
+    a server's counts since its own start). None where a session's server did not say."""
+    said = [line["server_metrics"] for line in _lines(folder) if "server_metrics" in line]
+    sizes = [s["batch_sizes"] for s in said]
+    total = None
+    if said and all(n is not None for n in sizes):
+        total = {}
+        for counts in sizes:
+            for size, n in counts.items():
+                total[int(size)] = total.get(int(size), 0) + n
+        total = dict(sorted(total.items()))
+    last = said[-1] if said else {}
+    return {"batch_sizes": total, "compiles_after_startup": last.get("compiles_after_startup"),
+            "graph_captures_after_startup": last.get("graph_captures_after_startup")}  # fmt: skip
+
+
+def ttft_note(ttft_count: int, answered: int, streamed: bool) -> str | None:
+    """Why time to first text is missing for some or all answers (None: every answer has one)."""
+    if not streamed:
+        return "not measured: the requests were not streamed (bench.load --stream)"
+    if ttft_count == 0:
+        return "no answer sent text before its end (the server streams no deltas for this engine or these clips)"
+    if ttft_count < answered:
+        return (f"over the {ttft_count} of {answered} answers that sent text before their end; the other "
+                f"{answered - ttft_count} came whole (e.g. a long clip, which is not streamed)")  # fmt: skip
+    return None
+
+
+def goodput(rows: pd.DataFrame, slo_s: float | None) -> dict | None:
+    """The share of requests answered (200) within the latency objective, every request sent
+    counted (a refusal or a failure misses it), with Wilson's 95% interval."""
+    if slo_s is None:
+        return None
+    good = int(((rows.status == "ok") & (rows.latency_s <= slo_s)).sum())
+    return {"slo_s": slo_s, "good": good, "requests": len(rows), "share": good / len(rows) if len(rows) else None,
+            "ci": stats.proportion_ci(good, len(rows)), "method": "answered with status 200 within slo_s, over "
+            "every request sent; Wilson's 95% score interval"}  # fmt: skip
 
 
 def read_sessions(folder: Path) -> list[dict]:
@@ -91,6 +132,8 @@ def write_level(folder: Path, cfg, utterances, card: dict, url: str, level: int,
         "throughput_requests_per_s": len(ok) / wall if wall else None, "throughput_method": THROUGHPUT_METHOD,
         "latency_ci": {f"p{p}": stats.percentile_ci(latency, p) for p in (50, 90, 99)},
         "ttft": stats.percentiles(ttft), "ttft_ci": {f"p{p}": stats.percentile_ci(ttft, p) for p in (50, 90, 99)},
+        "ttft_note": ttft_note(len(ttft), len(ok), args.stream), "goodput": goodput(rows, args.slo_p99_s),
+        **read_server_metrics(folder),
         "server_environment": served.get("environment"),
     }  # fmt: skip
     p = stats.percentiles(latency)
@@ -147,18 +190,46 @@ def _rows(records: list[dict], references: dict, language: str, score: bool) -> 
 
 
 def load_table(folders: list[Path]) -> str:
-    """Throughput and latency against concurrency, one row per level."""
-    out = []
+    """Throughput and latency against concurrency, one row per level; then what the server
+    said it did (the batch sizes it formed, its compiles after start-up), and why a figure is
+    missing where one is."""
+    out, server, notes = [], [], {}
     for folder in folders:
         s = Summary.read(folder)
         o, ci = s.online, s.online["latency_ci"]
-        out.append({"concurrency": s.batch_size, "requests": s.n_utterances, "failed": s.n_failed, "RTFx": s.rtfx,
-                    "RTFx 95% CI": _interval(s.rtfx_ci), "req/s": o["throughput_requests_per_s"],
-                    "p50 s": s.latency_p50, "p50 95% CI": _interval(ci["p50"]), "p99 s": s.latency_p99,
-                    "p99 95% CI": _interval(ci["p99"]), "TTFT p50 s": o["ttft"]["p50"], "WER": s.wer})  # fmt: skip
+        row = {"concurrency": s.batch_size, "requests": s.n_utterances, "failed": s.n_failed, "RTFx": s.rtfx,
+               "RTFx 95% CI": _interval(s.rtfx_ci), "req/s": o["throughput_requests_per_s"],
+               "p50 s": s.latency_p50, "p50 95% CI": _interval(ci["p50"]), "p99 s": s.latency_p99,
+               "p99 95% CI": _interval(ci["p99"]), "TTFT p50 s": _or_na(o["ttft"]["p50"])}  # fmt: skip
+        if good := o.get("goodput"):
+            row[f"goodput (<= {good['slo_s']:g} s)"] = good["share"]
+            row["goodput 95% CI"] = _interval(good["ci"])
+        out.append(row | {"WER": s.wer})
+        server.append({"concurrency": s.batch_size, "batches by size": _sizes(o.get("batch_sizes")),
+                       "compiles after start-up": _or_na(o.get("compiles_after_startup")),
+                       "graph captures after start-up": _or_na(o.get("graph_captures_after_startup"))})  # fmt: skip
+        if o.get("ttft_note"):
+            notes.setdefault(("TTFT", o["ttft_note"]), []).append(str(s.batch_size))
+        if o.get("batch_sizes") is None:
+            unknown = "n/a: the server has no bench /metrics, so its batches and compiles are not known"
+            notes.setdefault(("Server", unknown), []).append(str(s.batch_size))
     first = Summary.read(folders[0])
     title = f"# Load: {first.model} at {first.online['url']} ({first.engine}), {first.dataset.name}\n\n"
-    return title + f"Server hardware: {first.hardware}\n\n" + markdown(pd.DataFrame(out))
+    lines = [f"Server hardware: {first.hardware}\n", markdown(pd.DataFrame(out))]
+    lines += ["What the server did (its /metrics before and after each level: batches it ran, by clips per batch):\n",
+              markdown(pd.DataFrame(server))]  # fmt: skip
+    lines += [f"{what} at concurrency {', '.join(levels)}: {note}.\n" for (what, note), levels in notes.items()]
+    return title + "\n".join(lines)
+
+
+def _sizes(counts: dict | None) -> str:
+    if counts is None:
+        return "n/a"
+    return ", ".join(f"{size}: {n}" for size, n in sorted((int(k), v) for k, v in counts.items())) or "none"
+
+
+def _or_na(value):
+    return "n/a" if value is None else value
 
 
 def _interval(ci) -> str:

@@ -2,14 +2,17 @@
 transcription API, so bench.load (or any OpenAI client) measures it as it would vLLM.
 
     POST /v1/audio/transcriptions   multipart: file, model, language, response_format (json|text), stream
-    GET  /v1/models                 the one model served (and, under "bench", what serves it),
-                                    then each of its aliases (serve.model_aliases)
+    GET  /v1/models                 the one model served (and, under "bench", what serves it and
+                                    the compiles since start-up), then each of its aliases
+    GET  /metrics                   Prometheus' text format: requests by status, queue depth,
+                                    batch sizes, latency, audio seconds, compiles after start-up
     GET  /health
 
-Requests are batched (bench.online.batcher). Refusals never touch the engine: an empty
-upload, undecodable or empty audio 400, an upload over serve.max_upload_mb 413, a model
-neither served nor an alias of it 404, a full queue 503 with Retry-After. SIGINT or SIGTERM
-stops accepting and answers every accepted request first.
+Requests are batched (bench.online.batcher). Refusals never touch the engine and each says why
+in a sentence: a body that is not a multipart form, a form without one file in 'file', an empty
+upload, undecodable or unusable audio 400; an upload over serve.max_upload_mb or audio longer
+than serve.max_audio_seconds 413; a model neither served nor an alias of it 404; a full queue
+503 with Retry-After. SIGINT or SIGTERM stops accepting and answers every accepted request first.
 """
 
 from __future__ import annotations
@@ -18,23 +21,28 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from contextlib import asynccontextmanager, contextmanager
 
-import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
-from bench.data.audio import SAMPLE_RATE, decode_audio
+from bench.data.audio import SAMPLE_RATE, AudioTooLong, decode_audio
 from bench.data.utterance import audio_problem
+from bench.engines.base import compiled_graphs
 from bench.errors import BenchError
-from bench.online.batcher import END, Batcher, Job, token_targets
-from bench.pipeline.clock import Clock
+from bench.online.batcher import END, Batcher, Job
+from bench.online.metrics import ServerMetrics
+from bench.online.warmup import warm_every_shape
 
 FORMATS = ("json", "text")
 WHISPER_ALIASES = ["whisper-1"]  # what OpenAI's clients send as the model by default
+ROUTE = "/v1/audio/transcriptions"
 
 
 def model_aliases(cfg) -> list[str]:
@@ -51,12 +59,17 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 
 
 def create_app(engine, cfg, environment: dict) -> FastAPI:
+    """The app around a loaded, warm engine (load_engine): compiles counted from here on."""
     serve = cfg.serve
+    compiles_at_start, captures_at_start = compiled_graphs(), engine.graph_captures()
+    compiles = lambda: compiled_graphs() - compiles_at_start  # noqa: E731
+    captures = lambda: engine.graph_captures() - captures_at_start  # noqa: E731
+    on_batch = lambda jobs: metrics.batch_size.observe(len(jobs))  # noqa: E731
     batcher = Batcher(engine, cfg.run.batch_size, serve.max_wait_ms / 1e3, serve.max_queue,
-                      serve.random_tokens_per_second)  # fmt: skip
-    limit = int(serve.max_upload_mb * 2**20)
+                      serve.random_tokens_per_second, on_batch)  # fmt: skip
+    metrics = ServerMetrics(cfg.run.batch_size, lambda: batcher.pending, compiles, captures)
     aliases = [a for a in model_aliases(cfg) if a != cfg.model.name]
-    served = {cfg.model.name, str(cfg.model.id), *aliases}
+    request = _Requests(cfg, batcher, metrics, {cfg.model.name, str(cfg.model.id), *aliases}, aliases)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -66,40 +79,87 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
 
     app = FastAPI(title="bench.serve", lifespan=lifespan)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException):
+        """A wrong route or method, in OpenAI's error form with a sentence (not {"detail": ...})."""
+        if err.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}; "
+                               f"{'POST a multipart form' if request.url.path == ROUTE else 'use GET'}")  # fmt: skip
+        if err.status_code == 404:
+            return _error(404, f"no route {request.url.path}: this server has {ROUTE}, /v1/models, /metrics, /health")
+        return _error(err.status_code, str(err.detail))
+
     @app.get("/health")
     async def health():
         return {"status": "ok", "engine": cfg.engine.name, "model": cfg.model.name, "pending": batcher.pending}
 
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/v1/models")
     async def models():
         bench = {"engine": cfg.engine.name, "weights": cfg.model.weights, "scale": cfg.model.scale,
-                 "batch_size": cfg.run.batch_size, "max_wait_ms": serve.max_wait_ms, "dtype": str(engine.dtype),
+                 "batch_size": cfg.run.batch_size, "max_wait_ms": serve.max_wait_ms,
+                 "max_audio_seconds": serve.max_audio_seconds, "dtype": str(engine.dtype),
+                 "compiles_after_startup": compiles(), "graph_captures_after_startup": captures(),
                  "hardware": environment.get("hardware"), "environment": environment}  # fmt: skip
         card = {"id": cfg.model.name, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "bench": bench}
         alias_cards = [{"id": alias, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "root": cfg.model.name}
                        for alias in aliases]  # fmt: skip
         return {"object": "list", "data": [card, *alias_cards]}
 
-    @app.post("/v1/audio/transcriptions")
-    async def transcriptions(request: Request):
-        if int(request.headers.get("content-length") or 0) > limit + 2**16:  # the form's own bytes besides
-            return _error(413, f"the upload is over {serve.max_upload_mb:g} MB (serve.max_upload_mb)")
+    @app.post(ROUTE)
+    async def transcriptions(http: Request):
+        arrived = time.monotonic()
+        response = await request.answer(http, arrived)
+        metrics.requests.labels(str(response.status_code)).inc()
+        if not isinstance(response, StreamingResponse):  # a stream observes its latency at its end
+            metrics.latency.observe(time.monotonic() - arrived)
+        return response
+
+    return app
+
+
+class _Requests:
+    """What POST /v1/audio/transcriptions does with one request: check it, queue it, answer it."""
+
+    def __init__(self, cfg, batcher: Batcher, metrics: ServerMetrics, served: set[str], aliases: list[str]):
+        self.cfg, self.serve, self.batcher, self.metrics = cfg, cfg.serve, batcher, metrics
+        self.served, self.aliases = served, aliases
+        self.limit = int(cfg.serve.max_upload_mb * 2**20)
+
+    def too_big(self) -> JSONResponse:
+        return _error(413, f"the upload is over {self.serve.max_upload_mb:g} MB (serve.max_upload_mb)")
+
+    async def answer(self, http: Request, arrived: float):
+        serve, cfg = self.serve, self.cfg
+        if int(http.headers.get("content-length") or 0) > self.limit + 2**16:  # the form's own bytes besides
+            return self.too_big()
+        kind = http.headers.get("content-type", "").split(";")[0].strip()
+        if kind != "multipart/form-data":
+            return _error(400, f"the body is {kind or 'untyped'}: send a multipart/form-data form, the audio "
+                               "in its field 'file'")  # fmt: skip
         try:
-            form = await request.form(max_files=1, max_part_size=limit + 1)
+            form = await http.form(max_files=1, max_part_size=self.limit + 1)
         except Exception as err:  # noqa: BLE001 - a malformed or oversized form
-            too_big = "maximum" in str(err).lower() or "exceed" in str(err).lower()
-            return _error(413 if too_big else 400, f"could not read the form: {err}")
+            detail = str(getattr(err, "detail", err))
+            if "exceeded maximum size" in detail:
+                return self.too_big()
+            if "too many files" in detail.lower():
+                return _error(400, "the form holds more than one file: send one, in the field 'file'")
+            return _error(400, f"could not read the form: {detail}")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             return _error(400, "no audio: send it as the multipart field 'file'")
         data = await upload.read()
-        if len(data) > limit:
-            return _error(413, f"the upload is over {serve.max_upload_mb:g} MB (serve.max_upload_mb)")
+        if len(data) > self.limit:
+            return self.too_big()
         if not data:
             return _error(400, "the upload is empty: the field 'file' holds no bytes")
         model = form.get("model")
-        if model and model not in served:
-            names = ", ".join(repr(n) for n in [cfg.model.name, *aliases])
+        if model and model not in self.served:
+            names = ", ".join(repr(n) for n in [cfg.model.name, *self.aliases])
             return _error(404, f"model {model!r} is not served here; this server serves {names} (serve.model_aliases)")
         language = form.get("language")
         if language and language != cfg.dataset.language:
@@ -109,46 +169,50 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
             return _error(400, f"response_format {response_format!r}: use json or text")
         stream = str(form.get("stream") or "false").lower() == "true"
         try:
-            audio = await run_in_threadpool(decode_audio, data)
+            audio = await run_in_threadpool(decode_audio, data, None, serve.max_audio_seconds)
+        except AudioTooLong as err:
+            return _error(413, f"{err} (serve.max_audio_seconds)")
         except Exception as err:  # noqa: BLE001 - whatever soundfile makes of the bytes
             return _error(400, f"could not decode the audio: {type(err).__name__}: {err}".splitlines()[0])
         if problem := audio_problem(audio):
             return _error(400, f"unusable audio: {problem}")
         loop = asyncio.get_running_loop()
-        job = Job(audio, loop, loop.create_future(), asyncio.Queue() if stream else None)
-        if not batcher.submit(job):
+        job = Job(audio, loop, loop.create_future(), asyncio.Queue() if stream else None, arrived=arrived)
+        if not self.batcher.submit(job):
             return _error(503, f"overloaded: {serve.max_queue} requests are queued (serve.max_queue)",
                           {"Retry-After": "1"})  # fmt: skip
         if stream:
-            return StreamingResponse(_events(job), media_type="text/event-stream")
+            return StreamingResponse(self._events(job), media_type="text/event-stream")
         try:
             transcript = await job.done
         except Exception as err:  # noqa: BLE001 - the engine failed on this clip
             return _error(500, f"the engine failed: {type(err).__name__}: {err}".splitlines()[0])
+        seconds = len(audio) / SAMPLE_RATE
+        self.metrics.audio.inc(seconds)
         if response_format == "text":
             return PlainTextResponse(transcript.text)
-        usage = {"type": "duration", "seconds": len(audio) / SAMPLE_RATE}
-        return JSONResponse({"text": transcript.text, "usage": usage})
+        return JSONResponse({"text": transcript.text, "usage": {"type": "duration", "seconds": seconds}})
 
-    return app
-
-
-async def _events(job: Job):
-    """Server-sent events as OpenAI streams a transcription: text deltas, then the whole text."""
-    while (delta := await job.stream.get()) is not END:
-        yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
-    try:
-        transcript = await job.done
-    except Exception as err:  # noqa: BLE001
-        yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(err), 'code': 500}})}\n\n"
-        return
-    yield f"data: {json.dumps({'type': 'transcript.text.done', 'text': transcript.text})}\n\n"
-    yield "data: [DONE]\n\n"
+    async def _events(self, job: Job):
+        """Server-sent events as OpenAI streams a transcription: text deltas, then the whole text."""
+        try:
+            while (delta := await job.stream.get()) is not END:
+                yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
+            try:
+                transcript = await job.done
+            except Exception as err:  # noqa: BLE001
+                yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(err), 'code': 500}})}\n\n"
+                return
+            self.metrics.audio.inc(len(job.audio) / SAMPLE_RATE)
+            yield f"data: {json.dumps({'type': 'transcript.text.done', 'text': transcript.text})}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            self.metrics.latency.observe(time.monotonic() - job.arrived)
 
 
 def load_engine(cfg):
-    """The engine the config names, loaded and warm: its batch shape fixed at run.batch_size
-    clips (as a run's plan does) and one batch run, so no request pays the cold start."""
+    """The engine the config names, loaded and warm at every shape the server will run it at
+    (bench.online.warmup), so no request pays for a compile."""
     from bench.engines import engine_class
     from bench.host.hub_access import go_offline_if_unreachable
     from bench.pipeline.runner import resolve_device, resolve_dtype
@@ -159,11 +223,7 @@ def load_engine(cfg):
         print(f"bench.serve: {offline}", file=sys.stderr)
     engine = engine_class(cfg.engine.name)(cfg.engine, cfg.model, device, dtype, cfg.dataset.language)
     engine.load()
-    second = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32)
-    engine.plan([[len(second)] * cfg.run.batch_size])
-    lengths = [len(second)] * cfg.run.batch_size
-    targets = token_targets(engine, lengths, cfg.serve.random_tokens_per_second)
-    engine.transcribe([second] * cfg.run.batch_size, targets, Clock(device))
+    warm_every_shape(engine, cfg.run.batch_size, cfg.serve.max_audio_seconds, cfg.serve.random_tokens_per_second)
     return engine
 
 

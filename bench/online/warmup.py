@@ -1,0 +1,54 @@
+"""bench.serve's warm-up: before /health answers, the engine runs once at every shape the
+batcher can give it, so that no request meets a compile or a graph capture.
+
+The batcher forms batches of 1 to run.batch_size clips of one chunk count (bench.online.batcher).
+Short clips (one 30 s chunk) at every batch size, and long-form clips (two chunks: a Whisper
+engine's window-by-window path) at every batch size, are planned (Engine.plan, as an offline
+run plans its batches) and one batch per distinct Engine.batch_shape is run. An engine whose
+shape grows with every further chunk (Voxtral's static cache holds the longest clip) compiles
+again for a clip of three chunks or more: /metrics and /v1/models count those compiles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.data.audio import SAMPLE_RATE
+from bench.engines.base import Engine
+from bench.online.batcher import token_targets
+from bench.pipeline.clock import Clock
+
+CHUNK_SAMPLES = 30 * SAMPLE_RATE
+
+
+def serving_batches(batch_size: int, max_audio_seconds: float) -> list[list[int]]:
+    """Every batch (clip lengths in samples) the warm-up plans: 1 s clips and, when the server
+    takes clips over 30 s, 31 s clips, at each batch size up to batch_size."""
+    lengths = [SAMPLE_RATE]
+    if max_audio_seconds > 30:
+        lengths.append(CHUNK_SAMPLES + SAMPLE_RATE)
+    return [[n] * rows for n in lengths for rows in range(1, batch_size + 1)]
+
+
+def batches_to_run(engine: Engine, batches: list[list[int]]) -> list[list[int]]:
+    """One batch per distinct shape, in order; an engine that compiles nothing per shape
+    (batch_shape None) runs one batch of each clip length, its largest."""
+    chosen: dict = {}
+    for lengths in batches:
+        shape = engine.batch_shape(lengths)
+        key = (lengths[0], None) if shape is None else ("shape", shape)
+        if key not in chosen or shape is None:
+            chosen[key] = lengths  # None: the last (largest) batch of that length
+    return list(chosen.values())
+
+
+def warm_every_shape(engine: Engine, batch_size: int, max_audio_seconds: float, tokens_per_second: float) -> int:
+    """Plan and run the serving shapes; the number of batches run."""
+    batches = serving_batches(batch_size, max_audio_seconds)
+    engine.plan(batches)
+    noise = np.random.default_rng(0).normal(0, 0.01, max(batches[-1])).astype(np.float32)
+    runs = batches_to_run(engine, batches)
+    for lengths in runs:
+        targets = token_targets(engine, lengths, tokens_per_second)
+        engine.transcribe([noise[:n] for n in lengths], targets, Clock(engine.device))
+    return len(runs)

@@ -1,0 +1,145 @@
+"""bench.serve's batcher with a scripted engine: batches hold one chunk count, a long clip's
+windows take turns with short batches, and a failed batch's retry streams each token once.
+
+The engine here is a script, not a model: each clip's text is a function of its samples alone
+(so a text routed to the wrong request shows), and it logs every unit of work it does in order
+(so what ran before what is read from the log, not from timings)."""
+
+import asyncio
+import threading
+
+import numpy as np
+import torch
+
+from bench.data.audio import SAMPLE_RATE
+from bench.engines.base import Transcript, chunk_count, run_to_end
+from bench.online.batcher import END, Batcher, Job
+
+
+def clip(seconds: float, mark: int) -> np.ndarray:
+    """A clip whose first sample names it (the scripted engine's text is that number)."""
+    audio = np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+    audio[0] = mark
+    return audio
+
+
+class ScriptedEngine:
+    """What the batcher asks of an engine. Text: 'clip N'; a long clip is one step per 30 s
+    window. Streams one token per word; a clip marked as bad fails any batch it shares."""
+
+    device, dtype, length_matched = torch.device("cpu"), torch.float32, False
+
+    def __init__(self, bad: int | None = None):
+        self.log: list[tuple] = []  # ("batch", marks) or ("window", mark, j, of)
+        self.bad, self.listener = bad, None
+        self.in_long = threading.Event()  # set when a long clip's first window runs
+        self.go_on = threading.Event()  # the first window returns when this is set
+        self.go_on.set()
+
+    def streams(self, lengths):
+        return all(chunk_count(n) == 1 for n in lengths)
+
+    def stream_to(self, listener):
+        self.listener = listener
+
+    def text_of(self, ids):
+        return " ".join(["clip", str(ids[0])][: len(ids)]) if ids else ""  # "clip", then "clip N"
+
+    def transcribe(self, audios, targets, clock):
+        return run_to_end(self.transcribe_steps(audios, targets, clock))
+
+    def transcribe_steps(self, audios, targets, clock):
+        marks = [int(a[0]) for a in audios]
+        if any(chunk_count(len(a)) > 1 for a in audios):
+            out = []
+            for audio, mark in zip(audios, marks, strict=True):
+                windows = chunk_count(len(audio))
+                for j in range(windows):
+                    if j:
+                        yield
+                    self.log.append(("window", mark, j, windows))
+                    if j == 0:
+                        self.in_long.set()
+                        assert self.go_on.wait(30), "the test never let the first window end"
+                out.append(Transcript(f"clip {mark}", 2, [mark]))
+            return out
+        self.log.append(("batch", marks))
+        if self.listener is not None:  # "clip" then the mark: two steps, one token per row each
+            self.listener(torch.tensor([m for m in marks]))
+        if self.bad in marks and len(marks) > 1:
+            raise RuntimeError("a bad clip in the batch")
+        if self.listener is not None:
+            self.listener(torch.tensor([m for m in marks]))
+        return [Transcript(f"clip {m}", 2, [m]) for m in marks]
+
+
+async def _submit(batcher: Batcher, audios, stream: bool = False) -> list[Job]:
+    loop = asyncio.get_running_loop()
+    jobs = [Job(a, loop, loop.create_future(), asyncio.Queue() if stream else None) for a in audios]
+    for job in jobs:
+        assert batcher.submit(job)
+    return jobs
+
+
+def test_a_batch_holds_clips_of_one_chunk_count():
+    engine = ScriptedEngine()
+    batcher = Batcher(engine, batch_size=4, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+
+    async def scenario():
+        # all queued before the engine thread starts: the batches it forms depend on nothing else
+        jobs = await _submit(batcher, [clip(2, 1), clip(2, 2), clip(2, 3), clip(45, 4), clip(2, 5), clip(2, 6)])
+        batcher.start()
+        return [(await job.done).text for job in jobs]
+
+    texts = asyncio.run(scenario())
+    batcher.close()
+    assert texts == [f"clip {m}" for m in (1, 2, 3, 4, 5, 6)]
+    batches = [entry[1] for entry in engine.log if entry[0] == "batch"]
+    assert batches == [[1, 2, 3, 5], [6]]  # the 45 s clip (two chunks) ran in no short batch
+    assert [e for e in engine.log if e[0] == "window"] == [("window", 4, 0, 2), ("window", 4, 1, 2)]
+
+
+def test_short_requests_run_between_a_long_clips_windows():
+    engine = ScriptedEngine()
+    engine.go_on.clear()
+    batcher = Batcher(engine, batch_size=2, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+    batcher.start()
+
+    async def scenario():
+        (long,) = await _submit(batcher, [clip(150, 9)])  # five 30 s windows
+        assert await asyncio.to_thread(engine.in_long.wait, 30)
+        shorts = await _submit(batcher, [clip(1, 1), clip(1, 2), clip(1, 3)])  # while window 0 runs
+        engine.go_on.set()
+        return [(await job.done).text for job in [long, *shorts]]
+
+    texts = asyncio.run(scenario())
+    batcher.close()
+    assert texts == ["clip 9", "clip 1", "clip 2", "clip 3"]
+    # every short clip was answered before the long clip's last window (old: after all five)
+    last_window = engine.log.index(("window", 9, 4, 5))
+    shorts_done = max(i for i, e in enumerate(engine.log) if e[0] == "batch")
+    assert shorts_done < last_window
+    # and turn about: a short batch, then one window, then the next short batch
+    assert [e[0] for e in engine.log[:5]] == ["window", "window", "batch", "window", "batch"]
+
+
+def test_a_retried_request_streams_each_token_once():
+    engine = ScriptedEngine(bad=2)  # clip 2 fails the batch it shares; alone it is transcribed
+    batcher = Batcher(engine, batch_size=3, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+
+    async def scenario():
+        jobs = await _submit(batcher, [clip(1, 1), clip(1, 2), clip(1, 3)], stream=True)
+        batcher.start()
+        streamed = []
+        for job in jobs:
+            deltas = []
+            while (delta := await job.stream.get()) is not END:
+                deltas.append(delta)
+            streamed.append("".join(deltas))
+        return streamed, [(await job.done).text for job in jobs]
+
+    streamed, texts = asyncio.run(scenario())
+    batcher.close()
+    assert [e[1] for e in engine.log] == [[1, 2, 3], [1], [2], [3]]  # failed together, then retried alone
+    assert texts == ["clip 1", "clip 2", "clip 3"]
+    assert streamed == texts  # each row sent "clip" in the failed batch, then only " N" on the retry
