@@ -7,6 +7,7 @@ The engine here is a script, not a model: each clip's text is a function of its 
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import torch
@@ -17,24 +18,30 @@ from bench.online.batcher import END, Batcher, Job
 
 
 def clip(seconds: float, mark: int) -> np.ndarray:
-    """A clip whose first sample names it (the scripted engine's text is that number)."""
+    """A clip whose first sample names it, mark / 1000 (the scripted engine's text is the mark;
+    it survives a 16-bit encoding)."""
     audio = np.zeros(int(seconds * SAMPLE_RATE), np.float32)
-    audio[0] = mark
+    audio[0] = mark / 1000
     return audio
 
 
 class ScriptedEngine:
     """What the batcher asks of an engine. Text: 'clip N'; a long clip is one step per 30 s
-    window. Streams one token per word; a clip marked as bad fails any batch it shares."""
+    window (window_s of work each). Streams one token per word; a clip marked as bad fails any
+    batch it shares."""
 
     device, dtype, length_matched = torch.device("cpu"), torch.float32, False
 
-    def __init__(self, bad: int | None = None):
+    def __init__(self, bad: int | None = None, window_s: float = 0.0):
+        self.window_s = window_s
         self.log: list[tuple] = []  # ("batch", marks) or ("window", mark, j, of)
         self.bad, self.listener = bad, None
         self.in_long = threading.Event()  # set when a long clip's first window runs
         self.go_on = threading.Event()  # the first window returns when this is set
         self.go_on.set()
+
+    def graph_captures(self):
+        return 0
 
     def streams(self, lengths):
         return all(chunk_count(n) == 1 for n in lengths)
@@ -49,7 +56,7 @@ class ScriptedEngine:
         return run_to_end(self.transcribe_steps(audios, targets, clock))
 
     def transcribe_steps(self, audios, targets, clock):
-        marks = [int(a[0]) for a in audios]
+        marks = [round(float(a[0]) * 1000) for a in audios]
         if any(chunk_count(len(a)) > 1 for a in audios):
             out = []
             for audio, mark in zip(audios, marks, strict=True):
@@ -58,6 +65,7 @@ class ScriptedEngine:
                     if j:
                         yield
                     self.log.append(("window", mark, j, windows))
+                    time.sleep(self.window_s)  # the window's work
                     if j == 0:
                         self.in_long.set()
                         assert self.go_on.wait(30), "the test never let the first window end"

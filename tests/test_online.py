@@ -98,6 +98,11 @@ def test_load_at_concurrency_1_4_16_matches_the_offline_engine(patched_server, o
         # streamed: every answer's first text arrived before its end (no delta would leave it null)
         assert rows.ttft_s.notna().all() and (rows.ttft_s < rows.latency_s).all()
         assert summary["rtfx"] > 0 and summary["wer"] is not None
+        # the server's account of the level (its /metrics): batches of at most 4 holding the
+        # 16 requests, none at concurrency 1 holding more than one, and no compile after start-up
+        sizes = {int(k): n for k, n in online["batch_sizes"].items()}
+        assert sum(size * n for size, n in sizes.items()) == 16 and max(sizes) <= min(level, 4)
+        assert online["compiles_after_startup"] == 0 and online["graph_captures_after_startup"] == 0
         # throughput: wall time over answered audio, its rows summing to the wall time
         batches = pd.read_parquet(folder / "batches.parquet")
         assert batches.audio_s.sum() == pytest.approx(rows.duration_s.sum())
