@@ -139,18 +139,31 @@ def test_odd_valid_audio_is_transcribed_as_the_engine_does_it_alone(served, name
 
 
 def test_no_request_meets_a_compile_after_start_up():
-    """whisper_patched compiles its decode step per shape: short batches, and the long-form
-    window path, are warmed before the server answers (a warm-up of one batch shape left the
-    long path to compile on its first request)."""
-    cfg = compose(["engine=whisper_patched", *TINY, "run.batch_size=2"])
-    with TestClient(server.create_app(server.load_engine(cfg), cfg, {"hardware": "test"})) as client:
-        for seconds in (1.0, 45.0, 2.0):  # short, long-form (two windows), short
-            assert _post(client, {"file": ("a.wav", encoded(noise(seconds)), "audio/wav")}).status_code == 200
+    """whisper_patched compiles its decode step per shape: every row count a batch is padded to
+    (powers of two: a lone request runs as one row, not as run.batch_size rows) and the
+    long-form window path are warmed before the server answers (a warm-up of one batch shape
+    left the long path to compile on its first request)."""
+    cfg = compose(["engine=whisper_patched", *TINY, "run.batch_size=4", "serve.max_wait_ms=3000"])
+    engine = server.load_engine(cfg)
+    assert [engine.batch_shape([16_000] * rows)[0] for rows in (1, 2, 3, 4)] == [1, 2, 4, 4]
+    with TestClient(server.create_app(engine, cfg, {"hardware": "test"})) as client:
+        post = lambda seconds: _post(client, {"file": ("a.wav", encoded(noise(seconds)), "audio/wav")})  # noqa: E731
+        for seconds in (1.0, 45.0):  # short alone, long-form (two windows)
+            assert post(seconds).status_code == 200
+        # three at once: the first waits for the others (serve.max_wait_ms), a batch of 3 run as 4 rows
+        answers = []
+        threads = [threading.Thread(target=lambda s=s: answers.append(post(s))) for s in (1.0, 2.0, 3.0)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert [a.status_code for a in answers] == [200] * 3
         card = client.get("/v1/models").json()["data"][0]["bench"]
         assert card["compiles_after_startup"] == 0 and card["graph_captures_after_startup"] == 0
         scrape = samples(client.get("/metrics").text)
         assert scrape[("bench_compiles_after_startup", ())] == 0
-        assert scrape[("bench_requests_total", (("status", "200"),))] == 3
+        assert scrape[("bench_requests_total", (("status", "200"),))] == 5
+        assert batch_sizes({}, scrape) == {1: 2, 3: 1}
 
 
 @contextmanager

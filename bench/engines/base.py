@@ -76,6 +76,11 @@ class Engine(ABC):
     # it builds seeded random weights from the model's architecture, so it runs with no download
     # (the speed grid, the reference runs and the tests at tiny scale need this)
     RANDOM_WEIGHTS: bool = True
+    # An engine that compiles or captures per batch shape pads a batch's rows. None: to the most
+    # rows its plan holds (one shape for an offline run); a list: to the smallest of these sizes
+    # that holds the batch (bench.serve sets powers of two and warms each, so a lone request
+    # does not pay for run.batch_size rows)
+    row_buckets: list[int] | None = None
 
     @classmethod
     def decoder_shape(cls, architecture: dict) -> DecoderShape | None:
@@ -183,6 +188,12 @@ class Engine(ABC):
         samples), so an engine that compiles or captures per shape can fix its shapes for
         the run (pad to the largest, size a cache for the longest). Most engines need nothing."""
         return None
+
+    def padded_rows(self, planned: int, rows: int) -> int:
+        """The rows a batch of `rows` clips runs as (see row_buckets), `planned` the plan's most."""
+        if self.row_buckets is None:
+            return max(planned, rows)
+        return next((size for size in sorted(self.row_buckets) if size >= rows), rows)
 
     def batch_shape(self, lengths: list[int]) -> Hashable | None:
         """The shape a batch of clips of these lengths runs at, for an engine that compiles or

@@ -132,7 +132,7 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
         if not self.decoder.options.static_cache:
             return None  # a DynamicCache grows every step: nothing is compiled or captured for it
         chunks = self._chunks(lengths)
-        rows = max(self.rows_for.get(chunks, 0), len(lengths))
+        rows = self.padded_rows(self.rows_for.get(chunks, 0), len(lengths))
         if not self.decoder.options.compiled_prefill:
             return rows, chunks
         # the compiled prefill's input: the prompt holds the longest clip's chunks, which may be

@@ -122,7 +122,7 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
             return None
         if max(lengths) > wh.WINDOW_SAMPLES:
             return 1, self.n_text_ctx  # windows one after another, each after the text before it
-        return max(self.rows_for_short, len(lengths)), 4 + self.engine_cfg.max_new_tokens
+        return self.padded_rows(self.rows_for_short, len(lengths)), 4 + self.engine_cfg.max_new_tokens
 
     def after_out_of_memory(self) -> None:
         self.rows_for_short = 0  # the halves get a cache (and graph) of their own size

@@ -1,12 +1,13 @@
 """bench.serve's warm-up: before /health answers, the engine runs once at every shape the
 batcher can give it, so that no request meets a compile or a graph capture.
 
-The batcher forms batches of 1 to run.batch_size clips of one chunk count (bench.online.batcher).
-Short clips (one 30 s chunk) at every batch size, and long-form clips (two chunks: a Whisper
-engine's window-by-window path) at every batch size, are planned (Engine.plan, as an offline
-run plans its batches) and one batch per distinct Engine.batch_shape is run. An engine whose
-shape grows with every further chunk (Voxtral's static cache holds the longest clip) compiles
-again for a clip of three chunks or more: /metrics and /v1/models count those compiles.
+The batcher forms batches of 1 to run.batch_size clips of one chunk count (bench.online.batcher);
+an engine that compiles per shape pads their rows to a power of two (row_buckets). Short clips
+(one 30 s chunk) at every batch size, and long-form clips (two chunks: a Whisper engine's
+window-by-window path) at every batch size, are planned (Engine.plan, as an offline run plans
+its batches) and one batch per distinct Engine.batch_shape is run. An engine whose shape grows
+with every further chunk (Voxtral's static cache holds the longest clip) compiles again for a
+clip of three chunks or more: /metrics and /v1/models count those compiles.
 """
 
 from __future__ import annotations
@@ -42,8 +43,16 @@ def batches_to_run(engine: Engine, batches: list[list[int]]) -> list[list[int]]:
     return list(chosen.values())
 
 
+def row_buckets(batch_size: int) -> list[int]:
+    """The rows a served batch is padded to: powers of two up to batch_size, and batch_size (as
+    vLLM's CUDA graph sizes). A lone request runs as one row, not as run.batch_size rows, and
+    the shapes to warm stay few (4 for batches of up to 8)."""
+    return sorted({*(2**k for k in range(batch_size.bit_length()) if 2**k < batch_size), batch_size})
+
+
 def warm_every_shape(engine: Engine, batch_size: int, max_audio_seconds: float, tokens_per_second: float) -> int:
     """Plan and run the serving shapes; the number of batches run."""
+    engine.row_buckets = row_buckets(batch_size)
     batches = serving_batches(batch_size, max_audio_seconds)
     engine.plan(batches)
     noise = np.random.default_rng(0).normal(0, 0.01, max(batches[-1])).astype(np.float32)

@@ -82,7 +82,7 @@ class CompiledGenerate:
     def batch_shape(self, lengths: list[int]):
         # the rows the batch is padded to: the plan's most for every batch, so one shape for the
         # run; after an out-of-memory back-off (rows reset), the halves' own, a new shape each
-        return max(self.rows, len(lengths))
+        return self.padded_rows(self.rows, len(lengths))
 
     def graph_captures(self) -> int:
         """CUDA graphs reduce-overhead mode recorded since load (on a GPU; none on a CPU)."""
@@ -91,8 +91,10 @@ class CompiledGenerate:
 
     def padded(self, audios: list[np.ndarray]) -> list[np.ndarray]:
         """The batch padded to the run's rows (without a plan: the most rows seen so far)."""
-        self.rows = max(self.rows, len(audios))
-        return list(audios) + [audios[-1]] * (self.rows - len(audios))
+        rows = self.padded_rows(self.rows, len(audios))
+        if self.row_buckets is None:
+            self.rows = rows
+        return list(audios) + [audios[-1]] * (rows - len(audios))
 
     def after_out_of_memory(self) -> None:
         self.rows = 0  # pad the halves to their own size (a new shape: one recompile)
