@@ -151,3 +151,21 @@ def test_a_retried_request_streams_each_token_once():
     assert [e[1] for e in engine.log] == [[1, 2, 3], [1], [2], [3]]  # failed together, then retried alone
     assert texts == ["clip 1", "clip 2", "clip 3"]
     assert streamed == texts  # each row sent "clip" in the failed batch, then only " N" on the retry
+
+
+def test_each_turn_of_the_running_batches_steps_every_long_clip_once():
+    """Two long clips in progress: a turn of the running batches steps both, so neither waits
+    for the other's windows nor for more than one short batch between its own windows."""
+    engine = ScriptedEngine()
+    batcher = Batcher(engine, batch_size=2, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+
+    async def scenario():
+        jobs = await _submit(batcher, [clip(90, 1), clip(120, 2), clip(1, 3), clip(1, 4), clip(1, 5), clip(1, 6)])
+        batcher.start()
+        return [(await job.done).text for job in jobs]
+
+    assert asyncio.run(scenario()) == [f"clip {m}" for m in range(1, 7)]
+    batcher.close()
+    steps = [(e[1], e[2]) if e[0] == "window" else tuple(e[1]) for e in engine.log]
+    # start clip 1 | round: 1 | start clip 2 | round: 1, 2 | start 3+4 | round: 2 | start 5+6 | round: 2
+    assert steps == [(1, 0), (1, 1), (2, 0), (1, 2), (2, 1), (3, 4), (2, 2), (5, 6), (2, 3)]

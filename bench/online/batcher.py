@@ -7,8 +7,8 @@ long clips apart: one long clip must not turn a batch of short ones into a long-
 The engine runs in its own thread; the server's event loop only queues jobs and awaits their
 futures, so a slow batch never blocks accepting or refusing requests. A batch runs as steps
 (Engine.transcribe_steps: a long clip's 30 s windows one per step), and the thread takes turns
-between starting the next ready batch and stepping the batches already running, so a short
-request waits for at most one step of a long one. A batch that fails is retried clip by clip,
+between starting the next ready batch and stepping each batch already running once, so a
+short request waits for at most one window of each long clip in progress. A batch that fails is retried clip by clip,
 so one bad clip fails only its own request.
 """
 
@@ -99,8 +99,10 @@ class Batcher:
         full = len(group) == self.batch_size
         return group if full or self._closing or time.monotonic() >= head.arrived + self.max_wait_s else None
 
-    def _next_turn(self) -> list[Job] | _Running | None:
-        """New jobs to start, or a running batch to step (turn about when there are both)."""
+    def _next_turn(self) -> tuple[list[Job], list[_Running]] | None:
+        """New jobs to start, or a round of the running batches to step, one step each (turn
+        about when there are both): a long clip advances a window every other turn however
+        many short batches come, and a short batch waits for one window of each long clip."""
         with self._cv:
             while True:
                 group = self._ready()
@@ -108,17 +110,20 @@ class Batcher:
                     for job in group:
                         self._queue.remove(job)
                     self._new_turn = False
-                    return group
+                    return group, []
                 if self._running:
                     self._new_turn = True
-                    return self._running.popleft()
+                    round_, self._running = list(self._running), deque()
+                    return [], round_
                 if self._closing and not self._queue:
                     return None
                 self._cv.wait(self._queue[0].arrived + self.max_wait_s - time.monotonic() if self._queue else None)
 
     def _run(self) -> None:
         while (turn := self._next_turn()) is not None:
-            self._step(self._start(turn) if isinstance(turn, list) else turn)
+            new, round_ = turn
+            for batch in [self._start(new)] if new else round_:
+                self._step(batch)
 
     def _start(self, jobs: list[Job]) -> _Running:
         self.on_batch(jobs)
