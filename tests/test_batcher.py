@@ -31,6 +31,7 @@ class ScriptedEngine:
     batch it shares."""
 
     device, dtype, length_matched = torch.device("cpu"), torch.float32, False
+    long_form_rows = None  # long clips batch together, up to batch_size
 
     def __init__(self, bad: int | None = None, window_s: float = 0.0):
         self.window_s = window_s
@@ -169,3 +170,22 @@ def test_each_turn_of_the_running_batches_steps_every_long_clip_once():
     steps = [(e[1], e[2]) if e[0] == "window" else tuple(e[1]) for e in engine.log]
     # start clip 1 | round: 1 | start clip 2 | round: 1, 2 | start 3+4 | round: 2 | start 5+6 | round: 2
     assert steps == [(1, 0), (1, 1), (2, 0), (1, 2), (2, 1), (3, 4), (2, 2), (5, 6), (2, 3)]
+
+
+def test_long_clips_share_a_batch_only_up_to_the_engines_long_form_rows():
+    started = {}
+    for rows in (None, 1):
+        engine = ScriptedEngine()
+        engine.long_form_rows = rows
+        started[rows] = []
+        record = lambda jobs, out=started[rows]: out.append([round(j.audio[0] * 1000) for j in jobs])  # noqa: E731
+        batcher = Batcher(engine, batch_size=4, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5, on_batch=record)
+
+        async def scenario(batcher=batcher):
+            jobs = await _submit(batcher, [clip(45, 1), clip(45, 2), clip(1, 3), clip(45, 4)])
+            batcher.start()
+            return [(await job.done).text for job in jobs]
+
+        assert asyncio.run(scenario()) == ["clip 1", "clip 2", "clip 3", "clip 4"]
+        batcher.close()
+    assert started == {None: [[1, 2, 4], [3]], 1: [[1], [2], [3], [4]]}

@@ -198,6 +198,8 @@ def count_tokens(tok, reference: str) -> int:
 class WhisperEngine(Engine):
     """What every Whisper engine declares: its decoder and its prompt."""
 
+    long_form_rows = 1  # a long clip's windows are decoded in turn, one clip at a time
+
     @classmethod
     def decoder_shape(cls, architecture: dict) -> DecoderShape:
         hidden, heads = architecture["n_text_state"], architecture["n_text_head"]

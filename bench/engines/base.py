@@ -81,6 +81,10 @@ class Engine(ABC):
     # that holds the batch (bench.serve sets powers of two and warms each, so a lone request
     # does not pay for run.batch_size rows)
     row_buckets: list[int] | None = None
+    # the most clips over 30 s that bench.serve puts in one batch (None: run.batch_size). An
+    # engine that decodes a long clip's windows one clip at a time gains nothing from a batch
+    # of them, and the batch would hold each clip until the last one's windows are done
+    long_form_rows: int | None = None
 
     @classmethod
     def decoder_shape(cls, architecture: dict) -> DecoderShape | None:

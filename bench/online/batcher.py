@@ -3,6 +3,7 @@ after the first) and one engine thread transcribes them together.
 
 A batch holds clips of one chunk count (30 s windows), as the offline path keeps short and
 long clips apart: one long clip must not turn a batch of short ones into a long-form batch.
+Clips over 30 s share a batch only up to Engine.long_form_rows (a Whisper engine: 1).
 
 The engine runs in its own thread; the server's event loop only queues jobs and awaits their
 futures, so a slow batch never blocks accepting or refusing requests. A batch runs as steps
@@ -95,8 +96,11 @@ class Batcher:
         if not self._queue:
             return None
         head = self._queue[0]
-        group = [job for job in self._queue if job.chunks == head.chunks][: self.batch_size]
-        full = len(group) == self.batch_size
+        most = (
+            self.batch_size if head.chunks == 1 else min(self.batch_size, self.engine.long_form_rows or self.batch_size)
+        )
+        group = [job for job in self._queue if job.chunks == head.chunks][:most]
+        full = len(group) == most
         return group if full or self._closing or time.monotonic() >= head.arrived + self.max_wait_s else None
 
     def _next_turn(self) -> tuple[list[Job], list[_Running]] | None:
