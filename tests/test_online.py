@@ -249,3 +249,19 @@ def test_streamed_events_of_openai_and_vllm_read_alike():
     # the whole text in the closing event alone: no first text to time, so none is made up
     only_done = ['data: {"type": "transcript.text.done", "text": "Hello world"}', "data: [DONE]"]
     assert asyncio.run(_read_events(Response(only_done), time.perf_counter())) == ("Hello world", None)
+
+
+def test_goodput_counts_every_request_sent_and_its_interval_is_wilsons():
+    from bench.online.load_folder import goodput, ttft_note
+
+    rows = pd.DataFrame({"status": ["ok", "ok", "ok", "failed", "ok"], "latency_s": [0.5, 1.0, 1.5, 0.1, 3.0]})
+    good = goodput(rows, 1.0)
+    # 0.5 and 1.0 are within 1 s; the refused request's 0.1 s is not an answer
+    assert (good["good"], good["requests"], good["share"]) == (2, 5, 0.4)
+    # Wilson's 95% interval for 2 of 5, worked by hand: centre (0.4 + z^2/10) / (1 + z^2/5),
+    # half-width z * sqrt(0.4 * 0.6 / 5 + z^2 / 100) / (1 + z^2/5), z = 1.95996
+    assert good["ci"] == pytest.approx((0.1176, 0.7693), abs=1e-4)
+    assert goodput(rows, None) is None
+    assert ttft_note(0, 5, streamed=False).startswith("not measured")
+    assert ttft_note(3, 5, streamed=True).startswith("over the 3 of 5 answers")
+    assert ttft_note(5, 5, streamed=True) is None

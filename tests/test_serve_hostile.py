@@ -230,3 +230,32 @@ def test_a_burst_of_48_mixing_long_and_short_clips_is_answered_in_full_short_one
     assert sum(r.json()["usage"]["seconds"] for r in responses) == pytest.approx(
         after[("bench_audio_seconds_total", ())] - before[("bench_audio_seconds_total", ())]
     )
+
+
+def test_a_load_run_without_time_to_first_text_says_why_in_the_report(tmp_path):
+    """Beside a streamed load run, one sent without --stream has no TTFT: n/a, and the reason."""
+    import json
+    import shutil
+
+    from bench.analysis.comparison import comparison_frame, figure_notes
+    from bench.analysis.runs import load_runs
+    from bench.config import REPO_DIR
+
+    streamed = REPO_DIR / "results/online/cpu/c1"
+    plain = tmp_path / "c1_plain"
+    shutil.copytree(streamed, plain)
+    summary = json.loads((plain / "summary.json").read_text())
+    note = "not measured: the requests were not streamed (bench.load --stream)"
+    summary["online"] |= {"stream": False, "ttft": {"p50": None, "p90": None, "p99": None}, "ttft_note": note}
+    (plain / "summary.json").write_text(json.dumps(summary))
+    runs = load_runs([str(streamed), str(plain)])
+    cells = comparison_frame(runs)["TTFT p50 s"].tolist()
+    assert cells[0] == summary_ttft(streamed) and np.isnan(cells[1])  # shown as n/a (table.readable)
+    assert f"Time to first text (TTFT p50 s) n/a: {note}.\n" in figure_notes(runs)
+    assert "TTFT" not in figure_notes(runs[:1])  # nothing missing, nothing to explain
+
+
+def summary_ttft(folder):
+    import json
+
+    return json.loads((folder / "summary.json").read_text())["online"]["ttft"]["p50"]

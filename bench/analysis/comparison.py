@@ -31,9 +31,16 @@ def comparison_frame(runs: list[Run], hourly_price: float | None = None) -> pd.D
     return frame.sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)
 
 
-def energy_notes(runs: list[Run]) -> str:
-    """Why a run has no energy figure, once per reason (a CPU run: no board counter)."""
-    return "".join(f"Energy (J/audio h) {note}.\n" for note in energy_reasons([r.summary for r in runs]))
+def figure_notes(runs: list[Run]) -> str:
+    """Why a run has no energy figure (a CPU run: no board counter), and why a load run has no
+    time to first text where another has one (not streamed, or no text before the end), each
+    reason once: a table's n/a always comes with its reason."""
+    notes = [f"Energy (J/audio h) {note}.\n" for note in energy_reasons([r.summary for r in runs])]
+    online = [(r.summary.online or {}) for r in runs]
+    if any(o.get("ttft", {}).get("p50") is not None for o in online):
+        reasons = {o["ttft_note"] for o in online if o.get("ttft", {}).get("p50") is None and o.get("ttft_note")}
+        notes += [f"Time to first text (TTFT p50 s) n/a: {note}.\n" for note in sorted(reasons)]
+    return "".join(notes)
 
 
 def check_comparable(runs: list[Run], allow_mixed: bool) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis import html
-from bench.analysis.comparison import check_comparable, comparison_frame, energy_notes
+from bench.analysis.comparison import check_comparable, comparison_frame, figure_notes
 from bench.analysis.plots import draw_all
 from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.release import release_frame
@@ -79,7 +79,7 @@ def compare(
     table = comparison_frame(runs, hourly_price)
     advice = recommend(runs, constraints, allow_compiles, hourly_price)
     plots, missing = draw_all(runs, out)
-    return Comparison(table, advice, energy_notes(runs), agreement_frame(runs), plots, missing)
+    return Comparison(table, advice, figure_notes(runs), agreement_frame(runs), plots, missing)
 
 
 def write_comparison(comparison: Comparison, out: Path, as_html: bool) -> list[str]:
