@@ -20,16 +20,20 @@ CONFIG_GROUPS = ("engine", "model", "dataset")
 def check_group_choices(argv: list[str]) -> None:
     """One clear line for an unknown engine=/model=/dataset= name (Hydra's own message is
     a page long), before Hydra composes anything. Sweeps (a,b) are checked name by name."""
+    import difflib
+
     from bench.config import REPO_DIR
 
     for arg in argv:
         group, _, value = arg.partition("=")
         if group not in CONFIG_GROUPS or not value or "(" in value:
             continue
-        known = sorted(p.stem for p in (REPO_DIR / "conf" / group).glob("*.yaml"))
+        known = sorted(p.stem for p in (REPO_DIR / "conf" / group).glob("*.yaml") if not p.stem.endswith("_schema"))
         for name in value.split(","):
             if name not in known:
-                print(f"bench: error: unknown {group} {name!r}; choose from: {', '.join(known)}", file=sys.stderr)
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}? " if close else ""
+                print(f"bench: error: unknown {group} {name!r}; {hint}choose from: {', '.join(known)}", file=sys.stderr)
                 sys.exit(2)
 
 

@@ -1,5 +1,7 @@
 """`python -m bench` end to end, in subprocesses, as a user runs it."""
 
+import contextlib
+import io
 import json
 import subprocess
 
@@ -126,13 +128,27 @@ def test_sweep_over_the_three_engines_writes_every_spec_field(tmp_path, offline_
     assert summaries["voxtral_compile"]["engine_report"]["recompiles"] == 0
 
 
-def test_an_unknown_engine_is_one_error_line_listing_the_engines(offline_env):
-    out = run_bench(["-m", "engine=voxtral_stock,wisper"], offline_env)
+def test_an_unknown_engine_is_one_error_line_with_the_closest_name_and_the_engines(offline_env):
+    out = run_bench(["-m", "engine=voxtral_stock,whisper_patchd"], offline_env)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == (
-        "bench: error: unknown engine 'wisper'; choose from: faster_whisper, voxtral_compile, voxtral_patched, "
-        "voxtral_stock, whisper_compile, whisper_hf, whisper_large_v3, whisper_patched"
+        "bench: error: unknown engine 'whisper_patchd'; did you mean whisper_patched? choose from: faster_whisper, "
+        "voxtral_compile, voxtral_patched, voxtral_stock, whisper_compile, whisper_hf, whisper_large_v3, "
+        "whisper_patched"
     )
+
+
+def test_an_unknown_model_or_dataset_gets_the_closest_name():
+    from bench.__main__ import check_group_choices
+
+    for arg, hint in (("model=whisper_tiny", "did you mean whisper_tiny_en?"),
+                      ("dataset=librispeech_clean", "did you mean librispeech_test_clean?")):  # fmt: skip
+        with pytest.raises(SystemExit) as stop, contextlib.redirect_stderr(io.StringIO()) as err:
+            check_group_choices([arg])
+        assert stop.value.code == 2 and hint in err.getvalue()
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        check_group_choices(["model=zzzz"])
+    assert "did you mean" not in err.getvalue() and "choose from: voxtral_mini_3b" in err.getvalue()
 
 
 def test_an_unreachable_hub_is_one_error_line_saying_what_to_do(offline_env, tmp_path):

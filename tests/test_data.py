@@ -114,3 +114,16 @@ def test_the_neural_voice_speaks_16_khz_samples_as_long_as_the_shipped_clip():
     # VITS draws its timing anew each time, by a few percent; samples left at the voice's
     # 22.05 kHz would be 38% longer than the shipped 16 kHz clip
     assert abs(len(samples) / shipped["n_samples"] - 1) < 0.15
+
+
+def test_a_local_dataset_path_that_does_not_exist_is_named_as_such(tmp_path):
+    from bench.data import load_utterances
+    from bench.errors import BenchError
+    from bench.lab.grid import compose
+
+    missing = tmp_path / "my_clips"
+    cfg = compose(["dataset=sample", f"dataset.path={missing}"])
+    with pytest.raises(BenchError) as err:
+        load_utterances(cfg.dataset, 2, progress=False)
+    assert str(err.value).startswith(f"dataset.path={missing}: no such folder.")
+    assert "config None" not in str(err.value) and "Hub access" not in str(err.value)

@@ -65,3 +65,22 @@ def test_a_run_on_another_folder_reports_that_folder(tmp_path, offline_env):
     assert out.returncode == 0, out.stderr[-2000:]
     dataset = json.loads((run_dir / "summary.json").read_text())["dataset"]
     assert dataset["name"] == "my_clips" and len(dataset["fingerprint"]) == 16
+
+
+def test_nothing_to_compare_says_which_key_differs(tmp_path, capsys):
+    from bench.analysis.gate import main
+
+    base = make_run(tmp_path / "a", engine="voxtral_stock", dataset="sample", fingerprint="1111", n_batches=8)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(base), "--out", str(baseline)]) == 0
+    fewer = make_run(tmp_path / "b", engine="voxtral_stock", dataset="sample", fingerprint="2222", n_batches=4)
+    assert main(["--baseline", str(baseline), "--candidate", str(fewer)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to compare: no candidate run or ratio matches the baseline" in err
+    # only the clips differ: 4 batches of 10 s against 8
+    assert "differs from the closest baseline run in the utterances (dataset fingerprint)" in err
+    assert "40.0 s of audio here, 80.0 s in the baseline" in err
+    wider = make_run(tmp_path / "c", engine="voxtral_stock", dataset="sample", fingerprint="1111", n_batches=8,
+                     batch_size=4)  # fmt: skip
+    assert main(["--baseline", str(baseline), "--candidate", str(wider)]) == 2
+    assert "differs from the closest baseline run in batch size 4 here, 1 in the baseline" in capsys.readouterr().err

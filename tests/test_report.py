@@ -224,3 +224,28 @@ def test_a_run_without_a_figure_cannot_meet_a_limit_on_it(tmp_path):
     assert out.startswith("Recommended: voxtral_stock")
     assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no RTFx (no batch was timed)" in out
     assert "no p90 latency, so it cannot show p90 latency <= 5 s." in out
+
+
+def test_max_wer_is_a_fraction_or_a_percentage_and_8_is_refused(capsys):
+    import argparse
+
+    from bench.analysis.report import main, wer_fraction
+
+    assert wer_fraction("0.08") == 0.08 and wer_fraction("8%") == pytest.approx(0.08)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"8: WER is a fraction: 0.08 means 8% \(or write 8%\)"):
+        wer_fraction("8")
+    with pytest.raises(SystemExit) as stop:  # as typed on the command line: refused before any run is read
+        main(["results/online/cpu", "--max-wer", "8"])
+    assert stop.value.code == 2 and "WER is a fraction" in capsys.readouterr().err
+
+
+def test_without_out_the_report_goes_into_a_new_folder_and_says_where(tmp_path, monkeypatch, capsys):
+    from bench.analysis.report import main
+    from bench.config import REPO_DIR
+
+    monkeypatch.chdir(tmp_path)
+    assert main([str(REPO_DIR / "results/online/cpu")]) == 0
+    (folder,) = (tmp_path / "reports").iterdir()
+    assert [p.name for p in tmp_path.iterdir()] == ["reports"]  # nothing among the user's own files
+    assert (folder / "comparison.md").exists()
+    assert f"written to {folder.relative_to(tmp_path)}" in capsys.readouterr().out

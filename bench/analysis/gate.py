@@ -38,7 +38,7 @@ import pandas as pd
 
 from bench.analysis.gate_latency import latencies, latency_row
 from bench.analysis.gate_verdicts import CATCHES, blind_checks, catches_above, catches_below, verdicts
-from bench.analysis.runs import Run, joint_rtf_samples, load_runs, matching, rtf_point
+from bench.analysis.runs import Run, closest_miss, joint_rtf_samples, load_runs, matching, rtf_point
 from bench.analysis.table import markdown
 from bench.errors import BenchError
 from bench.pipeline.record import timed_compile_problems
@@ -278,7 +278,9 @@ def gate(
             }
         )
     if not rows:
-        raise BenchError("nothing to compare: no candidate run or ratio matches the baseline")
+        misses = [] if ratios_only else [closest_miss(run, baseline["runs"]) for run in candidate]
+        raise BenchError("nothing to compare: no candidate run or ratio matches the baseline"
+                         + "".join(f"\n  {miss}" for miss in misses if miss))  # fmt: skip
     table = pd.DataFrame(rows)
     return table, bool((table.verdict == "REGRESSION").any())
 

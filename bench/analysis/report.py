@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,12 +98,24 @@ def write_comparison(comparison: Comparison, out: Path, as_html: bool) -> list[s
     return written + comparison.plots
 
 
+def wer_fraction(text: str) -> float:
+    """--max-wer as a fraction: "0.08", or "8%". A bare number over 1 is refused rather than
+    read as a WER of 800%: whoever wrote 8 meant 8%, and a limit of 8 would admit any run."""
+    value = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text}: WER is a fraction: 0.08 means 8% (or write 8%)")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: a WER limit cannot be negative")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", help="run folders, folders holding them, or globs")
     parser.add_argument("--baseline", nargs="+", help="release comparison: the baseline runs")
     parser.add_argument("--candidate", nargs="+", help="release comparison: the candidate runs")
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--out", type=Path, help="the folder to write into (default: a new folder, "
+                        "reports/<date>_<time>, so nothing lands among your files)")  # fmt: skip
     parser.add_argument("--html", action="store_true", help="also write report.html: one self-contained page")
     parser.add_argument(
         "--allow-mixed", action="store_true", help="compare across hardware, datasets or weights (random/pretrained)"
@@ -112,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let the recommendation judge runs that compiled or captured while a pass was timed",
     )
-    parser.add_argument("--max-wer", type=float)
+    parser.add_argument("--max-wer", type=wer_fraction, help="the most WER a recommendation may have, as a fraction "
+                        "(0.08) or a percentage (8%%)")  # fmt: skip
     parser.add_argument("--min-rtfx", type=float)
     parser.add_argument("--max-memory-gib", type=float)
     parser.add_argument("--max-latency-s", type=float, help="budget for p90 latency per utterance")
@@ -127,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profiles", nargs="+", help="profiled runs: write profiles.md and phase tables to --out")
     args = parser.parse_args(argv)
+    args.out = args.out or Path("reports") / time.strftime("%Y-%m-%d_%H-%M-%S")
     try:
         if args.gpu_hourly_price is not None and args.gpu_hourly_price <= 0:
             raise BenchError(f"--gpu-hourly-price {args.gpu_hourly_price:g}: must be above 0")

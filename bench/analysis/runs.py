@@ -67,6 +67,42 @@ def matching(run: Run, by_key: dict[tuple, object]):
     return next((by_key[key] for key in run.keys if key in by_key), None)
 
 
+KEY_FIELDS = ("engine", "patches", "model", "weights", "scale", "dtype", "batch size")  # Run._settings, in order
+
+
+def _pass_audio(repeat, audio_s) -> float:
+    """Audio seconds one pass of a run's batches transcribed (its first pass)."""
+    repeat, audio_s = list(repeat), list(audio_s)
+    first = min(repeat, default=0)
+    return float(sum(a for a, r in zip(audio_s, repeat, strict=True) if r == first))
+
+
+def closest_miss(run: Run, entries: list[dict]) -> str | None:
+    """Why a run matches none of a baseline's runs: the fields in which the baseline run closest
+    to it (fewest fields apart) differs, each with both values."""
+    if not entries:
+        return None
+    settings = run.key[: len(KEY_FIELDS)]
+    batches = run.batches
+    audio = _pass_audio(batches["repeat"] if "repeat" in batches else [0] * len(batches), batches.audio_s)
+
+    def differences(entry: dict) -> list[str]:
+        key, theirs = entry["key"], entry["batches"]
+        out = [f"{name} {mine!r} here, {base!r} in the baseline"
+               for name, mine, base in zip(KEY_FIELDS, settings, key, strict=False) if mine != base]  # fmt: skip
+        if list(run.key[len(KEY_FIELDS) :]) != list(key[len(KEY_FIELDS) :]):
+            out.append(
+                f"the utterances (dataset fingerprint): {run.summary.n_utterances} utterances, {audio:.1f} s of "
+                f"audio here, {_pass_audio(theirs['repeat'], theirs['audio_s']):.1f} s in the baseline (another "
+                "run.limit, dataset or clips)"
+            )
+        return out
+
+    closest = min((differences(e) for e in entries), key=len)
+    where = f"{run.summary.engine} b{run.summary.batch_size} at {run.path}"
+    return f"{where}: differs from the closest baseline run in " + "; ".join(closest)
+
+
 @dataclass(frozen=True)
 class WerDifference:
     """WER(b) - WER(a) over the utterances both runs scored, with its paired 95% bootstrap

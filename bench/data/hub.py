@@ -19,9 +19,20 @@ OFFLINE_HINT = (
 )
 
 
+def _local_path(path: str) -> bool:
+    """A path meant as a local folder (absolute, or from . or ~), not a Hub id (org/name)."""
+    return path.startswith(("/", ".", "~")) or os.path.isabs(path)
+
+
 def _open(dataset: DatasetConfig):
     import datasets
 
+    if _local_path(str(dataset.path)) and not os.path.exists(os.path.expanduser(str(dataset.path))):
+        raise BenchError(
+            f"dataset.path={dataset.path}: no such folder. A local dataset is a folder in the Hub's layout "
+            "(an audiofolder, or Parquet files with audio and text columns); a Hub dataset is named by its "
+            "id (org/name)"
+        )
     try:
         ds = datasets.load_dataset(dataset.path, dataset.config, split=dataset.split, streaming=dataset.streaming)
     except (ConnectionError, FileNotFoundError) as err:
