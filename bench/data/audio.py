@@ -37,15 +37,14 @@ def decode_audio(data: bytes | None = None, path: str | None = None, max_seconds
     source = io.BytesIO(data) if data is not None else path
     if source is None:
         raise ValueError("audio has neither bytes nor a path")
+    if max_seconds is None:
+        samples, rate = sf.read(source, dtype="float32", always_2d=False)
+        return to_mono_16k(samples, rate)
     with sf.SoundFile(source) as f:
-        rate = f.samplerate
-        if max_seconds is None:
-            samples = f.read(dtype="float32", always_2d=False)
-        else:
-            limit = int(max_seconds * rate)
-            if 0 < f.frames < 2**62 and f.frames > limit:  # a known length (libsndfile: 0 or huge if unknown)
-                raise AudioTooLong(f"the audio lasts {f.frames / rate:.1f} s, over the {max_seconds:g} s allowed")
-            samples = f.read(limit + 1, dtype="float32", always_2d=False)
-            if len(samples) > limit:
-                raise AudioTooLong(f"the audio lasts over {max_seconds:g} s, the most allowed")
+        rate, limit = f.samplerate, int(max_seconds * f.samplerate)
+        if 0 < f.frames < 2**62 and f.frames > limit:  # a known length (libsndfile: 0 or huge if unknown)
+            raise AudioTooLong(f"the audio lasts {f.frames / rate:.1f} s, over the {max_seconds:g} s allowed")
+        samples = f.read(limit + 1, dtype="float32", always_2d=False)
+    if len(samples) > limit:
+        raise AudioTooLong(f"the audio lasts over {max_seconds:g} s, the most allowed")
     return to_mono_16k(samples, rate)
