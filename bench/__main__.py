@@ -122,22 +122,33 @@ def _write_error(run_dir: Path, text: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from hydra.types import RunMode
+
     from bench.analysis.table import format_summaries
     from bench.pipeline.runner import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # a job of a sweep that fails is recorded and the sweep goes on: the closing table lists it
+    # (bench.analysis.sweep) and the sweep's exit status says some failed
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     (run_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier session of this folder (run.resume)
     try:
         summary = run(cfg, run_dir)
     except BenchError as err:
         print(f"bench: error: {err}", file=sys.stderr)
         _write_error(run_dir, f"bench: error: {err}\n")
+        if in_sweep:
+            return None
         sys.exit(2)
     except BaseException as err:
         import traceback
 
-        why = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else "failed"
-        _write_error(run_dir, f"bench: the run {why}\n\n" + traceback.format_exc())
+        interrupted = isinstance(err, KeyboardInterrupt)
+        _write_error(run_dir, f"bench: the run {'interrupted (Ctrl-C)' if interrupted else 'failed'}\n\n"
+                     + traceback.format_exc())  # fmt: skip
+        if in_sweep and isinstance(err, Exception):
+            traceback.print_exc()
+            return None
         raise
     print(format_summaries([summary]))
     print(f"run folder: {run_dir}")
@@ -145,6 +156,10 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from bench.analysis import sweep
+
     check_group_choices(sys.argv[1:])
     check_setting_names(sys.argv[1:])
     main()
+    if sweep.failed_jobs:  # set by the sweep's closing table: some job of the sweep failed
+        sys.exit(1)

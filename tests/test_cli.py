@@ -81,6 +81,22 @@ def test_multirun_in_one_process_writes_one_folder_per_job(tmp_path, offline_env
 
 
 @pytest.mark.slow
+def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, offline_env):
+    """Job 0 cannot run (a Voxtral engine given a Whisper model); jobs 1 and 2 still run, the
+    closing table holds them and names job 0 as failed, and the sweep's exit status says so."""
+    out = run_bench(["-m", *TINY, "run.limit=2", "engine=voxtral_stock,whisper_large_v3,whisper_hf",
+                     "model=whisper_tiny_en", f"hydra.sweep.dir={tmp_path}"], offline_env)  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    error = (tmp_path / "0_voxtral_stock_b1" / "error.txt").read_text()
+    assert "runs voxtral models, but model=whisper_tiny_en" in error
+    assert [p.parent.name for p in sorted(tmp_path.glob("*/summary.json"))] == ["1_whisper_large_v3_b1",
+                                                                                "2_whisper_hf_b1"]  # fmt: skip
+    whole = out.stdout.split("# The whole sweep: 2 runs")[1]
+    assert f"Jobs that failed (their error.txt):\n- {tmp_path / '0_voxtral_stock_b1'}: bench: error:" in whole
+    assert "bench: 1 job(s) of the sweep failed" in out.stdout
+
+
+@pytest.mark.slow
 def test_submitit_local_sweep_runs_two_jobs(tmp_path, offline_env):
     out = run_bench(
         [

@@ -48,6 +48,14 @@ def sweep_report(sweep_dir: Path) -> str:
     )  # fmt: skip
 
 
+failed_jobs = 0  # after a sweep: how many of its jobs failed (python -m bench exits 1 if any)
+
+
 class SweepTable(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        print(sweep_report(Path(config.hydra.sweep.dir)))
+        global failed_jobs
+        sweep_dir = Path(config.hydra.sweep.dir)
+        print(sweep_report(sweep_dir))
+        failed_jobs = len(list(sweep_dir.glob("*/error.txt")))
+        if failed_jobs:
+            print(f"bench: {failed_jobs} job(s) of the sweep failed: see their error.txt (listed above)")
