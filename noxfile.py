@@ -1,6 +1,7 @@
 """Task runner. `python -m nox -s lint tests gate report_browser` is what CI runs (see .ci/run)."""
 
 import os
+import shutil
 
 import nox
 
@@ -148,12 +149,30 @@ BROWSER_REPORTS = {
 }  # fmt: skip
 
 
+def _ensure_chromium(session) -> None:
+    """Chromium for report_browser: BENCH_CHROMIUM's, or Debian's package, installed here when
+    this user may (root, apt-get present); otherwise stop with what to run."""
+    if "BENCH_CHROMIUM" in os.environ or shutil.which("chromium"):
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        try:
+            session.run("apt-get", "install", "-y", "-q", "chromium", external=True, env=env, silent=True)
+        except nox.command.CommandFailed:  # an image without package lists yet
+            session.run("apt-get", "update", "-q", external=True, env=env, silent=True)
+            session.run("apt-get", "install", "-y", "-q", "chromium", external=True, env=env, silent=True)
+        return
+    session.error("report_browser needs Chromium: `sudo apt-get install chromium` (Debian, Ubuntu), or set "
+                  "BENCH_CHROMIUM to a Chromium or Chrome binary")  # fmt: skip
+
+
 @nox.session
 def report_browser(session):
     """Each page bench.report --html writes for committed runs, rendered in headless Chromium
     (Debian's chromium package; BENCH_CHROMIUM names another): fails on a console error, a
     failed request, a table without rows or an image that does not decode (about 1 min).
     `nox -s report_browser -- --docs` also writes the screenshots under docs/report/."""
+    _ensure_chromium(session)
     session.install(TORCH)
     session.install("-e", ".", "playwright>=1.45")
     docs = "--docs" in session.posargs
