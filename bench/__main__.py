@@ -22,13 +22,13 @@ def check_group_choices(argv: list[str]) -> None:
     a page long), before Hydra composes anything. Sweeps (a,b) are checked name by name."""
     import difflib
 
-    from bench.config import REPO_DIR
+    from bench.config import CONF_DIR
 
     for arg in argv:
         group, _, value = arg.partition("=")
         if group not in CONFIG_GROUPS or not value or "(" in value:
             continue
-        known = sorted(p.stem for p in (REPO_DIR / "conf" / group).glob("*.yaml") if not p.stem.endswith("_schema"))
+        known = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.endswith("_schema"))
         for name in value.split(","):
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
@@ -120,7 +120,7 @@ def _write_error(run_dir: Path, text: str) -> None:
         (run_dir / ERROR_FILE).write_text(f"{text.rstrip()}\n\ncommand: {command}\n")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 

@@ -16,7 +16,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
+REPO_DIR = PACKAGE_DIR.parent  # the checkout (its results/, its git state), when bench runs from one
+# the Hydra configs: the top-level conf/, which bench/conf links to, so that a wheel holds them
+# (package data) and an installed bench finds them as a checkout does
+CONF_DIR = Path(__file__).parent / "conf"
 
 
 # Settings that are a choice: Hydra refuses any other value when it builds the config. Each

@@ -15,9 +15,9 @@ def dataset_name(dataset: DatasetConfig) -> str:
     its own under conf/dataset/ was given on purpose and is kept."""
     from omegaconf import OmegaConf
 
-    from bench.config import REPO_DIR
+    from bench.config import CONF_DIR
 
-    yaml = REPO_DIR / "conf" / "dataset" / f"{dataset.name}.yaml"
+    yaml = CONF_DIR / "dataset" / f"{dataset.name}.yaml"
     if dataset.source != "hub" or not yaml.exists():
         return dataset.name
     own_path = OmegaConf.load(yaml).get("path")

@@ -87,19 +87,19 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from bench.config import REPO_DIR, register_configs
+    from bench.config import CONF_DIR, register_configs
 
     register_configs()
-    with initialize_config_dir(config_dir=str(REPO_DIR / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides)
 
 
 def model_family(model: str) -> str:
     from omegaconf import OmegaConf
 
-    from bench.config import REPO_DIR
+    from bench.config import CONF_DIR
 
-    return OmegaConf.load(REPO_DIR / "conf" / "model" / f"{model}.yaml").family
+    return OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml").family
 
 
 def patches_without(engine: str, patch: str) -> str:

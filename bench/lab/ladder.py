@@ -27,13 +27,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.config import REPO_DIR
+from bench.config import CONF_DIR
 from bench.engines import engine_class
 from bench.lab.folder import record_command
 from bench.lab.grid import patches_without
 from bench.lab.speed import INCOMPLETE
 
-PLAN = REPO_DIR / "conf" / "ladder.yaml"
+PLAN = CONF_DIR / "ladder.yaml"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
 
 

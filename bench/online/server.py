@@ -243,10 +243,10 @@ def usage() -> str:
     model and dataset, and the serve settings with their defaults."""
     from omegaconf import OmegaConf
 
-    from bench.config import REPO_DIR, ServeConfig
+    from bench.config import CONF_DIR, ServeConfig
 
     def choices(group: str) -> str:
-        names = sorted(p.stem for p in (REPO_DIR / "conf" / group).glob("*.yaml") if not p.stem.endswith("_schema"))
+        names = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.endswith("_schema"))
         return ", ".join(names)
 
     settings = OmegaConf.to_yaml(OmegaConf.structured(ServeConfig)).strip().splitlines()

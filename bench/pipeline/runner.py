@@ -51,13 +51,13 @@ def release_device_memory(device: torch.device) -> None:
 
 def partner_engine_config(name: str):
     """An engine's config (its YAML over its schema), for run.paired_with."""
-    from bench.config import REPO_DIR
+    from bench.config import CONF_DIR
     from bench.engines import engine_config_classes
 
     classes = engine_config_classes()
     if name not in classes:
         raise BenchError(f"run.paired_with: unknown engine {name!r}; choose from: {', '.join(classes)}")
-    yaml = OmegaConf.load(REPO_DIR / "conf" / "engine" / f"{name}.yaml")
+    yaml = OmegaConf.load(CONF_DIR / "engine" / f"{name}.yaml")
     yaml.pop("defaults", None)
     return OmegaConf.merge(OmegaConf.structured(classes[name]), yaml)
 
