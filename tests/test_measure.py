@@ -176,3 +176,13 @@ def test_a_cpu_run_alone_records_its_process_peak_and_a_paired_one_none():
     assert alone.peak_resident_bytes >= peak_before + 200 * 2**20  # freed by the end: only a peak shows it
     paired = measure_side_by_side([fake_engine(), fake_engine()], utterances([1.0, 1.0]), run)
     assert [m.peak_resident_bytes for m in paired] == [None, None]
+
+
+def test_the_progress_shows_the_warm_up_apart_from_the_timed_batches(capsys):
+    """Two warm-up batches, then 3 passes over 2 batches: a bar of 2, then a bar of 6 (one bar
+    of 8 counted the slow warm-up with the timed batches and misjudged the time left)."""
+    measure(fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, warmup_batches=2, repeats=3, progress=True))
+    bars = capsys.readouterr().err.replace("\r", "\n")
+    assert "fake warm-up (untimed: compiles, captures): 100%" in bars and " 2/2 " in bars
+    assert "fake timed: 100%" in bars and " 6/6 " in bars
+    assert "/8 " not in bars

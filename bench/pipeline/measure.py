@@ -103,13 +103,20 @@ class _Session:
     an out-of-memory back-off, a shape the plan could not foresee) runs once untimed first, so
     what that shape compiles or captures never falls inside a timed pass."""
 
-    def __init__(self, engines: list[Engine], run: RunConfig, steps: int, targets: list[dict[str, int] | None], energy):
+    def __init__(self, engines: list[Engine], run: RunConfig, targets: list[dict[str, int] | None], energy):
         self.engines, self.run, self.targets, self.energy = engines, run, targets, energy
-        label = "+".join(e.engine_cfg.name for e in engines)
-        self.bar = tqdm(total=steps, desc=label, unit="batch", disable=not run.progress)
+        self.label, self.bar = "+".join(e.engine_cfg.name for e in engines), None
         self.warm: list[set] = [set() for _ in engines]
         self.shape_warmups = [0] * len(engines)
         self.limit_hits = [0] * len(engines)
+
+    def stage(self, what: str, batches: int) -> None:
+        """A progress bar per stage, the warm-up's apart: its batches compile and capture, and
+        counted with the timed ones they would throw the bar's estimate of the time left."""
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(total=batches, desc=f"{self.label} {what}", unit="batch",
+                        disable=not self.run.progress or not batches)  # fmt: skip
 
     def _shape(self, k: int, batch: list[Utterance]):
         return self.engines[k].batch_shape([len(u.audio) for u in batch])
@@ -223,13 +230,13 @@ def measure_side_by_side(
             )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    # the bar starts once the engines are loaded: its rate counts batches, not model loading
-    steps = (len(warmup) + run.repeats * len(batches)) * len(engines) + sum(map(len, shape_warmups)) - done_before
     counter = energy_counter(device)
     energy = None if isinstance(counter, str) else counter
     for result in results:
         result.energy_note = counter if isinstance(counter, str) else None
-    session = _Session(engines, run, steps, targets_per_engine, energy)
+    session = _Session(engines, run, targets_per_engine, energy)
+    # the bars start once the engines are loaded: their rates count batches, not model loading
+    session.stage("warm-up (untimed: compiles, captures)", len(warmup) * len(engines) + sum(map(len, shape_warmups)))
 
     for i, batch in enumerate(warmup):
         for k in range(len(engines)):
@@ -252,6 +259,7 @@ def measure_side_by_side(
             result.cold_start_counted = not warmup and not shape_warmups[k]  # the first timed batch is the cold one
 
     measured_before = [{tuple(d) for d in result.done} for result in results]
+    session.stage("timed", run.repeats * len(batches) * len(engines) - done_before)
     for repeat in range(run.repeats):
         for index, batch in enumerate(batches):
             first = (index + repeat) % len(engines)
