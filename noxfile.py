@@ -149,6 +149,15 @@ BROWSER_REPORTS = {
 }  # fmt: skip
 
 
+@nox.session
+def docs(session):
+    """docs/ as a site (MkDocs, Material theme; mkdocs.yml) built with --strict: a broken link
+    or anchor, or a page the nav leaves out, fails the build (a few seconds)."""
+    session.install("mkdocs-material>=9.5")
+    site = _fresh_tmp(session, "site")
+    session.run("mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
 def _ensure_chromium(session) -> None:
     """Chromium for report_browser: BENCH_CHROMIUM's, or Debian's package, installed here when
     this user may (root, apt-get present); otherwise stop with what to run."""
