@@ -154,30 +154,33 @@ def test_the_real_weight_report_is_written_again_byte_for_byte(results_copy):
     _assert_same_files(folder, REPO_DIR / REAL)
 
 
-def test_the_readme_quotes_the_real_weight_report():
-    readme = (REPO_DIR / "README.md").read_text()
-    section = readme.split("## Real weights offline")[1].split("\n## ")[0].split("\n### ")[0]  # the ladder: below
+def test_the_docs_quote_the_real_weight_report():
+    page = (REPO_DIR / "docs" / "real-weights.md").read_text()
+    section = page.split("## Real weights offline")[1].split("\n## ")[0].split("\n### ")[0]  # the ladder: below
     table = "\n".join(line for line in section.splitlines() if line.startswith(("| faster", "| whisper")))
     prose = section.split("compares against the references")[0]
     measured = (REPO_DIR / REAL / "comparison.md").read_text()
     figures = _numbers(table) | {n for n in _numbers(prose) if "." in n and n not in ("0.10", "0.35")}
     assert {"0.280", "0.281", "31.5", "21.2", "4.23"} <= figures  # the pattern finds them
     missing = sorted(n for n in figures if n not in _numbers(measured))
-    assert not missing, f"figures in the README's real-weights section that the report does not show: {missing}"
+    assert not missing, (
+        f"figures in docs/real-weights.md's real-weights section that the report does not show: {missing}"
+    )
 
 
 ONLINE = Path("results/online/cpu")
 
 
-def test_the_load_table_is_written_again_from_its_run_folders_and_quoted_in_the_readme():
+def test_the_load_table_is_written_again_from_its_run_folders_and_quoted_in_the_docs():
     from bench.online.load_folder import load_table
 
     folders = [REPO_DIR / ONLINE / f"c{level}" for level in (1, 4, 16)]
     committed = (REPO_DIR / ONLINE / "load.md").read_text()
     assert load_table(folders) == committed
     table = committed.split("\n\n", 2)[2].strip()
-    assert table in (REPO_DIR / "README.md").read_text()
-    section = (REPO_DIR / "README.md").read_text().split("## Online:")[1].split("\n## ")[0]
+    page = (REPO_DIR / "docs" / "serving.md").read_text()
+    assert table in page
+    section = page.split("## Online:")[1].split("\n## ")[0]
     prose = section.split(table)[1]
     figures = {n for n in _numbers(prose) if "." in n}  # measured figures; counts (8 rows, 16 clients) aside
     assert {"16.9", "20.7", "0.656", "10.3", "0.0469", "0.309"} <= figures <= _numbers(table)
@@ -206,11 +209,23 @@ def test_every_figure_in_the_ladder_findings_is_one_its_tables_show():
     assert not missing, f"figures in the ladder's findings.md that no table shows: {missing}"
 
 
-def test_the_readme_quotes_the_ladder():
-    readme = (REPO_DIR / "README.md").read_text()
-    section = readme.split("### The real-weight ladder")[1].split("\n## ")[0]
+def test_the_docs_quote_the_ladder():
+    page = (REPO_DIR / "docs" / "real-weights.md").read_text()
+    section = page.split("### The real-weight ladder")[1].split("\n## ")[0]
     measured = (REPO_DIR / LADDER / "README.md").read_text()
     figures = {n for n in _numbers(section) if "." in n}
     assert {"0.281", "0.0596", "8.87", "0.95"} <= figures
     missing = sorted(n for n in figures if n not in _numbers(measured))
-    assert not missing, f"figures in the README's ladder section that the ladder folder does not show: {missing}"
+    assert not missing, f"figures in the docs' ladder section that the ladder folder does not show: {missing}"
+
+
+def test_every_figure_in_the_readmes_results_is_one_a_committed_table_shows():
+    readme = (REPO_DIR / "README.md").read_text()
+    section = readme.split("## Results so far")[1].split("\n## ")[0]
+    shown = set()
+    for table in (REFERENCE / "README.md", REAL / "comparison.md"):
+        shown |= _numbers((REPO_DIR / table).read_text())
+    figures = {n for n in _numbers(section) if "." in n}
+    assert {"14.5", "0.697", "82.2", "5.66", "681", "0.280", "31.5"} <= figures | _numbers(section)
+    missing = sorted(figures - shown)
+    assert not missing, f"figures in the README's results that no committed table shows: {missing}"

@@ -265,3 +265,21 @@ def test_goodput_counts_every_request_sent_and_its_interval_is_wilsons():
     assert ttft_note(0, 5, streamed=False).startswith("not measured")
     assert ttft_note(3, 5, streamed=True).startswith("over the 3 of 5 answers")
     assert ttft_note(5, 5, streamed=True) is None
+
+
+def test_loading_an_alias_records_what_serves_it(monkeypatch):
+    """--model whisper-1 asks for the alias; the run still records the engine, weights and
+    hardware the served model's card gives (the alias card only names its root)."""
+    from bench.online.load import served_model
+
+    cards = [{"id": "whisper_tiny_en", "owned_by": "bench:whisper_patched", "bench": {"weights": "pretrained"}},
+             {"id": "whisper-1", "owned_by": "bench:whisper_patched", "root": "whisper_tiny_en"}]  # fmt: skip
+
+    class Answer:
+        def json(self):
+            return {"data": cards}
+
+    monkeypatch.setattr(httpx, "get", lambda url, timeout: Answer())
+    card = served_model("http://server", "whisper-1")
+    assert card["id"] == "whisper-1" and card["bench"] == {"weights": "pretrained"}
+    assert served_model("http://server", None)["id"] == "whisper_tiny_en"

@@ -2,7 +2,7 @@
 through openai-whisper (whisper_large_v3), measured side by side in one run (batches in
 turns) on the shipped sample, then bench.report over that run.
 
-The bounds are the README's (section "Real weights"): both engines measured 28% corpus
+The bounds are docs/real-weights.md's (section "Real weights offline"): both engines measured 28% corpus
 WER on this machine (espeak-ng's synthetic voice is far from the speech Whisper learnt
 from; tiny.en reads LibriSpeech at about 6%). A WER above 35% means the transcripts or the
 scoring broke; one under 10% means the scorer no longer compares against the references.

@@ -166,7 +166,8 @@ def served_model(url: str, wanted: str | None) -> dict:
     card = next((c for c in cards if c.get("id") == wanted), None) if wanted else (cards[0] if cards else None)
     if card is None:
         raise BenchError(f"{url} serves {[c.get('id') for c in cards]}, not {wanted!r}")
-    return card
+    root = next((c for c in cards if c.get("id") == card.get("root")), None)
+    return {**root, "id": card["id"]} if root else card  # an alias (whisper-1): what serves it is its root's
 
 
 def parse_args(argv):
