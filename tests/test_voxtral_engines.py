@@ -174,8 +174,11 @@ def test_the_compile_engines_count_the_cuda_graphs_reduce_overhead_records():
     from torch._dynamo.callback import CallbackTrigger, callback_handler
 
     from bench.engines._fast.compiled_generate import CompiledGenerate
+    from bench.engines.base import Engine
 
-    class Stock:
+    class Stock:  # what the compile engines take from Engine (padding rows) and their stock engine
+        row_buckets, padded_rows = None, Engine.padded_rows
+
         def after_out_of_memory(self):
             pass
 
@@ -195,3 +198,7 @@ def test_the_compile_engines_count_the_cuda_graphs_reduce_overhead_records():
     assert engine.batch_shape([16_000] * 2) == engine.batch_shape([16_000] * 4) == 4
     engine.after_out_of_memory()
     assert engine.batch_shape([16_000] * 2) == 2
+    # served (bench.serve's row buckets): each batch to the smallest bucket that holds it
+    engine.row_buckets = [1, 2, 4]
+    assert [engine.batch_shape([16_000] * n) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
+    assert len(engine.padded([np.zeros(16_000)] * 3)) == 4
