@@ -104,6 +104,9 @@ class RunConfig:
     on_error: OnError = OnError.fail
     resume: bool = False
     progress: bool = True
+    # other libraries' INFO lines and progress bars (mistral_common's tokenizer, datasets'
+    # loading), which interleave with bench's own output: shown only when true
+    verbose: bool = False
     # engines measured beside this one, batch by batch in turns, on the same model (a paired
     # measurement for same-run ratios); each gets a folder under <run dir>/paired/<engine>
     paired_with: list[str] = field(default_factory=list)

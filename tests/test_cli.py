@@ -35,6 +35,8 @@ def test_quick_start_prints_a_table_and_writes_the_run_folder(tmp_path, offline_
     out = run_bench([*TINY, "run.limit=4", "run.batch_size=2", f"hydra.run.dir={tmp_path}"], offline_env)
     assert out.returncode == 0, out.stderr
     assert "RTFx" in out.stdout and "voxtral_patched" in out.stdout  # the default engine
+    # bench's lines and table only: mistral_common's tokenizer logs its vocabulary at INFO
+    assert "mistral_common" not in out.stdout + out.stderr and "[INFO]" not in out.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) >= SUMMARY_FIELDS
     assert set(summary["environment"]) >= ENVIRONMENT_FIELDS
@@ -213,3 +215,23 @@ def test_the_command_line_refuses_a_misspelt_setting(offline_env):
         bench_command("run.batchsize=4"), capture_output=True, text=True, env=offline_env, cwd=REPO_DIR
     )
     assert out.returncode == 2 and out.stderr.strip().endswith("did you mean run.batch_size?")
+
+
+def test_other_libraries_speak_at_warning_level_unless_run_verbose(monkeypatch):
+    import logging
+
+    import datasets
+
+    from bench.host.libraries import quiet_libraries
+
+    logger = logging.getLogger("mistral_common")
+    monkeypatch.setattr(logger, "level", logging.NOTSET)  # restored after the test
+    datasets.enable_progress_bars()  # as a fresh process has them (an in-process run may have quieted them)
+    quiet_libraries(verbose=True)
+    assert logger.level == logging.NOTSET and datasets.is_progress_bar_enabled()  # untouched
+    try:
+        quiet_libraries(verbose=False)
+        assert logger.level == logging.WARNING and not datasets.is_progress_bar_enabled()
+    finally:
+        datasets.enable_progress_bars()
+        logger.manager._clear_cache()  # isEnabledFor caches levels

@@ -215,8 +215,10 @@ def load_engine(cfg):
     (bench.online.warmup), so no request pays for a compile."""
     from bench.engines import engine_class
     from bench.host.hub_access import go_offline_if_unreachable
+    from bench.host.libraries import quiet_libraries
     from bench.pipeline.runner import resolve_device, resolve_dtype
 
+    quiet_libraries(cfg.run.verbose)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     if offline := go_offline_if_unreachable(cfg):

@@ -34,7 +34,7 @@ from bench.pipeline.results import write_json
 
 FILE = "progress.json"
 # settings that may differ between a run and its resumption
-RESUMABLE_CHANGES = ("run.resume", "run.progress")
+RESUMABLE_CHANGES = ("run.resume", "run.progress", "run.verbose")
 COST_FACTOR = 20
 
 

@@ -14,6 +14,7 @@ from bench.engines import engine_class
 from bench.errors import BenchError
 from bench.host.environment import environment
 from bench.host.hub_access import go_offline_if_unreachable
+from bench.host.libraries import quiet_libraries
 from bench.pipeline import progress
 from bench.pipeline.measure import measure_side_by_side
 from bench.pipeline.record import Summary
@@ -65,6 +66,7 @@ def partner_engine_config(name: str):
 def run(cfg: DictConfig, run_dir: Path) -> Summary:
     """Measure cfg.engine (and any run.paired_with engines beside it); write the run folder(s)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    quiet_libraries(cfg.run.verbose)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     engine_configs = [cfg.engine, *(partner_engine_config(name) for name in cfg.run.paired_with)]
