@@ -4,15 +4,7 @@ only with run.verbose=true."""
 
 from __future__ import annotations
 
-LIBRARY_LOGGERS = (
-    "mistral_common",
-    "datasets",
-    "transformers",
-    "huggingface_hub",
-    "httpx",
-    "urllib3",
-    "faster_whisper",
-)
+LIBRARY_LOGGERS = ("mistral_common", "datasets", "transformers", "huggingface_hub", "httpx", "urllib3")
 
 
 def quiet_libraries(verbose: bool) -> None:
