@@ -90,18 +90,25 @@ async def _submit(batcher: Batcher, audios, stream: bool = False) -> list[Job]:
     return jobs
 
 
-def test_a_batch_holds_clips_of_one_chunk_count():
-    engine = ScriptedEngine()
-    batcher = Batcher(engine, batch_size=4, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+def queued_then_run(batcher: Batcher, audios) -> list[str]:
+    """Every clip queued before the engine thread starts (so the batches it forms depend on
+    nothing else), then run to the end: their texts, in order."""
 
     async def scenario():
-        # all queued before the engine thread starts: the batches it forms depend on nothing else
-        jobs = await _submit(batcher, [clip(2, 1), clip(2, 2), clip(2, 3), clip(45, 4), clip(2, 5), clip(2, 6)])
+        jobs = await _submit(batcher, audios)
         batcher.start()
         return [(await job.done).text for job in jobs]
 
     texts = asyncio.run(scenario())
     batcher.close()
+    return texts
+
+
+def test_a_batch_holds_clips_of_one_chunk_count():
+    engine = ScriptedEngine()
+    batcher = Batcher(engine, batch_size=4, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+
+    texts = queued_then_run(batcher, [clip(2, 1), clip(2, 2), clip(2, 3), clip(45, 4), clip(2, 5), clip(2, 6)])
     assert texts == [f"clip {m}" for m in (1, 2, 3, 4, 5, 6)]
     batches = [entry[1] for entry in engine.log if entry[0] == "batch"]
     assert batches == [[1, 2, 3, 5], [6]]  # the 45 s clip (two chunks) ran in no short batch
@@ -160,13 +167,8 @@ def test_each_turn_of_the_running_batches_steps_every_long_clip_once():
     engine = ScriptedEngine()
     batcher = Batcher(engine, batch_size=2, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
 
-    async def scenario():
-        jobs = await _submit(batcher, [clip(90, 1), clip(120, 2), clip(1, 3), clip(1, 4), clip(1, 5), clip(1, 6)])
-        batcher.start()
-        return [(await job.done).text for job in jobs]
-
-    assert asyncio.run(scenario()) == [f"clip {m}" for m in range(1, 7)]
-    batcher.close()
+    texts = queued_then_run(batcher, [clip(90, 1), clip(120, 2), clip(1, 3), clip(1, 4), clip(1, 5), clip(1, 6)])
+    assert texts == [f"clip {m}" for m in range(1, 7)]
     steps = [(e[1], e[2]) if e[0] == "window" else tuple(e[1]) for e in engine.log]
     # start clip 1 | round: 1 | start clip 2 | round: 1, 2 | start 3+4 | round: 2 | start 5+6 | round: 2
     assert steps == [(1, 0), (1, 1), (2, 0), (1, 2), (2, 1), (3, 4), (2, 2), (5, 6), (2, 3)]
@@ -180,12 +182,6 @@ def test_long_clips_share_a_batch_only_up_to_the_engines_long_form_rows():
         started[rows] = []
         record = lambda jobs, out=started[rows]: out.append([round(j.audio[0] * 1000) for j in jobs])  # noqa: E731
         batcher = Batcher(engine, batch_size=4, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5, on_batch=record)
-
-        async def scenario(batcher=batcher):
-            jobs = await _submit(batcher, [clip(45, 1), clip(45, 2), clip(1, 3), clip(45, 4)])
-            batcher.start()
-            return [(await job.done).text for job in jobs]
-
-        assert asyncio.run(scenario()) == ["clip 1", "clip 2", "clip 3", "clip 4"]
-        batcher.close()
+        texts = queued_then_run(batcher, [clip(45, 1), clip(45, 2), clip(1, 3), clip(45, 4)])
+        assert texts == ["clip 1", "clip 2", "clip 3", "clip 4"]
     assert started == {None: [[1, 2, 4], [3]], 1: [[1], [2], [3], [4]]}

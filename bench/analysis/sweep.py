@@ -16,6 +16,11 @@ from omegaconf import DictConfig
 from bench.errors import BenchError
 
 
+def failed_jobs_in(sweep_dir: Path) -> list[Path]:
+    """The error.txt of each job of the sweep that failed."""
+    return sorted(sweep_dir.glob("*/error.txt"))
+
+
 def sweep_report(sweep_dir: Path) -> str:
     """The report of every finished job under sweep_dir, its files written to sweep_dir/report."""
     from bench.analysis.comparison import check_comparable
@@ -23,9 +28,7 @@ def sweep_report(sweep_dir: Path) -> str:
     from bench.analysis.report import compare, write_comparison
     from bench.analysis.runs import load_runs
 
-    failed = "".join(
-        f"- {path.parent}: {path.read_text().splitlines()[0]}\n" for path in sorted(sweep_dir.glob("*/error.txt"))
-    )
+    failed = "".join(f"- {path.parent}: {path.read_text().splitlines()[0]}\n" for path in failed_jobs_in(sweep_dir))
     failed = f"\nJobs that failed (their error.txt):\n{failed}" if failed else ""
     try:
         runs = load_runs([str(sweep_dir)])
@@ -56,6 +59,6 @@ class SweepTable(Callback):
         global failed_jobs
         sweep_dir = Path(config.hydra.sweep.dir)
         print(sweep_report(sweep_dir))
-        failed_jobs = len(list(sweep_dir.glob("*/error.txt")))
+        failed_jobs = len(failed_jobs_in(sweep_dir))
         if failed_jobs:
             print(f"bench: {failed_jobs} job(s) of the sweep failed: see their error.txt (listed above)")
