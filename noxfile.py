@@ -63,7 +63,7 @@ def gpu_host_rehearsal(session):
     a Python 3.12 environment with the host's own packages (.whl/host-requirements.txt, pinned to
     the image's versions where known; torch 2.11's CUDA wheels, a few GB), the wheelhouse installed
     over it as the device command does, then the tiny float32 agreement check on the CPU (with each
-    compile scope of voxtral_patched) and a tiny whisper_large_v3 run in bfloat16, the GPU runs' dtype.
+    compile scope of voxtral_patched) and a tiny openai_whisper run in bfloat16, the GPU runs' dtype.
     Build the wheelhouse first: python -m bench.wheelhouse --out .whl"""
     if not os.path.exists(".whl/host-requirements.txt"):
         session.error("no .whl/host-requirements.txt: run python -m bench.wheelhouse --out .whl first")
@@ -77,7 +77,7 @@ def gpu_host_rehearsal(session):
     # again with the compile scope a CUDA graph gets (one compiled decoder layer for all)
     session.run("python", "-m", "bench.agreement", *agreement, "--compile-scope", "layers", env=env)
     # the rest of the stack: Hydra's command line, openai-whisper (numba, tiktoken), jiwer
-    whisper = ["engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=bfloat16"]
+    whisper = ["engine=openai_whisper", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=bfloat16"]
     run_dir = _fresh_tmp(session, "whisper")
     session.run("python", "-m", "bench", *whisper, "run.limit=2", f"hydra.run.dir={run_dir}", env=env)
 

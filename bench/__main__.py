@@ -17,24 +17,31 @@ register_configs()
 CONFIG_GROUPS = ("engine", "model", "dataset")
 
 
-def check_group_choices(argv: list[str]) -> None:
+def check_group_choices(argv: list[str]) -> list[str]:
     """One clear line for an unknown engine=/model=/dataset= name (Hydra's own message is
-    a page long), before Hydra composes anything. Sweeps (a,b) are checked name by name."""
+    a page long), before Hydra composes anything. Sweeps (a,b) are checked name by name.
+    Returns argv with each former engine name replaced by its current one (said in a line)."""
     import difflib
 
     from bench.config import CONF_DIR
+    from bench.engines import accept_former_name
 
+    out = []
     for arg in argv:
         group, _, value = arg.partition("=")
         if group not in CONFIG_GROUPS or not value or "(" in value:
+            out.append(arg)
             continue
+        names = [accept_former_name(n) if group == "engine" else n for n in value.split(",")]
         known = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.endswith("_schema"))
-        for name in value.split(","):
+        for name in names:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]}? " if close else ""
                 print(f"bench: error: unknown {group} {name!r}; {hint}choose from: {', '.join(known)}", file=sys.stderr)
                 sys.exit(2)
+        out.append(f"{group}={','.join(names)}")
+    return out
 
 
 BENCH_SETTINGS = ("run", "model", "dataset", "engine", "device", "dtype", "profile")
@@ -158,7 +165,7 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     from bench.analysis import sweep
 
-    check_group_choices(sys.argv[1:])
+    sys.argv[1:] = check_group_choices(sys.argv[1:])  # Hydra reads sys.argv: with current engine names
     check_setting_names(sys.argv[1:])
     main()
     if sweep.failed_jobs:  # set by the sweep's closing table: some job of the sweep failed

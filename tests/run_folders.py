@@ -67,7 +67,7 @@ def make_run(
     wer = sum(errors) / (words * n_batches) if weights == "pretrained" else None
     summary = Summary(
         engine=engine,
-        model=model or ("whisper_large_v3" if engine.startswith("whisper") else "voxtral_mini_3b"),
+        model=model or ("voxtral_mini_3b" if engine.startswith("voxtral") else "whisper_large_v3"),
         weights=weights,
         scale="full",
         dtype="bfloat16",

@@ -97,7 +97,7 @@ def test_on_error_fail_stops_at_the_first_unusable_clip_and_names_it(bad_dataset
 def test_a_run_over_bad_input_records_every_case_and_goes_on(bad_dataset, tmp_path):
     cfg = compose_config(
         *dataset_overrides(bad_dataset),
-        "engine=whisper_large_v3",
+        "engine=openai_whisper",
         "model=whisper_large_v3",
         "model.weights=random",
         "model.scale=tiny",

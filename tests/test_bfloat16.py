@@ -3,7 +3,7 @@
 Tiny scale, random weights (every engine that builds them; faster_whisper's CTranslate2
 runs bfloat16 only on a GPU), CPU: a clip of two 30 s chunks and a short one in one batch
 come back with exactly their references' token counts. Whisper failed this until its
-LayerNorms were kept in float32 (see whisper_large_v3.in_run_dtype).
+LayerNorms were kept in float32 (see openai_whisper.in_run_dtype).
 """
 
 import pytest
@@ -40,7 +40,7 @@ def test_every_engine_transcribes_in_bfloat16(name, clips):
 def test_whisper_keeps_only_its_layer_norms_in_float32():
     from whisper.model import LayerNorm
 
-    engine = tiny_engine("whisper_large_v3", dtype=torch.bfloat16)
+    engine = tiny_engine("openai_whisper", dtype=torch.bfloat16)
     norms = {id(p) for m in engine.model.modules() if isinstance(m, LayerNorm) for p in m.parameters()}
     assert norms
     assert {(id(p) in norms, p.dtype) for p in engine.model.parameters()} == {

@@ -11,6 +11,7 @@ from conftest import bench_command
 
 from bench.analysis.report import main as report_main
 from bench.config import REPO_DIR
+from bench.engines import engine_class
 
 SUMMARY_FIELDS = {
     "engine", "patches", "model", "model_id", "weights", "dtype", "batch_size", "dataset", "n_utterances",
@@ -42,6 +43,8 @@ def test_quick_start_prints_a_table_and_writes_the_run_folder(tmp_path, offline_
     assert set(summary["environment"]) >= ENVIRONMENT_FIELDS
     assert summary["n_utterances"] == 4 and summary["wer"] is None and summary["weights"] == "random"
     assert summary["dataset"]["limit"] == 4 and summary["dataset"]["split"] == "test"
+    # every patch on, and the engine's whole list beside them: a table shows "all"
+    assert summary["patches"] == summary["engine_patches"] == list(engine_class("voxtral_patched").PATCHES)
     rows = pd.read_parquet(tmp_path / "utterances.parquet")
     assert set(rows.columns) >= UTTERANCE_COLUMNS and len(rows) == 4
     assert (rows.n_tokens == rows.target_tokens).all()
@@ -85,17 +88,20 @@ def test_multirun_in_one_process_writes_one_folder_per_job(tmp_path, offline_env
 @pytest.mark.slow
 def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, offline_env):
     """Job 0 cannot run (a Voxtral engine given a Whisper model); jobs 1 and 2 still run, the
-    closing table holds them and names job 0 as failed, and the sweep's exit status says so."""
+    closing table holds them and names job 0 as failed, and the sweep's exit status says so.
+    Job 1 names openai_whisper by its former name: it runs as openai_whisper, with a line that says so."""
     out = run_bench(["-m", *TINY, "run.limit=2", "engine=voxtral_stock,whisper_large_v3,whisper_hf",
                      "model=whisper_tiny_en", f"hydra.sweep.dir={tmp_path}"], offline_env)  # fmt: skip
     assert out.returncode == 1, out.stderr[-2000:]
     error = (tmp_path / "0_voxtral_stock_b1" / "error.txt").read_text()
     assert "runs voxtral models, but model=whisper_tiny_en" in error
-    assert [p.parent.name for p in sorted(tmp_path.glob("*/summary.json"))] == ["1_whisper_large_v3_b1",
+    assert [p.parent.name for p in sorted(tmp_path.glob("*/summary.json"))] == ["1_openai_whisper_b1",
                                                                                 "2_whisper_hf_b1"]  # fmt: skip
     whole = out.stdout.split("# The whole sweep: 2 runs")[1]
     assert f"Jobs that failed (their error.txt):\n- {tmp_path / '0_voxtral_stock_b1'}: bench: error:" in whole
     assert "bench: 1 job(s) of the sweep failed" in out.stdout
+    assert "bench: engine whisper_large_v3 is the former name of openai_whisper; running that" in out.stderr
+    assert json.loads((tmp_path / "1_openai_whisper_b1" / "summary.json").read_text())["engine"] == "openai_whisper"
 
 
 @pytest.mark.slow
@@ -119,7 +125,7 @@ def test_submitit_local_sweep_runs_two_jobs(tmp_path, offline_env):
 
 @pytest.mark.slow
 def test_sweep_over_the_three_engines_writes_every_spec_field(tmp_path, offline_env):
-    engines = ["voxtral_stock", "voxtral_compile", "whisper_large_v3"]
+    engines = ["voxtral_stock", "voxtral_compile", "openai_whisper"]
     out = run_bench(
         [
             "-m",
@@ -151,7 +157,7 @@ def test_an_unknown_engine_is_one_error_line_with_the_closest_name_and_the_engin
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == (
         "bench: error: unknown engine 'whisper_patchd'; did you mean whisper_patched? choose from: faster_whisper, "
-        "voxtral_compile, voxtral_patched, voxtral_stock, whisper_compile, whisper_hf, whisper_large_v3, "
+        "openai_whisper, voxtral_compile, voxtral_patched, voxtral_stock, whisper_compile, whisper_hf, "
         "whisper_patched"
     )
 

@@ -20,8 +20,8 @@ def test_launcher_configs_compose(launcher):
 
 
 def test_each_engine_brings_its_own_model_and_the_command_line_wins():
-    assert compose_config("engine=whisper_large_v3").model.family == "whisper"
-    cfg = compose_config("engine=whisper_large_v3", "model.weights=random", "model.scale=tiny", "model.seed=3")
+    assert compose_config("engine=openai_whisper").model.family == "whisper"
+    cfg = compose_config("engine=openai_whisper", "model.weights=random", "model.scale=tiny", "model.seed=3")
     assert (cfg.model.weights, cfg.model.scale, cfg.model.seed) == ("random", "tiny", 3)
 
 

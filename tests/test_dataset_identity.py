@@ -59,7 +59,7 @@ def test_a_run_on_another_folder_reports_that_folder(tmp_path, offline_env):
     folder = tmp_path / "my_clips"
     shutil.copytree(REPO_DIR / "bench" / "data" / "sample", folder)
     run_dir = tmp_path / "run"
-    args = ["engine=whisper_large_v3", "model=whisper_large_v3", "model.weights=random", "model.scale=tiny",
+    args = ["engine=openai_whisper", "model=whisper_large_v3", "model.weights=random", "model.scale=tiny",
             "run.progress=false", "run.limit=2", f"dataset.path={folder}", f"hydra.run.dir={run_dir}"]  # fmt: skip
     out = subprocess.run(bench_command(*args), capture_output=True, text=True, env=offline_env, cwd=REPO_DIR)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -30,12 +30,12 @@ def test_cost_arithmetic():
 
 def test_the_report_prices_each_run_at_the_given_rate(tmp_path, capsys):
     make_run(tmp_path / "runs" / "a", engine="voxtral_patched", seconds_per_batch=0.1, noise=0)  # RTFx 100
-    make_run(tmp_path / "runs" / "b", engine="whisper_large_v3", seconds_per_batch=0.4, noise=0)  # RTFx 25
+    make_run(tmp_path / "runs" / "b", engine="openai_whisper", seconds_per_batch=0.4, noise=0)  # RTFx 25
     out = tmp_path / "out"
     assert report([str(tmp_path / "runs"), "--out", str(out), "--gpu-hourly-price", "4"]) == 0
     table = {row["engine"]: row for _, row in pd.read_csv(out / "comparison.csv").iterrows()}
     assert table["voxtral_patched"]["cost/1k audio h"] == pytest.approx(40.0)  # 4 x 1,000 / 100
-    assert table["whisper_large_v3"]["cost/1k audio h"] == pytest.approx(160.0)
+    assert table["openai_whisper"]["cost/1k audio h"] == pytest.approx(160.0)
     # make_run's interval is [0.95, 1.05] x RTFx: cost 4,000 / (105, 95)
     assert table["voxtral_patched"]["cost/1k audio h 95% CI"] == "[38.10, 42.11]"
     assert report([str(tmp_path / "runs"), "--out", str(out)]) == 0  # no price: no cost columns

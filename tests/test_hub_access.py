@@ -54,7 +54,7 @@ def test_only_what_would_be_fetched_from_the_hub_is_probed_for(tmp_path):
     assert references("engine=voxtral_stock", f"model.id={tmp_path}") == []  # a local folder
     assert references("engine=voxtral_stock", "model.weights=random", "dataset=synthetic") == []
     # openai-whisper downloads from its own address, not from the Hub
-    assert references("engine=whisper_large_v3", "model=whisper_large_v3", "dataset=synthetic") == []
+    assert references("engine=openai_whisper", "model=whisper_large_v3", "dataset=synthetic") == []
 
 
 def test_an_unanswered_probe_switches_the_process_offline(monkeypatch):

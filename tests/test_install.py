@@ -29,7 +29,7 @@ def test_the_quick_start_runs_from_a_built_wheel_outside_the_checkout(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import bench; print(bench.__file__)"], capture_output=True,
                            text=True, env=env, cwd=outside)  # fmt: skip
     assert where.stdout.strip() == str(site / "bench" / "__init__.py")
-    quick_start = [sys.executable, "-m", "bench", "model.weights=random", "model.scale=tiny", "engine=whisper_large_v3",
+    quick_start = [sys.executable, "-m", "bench", "model.weights=random", "model.scale=tiny", "engine=openai_whisper",
                    "run.limit=2", "run.progress=false"]  # fmt: skip
     out = subprocess.run(quick_start, capture_output=True, text=True, env=env, cwd=outside, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

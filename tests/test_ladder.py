@@ -25,7 +25,7 @@ def test_the_plan_runs_every_whisper_engine_on_every_model_voice_and_batch_size(
     assert int8.overrides()[-1] == "engine.compute_type=int8" and "device=cpu" in int8.overrides()
     paired = [r for r in rungs if r.paired_with]
     assert [r.batch_size for r in paired] == plan["batch_sizes"] and rungs[: len(paired)] == paired
-    assert "run.paired_with=[faster_whisper,whisper_large_v3]" in paired[0].overrides()
+    assert "run.paired_with=[faster_whisper,openai_whisper]" in paired[0].overrides()
     assert {r.repeats for r in paired} == {3} and {r.repeats for r in alone} == {plan["repeats"]}
     assert {r.repeats for r in ladder.rungs(plan, repeats=2) if not r.paired_with} == {2}
     ablated = [r for r in rungs if r.without]

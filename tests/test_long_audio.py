@@ -49,7 +49,7 @@ def test_voxtral_compile_sizes_its_cache_at_the_first_batch_and_names_the_settin
 
 
 def test_whisper_decodes_long_audio_window_after_window_with_the_previous_text_as_prompt(monkeypatch):
-    engine = tiny_engine("whisper_large_v3", "model=whisper_large_v3")
+    engine = tiny_engine("openai_whisper", "model=whisper_large_v3")
     prompts = []
     task_class = engine.task_class
 

@@ -128,7 +128,7 @@ def _wav(audio, rate=16_000) -> bytes:
 
 @pytest.mark.slow
 def test_hostile_input_is_refused_while_a_good_request_is_answered(env):
-    process, url = start_server(env, "engine=whisper_large_v3", *REAL, "run.batch_size=1", "serve.max_queue=2",
+    process, url = start_server(env, "engine=openai_whisper", *REAL, "run.batch_size=1", "serve.max_queue=2",
                                 "serve.max_upload_mb=0.5")  # fmt: skip
     try:
         speech = sf.read(io.BytesIO(_wav(np.zeros(8000, np.float32))))[0]  # a valid clip, half a second

@@ -14,7 +14,7 @@ from bench.analysis.runs import load_runs
 @pytest.fixture
 def sweep(tmp_path):
     """Two engines at batch 1, 8 and 32, RTFx 10 to 320, with RTFx intervals of +-5%."""
-    for engine, seconds in (("voxtral_patched", 1.0), ("whisper_large_v3", 2.0)):
+    for engine, seconds in (("voxtral_patched", 1.0), ("openai_whisper", 2.0)):
         for batch in (1, 8, 32):
             make_run(tmp_path / "runs" / f"{engine}_b{batch}", engine=engine, batch_size=batch,
                      seconds_per_batch=seconds / batch, noise=0.0, weights="random")  # fmt: skip
@@ -45,7 +45,7 @@ def test_rtfx_vs_batch_stands_alone(sweep, tmp_path):
     assert list(line.get_ydata()) == pytest.approx([10 / 1.0 * b for b in (1, 8, 32)], rel=1e-6)
     lows_highs = [tuple(seg[:, 1]) for seg in segments.get_segments()]
     assert lows_highs[0] == pytest.approx((9.5, 10.5), rel=1e-6)
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"voxtral_patched", "whisper_large_v3"}
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"voxtral_patched", "openai_whisper"}
     assert "95% CI" in ax.get_legend().get_title().get_text()
     save(fig, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -69,7 +69,7 @@ def test_wer_vs_rtfx_draws_the_pareto_front(tmp_path):
     make_run(
         tmp_path / "fast", engine="voxtral_patched", seconds_per_batch=0.1, errors=[3] * 20, noise=0
     )  # RTFx 100, 30%
-    make_run(tmp_path / "accurate", engine="whisper_large_v3", seconds_per_batch=0.5, noise=0)  # RTFx 20, WER 10%
+    make_run(tmp_path / "accurate", engine="openai_whisper", seconds_per_batch=0.5, noise=0)  # RTFx 20, WER 10%
     make_run(tmp_path / "dominated", engine="voxtral_stock", seconds_per_batch=1.0, errors=[2] * 20)  # 10, 20%
     fig = draw_wer_vs_rtfx(load_runs([str(tmp_path)]))
     ax = fig.axes[0]
@@ -83,7 +83,7 @@ def test_wer_vs_rtfx_draws_the_pareto_front(tmp_path):
 
 
 def test_html_report_is_one_self_contained_page(tmp_path, capsys):
-    for engine, seconds, errors in (("voxtral_patched", 0.2, 1), ("whisper_large_v3", 0.5, 2)):
+    for engine, seconds, errors in (("voxtral_patched", 0.2, 1), ("openai_whisper", 0.5, 2)):
         for batch in (1, 8):
             make_run(tmp_path / "runs" / f"{engine}{batch}", engine=engine, batch_size=batch,
                      seconds_per_batch=seconds, errors=[errors] * 20)  # fmt: skip

@@ -59,7 +59,7 @@ def _warm_clock():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["voxtral_stock", "voxtral_patched", "voxtral_compile", "whisper_large_v3"])
+@pytest.mark.parametrize("engine", ["voxtral_stock", "voxtral_patched", "voxtral_compile", "openai_whisper"])
 def test_profile_mode_writes_trace_table_and_verdict(engine, tmp_path, offline_env):
     args = [f"engine={engine}", "model.weights=random", "model.scale=tiny", "run.progress=false", "run.limit=2",
             "run.batch_size=2", "profile=true", f"hydra.run.dir={tmp_path}"]  # fmt: skip

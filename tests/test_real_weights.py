@@ -176,7 +176,7 @@ def test_whisper_patched_decodes_openai_whispers_tokens_on_real_weights(sample):
     is not exact shows here. Every patch on, batch 4 of short clips and a long clip alone."""
     clips = [sample[i] for i in (10, 20, 25, 29)]
     long = sample[0]
-    reference, fast = engine("whisper_large_v3"), engine("whisper_patched")
+    reference, fast = engine("openai_whisper"), engine("whisper_patched")
     for batch in (clips, [long]):
         with Clock(CPU) as clock:
             expected = reference.transcribe([u.audio for u in batch], None, clock)
@@ -245,7 +245,7 @@ def test_the_base_yaml_states_what_the_weights_are():
 @pytest.fixture(scope="module")
 def base_batches(sample):
     """Four short clips in one batch and a long one alone, with openai-whisper's tokens for each."""
-    reference = engine("whisper_large_v3", model="whisper_base")
+    reference = engine("openai_whisper", model="whisper_base")
     batches = [[sample[i] for i in (10, 20, 25, 29)], [sample[0]]]
     expected = []
     for batch in batches:

@@ -1,5 +1,5 @@
 """A real WER, end to end: real tiny.en weights (no download) through faster_whisper and
-through openai-whisper (whisper_large_v3), measured side by side in one run (batches in
+through openai-whisper (openai_whisper), measured side by side in one run (batches in
 turns) on the shipped sample, then bench.report over that run.
 
 The bounds are docs/real-weights.md's (section "Real weights offline"): both engines measured 28% corpus
@@ -28,7 +28,7 @@ def paired_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("real") / "run"
     command = bench_command(
         "engine=faster_whisper",
-        "run.paired_with=[whisper_large_v3]",
+        "run.paired_with=[openai_whisper]",
         "model=whisper_tiny_en",
         "dataset=sample",
         "run.batch_size=4",
@@ -46,7 +46,7 @@ def test_both_engines_score_real_transcripts_within_the_bounds(paired_run, tmp_p
     assert report([str(paired_run), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     table = pd.read_csv(out / "comparison.csv").set_index("engine")
-    assert sorted(table.index) == ["faster_whisper", "whisper_large_v3"]
+    assert sorted(table.index) == ["faster_whisper", "openai_whisper"]
     for engine in table.index:
         summary = json.loads(
             ((paired_run / "paired" / engine) if engine != "faster_whisper" else paired_run)

@@ -14,20 +14,20 @@ from bench.analysis.runs import load_runs
 
 def test_comparison_table_and_files(tmp_path, capsys):
     make_run(tmp_path / "runs" / "a", engine="voxtral_patched", seconds_per_batch=0.2, errors=[1] * 20)
-    make_run(tmp_path / "runs" / "b", engine="whisper_large_v3", seconds_per_batch=0.5, errors=[2] * 20)
+    make_run(tmp_path / "runs" / "b", engine="openai_whisper", seconds_per_batch=0.5, errors=[2] * 20)
     make_run(tmp_path / "runs" / "c", engine="voxtral_patched", seconds_per_batch=1.0, batch_size=8)
     out = tmp_path / "out"
     assert main([str(tmp_path / "runs" / "*"), "--out", str(out)]) == 0
     table = pd.read_csv(out / "comparison.csv")
-    assert sorted(table.engine) == ["voxtral_patched", "voxtral_patched", "whisper_large_v3"]
-    assert table.loc[table.engine == "whisper_large_v3", "WER"].item() == pytest.approx(0.2)  # 40 / 200
+    assert sorted(table.engine) == ["openai_whisper", "voxtral_patched", "voxtral_patched"]
+    assert table.loc[table.engine == "openai_whisper", "WER"].item() == pytest.approx(0.2)  # 40 / 200
     assert (out / "wer_vs_rtfx.png").stat().st_size > 0 and (out / "rtfx_vs_batch.png").exists()
     assert "Recommended: voxtral_patched" in capsys.readouterr().out
 
 
 def test_mixed_hardware_or_data_is_refused_with_the_reason(tmp_path, capsys):
     make_run(tmp_path / "a", hardware="NVIDIA H100 x1")
-    make_run(tmp_path / "b", hardware="NVIDIA H200 x1", engine="whisper_large_v3")
+    make_run(tmp_path / "b", hardware="NVIDIA H200 x1", engine="openai_whisper")
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]) == 2
     assert "hardware differs" in capsys.readouterr().err
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o"), "--allow-mixed"]) == 0
@@ -38,18 +38,18 @@ def test_mixed_hardware_or_data_is_refused_with_the_reason(tmp_path, capsys):
 
 def test_release_table_marks_changes(tmp_path):
     make_run(tmp_path / "v1" / "p", engine="voxtral_patched", seconds_per_batch=1.0, errors=[1] * 20, seed=1)
-    make_run(tmp_path / "v1" / "w", engine="whisper_large_v3", seconds_per_batch=1.0, errors=[1] * 20, seed=2)
+    make_run(tmp_path / "v1" / "w", engine="openai_whisper", seconds_per_batch=1.0, errors=[1] * 20, seed=2)
     make_run(tmp_path / "v2" / "p", engine="voxtral_patched", seconds_per_batch=0.7, errors=[1] * 20, seed=3)
-    make_run(tmp_path / "v2" / "w", engine="whisper_large_v3", seconds_per_batch=1.0, errors=[3] * 20, seed=4)
+    make_run(tmp_path / "v2" / "w", engine="openai_whisper", seconds_per_batch=1.0, errors=[3] * 20, seed=4)
     out = tmp_path / "out"
     assert main(["--baseline", str(tmp_path / "v1"), "--candidate", str(tmp_path / "v2"), "--out", str(out)]) == 0
     table = pd.read_csv(out / "release.csv").set_index("engine")
     assert table.loc["voxtral_patched", "RTFx"] == "better"
     assert table.loc["voxtral_patched", "RTFx Δ%"] == pytest.approx(100 * (1 / 0.7 - 1), rel=0.05)
     assert table.loc["voxtral_patched", "WER"] == "noise"
-    assert table.loc["whisper_large_v3", "RTFx"] == "noise"
-    assert table.loc["whisper_large_v3", "WER"] == "worse"  # 10% -> 30%
-    assert table.loc["whisper_large_v3", "WER Δ"] == pytest.approx(0.2)
+    assert table.loc["openai_whisper", "RTFx"] == "noise"
+    assert table.loc["openai_whisper", "WER"] == "worse"  # 10% -> 30%
+    assert table.loc["openai_whisper", "WER Δ"] == pytest.approx(0.2)
 
 
 def runs_of(tmp_path, specs):
@@ -64,12 +64,12 @@ def test_recommendation_follows_the_constraints(tmp_path):
         tmp_path,
         {
             "fast_inaccurate": ("voxtral_patched", 0.1, 3, 10.0),  # RTFx 100, WER 30%
-            "slow_accurate": ("whisper_large_v3", 0.5, 1, 5.0),  # RTFx 20, WER 10%
+            "slow_accurate": ("openai_whisper", 0.5, 1, 5.0),  # RTFx 20, WER 10%
             "middle": ("voxtral_stock", 0.25, 1, 50.0),  # RTFx 40, WER 10%, big memory
         },
     )
     assert recommend(runs).startswith("Recommended: voxtral_stock")  # best WER, fastest among equals
-    assert recommend(runs, Constraints(max_memory_gib=20)).startswith("Recommended: whisper_large_v3")
+    assert recommend(runs, Constraints(max_memory_gib=20)).startswith("Recommended: openai_whisper")
     assert recommend(runs, Constraints(min_rtfx=60)).startswith("Recommended: voxtral_patched")
     text = recommend(runs, Constraints(max_wer=0.2, min_rtfx=60))
     assert text.startswith("No configuration meets every constraint;")
@@ -77,7 +77,7 @@ def test_recommendation_follows_the_constraints(tmp_path):
     # every configuration excluded, each with every constraint it fails, with its figure
     assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): WER 0.300 > 0.2." in text
     assert "- voxtral_stock at batch 1 on voxtral_mini_3b (full): RTFx 40 < 60." in text
-    assert "- whisper_large_v3 at batch 1 on whisper_large_v3 (full): RTFx 20 < 60." in text
+    assert "- openai_whisper at batch 1 on whisper_large_v3 (full): RTFx 20 < 60." in text
 
 
 def test_random_weights_recommend_on_speed_alone_and_say_so(tmp_path):
@@ -96,7 +96,7 @@ def test_random_and_pretrained_runs_are_not_mixed_unless_asked(tmp_path, capsys)
     runs = tmp_path / "runs"
     make_run(runs / "fw", engine="faster_whisper", model="whisper_tiny_en", errors=[3] * 10 + [4] * 10,
              seconds_per_batch=0.2, noise=0)  # fmt: skip  # WER 0.35
-    make_run(runs / "ow", engine="whisper_large_v3", model="whisper_tiny_en", errors=[3] * 20,
+    make_run(runs / "ow", engine="openai_whisper", model="whisper_tiny_en", errors=[3] * 20,
              seconds_per_batch=0.4, noise=0)  # fmt: skip  # WER 0.30
     make_run(runs / "vp", engine="voxtral_patched", weights="random", seconds_per_batch=0.05, noise=0)
     out = str(tmp_path / "out")
@@ -104,14 +104,14 @@ def test_random_and_pretrained_runs_are_not_mixed_unless_asked(tmp_path, capsys)
     assert "weights differ (pretrained and random: random weights have no WER)" in capsys.readouterr().err
     assert main([str(runs), "--out", out, "--allow-mixed", "--max-wer", "0.34", "--min-rtfx", "0.5"]) == 0
     text = capsys.readouterr().out
-    assert "Recommended: whisper_large_v3 at batch 1 on whisper_tiny_en (full)" in text
+    assert "Recommended: openai_whisper at batch 1 on whisper_tiny_en (full)" in text
     assert "Constraints: WER <= 0.34; RTFx >= 0.5." in text and "Excluded (2 of 3):" in text
     assert "- faster_whisper at batch 1 on whisper_tiny_en (full): WER 0.350 > 0.34." in text
     assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no WER (random weights)" in text
     # without a WER limit, the random-weight run is still never picked on speed over measured accuracy
     assert main([str(runs), "--out", out, "--allow-mixed"]) == 0
     text = capsys.readouterr().out
-    assert "Recommended: whisper_large_v3 at batch 1 on whisper_tiny_en" in text and "speed alone" not in text
+    assert "Recommended: openai_whisper at batch 1 on whisper_tiny_en" in text and "speed alone" not in text
     assert "faster_whisper at batch 1 on whisper_tiny_en (full): WER 0.350 against 0.300" in text
     assert "Left out of the pick: their accuracy was not measured" in text and "voxtral_patched at batch 1" in text
 
@@ -121,7 +121,7 @@ def _accuracy_pair(tmp_path, extra_errors: int, utterances: int, errors_each: in
     errors, one each on as many utterances, over `utterances` of 10 words."""
     accurate = [errors_each] * utterances
     other = [e + (i < extra_errors) for i, e in enumerate(accurate)]
-    make_run(tmp_path / f"a{extra_errors}" / "accurate", engine="whisper_large_v3", errors=accurate,
+    make_run(tmp_path / f"a{extra_errors}" / "accurate", engine="openai_whisper", errors=accurate,
              n_batches=utterances, seconds_per_batch=1.0, noise=0)  # fmt: skip
     make_run(tmp_path / f"a{extra_errors}" / "fast", engine="whisper_patched", errors=other,
              n_batches=utterances, seconds_per_batch=0.5, noise=0)  # fmt: skip
@@ -134,7 +134,7 @@ def test_the_2_percent_rule_at_its_boundary(tmp_path):
     assert at.startswith("Recommended: whisper_patched") and "within 2% of the lowest: as accurate" in at
     # one error more is past 2%, and 21 utterances each with one error more is far beyond noise
     past = _accuracy_pair(tmp_path, 21, 1000)
-    assert past.startswith("Recommended: whisper_large_v3")
+    assert past.startswith("Recommended: openai_whisper")
     assert "WER 0.102 against 0.100" in past and "beyond noise; more than 2% above the lowest" in past
 
 
@@ -147,7 +147,7 @@ def test_wers_within_noise_are_tied_and_the_faster_wins(tmp_path):
     assert "WER 0.103 against 0.100" in tied and "+0.3 points, 95% interval [+0.0, " in tied
     assert "within noise; tied." in tied
     apart = _accuracy_pair(tmp_path, 4, 100)
-    assert apart.startswith("Recommended: whisper_large_v3") and "beyond noise; more than 2% above" in apart
+    assert apart.startswith("Recommended: openai_whisper") and "beyond noise; more than 2% above" in apart
 
 
 def test_a_run_that_compiled_while_timed_is_not_recommended(tmp_path):
@@ -167,7 +167,7 @@ def test_a_run_that_compiled_while_timed_is_not_recommended(tmp_path):
 def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
     runs = {
         "voxtral_stock": 1.0, "voxtral_patched": 0.2,  # Voxtral: RTFx 10 and 50
-        "whisper_large_v3": 0.5, "whisper_patched": 0.25,  # Whisper: RTFx 20 and 40
+        "openai_whisper": 0.5, "whisper_patched": 0.25,  # Whisper: RTFx 20 and 40
     }  # fmt: skip
     for engine, seconds in runs.items():
         make_run(tmp_path / engine, engine=engine, seconds_per_batch=seconds, weights="random", noise=0.0)
@@ -179,7 +179,7 @@ def test_each_model_is_judged_on_its_fastest_engine(tmp_path):
         "whisper_large_v3 (full): whisper_patched (batch 1, RTFx 40.0)."
     ) in text
     # the slow openai-whisper engine is not what Whisper is judged on
-    assert "whisper_large_v3 (batch" not in text
+    assert "openai_whisper (batch" not in text
 
 
 def test_with_real_wers_a_wer_constraint_excludes_an_engine():
@@ -188,11 +188,11 @@ def test_with_real_wers_a_wer_constraint_excludes_an_engine():
     from bench.config import REPO_DIR
 
     runs = load_runs([str(REPO_DIR / "results" / "real_weights" / "cpu" / "run")])
-    assert sorted(r.summary.engine for r in runs) == ["faster_whisper", "whisper_large_v3"]
+    assert sorted(r.summary.engine for r in runs) == ["faster_whisper", "openai_whisper"]
     text = recommend(runs, Constraints(max_wer=0.2805))
     assert text.startswith("Recommended: faster_whisper") and "WER 28.00%" in text
     assert "among the 1 of 2 measured configurations left by the rules below" in text
-    assert "- whisper_large_v3 at batch 4 on whisper_tiny_en (full): WER 0.281 > 0.2805." in text
+    assert "- openai_whisper at batch 4 on whisper_tiny_en (full): WER 0.281 > 0.2805." in text
     assert "speed alone" not in text
     assert recommend(runs, Constraints(max_wer=0.25)).startswith("No configuration meets every constraint;")
 
@@ -202,13 +202,13 @@ def test_a_sweep_report_lists_every_job_and_the_ones_that_failed(tmp_path):
 
     make_run(tmp_path / "0_voxtral_patched_b1", engine="voxtral_patched", weights="random")
     make_run(tmp_path / "1_voxtral_stock_b1", engine="voxtral_stock", weights="random", seconds_per_batch=2.0)
-    (tmp_path / "2_whisper_large_v3_b1").mkdir()
-    (tmp_path / "2_whisper_large_v3_b1" / "error.txt").write_text("bench: error: out of disk\n\ncommand: x\n")
+    (tmp_path / "2_openai_whisper_b1").mkdir()
+    (tmp_path / "2_openai_whisper_b1" / "error.txt").write_text("bench: error: out of disk\n\ncommand: x\n")
     text = sweep_report(tmp_path)
     assert text.startswith("\n# The whole sweep: 2 runs\n")
     assert "| voxtral_patched |" in text and "| voxtral_stock |" in text
     assert "Recommended: voxtral_patched" in text
-    assert f"- {tmp_path / '2_whisper_large_v3_b1'}: bench: error: out of disk" in text
+    assert f"- {tmp_path / '2_openai_whisper_b1'}: bench: error: out of disk" in text
     assert (tmp_path / "report" / "comparison.md").exists() and (tmp_path / "report" / "report.html").exists()
     empty = tmp_path / "empty"
     empty.mkdir()

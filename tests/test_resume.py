@@ -22,7 +22,7 @@ from bench.pipeline.progress import Saver
 
 N_CLIPS = 40
 RUN = [
-    "engine=whisper_large_v3",
+    "engine=openai_whisper",
     "model=whisper_large_v3",
     "model.weights=random",
     "model.scale=tiny",
@@ -92,7 +92,7 @@ def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, monkeypatch, capsy
     def no_load(engine):
         raise AssertionError("a finished run was loaded again")
 
-    monkeypatch.setattr("bench.engines.whisper_large_v3.WhisperLargeV3.load", no_load)
+    monkeypatch.setattr("bench.engines.openai_whisper.OpenAIWhisper.load", no_load)
     summary = bench.pipeline.runner.run(compose_config(*short, "run.resume=true"), tmp_path)
     assert summary == first and summary.resumed == 0
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files

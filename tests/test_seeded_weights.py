@@ -8,7 +8,7 @@ ENGINES = {
     "voxtral_stock": [],
     "voxtral_patched": [],
     "voxtral_compile": [],
-    "whisper_large_v3": ["model=whisper_large_v3"],
+    "openai_whisper": ["model=whisper_large_v3"],
 }
 
 

@@ -59,7 +59,7 @@ def noise(seconds: float, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def served():
-    cfg = compose(["engine=whisper_large_v3", *TINY, "run.batch_size=2", "serve.max_upload_mb=1",
+    cfg = compose(["engine=openai_whisper", *TINY, "run.batch_size=2", "serve.max_upload_mb=1",
                    "serve.max_audio_seconds=60"])  # fmt: skip
     engine = server.load_engine(cfg)
     with TestClient(server.create_app(engine, cfg, {"hardware": "test"})) as client:
@@ -187,7 +187,7 @@ def test_a_burst_of_48_mixing_long_and_short_clips_is_answered_in_full_short_one
     once while the first long clip's first window runs: every request answered with its own
     text, and every short one before the long one (a batcher that runs a long clip to its end
     answers the short ones after it)."""
-    cfg = compose(["engine=whisper_large_v3", *TINY, "run.batch_size=8"])
+    cfg = compose(["engine=openai_whisper", *TINY, "run.batch_size=8"])
     engine = ScriptedEngine(window_s=0.2)
     engine.go_on.clear()
     app = server.create_app(engine, cfg, {"hardware": "test"})

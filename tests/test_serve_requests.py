@@ -15,7 +15,7 @@ TINY = ["model.weights=random", "model.scale=tiny", "dataset=sample", "run.batch
 
 
 def _client(*overrides: str) -> TestClient:
-    cfg = compose(["engine=whisper_large_v3", *TINY, *overrides])
+    cfg = compose(["engine=openai_whisper", *TINY, *overrides])
     return TestClient(server.create_app(server.load_engine(cfg), cfg, {"hardware": "test"}))
 
 

@@ -77,14 +77,14 @@ def test_speed_covers_whisper_with_its_ablation_and_the_ceiling(tmp_path, offlin
 
     out = subprocess.run(
         [sys.executable, "-m", "bench.speed", "--model", "whisper_large_v3", "--scale", "tiny",
-         "--clip-seconds", "4", "--batch-sizes", "1", "--engines", "whisper_large_v3", "whisper_patched",
+         "--clip-seconds", "4", "--batch-sizes", "1", "--engines", "openai_whisper", "whisper_patched",
          "--min-clips", "2", "--repeats", "1", "--quiet", "--out", str(tmp_path)],
         capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=900,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "# Whisper speed" in out.stdout and "# whisper_patched ablation" in out.stdout
     speed = pd.read_csv(tmp_path / "speed.csv")
-    assert sorted(speed.engine) == ["whisper_large_v3", "whisper_patched"]
+    assert sorted(speed.engine) == ["openai_whisper", "whisper_patched"]
     assert ((speed["% of copy BW"] > 0) & (speed["% of copy BW"] < 100)).all()
     # the ceiling: every decoder matrix of this model read once on this device, measured here
     ceilings = json.loads((tmp_path / "ceilings.json").read_text())

@@ -35,10 +35,10 @@ def test_markdown_uses_readable_cells():
     assert text.splitlines()[2] == "| a | 1,100 | 2,048 |"
 
 
-def _summary(patches, report):
+def _summary(patches, report, engine_patches=None):
     return Summary(
         engine="voxtral_patched", model="m", weights="random", scale="tiny", dtype="float32", batch_size=1,
-        dataset=DatasetRecord(name="synthetic"), patches=patches, engine_report=report,
+        dataset=DatasetRecord(name="synthetic"), patches=patches, engine_report=report, engine_patches=engine_patches,
     )  # fmt: skip
 
 
@@ -50,3 +50,18 @@ def test_patches_the_engine_did_not_apply_are_marked_inert():
     gpu = _summary(["static_cache", "cuda_graph"], {"cuda_graph_active": True})
     assert patches_cell(gpu) == "static_cache, cuda_graph"
     assert patches_cell(_summary([], {})) == "-"
+
+
+EVERY = ["device_features", "static_cache", "compiled_step", "cuda_graph", "sync_free_loop"]
+
+
+def test_a_run_that_recorded_the_engines_patches_shows_all_or_all_but():
+    assert patches_cell(_summary(EVERY, {}, EVERY)) == "all"
+    without = [p for p in EVERY if p != "sync_free_loop"]
+    assert patches_cell(_summary(without, {}, EVERY)) == "all but sync_free_loop"
+    on_a_cpu = _summary(without, {"cuda_graph_active": False}, EVERY)
+    assert patches_cell(on_a_cpu) == "all but sync_free_loop (cuda_graph inert)"
+    two = ["static_cache", "cuda_graph"]  # fewer on than off: the names of those on
+    assert patches_cell(_summary(two, {"cuda_graph_active": False}, EVERY)) == "static_cache, cuda_graph (inert)"
+    # a run from before the engine's list was recorded: its names, since "all" cannot be known
+    assert patches_cell(_summary(EVERY, {})) == ", ".join(EVERY)

@@ -8,14 +8,14 @@ import torch
 from conftest import compose_config
 
 from bench.data import load_utterances
-from bench.engines.whisper_large_v3 import WhisperLargeV3
+from bench.engines.openai_whisper import OpenAIWhisper
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 
 
 def make_engine(*overrides):
-    cfg = compose_config("engine=whisper_large_v3", "model.scale=tiny", *overrides)
-    engine = WhisperLargeV3(cfg.engine, cfg.model, torch.device("cpu"), torch.float32, "en")
+    cfg = compose_config("engine=openai_whisper", "model.scale=tiny", *overrides)
+    engine = OpenAIWhisper(cfg.engine, cfg.model, torch.device("cpu"), torch.float32, "en")
     engine.load()
     return engine
 
@@ -66,9 +66,9 @@ def test_missing_pretrained_weights_say_what_to_do(tmp_path):
 
 
 def test_wrong_model_family_is_refused():
-    cfg = compose_config("engine=whisper_large_v3", "model.family=voxtral")
+    cfg = compose_config("engine=openai_whisper", "model.family=voxtral")
     with pytest.raises(BenchError, match="runs whisper models"):
-        WhisperLargeV3(cfg.engine, cfg.model, torch.device("cpu"), torch.float32, "en")
+        OpenAIWhisper(cfg.engine, cfg.model, torch.device("cpu"), torch.float32, "en")
 
 
 def test_batched_features_match_one_at_a_time(sample):

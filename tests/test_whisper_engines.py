@@ -1,4 +1,4 @@
-"""whisper_hf, whisper_compile and whisper_patched decode whisper_large_v3's tokens from the same
+"""whisper_hf, whisper_compile and whisper_patched decode openai_whisper's tokens from the same
 weights, with its logits at every step: every clip of the sample dataset (short and long form),
 batch 1 and 4, every whisper_patched patch on and each off alone, its CUDA graph path
 emulated on the CPU. Tiny scale, float32, CPU."""
@@ -23,14 +23,14 @@ def sample():
 
 @pytest.fixture(scope="module")
 def expected(sample):
-    reference = tiny_engine("whisper_large_v3", WHISPER)
+    reference = tiny_engine("openai_whisper", WHISPER)
     targets = {u.id: reference.count_target_tokens(u.reference) for u in sample}
     return targets, {size: run_clips(reference, sample, size, targets) for size in (1, 4)}
 
 
 def assert_same(got, want, sample):
     """The same tokens on every clip; on the short clips, whose logits come one step per row,
-    the same logits at every step whisper_large_v3 took, within 1e-5 of the step's largest
+    the same logits at every step openai_whisper took, within 1e-5 of the step's largest
     (two implementations of one model in float32: a few units in the last place)."""
     tokens, logits = got
     want_tokens, want_logits = want

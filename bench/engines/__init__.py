@@ -9,9 +9,33 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from functools import cache
 
 from bench.errors import BenchError
+
+# Engines renamed: former name -> name. A former name is still accepted where a command takes
+# an engine (with one line saying so), and run folders measured before the rename keep it: a
+# reader maps it (current_name) and finds a folder named with it (former_spelling).
+FORMER_NAMES = {"whisper_large_v3": "openai_whisper"}
+
+
+def current_name(name: str) -> str:
+    return FORMER_NAMES.get(name, name)
+
+
+def former_spelling(text: str) -> str:
+    """A folder label as it was written before the renames (each current name its former one)."""
+    for former, name in FORMER_NAMES.items():
+        text = text.replace(name, former)
+    return text
+
+
+def accept_former_name(name: str) -> str:
+    """An engine name given to a command: a former one is taken, with a line that says so."""
+    if name in FORMER_NAMES:
+        print(f"bench: engine {name} is the former name of {FORMER_NAMES[name]}; running that", file=sys.stderr)
+    return current_name(name)
 
 
 @cache
@@ -26,6 +50,7 @@ def engine_config_classes() -> dict[str, type]:
 
 
 def engine_class(name: str):
+    name = current_name(name)
     if name not in engine_names():
         raise BenchError(f"unknown engine {name!r}; choose one of: {', '.join(engine_names())}")
     return importlib.import_module(f"{__name__}.{name}").ENGINE

@@ -35,7 +35,7 @@ CHANGES = (
            "torch.compile, one graph per batch shape, compiled in the warm-up", "da4b1da"),
     Change("0.2.0", "voxtral_patched: compiled_prefill", "one compiled function for every layer of a stack, as "
            "compiled_step's under a CUDA graph", "bc49edb"),
-    Change("0.2.0", "whisper_large_v3", "random weights: the decoder's positional embedding drawn from the seed "
+    Change("0.2.0", "openai_whisper", "random weights: the decoder's positional embedding drawn from the seed "
            "(it held uninitialised memory); the same shapes, so the same speed", "a4d9e4e"),
     Change("0.2.0", "new engines", "whisper_hf, whisper_compile, whisper_patched and faster_whisper (Whisper on the "
            "same three paths as Voxtral, and CTranslate2)", "413ac38"),

@@ -3,10 +3,10 @@
 Greedy, English, no timestamps, SDPA attention; log-mel from transformers' feature extractor
 on the host, as its processor makes it. generate is told openai-whisper's decoding rules
 (the prompt, the tokens suppressed first and always: `_whisper`), so on the same weights it
-decodes what whisper_large_v3 decodes. Audio over 30 s goes as whisper_large_v3 takes it:
+decodes what openai_whisper decodes. Audio over 30 s goes as openai_whisper takes it:
 30 s windows one after another, each prompted with the tokens decoded before it. Phases come
 from hooks on the encoder: encode, then decode (the rest of generate, its per-step overhead
-included). With random weights the same seed gives whisper_large_v3's weights, converted to
+included). With random weights the same seed gives openai_whisper's weights, converted to
 transformers' layout.
 """
 

@@ -8,7 +8,7 @@ end-of-sequence read back a step late, the whole decode step compiled and captur
 CUDA graph. What is Whisper's is here: log-mel on the device, the encoder, the prompt and
 openai-whisper's decoding rules (the tokens suppressed). Each entry of PATCHES can be
 switched off; with a patch off that step runs as whisper_hf runs it. On the same weights it
-decodes whisper_large_v3's tokens (the tests check every patch on and each off alone).
+decodes openai_whisper's tokens (the tests check every patch on and each off alone).
 """
 
 from __future__ import annotations

@@ -20,6 +20,15 @@ COMMANDS_FILE = "commands.txt"
 LEGACY_COMMAND_FILE = "command.txt"  # folders of earlier versions kept only the last command
 
 
+def measured_as(folder: Path) -> Path:
+    """A run's folder: as its label is spelt now, or, where only that exists, as it was spelt
+    before an engine's rename (a folder measured then is continued, not measured again)."""
+    from bench.engines import former_spelling
+
+    former = folder.with_name(former_spelling(folder.name))
+    return former if not folder.exists() and former.exists() else folder
+
+
 def without_budget(argv: list[str]) -> list[str]:
     """The command line less --budget-minutes, which changes how many calls a grid takes, not a figure."""
     kept, skip = [], False

@@ -19,8 +19,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.engines import engine_class, engine_config_classes
-from bench.lab.folder import device_record
+from bench.engines import current_name, engine_class, engine_config_classes
+from bench.lab.folder import device_record, measured_as
 from bench.pipeline.record import Summary
 
 POINT_FILE = "point.json"  # in each measured folder: the point it measured
@@ -39,7 +39,7 @@ class Point:
         return f"{self.engine}_without_{self.without}" if self.without else self.engine
 
     def folder(self, out: Path) -> Path:
-        return out / "runs" / self.dataset / f"{self.label}_b{self.batch_size}"
+        return measured_as(out / "runs" / self.dataset / f"{self.label}_b{self.batch_size}")
 
 
 @dataclass
@@ -153,12 +153,13 @@ def measured_points(out: Path) -> list[Point]:
     for summary in sorted((out / "runs").glob("*/*/summary.json")):
         folder = summary.parent
         if (folder / POINT_FILE).exists():
-            points.append(Point(**json.loads((folder / POINT_FILE).read_text())))
+            point = json.loads((folder / POINT_FILE).read_text())
+            points.append(Point(**point | {"engine": current_name(point["engine"])}))
             continue
         label, _, batch = folder.name.rpartition("_b")
         engine, _, without = label.partition("_without_")
         profile = (folder / "profile.md").exists()
-        points.append(Point(folder.parent.name, engine, int(batch), without or None, profile))
+        points.append(Point(folder.parent.name, current_name(engine), int(batch), without or None, profile))
     return points
 
 

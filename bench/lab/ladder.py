@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.config import CONF_DIR
 from bench.engines import engine_class
-from bench.lab.folder import record_command
+from bench.lab.folder import measured_as, record_command
 from bench.lab.grid import patches_without
 from bench.lab.speed import INCOMPLETE
 
@@ -61,7 +61,7 @@ class Rung:
 
     def folder(self, out: Path) -> Path:
         kind = "paired" if self.paired_with else "ablation" if self.without else "runs"
-        return out / kind / self.dataset / self.model / f"{self.label}_b{self.batch_size}"
+        return measured_as(out / kind / self.dataset / self.model / f"{self.label}_b{self.batch_size}")
 
     def is_done(self, out: Path) -> bool:
         return (self.folder(out) / "summary.json").is_file()

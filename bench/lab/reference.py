@@ -22,7 +22,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.engines import engine_names
+from bench.engines import accept_former_name, current_name, engine_names
 from bench.lab import reference_folder, speed
 from bench.lab.folder import record_command, recorded_commands
 from bench.lab.grid import Point, Settings, add_arguments, measure
@@ -39,7 +39,7 @@ def planned_points(commands: list[str], out: Path) -> list[Point]:
     for command in commands:
         words = shlex.split(command)
         if words[:3] == ["python", "-m", "bench.reference"]:
-            args = parse(words[3:])
+            args = parse(words[3:], recorded=True)
             device_type = plan_device_type(args.device, out)
             plan += reference_points(
                 args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type
@@ -55,11 +55,19 @@ def write_folder(out: Path) -> str:
 
 
 # -- the command ----------------------------------------------------------------------------
-def parse(argv):
+def parse(argv, recorded: bool = False):
+    """The command line (recorded: one read back from the folder's commands.txt, whose former
+    engine names are mapped without a word)."""
     parser = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="e.g. results/reference/h100")
     random_weights = [e for e in engine_names() if builds_random_weights(e)]  # the grid runs no others
-    parser.add_argument("--engines", nargs="+", default=random_weights, choices=random_weights)
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=random_weights,
+        choices=random_weights,
+        type=current_name if recorded else accept_former_name,
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--ablation-batch-sizes", nargs="*", type=int, default=[1, 32])

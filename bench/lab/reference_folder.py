@@ -88,11 +88,13 @@ def _patches_when_measured(out: Path) -> dict[str, set[str]]:
     ablation a command asked for is of those, not of a patch added to the engine since."""
     import json
 
+    from bench.engines import current_name
+
     found: dict[str, set[str]] = {}
     for path in (out / "runs").rglob("summary.json"):
         summary = json.loads(path.read_text())  # read as it is: a grid marks a point done by the file alone
         if "_without_" not in path.parent.name and "engine" in summary:
-            found.setdefault(summary["engine"], set()).update(summary.get("patches") or [])
+            found.setdefault(current_name(summary["engine"]), set()).update(summary.get("patches") or [])
     return found
 
 
@@ -118,6 +120,9 @@ def provenance_lines(runs) -> list[str]:
     for (version, commit), n in sorted(measured.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         by = f"bench {version}" if version else "a bench that recorded no version"
         lines.append(f"- {n} run(s) by {by}" + (f", at commit {commit}" if commit else "") + ".")
+    renamed = sorted({(r.summary.named_when_measured, r.summary.engine) for r in runs if r.summary.named_when_measured})
+    lines += [f"- {name} was named {former} when measured: its folders and commands here say {former}."
+              for former, name in renamed]  # fmt: skip
     versions = [version for version, _ in measured]
     if None in versions:
         lines += ["", "Some runs name no bench version: what changed since them cannot be listed."]

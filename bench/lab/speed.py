@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from bench.analysis.table import markdown
 from bench.data.audio import SAMPLE_RATE
-from bench.engines import engine_class, engine_names
+from bench.engines import accept_former_name, current_name, engine_class, engine_names
 from bench.engines.base import DecoderShape
 from bench.lab import ceiling
 from bench.lab.evidence import ordered_phase_frame, phase_means
@@ -48,7 +48,7 @@ INCOMPLETE = 3  # exit status when the time budget ran out before every point wa
 
 def planned_points(argv: list[str], out: Path | None) -> list[Point]:
     """The points a bench.speed command line asks for (of the folder out, when it has runs)."""
-    args = parse(argv)
+    args = parse(argv, recorded=True)
     ablation_sizes = args.batch_sizes if args.ablation_batch_sizes is None else args.ablation_batch_sizes
     return speed_points(args.engines, args.batch_sizes, ablation_sizes, plan_device_type(args.device, out))
 
@@ -239,13 +239,16 @@ def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
     return texts
 
 
-def parse(argv: list[str] | None):
+def parse(argv: list[str] | None, recorded: bool = False):
+    """The command line (recorded: one read back from a folder's commands.txt, whose former
+    engine names are mapped without a word)."""
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="voxtral_mini_3b")
     parser.add_argument(
         "--engines",
         nargs="+",
         choices=engine_names(),
+        type=current_name if recorded else accept_former_name,
         help="default: every engine of the model's family with a decoder",
     )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])

@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if {"--help", "-h"} & set(overrides):
         print(usage())
         return 0
-    check_group_choices(overrides)
+    overrides = check_group_choices(overrides)
     check_setting_names(overrides)
     cfg = compose(overrides)
     try:

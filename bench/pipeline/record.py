@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.engines import current_name
+
 
 @dataclass
 class DatasetRecord:
@@ -42,6 +44,8 @@ class Summary:
     batch_size: int
     dataset: DatasetRecord
     patches: list[str] = field(default_factory=list)
+    # every patch the engine had when measured (None: a run from before this was recorded)
+    engine_patches: list[str] | None = None
     model_id: str | None = None
     seed: int | None = None
     device: str | None = None
@@ -101,6 +105,8 @@ class Summary:
     profile: dict | None = None
     online: dict | None = None  # a bench.load run: the endpoint, its load, TTFT and latency intervals
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer bench, kept as they were
+    # read, never written: the engine's name in summary.json where it has been renamed since
+    named_when_measured: str | None = None
 
     @property
     def hardware(self) -> str:
@@ -113,10 +119,14 @@ class Summary:
     @classmethod
     def from_dict(cls, data: dict, strict: bool = False) -> Summary:
         """From summary.json's layout; `strict` (bench's own writer) refuses a field it does not know."""
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "named_when_measured"}
         if strict and set(data) - known:
             raise TypeError(f"not fields of a run summary: {sorted(set(data) - known)}")
         values = {k: v for k, v in data.items() if k in known}
+        # a run measured before an engine's rename names it as it was then
+        if current_name(values["engine"]) != values["engine"]:
+            values["engine"], values["named_when_measured"] = current_name(values["engine"]), values["engine"]
+        values["paired_with"] = [current_name(name) for name in values.get("paired_with") or []]
         values["dataset"] = DatasetRecord(**{k: v for k, v in data["dataset"].items() if k in _DATASET_FIELDS})
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
@@ -133,8 +143,8 @@ class Summary:
 
 _DATASET_FIELDS = {f.name for f in dataclasses.fields(DatasetRecord)}
 _WRITE_ORDER = (
-    "engine", "patches", "model", "model_id", "weights", "scale", "seed", "dtype", "device", "batch_size",
-    "warmup_batches", "repeats", "length_matched", "dataset", "n_utterances", "n_failed", "failures",
+    "engine", "patches", "engine_patches", "model", "model_id", "weights", "scale", "seed", "dtype", "device",
+    "batch_size", "warmup_batches", "repeats", "length_matched", "dataset", "n_utterances", "n_failed", "failures",
     "out_of_memory_splits", "compiles_while_timed", "captures_while_timed", "recompile_limit_hits",
     "shape_warmup_batches", "resumed",
     "resume_sessions", "by_form", "long_form_threshold_seconds", "audio_seconds", "processing_seconds",
@@ -147,7 +157,7 @@ _WRITE_ORDER = (
     "wer_details", "wer_note", "n_empty_references", "n_missing_references", "reference_warnings", "environment",
     "engine_report", "paired_with", "profile", "online",
 )  # fmt: skip
-assert set(_WRITE_ORDER) == {f.name for f in dataclasses.fields(Summary)} - {"extra"}
+assert set(_WRITE_ORDER) == {f.name for f in dataclasses.fields(Summary)} - {"extra", "named_when_measured"}
 
 
 @dataclass
@@ -295,9 +305,18 @@ def inert_patches(summary: Summary) -> list[str]:
 
 
 def patches_cell(summary: Summary) -> str:
-    """The patches as a table shows them, each one the engine did not apply marked inert."""
-    inert = set(inert_patches(summary))
-    return ", ".join(f"{p} (inert)" if p in inert else p for p in summary.patches) or "-"
+    """The patches as a table shows them: "all", or "all but" the ones off, where the run
+    recorded the engine's whole list (summary.json keeps both lists), else each name; a patch
+    the engine did not apply on this host is marked inert."""
+    inert = inert_patches(summary)
+    on, every = summary.patches, summary.engine_patches
+    if not on:
+        return "-"
+    inert_note = f" ({', '.join(inert)} inert)" if inert else ""
+    if every and set(on) <= set(every) and len(every) - len(on) < len(on):
+        off = [p for p in every if p not in on]
+        return ("all" if not off else f"all but {', '.join(off)}") + inert_note
+    return ", ".join(f"{p} (inert)" if p in inert else p for p in on)
 
 
 def energy_reasons(summaries: list[Summary]) -> list[str]:

@@ -169,6 +169,7 @@ def _write_run(folder: Path, cfg, engine_cfg, precision, device, utterances, rej
     header = {
         "engine": engine_cfg.name,
         "patches": list(engine_cfg.patches),
+        "engine_patches": list(engine_class(engine_cfg.name).PATCHES),
         "model": cfg.model.name,
         "model_id": cfg.model.id,
         "weights": cfg.model.weights,

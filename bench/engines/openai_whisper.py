@@ -1,4 +1,6 @@
-"""Whisper-large-v3 through the openai-whisper package: greedy, no timestamps, batched.
+"""Whisper through the openai-whisper package (large-v3 unless model= says another size):
+greedy, no timestamps, batched. It was named whisper_large_v3, after its default model (which
+keeps that name); the former name is still accepted and read in older run folders.
 
 Audio longer than 30 s goes the way openai-whisper's `transcribe` takes it without
 timestamps: consecutive 30 s windows decoded one after another, each prompted with the
@@ -27,7 +29,7 @@ WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
 @dataclass
 class Config(EngineConfig):
-    name: str = "whisper_large_v3"
+    name: str = "openai_whisper"
     family: str = "whisper"
     max_new_tokens: int = 224  # per 30 s window (half Whisper's 448-token context, as openai-whisper)
 
@@ -94,7 +96,7 @@ def in_run_dtype(model, dtype: torch.dtype):
     return model
 
 
-class WhisperLargeV3(wh.WhisperEngine):
+class OpenAIWhisper(wh.WhisperEngine):
     PHASES = ("h2d", "features", "encode", "decode")
 
     def load(self) -> None:
@@ -161,4 +163,4 @@ class WhisperLargeV3(wh.WhisperEngine):
         return task.run(features)
 
 
-ENGINE = WhisperLargeV3
+ENGINE = OpenAIWhisper
