@@ -21,6 +21,7 @@ from bench.lab.grid import Point, Settings, measure, measured_points
 from bench.lab.plans import plan_device_type, reference_points
 from bench.lab.reference import planned_points
 from bench.lab.reference_folder import ratio_frame
+from bench.lab.speed import INCOMPLETE
 
 
 @pytest.fixture
@@ -230,11 +231,11 @@ def test_the_plan_is_every_command_s_points_once_in_order(tmp_path):
     (run / "summary.json").write_text(json.dumps({"device": "cuda"}))
     plan = planned_points(commands, tmp_path)
     assert len(plan) == len(set(plan))
-    assert plan[:4] == [
-        Point("synthetic", "voxtral_stock", 1, profile=True),
+    assert plan[:4] == [  # in the order of value: the faster path first
         Point("synthetic", "voxtral_patched", 1, profile=True),
-        Point("synthetic", "voxtral_stock", 32),
         Point("synthetic", "voxtral_patched", 32),
+        Point("synthetic", "voxtral_stock", 1, profile=True),
+        Point("synthetic", "voxtral_stock", 32),
     ]
     # bench.speed adds compile at batch 1 and the batch-1 ablation, nothing it repeats
     assert plan[4:] == [Point("synthetic", "voxtral_compile", 1)] + [
@@ -249,8 +250,22 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
                "--engines", "voxtral_stock", "voxtral_patched", "openai_whisper", "--datasets", "synthetic",
                "--batch-sizes", "1", "2", "--ablation-batch-sizes", "--repeats", "1", "--min-clips", "2",
                "--quiet"]  # fmt: skip
+    # the rehearsal of a lease: a budget that stops the plan after its first point, then the rest
+    cut = subprocess.run([*command, "--budget-minutes", "0.01"], capture_output=True, text=True, env=offline_env,
+                         cwd=REPO_DIR, timeout=900)  # fmt: skip
+    assert cut.returncode == INCOMPLETE, cut.stderr[-3000:]
+    assert f"Plan for {out}: 6 points, 0 measured; in this order:" in cut.stdout
+    assert "To do: 6 points, minutes unknown until a first run; budget 0.01 min" in cut.stdout
+    assert "[1/6] synthetic voxtral_patched batch 1" in cut.stdout and "[2/6]" not in cut.stdout
+    assert "Left for the next call (the same command again): 5 points" in cut.stdout
     first = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "1 of 6 points already measured" in first.stdout
+    order = [line.split("] ", 1)[1] for line in first.stdout.splitlines() if line.startswith("[")]
+    assert order == [
+        "synthetic voxtral_patched batch 2", "synthetic voxtral_stock batch 1", "synthetic voxtral_stock batch 2",
+        "synthetic openai_whisper batch 1", "synthetic openai_whisper batch 2",
+    ]  # fmt: skip: the faster path first, then its stock engine, then the others
     readme = (out / "README.md").read_text()
     assert "## synthetic" in readme and "python -m bench.report --reference" in readme
     comparison = pd.read_csv(out / "comparison_synthetic.csv")

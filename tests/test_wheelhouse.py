@@ -44,3 +44,16 @@ def test_the_host_stand_in_has_what_is_not_carried_pinned_where_the_image_versio
     # no CUDA library wheels (the pinned torch brings its own); NVML's pure-Python binding is bench's
     cuda_libraries = {name for name in names if name.startswith("nvidia-")} - {"nvidia-ml-py"}
     assert "hydra-core" not in names and not cuda_libraries
+
+
+def test_the_check_names_a_module_that_does_not_import_and_a_folder_too_big_to_carry(tmp_path, monkeypatch):
+    from bench.lab import wheelhouse
+
+    assert wheelhouse.check(tmp_path) == []  # every module a plan imports imports here
+    with open(tmp_path / "big-1.0-py3-none-any.whl", "wb") as f:
+        f.truncate((wheelhouse.CARRY_LIMIT_MIB + 1) * 2**20)
+    monkeypatch.setattr(wheelhouse, "PLAN_MODULES", ("json", "no_such_module_here"))
+    problems = wheelhouse.check(tmp_path)
+    assert problems[0].startswith("no_such_module_here does not import: ModuleNotFoundError")
+    assert problems[1] == f"{tmp_path} holds 65.0 MiB of wheels: over the 64 MiB one call carries"
+    assert len(problems) == 2

@@ -23,7 +23,7 @@ from bench.engines import current_name, engine_class, engine_config_classes
 from bench.lab.folder import device_record, measured_as
 from bench.pipeline.record import Summary
 
-POINT_FILE = "point.json"  # in each measured folder: the point it measured
+POINT_FILE = "point.json"  # in each measured folder: the point it measured, and its wall seconds
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Point:
 
     def folder(self, out: Path) -> Path:
         return measured_as(out / "runs" / self.dataset / f"{self.label}_b{self.batch_size}")
+
+
+POINT_FIELDS = {f.name for f in dataclasses.fields(Point)}
 
 
 @dataclass
@@ -153,8 +156,9 @@ def measured_points(out: Path) -> list[Point]:
     for summary in sorted((out / "runs").glob("*/*/summary.json")):
         folder = summary.parent
         if (folder / POINT_FILE).exists():
-            point = json.loads((folder / POINT_FILE).read_text())
-            points.append(Point(**point | {"engine": current_name(point["engine"])}))
+            point = json.loads((folder / POINT_FILE).read_text())  # with the seconds it took (bench.lab.budget)
+            fields = {k: v for k, v in point.items() if k in POINT_FIELDS}
+            points.append(Point(**fields | {"engine": current_name(point["engine"])}))
             continue
         label, _, batch = folder.name.rpartition("_b")
         engine, _, without = label.partition("_without_")
@@ -163,13 +167,17 @@ def measured_points(out: Path) -> list[Point]:
     return points
 
 
-def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: float | None = None) -> list[Point]:
+def measure(
+    points: list[Point], out: Path, settings: Settings, budget_minutes: float | None = None, estimate=None
+) -> list[Point]:
     """Measure the points not measured yet; returns the ones still missing, in order: left
     for lack of time, or failed (the error is kept in the point's folder as error.txt and
     the grid goes on: one engine's failure must not cost an unattended call the others).
 
-    A point is started only if the time spent so far plus the longest point of the same
-    engine measured in this call (or of any engine, before the first) fits the budget.
+    The first point always starts. A later one is started only if the time spent so far plus
+    what it should take fits the budget: the longest point of the same engine measured in
+    this call, else estimate(point) (bench.lab.budget, from the folder's earlier points),
+    else the longest point of this call. Each point's seconds go into its point.json.
     The folder's device.json is written first, if it is not there yet."""
     from bench.pipeline.runner import resolve_device, run
 
@@ -183,7 +191,7 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
         print(f"{len(points) - len(todo)} of {len(points)} points already measured in {out}: kept")
     for i, point in enumerate(todo):
         if budget_minutes is not None and took:
-            guess = took.get(point.engine, max(took.values()))
+            guess = took.get(point.engine) or (estimate and estimate(point)) or max(took.values())
             if time.perf_counter() - start + guess > 60 * budget_minutes:
                 left = todo[i:]
                 print(
@@ -199,7 +207,8 @@ def measure(points: list[Point], out: Path, settings: Settings, budget_minutes: 
         began = time.perf_counter()
         try:
             run(point_config(point, settings), folder)
-            (folder / POINT_FILE).write_text(json.dumps(dataclasses.asdict(point)) + "\n")
+            seconds = round(time.perf_counter() - began, 1)
+            (folder / POINT_FILE).write_text(json.dumps(dataclasses.asdict(point) | {"seconds": seconds}) + "\n")
         except Exception as err:  # noqa: BLE001 - kept with its traceback, reported below
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "error.txt").write_text(traceback.format_exc())

@@ -9,6 +9,9 @@
 - profiles: engines that mark the placeholder merge as a phase of its own, one warm batch
   of 30 s clips at batch 1 (what the note that started bench claimed about);
 - ratios and the gate: engines that are a faster path of another (Engine.STOCK).
+
+A reference plan is measured in order of value (value_ordered), so that whatever a time
+budget cuts off is what matters least.
 """
 
 from __future__ import annotations
@@ -100,3 +103,38 @@ def reference_points(engines, datasets, batch_sizes, ablation_sizes, device_type
                 if p not in points
             ]
     return points
+
+
+# The reference plan's stages, most valuable first: a lease measures them in this order.
+STAGES = (
+    "verdict: every engine on the synthetic 30 s clips at the smallest and largest batch size, "
+    "the profiles at batch 1 with them",
+    "ablation: each patch off alone at the smallest ablation batch size",
+    "the rest: the other datasets, the batch sizes between, the other ablation batch sizes",
+)
+
+
+def stage_of(point: Point, batch_sizes, ablation_sizes) -> int:
+    """Which of STAGES a reference point belongs to (an index into it)."""
+    headline = {min(batch_sizes), max(batch_sizes)} if batch_sizes else set()
+    if point.dataset == SYNTHETIC and point.without is None and point.batch_size in headline:
+        return 0
+    if ablation_sizes and point.dataset == SYNTHETIC and point.batch_size == min(ablation_sizes):
+        return 1  # an ablation run, or its all-on partner where the grid has no such batch size
+    return 2
+
+
+def value_ordered(points: list[Point], batch_sizes, ablation_sizes) -> list[Point]:
+    """The points by stage (STAGES), each in the plan's own order, except that the verdict
+    measures the faster paths first, then the engines they are faster paths of, then the
+    others: a verdict cut short still has each model on its fastest engine."""
+    fast = faster_paths()
+
+    def rank(point: Point) -> int:
+        return 0 if point.engine in fast else 1 if point.engine in fast.values() else 2
+
+    def key(point: Point) -> tuple[int, int]:
+        stage = stage_of(point, batch_sizes, ablation_sizes)
+        return stage, rank(point) if stage == 0 else 0
+
+    return sorted(points, key=key)

@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 from bench.engines import accept_former_name, current_name, engine_names
-from bench.lab import reference_folder, speed
+from bench.lab import budget, reference_folder, speed
 from bench.lab.folder import record_command, recorded_commands
-from bench.lab.grid import Point, Settings, add_arguments, measure
-from bench.lab.plans import builds_random_weights, plan_device_type, reference_points
+from bench.lab.grid import Point, Settings, add_arguments, is_done, measure
+from bench.lab.plans import STAGES, builds_random_weights, plan_device_type, reference_points, stage_of, value_ordered
 from bench.lab.speed import INCOMPLETE
 
 DATASETS = reference_folder.DATASETS  # measured in this order
@@ -39,11 +39,7 @@ def planned_points(commands: list[str], out: Path) -> list[Point]:
     for command in commands:
         words = shlex.split(command)
         if words[:3] == ["python", "-m", "bench.reference"]:
-            args = parse(words[3:], recorded=True)
-            device_type = plan_device_type(args.device, out)
-            plan += reference_points(
-                args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type
-            )
+            plan += command_points(parse(words[3:], recorded=True), out)
         elif words[:3] == ["python", "-m", "bench.speed"]:
             plan += speed.planned_points(words[3:], out)
     return list(dict.fromkeys(plan))
@@ -75,14 +71,32 @@ def parse(argv, recorded: bool = False):
     return parser.parse_args(argv)
 
 
+def command_points(args, out: Path) -> list[Point]:
+    """The points one bench.reference command asks for, in the order they are measured."""
+    device_type = plan_device_type(args.device, out)
+    points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type)
+    return value_ordered(points, args.batch_sizes, args.ablation_batch_sizes)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    device_type = plan_device_type(args.device, args.out)
-    points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type)
+    points = command_points(args, args.out)
+
+    def stage(point: Point) -> int:
+        return stage_of(point, args.batch_sizes, args.ablation_batch_sizes)
+
+    print("\n".join(budget.plan_lines(points, args.out, list(STAGES), stage, args.budget_minutes)), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     record_command(args.out, "bench.reference", argv)
-    if measure(points, args.out, Settings.from_args(args), args.budget_minutes):
+    known = budget.point_seconds(args.out)
+    expected = lambda p: budget.expected_seconds(p, known)  # noqa: E731
+    left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, expected)
+    went = budget.where_minutes_went([p for p in points if p not in known and is_done(p, args.out)], args.out)
+    if went:
+        print(went)
+    if left:
+        print("\n".join(budget.left_lines(left, args.out, list(STAGES), stage)))
         return INCOMPLETE
     speed.measure_ceilings(args.out, points)
     print(write_folder(args.out))

@@ -1,7 +1,7 @@
 """A reference folder's README and tables, written from its run folders alone.
 
-README.md says which bench measured the runs and what has changed in their engines since,
-then gives the folder's findings.md (when it has one), lists every command that
+README.md gives the verdict (bench.lab.verdict), says which bench measured the runs and
+what has changed in their engines since, then gives the folder's findings.md (when it has one), lists every command that
 measured into the folder and the planned runs still missing, then per dataset a comparison
 table, the phases, the fastest engines and each faster path's RTFx ratio to every other
 engine with a 95% bootstrap interval (both runs resampled with one draw); the speed,
@@ -23,6 +23,7 @@ from bench.engines import faster_paths
 from bench.lab.folder import DEVICE_FILE, not_measured_lines, recorded_commands
 from bench.lab.grid import Point, is_done
 from bench.lab.speed import SECTIONS, measured_speed_points, weight_bytes
+from bench.lab.verdict import verdict_lines
 from bench.pipeline.record import Summary
 from bench.stats import RESAMPLES
 
@@ -141,6 +142,9 @@ def provenance_lines(runs) -> list[str]:
 COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
 
 
+INTRO_LINES = 4  # the title and the paragraph on method: the verdict comes right under them
+
+
 def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[str]:
     hardware = sorted({r.hardware for r in runs})
     lines = [
@@ -218,6 +222,7 @@ def write_folder(out: Path, plan: list[Point]) -> str:
         pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
 
     speed = measured_speed_points(out)
+    ceilings = None
     if (out / DEVICE_FILE).exists() and any(p.without for p in speed):
         tables = write_tables(out, speed)
         lines += ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
@@ -226,6 +231,8 @@ def write_folder(out: Path, plan: list[Point]) -> str:
         copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
         weights = {p.engine: weight_bytes(p, out) for p in speed if not p.without}
         lines += evidence.ceiling_lines(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
+        ceilings = evidence.ceiling_frame(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
+    lines[INTRO_LINES:INTRO_LINES] = verdict_lines(runs, ceilings)  # at the top, under the method
     lines += evidence.repeat_runs_lines(out)
     lines += evidence.agreement_lines(out)
     profiles, _ = finding(runs)

@@ -128,12 +128,49 @@ def fetch(name: str, version: str, out: Path, python: str) -> None:
     subprocess.run(build, check=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+# What one device call carries beside the checkout (the device tool's limit), and the modules a
+# GPU plan imports: bench.reference and its engines' libraries, bench.serve and bench.load for
+# the load table, NVML for the energy counter.
+CARRY_LIMIT_MIB = 64
+PLAN_MODULES = (
+    "bench.lab.reference", "bench.lab.speed", "bench.lab.agreement", "bench.online.server", "bench.online.load",
+    "bench.host.energy", "pynvml", "prometheus_client", "fastapi", "uvicorn", "httpx", "whisper", "jiwer",
+    "mistral_common", "hydra", "soundfile",
+)  # fmt: skip
+
+
+def check(out: Path) -> list[str]:
+    """What keeps the wheelhouse from serving a GPU plan: a module the plan imports that does
+    not import (run with the wheelhouse on the path, on the host or its stand-in), or a folder
+    over what one call carries."""
+    import importlib
+
+    problems = []
+    for module in PLAN_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 - any failure to import is what this reports
+            problems.append(f"{module} does not import: {type(err).__name__}: {err}")
+    size = sum(p.stat().st_size for p in out.glob("*.whl")) / 2**20
+    if size > CARRY_LIMIT_MIB:
+        problems.append(f"{out} holds {size:.1f} MiB of wheels: over the {CARRY_LIMIT_MIB} MiB one call carries")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int | None:
     parser = argparse.ArgumentParser(prog="python -m bench.wheelhouse", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".whl"))
     parser.add_argument("--python", default="3.12", help="the host's Python (major.minor)")
     parser.add_argument("--have", type=Path, help="a `pip freeze` of the host (default: the lent GPU image)")
+    parser.add_argument(
+        "--check", action="store_true", help="build nothing: check that every module a GPU plan imports imports, "
+        f"and that --out holds at most {CARRY_LIMIT_MIB} MiB (nox -s gpu_host_rehearsal runs it)"
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.check:
+        problems = check(args.out)
+        print("\n".join(f"bench.wheelhouse: {p}" for p in problems) or f"{len(PLAN_MODULES)} plan modules import")
+        return 1 if problems else 0
     have = (
         {canonicalize_name(line.split("==")[0].split(" @ ")[0]) for line in args.have.read_text().split() if line}
         if args.have
@@ -149,3 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         fetch(name, version, args.out, args.python)
     size = sum(p.stat().st_size for p in args.out.glob("*.whl")) / 2**20
     print(f"{len(packages)} packages -> {args.out} ({size:.1f} MiB); what the host has: {args.out / HOST_REQUIREMENTS}")
+    if size > CARRY_LIMIT_MIB:
+        print(f"bench.wheelhouse: over the {CARRY_LIMIT_MIB} MiB one device call carries", file=sys.stderr)
+        return 1
+    return 0

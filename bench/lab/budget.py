@@ -1,0 +1,139 @@
+"""A plan's minutes: what each point took, what the rest should take, and what is left.
+
+bench.lab.grid writes each point's wall seconds into its point.json: start to finish in the
+process (configuration, dataset, weights, warm-up with its compiles and captures, the timed
+passes, the profile). A folder measured before that was recorded gives a lower bound from
+each run's own timings instead: load + cold start + (warm-up batches + repeats) passes.
+
+A point not measured yet is estimated from the points that were, by the first rule that has
+any: the same engine at the same batch size on the same dataset (an ablation run against its
+all-on run), the same engine at the same batch size, the same engine, any point; each the
+longest such point, so an estimate errs long. With nothing measured yet there is no estimate:
+the first point's time gives one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.lab.grid import POINT_FILE, Point, is_done, measured_points
+
+
+def point_seconds(out: Path) -> dict[Point, tuple[float, bool]]:
+    """Each measured point's seconds, and whether they are its wall time (else a lower bound)."""
+    from bench.pipeline.record import Summary
+
+    found = {}
+    for point in measured_points(out):
+        folder = point.folder(out)
+        recorded = json.loads((folder / POINT_FILE).read_text()) if (folder / POINT_FILE).exists() else {}
+        if "seconds" in recorded:
+            found[point] = (float(recorded["seconds"]), True)
+            continue
+        s = Summary.read(folder)
+        passes = (s.warmup_batches or 0) + (s.repeats or 1)
+        lower = (s.load_seconds or 0.0) + (s.cold_start_seconds or 0.0) + passes * (s.processing_seconds or 0.0)
+        found[point] = (lower, False)
+    return found
+
+
+def estimate_seconds(point: Point, known: dict[Point, tuple[float, bool]]) -> tuple[float, bool] | None:
+    """The point's own seconds where it was measured, else the rule of the module's docstring;
+    with whether they are wall time (False: from a lower bound)."""
+    if point in known:
+        return known[point]
+    rules = (
+        lambda p: p.engine == point.engine and p.batch_size == point.batch_size and p.dataset == point.dataset,
+        lambda p: p.engine == point.engine and p.batch_size == point.batch_size,
+        lambda p: p.engine == point.engine,
+        lambda p: True,
+    )
+    for rule in rules:
+        matches = [known[p] for p in known if rule(p)]
+        if matches:
+            return max(matches)
+    return None
+
+
+def expected_seconds(point: Point, known: dict[Point, tuple[float, bool]]) -> float | None:
+    """What grid.measure weighs against its budget before starting the point."""
+    estimate = estimate_seconds(point, known)
+    return None if estimate is None else estimate[0]
+
+
+def _minutes(estimate: tuple[float, bool] | None) -> str:
+    if estimate is None:
+        return "? min"
+    return f"{estimate[0] / 60:.1f} min" + ("" if estimate[1] else " at least")
+
+
+def _sum_line(points: list[Point], known) -> str:
+    estimates = [estimate_seconds(p, known) for p in points]
+    if any(e is None for e in estimates):
+        return f"{len(points)} points, minutes unknown until a first run"
+    total = (sum(e[0] for e in estimates), all(e[1] for e in estimates))
+    return f"{len(points)} points, {_minutes(total)}"
+
+
+LOWER_BOUND_NOTE = (
+    "(at least: from the runs' own timings, load + cold start + passes, where a folder's runs recorded no wall time)"
+)
+
+
+def plan_lines(plan: list[Point], out: Path, stages: list[str], stage_of, budget_minutes: float | None) -> list[str]:
+    """The plan in the order it is measured, stage by stage: each point measured or not, with
+    its minutes (measured, or estimated), and what is left against the budget."""
+    known = point_seconds(out) if out.is_dir() else {}
+    todo = [p for p in plan if not is_done(p, out)]
+    lines = [f"Plan for {out}: {len(plan)} points, {len(plan) - len(todo)} measured; in this order:"]
+    for index, stage in enumerate(stages):
+        points = [p for p in plan if stage_of(p) == index]
+        if not points:
+            continue
+        lines.append(f"{index + 1}. {stage}")
+        for p in points:
+            state = "measured" if is_done(p, out) else "to do   "
+            minutes = _minutes(estimate_seconds(p, known))
+            lines.append(f"   {state}  {p.dataset} {p.label} batch {p.batch_size}: {minutes}")
+    left = f"To do: {_sum_line(todo, known)}" if todo else "Nothing left to measure"
+    budget = f"; budget {budget_minutes:g} min: a point is started only if it should fit" if budget_minutes else ""
+    lower = any(not exact for _, exact in known.values())
+    return [*lines, left + budget + "." + (f" {LOWER_BOUND_NOTE}" if lower else "")]
+
+
+def left_lines(left: list[Point], out: Path, stages: list[str], stage_of) -> list[str]:
+    """What a call left for the next one, by stage."""
+    if not left:
+        return []
+    known = point_seconds(out)
+    lines = [f"Left for the next call (the same command again): {_sum_line(left, known)}:"]
+    for index, stage in enumerate(stages):
+        points = [p for p in left if stage_of(p) == index]
+        if points:
+            names = ", ".join(f"{p.dataset} {p.label} b{p.batch_size}" for p in points)
+            lines.append(f"{index + 1}. {stage.split(':')[0]}: {_sum_line(points, known)}: {names}")
+    return lines
+
+
+def where_minutes_went(points: list[Point], out: Path) -> str | None:
+    """Where the measured points' wall minutes went, from their point.json and run summaries:
+    loading the engine (weights built or read), the first warm-up batch (compiles and captures
+    happen there), the timed passes, and the rest (configuration, dataset, the other warm-up
+    shapes, a profile, the run's tables and folder). None where no point recorded its wall time."""
+    from bench.pipeline.record import Summary
+
+    known = point_seconds(out)
+    walls = [(p, known[p][0]) for p in points if p in known and known[p][1]]
+    if not walls:
+        return None
+    parts = {"engine load": 0.0, "first warm-up batch": 0.0, "timed passes": 0.0}
+    for point, _ in walls:
+        s = Summary.read(point.folder(out))
+        parts["engine load"] += s.load_seconds or 0.0
+        parts["first warm-up batch"] += s.cold_start_seconds or 0.0
+        parts["timed passes"] += sum(s.repeat_processing_seconds) or (s.repeats or 1) * (s.processing_seconds or 0.0)
+    wall = sum(seconds for _, seconds in walls)
+    parts["the rest"] = wall - sum(parts.values())
+    shares = ", ".join(f"{name} {seconds / 60:.2f} ({100 * seconds / wall:.0f}%)" for name, seconds in parts.items())
+    return f"Where the minutes of {len(walls)} point(s) went: {wall / 60:.2f} min in all: {shares}."

@@ -1,0 +1,88 @@
+"""The verdict at the top of a reference folder's README: each model on its fastest engine
+measured there, per batch size on the synthetic 30 s clips, with that engine's decode step
+against the measured ceiling, and how many times faster one model's best is than another's.
+
+The rule (docs/gpu-suites.md, "The verdict"): a model's fastest engine is the one with the
+highest RTFx. The ratio of two models' bests comes with a 95% interval from one draw of batch
+positions for both runs (the estimator of every ratio in the folder): "faster" when the interval
+lies above 1, "slower" below 1, else "within noise". A model whose faster path (an engine with
+Engine.STOCK) has no run at that batch size is named as judged without it, so a tuned engine
+beside an untuned one is never read as a verdict on the models.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.table import markdown
+from bench.engines import faster_paths
+from bench.lab.plans import family
+from bench.stats import RESAMPLES
+
+SYNTHETIC = "synthetic"
+
+
+def _ratio(a, b) -> tuple[float, float, float]:
+    """How many times faster run a is than run b: the point and its 95% interval."""
+    from bench.analysis.runs import joint_rtf_samples
+
+    rng = np.random.default_rng(0)
+    b_rtf, a_rtf = joint_rtf_samples([b.batches, a.batches], RESAMPLES, rng)
+    low, high = np.percentile(b_rtf / a_rtf, [2.5, 97.5])
+    return b.summary.rtf / a.summary.rtf, float(low), float(high)
+
+
+def _word(low: float, high: float) -> str:
+    if low > 1:
+        return "faster (the interval lies above 1)"
+    if high < 1:
+        return "slower (the interval lies below 1)"
+    return "within noise (the interval holds 1)"
+
+
+def verdict_lines(runs, ceilings: pd.DataFrame | None) -> list[str]:
+    """The README's verdict section (nothing when the folder has no synthetic runs)."""
+    grid = [r for r in runs if r.summary.dataset.name == SYNTHETIC and "_without_" not in r.path.name]
+    if not grid:
+        return []
+    fast = faster_paths()
+    rows, sentences = [], []
+    for batch in sorted({r.summary.batch_size for r in grid}):
+        here = [r for r in grid if r.summary.batch_size == batch]
+        bests = []
+        for model in sorted({r.summary.model for r in here}):
+            of_model = [r for r in here if r.summary.model == model]
+            best = max(of_model, key=lambda r: r.summary.rtfx)
+            step = None
+            column = f"{best.summary.engine} step / ceiling"
+            if ceilings is not None and column in ceilings:
+                cell = ceilings.loc[ceilings.batch == batch, column]
+                step = float(cell.iloc[0]) if len(cell) and pd.notna(cell.iloc[0]) else None
+            ci = best.summary.rtfx_ci
+            rows.append({"batch": batch, "model": model, "fastest engine": best.summary.engine,
+                         "RTFx": best.summary.rtfx, "RTFx 95% CI": f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-",
+                         "step / ceiling": step, "engines measured": len(of_model)})  # fmt: skip
+            engines = {r.summary.engine for r in of_model}
+            missing = sorted(e for e in fast if family(e) == family(best.summary.engine) and e not in engines)
+            if missing:
+                sentences.append(
+                    f"- batch {batch}: {model} is judged without its faster path {', '.join(missing)} (no run at "
+                    f"this batch size here): its figure is of {best.summary.engine}, not of the model at its best."
+                )
+            bests.append(best)
+        for a, b in zip(bests, bests[1:], strict=False):
+            point, low, high = _ratio(a, b)
+            sentences.append(
+                f"- batch {batch}: {a.summary.model} on {a.summary.engine} is {point:.2f}x [{low:.2f}, {high:.2f}] "
+                f"{b.summary.model} on {b.summary.engine}: {_word(low, high)}."
+            )
+    header = [
+        "## Verdict: each model on its fastest engine (synthetic 30 s clips)",
+        "",
+        "The engine with the highest RTFx for each model, its decode step as a multiple of the measured "
+        "ceiling where the folder has one, and the models' bests compared with a 95% interval (the rule: "
+        "docs/gpu-suites.md).",
+        "",
+    ]
+    return [*header, markdown(pd.DataFrame(rows)), *sentences, ""]

@@ -1,0 +1,134 @@
+"""The reference plan in order of value, its minutes estimated from the folder, and the budget
+weighed against those estimates (the measuring itself replaced by a runner that sleeps)."""
+
+import json
+import time
+
+import pytest
+
+from bench.lab import budget, grid, reference
+from bench.lab.grid import Point, Settings, measure
+from bench.lab.plans import STAGES, stage_of
+
+ENGINES = ["openai_whisper", "voxtral_compile", "voxtral_patched", "voxtral_stock", "whisper_hf", "whisper_patched"]
+
+
+def _plan(*extra: str) -> list[Point]:
+    args = reference.parse(["--out", "x", "--device", "cuda", "--engines", *ENGINES, *extra])
+    return reference.command_points(args, args.out)
+
+
+def test_the_verdict_comes_first_then_the_batch_1_ablation_then_the_rest():
+    plan = _plan()  # the defaults: three datasets, batch 1, 8 and 32, ablations at 1 and 32
+    stages = [stage_of(p, [1, 8, 32], [1, 32]) for p in plan]
+    assert stages == sorted(stages) and set(stages) == {0, 1, 2}
+    verdict = plan[: stages.count(0)]
+    # the faster paths at both batch sizes, then the engines they are faster paths of, then the others
+    assert verdict[:4] == [
+        Point("synthetic", "voxtral_patched", 1, profile=True), Point("synthetic", "whisper_patched", 1),
+        Point("synthetic", "voxtral_patched", 32), Point("synthetic", "whisper_patched", 32),
+    ]  # fmt: skip
+    assert [p.engine for p in verdict[4:8]] == ["voxtral_stock", "whisper_hf"] * 2
+    assert {(p.dataset, p.batch_size, p.without) for p in verdict} == {("synthetic", 1, None), ("synthetic", 32, None)}
+    assert {p.engine for p in verdict} == set(ENGINES) and len(verdict) == 2 * len(ENGINES)
+    ablation = plan[len(verdict) : len(verdict) + stages.count(1)]
+    assert {p.engine for p in ablation} == {"voxtral_patched", "whisper_patched"}
+    assert all(p.without and p.batch_size == 1 for p in ablation)
+    rest = plan[len(verdict) + len(ablation) :]
+    assert {p.batch_size for p in rest if p.dataset == "synthetic" and not p.without} == {8}
+    assert {p.batch_size for p in rest if p.without} == {32}
+    assert {p.dataset for p in rest} == {"synthetic", "synthetic_librispeech_like", "sample"}
+    assert len(set(plan)) == len(plan)  # each point once
+
+
+def test_an_estimate_takes_the_nearest_measured_point_and_errs_long():
+    known = {
+        Point("synthetic", "a", 1): (60.0, True),
+        Point("synthetic", "a", 32): (90.0, True),
+        Point("sample", "a", 32): (120.0, True),
+        Point("synthetic", "b", 1): (30.0, False),  # a lower bound from the run's own timings
+    }
+    assert budget.estimate_seconds(Point("synthetic", "a", 1), known) == (60.0, True)  # its own
+    assert budget.estimate_seconds(Point("synthetic", "a", 32, without="x"), known) == (90.0, True)  # same dataset
+    assert budget.estimate_seconds(Point("other", "a", 32), known) == (120.0, True)  # same batch: the longest
+    assert budget.estimate_seconds(Point("synthetic", "a", 8), known) == (120.0, True)  # same engine
+    assert budget.estimate_seconds(Point("synthetic", "b", 8), known) == (30.0, False)
+    assert budget.estimate_seconds(Point("synthetic", "c", 1), known) == (120.0, True)  # any point
+    assert budget.estimate_seconds(Point("synthetic", "c", 1), {}) is None
+
+
+@pytest.fixture
+def sleeping_runner(monkeypatch):
+    """bench.pipeline.runner.run replaced by one that sleeps `seconds[engine]` and writes a summary."""
+    calls, seconds = [], {}
+
+    def run(cfg, folder):
+        calls.append(folder.name)
+        time.sleep(seconds.get(cfg.engine, 0.0))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text("{}")
+
+    def config(point, settings):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(engine=point.engine, profile=False)
+
+    monkeypatch.setattr("bench.pipeline.runner.run", run)
+    monkeypatch.setattr(grid, "point_config", config)
+    return calls, seconds
+
+
+def test_each_point_records_its_seconds_and_the_next_call_plans_with_them(tmp_path, sleeping_runner):
+    calls, seconds = sleeping_runner
+    seconds.update({"a": 1.0, "b": 0.2})
+    first = [Point("synthetic", "a", 1), Point("synthetic", "b", 1)]
+    assert measure(first, tmp_path, Settings()) == []
+    recorded = budget.point_seconds(tmp_path)
+    assert recorded[first[0]][0] == pytest.approx(1.0, abs=0.2) and recorded[first[0]][1] is True
+    assert recorded[first[1]][0] == pytest.approx(0.2, abs=0.2)
+    # the next call, with 0.8 s of budget: after b's 0.2 s, a's point is expected to take 1 s (its
+    # engine's earlier point), so it does not start; guessed from this call's longest point (b's
+    # 0.2 s) instead, it would
+    second = [Point("synthetic", "b", 2), Point("synthetic", "a", 2)]
+    expected = lambda p: budget.expected_seconds(p, recorded)  # noqa: E731
+    assert measure(second, tmp_path, Settings(), budget_minutes=0.8 / 60, estimate=expected) == second[1:]
+    assert calls[2:] == ["b_b2"]
+
+
+def test_the_plan_printed_before_measuring_says_what_is_measured_and_its_minutes(tmp_path, sleeping_runner):
+    plan = [Point("synthetic", "a", 1), Point("synthetic", "a", 32), Point("sample", "a", 1)]
+    assert measure(plan[:1], tmp_path, Settings()) == []
+    point_file = plan[0].folder(tmp_path) / grid.POINT_FILE
+    point_file.write_text(json.dumps(json.loads(point_file.read_text()) | {"seconds": 90.0}))
+
+    def stage(p):
+        return 0 if p.dataset == "synthetic" else 2
+
+    lines = budget.plan_lines(plan, tmp_path, list(STAGES), stage, budget_minutes=2)
+    assert lines[0] == f"Plan for {tmp_path}: 3 points, 1 measured; in this order:"
+    assert lines[1].startswith("1. verdict:") and lines[4].startswith("3. the rest:")
+    assert lines[2] == "   measured  synthetic a batch 1: 1.5 min"
+    assert lines[3] == "   to do     synthetic a batch 32: 1.5 min"
+    assert lines[-1].startswith("To do: 2 points, 3.0 min; budget 2 min")
+    left = budget.left_lines(plan[1:], tmp_path, list(STAGES), stage)
+    assert left == [
+        "Left for the next call (the same command again): 2 points, 3.0 min:",
+        "1. verdict: 1 points, 1.5 min: synthetic a b32",
+        "3. the rest: 1 points, 1.5 min: sample a b1",
+    ]
+
+
+def test_where_the_minutes_of_the_measured_points_went(tmp_path):
+    from run_folders import make_run
+
+    point = Point("synthetic", "voxtral_patched", 1)
+    make_run(point.folder(tmp_path), engine="voxtral_patched")
+    summary = point.folder(tmp_path) / "summary.json"
+    timings = {"load_seconds": 12.0, "cold_start_seconds": 30.0, "repeat_processing_seconds": [4.0, 4.0, 4.0]}
+    summary.write_text(json.dumps(json.loads(summary.read_text()) | timings))
+    assert budget.where_minutes_went([point], tmp_path) is None  # no wall time recorded: nothing to split
+    (point.folder(tmp_path) / grid.POINT_FILE).write_text(json.dumps({**vars(point), "seconds": 60.0}))
+    assert budget.where_minutes_went([point], tmp_path) == (
+        "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), first warm-up batch "
+        "0.50 (50%), timed passes 0.20 (20%), the rest 0.10 (10%)."
+    )
