@@ -263,8 +263,11 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     assert "1 of 6 points already measured" in first.stdout
     order = [line.split("] ", 1)[1] for line in first.stdout.splitlines() if line.startswith("[")]
     assert order == [
-        "synthetic voxtral_patched batch 2", "synthetic voxtral_stock batch 1", "synthetic voxtral_stock batch 2",
-        "synthetic openai_whisper batch 1", "synthetic openai_whisper batch 2",
+        "synthetic voxtral_patched batch 2",
+        "synthetic voxtral_stock batch 1",
+        "synthetic voxtral_stock batch 2",
+        "synthetic openai_whisper batch 1",
+        "synthetic openai_whisper batch 2",
     ]  # fmt: skip: the faster path first, then its stock engine, then the others
     readme = (out / "README.md").read_text()
     assert "## synthetic" in readme and "python -m bench.report --reference" in readme
