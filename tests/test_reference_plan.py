@@ -104,13 +104,14 @@ def test_the_plan_printed_before_measuring_says_what_is_measured_and_its_minutes
     def stage(p):
         return 0 if p.dataset == "synthetic" else 2
 
-    lines = budget.plan_lines(plan, tmp_path, list(STAGES), stage, budget_minutes=2)
+    known = budget.point_seconds(tmp_path)
+    lines = budget.plan_lines(plan, tmp_path, known, list(STAGES), stage, budget_minutes=2)
     assert lines[0] == f"Plan for {tmp_path}: 3 points, 1 measured; in this order:"
     assert lines[1].startswith("1. verdict:") and lines[4].startswith("3. the rest:")
     assert lines[2] == "   measured  synthetic a batch 1: 1.5 min"
     assert lines[3] == "   to do     synthetic a batch 32: 1.5 min"
     assert lines[-1].startswith("To do: 2 points, 3.0 min; budget 2 min")
-    left = budget.left_lines(plan[1:], tmp_path, list(STAGES), stage)
+    left = budget.left_lines(plan[1:], known, list(STAGES), stage)
     assert left == [
         "Left for the next call (the same command again): 2 points, 3.0 min:",
         "1. verdict: 1 points, 1.5 min: synthetic a b32",
@@ -126,9 +127,9 @@ def test_where_the_minutes_of_the_measured_points_went(tmp_path):
     summary = point.folder(tmp_path) / "summary.json"
     timings = {"load_seconds": 12.0, "cold_start_seconds": 30.0, "repeat_processing_seconds": [4.0, 4.0, 4.0]}
     summary.write_text(json.dumps(json.loads(summary.read_text()) | timings))
-    assert budget.where_minutes_went([point], tmp_path) is None  # no wall time recorded: nothing to split
+    assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) is None  # no wall time
     (point.folder(tmp_path) / grid.POINT_FILE).write_text(json.dumps({**vars(point), "seconds": 60.0}))
-    assert budget.where_minutes_went([point], tmp_path) == (
+    assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) == (
         "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), first warm-up batch "
         "0.50 (50%), timed passes 0.20 (20%), the rest 0.10 (10%)."
     )

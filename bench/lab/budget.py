@@ -81,10 +81,10 @@ LOWER_BOUND_NOTE = (
 )
 
 
-def plan_lines(plan: list[Point], out: Path, stages: list[str], stage_of, budget_minutes: float | None) -> list[str]:
+def plan_lines(plan: list[Point], out: Path, known, stages: list[str], stage_of, budget_minutes) -> list[str]:
     """The plan in the order it is measured, stage by stage: each point measured or not, with
-    its minutes (measured, or estimated), and what is left against the budget."""
-    known = point_seconds(out) if out.is_dir() else {}
+    its minutes (measured, or estimated from `known`: point_seconds), and what is left against
+    the budget."""
     todo = [p for p in plan if not is_done(p, out)]
     lines = [f"Plan for {out}: {len(plan)} points, {len(plan) - len(todo)} measured; in this order:"]
     for index, stage in enumerate(stages):
@@ -102,11 +102,10 @@ def plan_lines(plan: list[Point], out: Path, stages: list[str], stage_of, budget
     return [*lines, left + budget + "." + (f" {LOWER_BOUND_NOTE}" if lower else "")]
 
 
-def left_lines(left: list[Point], out: Path, stages: list[str], stage_of) -> list[str]:
-    """What a call left for the next one, by stage."""
+def left_lines(left: list[Point], known, stages: list[str], stage_of) -> list[str]:
+    """What a call left for the next one, by stage (estimated from `known`: point_seconds)."""
     if not left:
         return []
-    known = point_seconds(out)
     lines = [f"Left for the next call (the same command again): {_sum_line(left, known)}:"]
     for index, stage in enumerate(stages):
         points = [p for p in left if stage_of(p) == index]
@@ -116,14 +115,14 @@ def left_lines(left: list[Point], out: Path, stages: list[str], stage_of) -> lis
     return lines
 
 
-def where_minutes_went(points: list[Point], out: Path) -> str | None:
+def where_minutes_went(points: list[Point], out: Path, known) -> str | None:
     """Where the measured points' wall minutes went, from their point.json and run summaries:
     loading the engine (weights built or read), the first warm-up batch (compiles and captures
     happen there), the timed passes, and the rest (configuration, dataset, the other warm-up
-    shapes, a profile, the run's tables and folder). None where no point recorded its wall time."""
+    shapes, a profile, the run's tables and folder). None where no point recorded its wall time
+    (`known`: point_seconds)."""
     from bench.pipeline.record import Summary
 
-    known = point_seconds(out)
     walls = [(p, known[p][0]) for p in points if p in known and known[p][1]]
     if not walls:
         return None

@@ -83,8 +83,8 @@ def ceiling_frame(
     return pd.DataFrame(rows) if rows else None
 
 
-def ceiling_lines(out: Path, speed: pd.DataFrame, copy_bw: float, weight_bytes: dict[str, float]) -> list[str]:
-    frame = ceiling_frame(out, speed, copy_bw, weight_bytes)
+def ceiling_lines(out: Path, frame: pd.DataFrame | None) -> list[str]:
+    """The README's section on the ceiling: ceiling_frame's table, with what it measured."""
     if frame is None:
         return []
     scripts = sorted(p.name for p in out.glob("*.py"))

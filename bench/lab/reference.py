@@ -86,17 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     def stage(point: Point) -> int:
         return stage_of(point, args.batch_sizes, args.ablation_batch_sizes)
 
-    print("\n".join(budget.plan_lines(points, args.out, list(STAGES), stage, args.budget_minutes)), flush=True)
+    known = budget.point_seconds(args.out) if args.out.is_dir() else {}
+    print("\n".join(budget.plan_lines(points, args.out, known, list(STAGES), stage, args.budget_minutes)), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     record_command(args.out, "bench.reference", argv)
-    known = budget.point_seconds(args.out)
     expected = lambda p: budget.expected_seconds(p, known)  # noqa: E731
     left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, expected)
-    went = budget.where_minutes_went([p for p in points if p not in known and is_done(p, args.out)], args.out)
+    now = budget.point_seconds(args.out)  # with this call's points
+    went = budget.where_minutes_went([p for p in points if p not in known and is_done(p, args.out)], args.out, now)
     if went:
         print(went)
     if left:
-        print("\n".join(budget.left_lines(left, args.out, list(STAGES), stage)))
+        print("\n".join(budget.left_lines(left, now, list(STAGES), stage)))
         return INCOMPLETE
     speed.measure_ceilings(args.out, points)
     print(write_folder(args.out))

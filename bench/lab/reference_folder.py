@@ -1,13 +1,13 @@
 """A reference folder's README and tables, written from its run folders alone.
 
 README.md gives the verdict (bench.lab.verdict), says which bench measured the runs and
-what has changed in their engines since, then gives the folder's findings.md (when it has one), lists every command that
-measured into the folder and the planned runs still missing, then per dataset a comparison
-table, the phases, the fastest engines and each faster path's RTFx ratio to every other
-engine with a 95% bootstrap interval (both runs resampled with one draw); the speed,
-ablation and ceiling tables; runs repeated in alternation; the agreement with stock; the
-profile findings. The same runs give the same
-files byte for byte (the bootstrap is seeded).
+what has changed in their engines since, then gives the folder's findings.md (when it has
+one), lists every command that measured into the folder and the planned runs still missing,
+then per dataset a comparison table, the phases, the fastest engines and each faster path's
+RTFx ratio to every other engine with a 95% bootstrap interval (both runs resampled with one
+draw); the speed, ablation and ceiling tables; runs repeated in alternation; the agreement
+with stock; the profile findings. The same runs give the same files byte for byte (the
+bootstrap is seeded).
 """
 
 from __future__ import annotations
@@ -142,10 +142,7 @@ def provenance_lines(runs) -> list[str]:
 COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
 
 
-INTRO_LINES = 4  # the title and the paragraph on method: the verdict comes right under them
-
-
-def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[str]:
+def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: list[str]) -> list[str]:
     hardware = sorted({r.hardware for r in runs})
     lines = [
         f"# Reference results: {'; '.join(hardware)}",
@@ -156,6 +153,7 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[s
         "RTFx = audio seconds / processing seconds (the median of the timed passes), with a 95% bootstrap "
         "interval (batches resampled within each pass).",
         "",
+        *verdict,  # at the top, under the method
     ]
     lines += provenance_lines(runs)
     if (out / FINDINGS_FILE).exists():
@@ -178,21 +176,40 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point]) -> list[s
     return lines
 
 
+def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
+    """The speed, ablation and ceiling tables (written beside the README) as README lines, and
+    the ceiling frame (None without a device record, an ablation or a ceiling file)."""
+    import json
+
+    from bench.lab import evidence
+    from bench.lab.speed import write_tables
+
+    speed = measured_speed_points(out)
+    if not (out / DEVICE_FILE).exists() or not any(p.without for p in speed):
+        return [], None
+    lines = ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
+    for name, text in write_tables(out, speed).items():  # each table one level down, under its own title
+        lines += [f"### {SECTIONS[name]}\n" + text.split("\n", 1)[1]]
+    copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
+    weights = {p.engine: weight_bytes(p, out) for p in speed if not p.without}
+    ceilings = evidence.ceiling_frame(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
+    return lines + evidence.ceiling_lines(out, ceilings), ceilings
+
+
 def write_folder(out: Path, plan: list[Point]) -> str:
     """README.md and the tables beside it, from the folder alone (and the runs its commands
     planned, to list what is missing); returns the README text."""
-    import json
 
     from bench.analysis.comparison import comparison_frame
     from bench.analysis.plots import draw_rtfx_vs_batch, save
     from bench.analysis.profiles import finding
     from bench.analysis.runs import load_runs
     from bench.lab import evidence
-    from bench.lab.speed import write_tables
 
     runs = load_runs([str(out / "runs")])
     grid = [r for r in runs if "_without_" not in r.path.name]  # the ablation runs are in the speed tables
-    lines = _intro_lines(out, runs, grid[0].summary, plan)
+    speed_lines, ceilings = _speed_section(out)  # first: the verdict at the top reads the ceilings
+    lines = _intro_lines(out, runs, grid[0].summary, plan, verdict_lines(runs, ceilings))
     fast = [e for e in faster_paths() if any(r.summary.engine == e for r in grid)]
     all_ratios = []
     names = {r.summary.dataset.name for r in grid}
@@ -221,18 +238,7 @@ def write_folder(out: Path, plan: list[Point]) -> str:
     if all_ratios:
         pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
 
-    speed = measured_speed_points(out)
-    ceilings = None
-    if (out / DEVICE_FILE).exists() and any(p.without for p in speed):
-        tables = write_tables(out, speed)
-        lines += ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
-        for name, text in tables.items():  # each table one level down, under its own title
-            lines += [f"### {SECTIONS[name]}\n" + text.split("\n", 1)[1]]
-        copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
-        weights = {p.engine: weight_bytes(p, out) for p in speed if not p.without}
-        lines += evidence.ceiling_lines(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
-        ceilings = evidence.ceiling_frame(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
-    lines[INTRO_LINES:INTRO_LINES] = verdict_lines(runs, ceilings)  # at the top, under the method
+    lines += speed_lines
     lines += evidence.repeat_runs_lines(out)
     lines += evidence.agreement_lines(out)
     profiles, _ = finding(runs)

@@ -139,6 +139,11 @@ PLAN_MODULES = (
 )  # fmt: skip
 
 
+def wheels_mib(out: Path) -> float:
+    """The size of the wheels in out, in MiB."""
+    return sum(p.stat().st_size for p in out.glob("*.whl")) / 2**20
+
+
 def check(out: Path) -> list[str]:
     """What keeps the wheelhouse from serving a GPU plan: a module the plan imports that does
     not import (run with the wheelhouse on the path, on the host or its stand-in), or a folder
@@ -151,7 +156,7 @@ def check(out: Path) -> list[str]:
             importlib.import_module(module)
         except Exception as err:  # noqa: BLE001 - any failure to import is what this reports
             problems.append(f"{module} does not import: {type(err).__name__}: {err}")
-    size = sum(p.stat().st_size for p in out.glob("*.whl")) / 2**20
+    size = wheels_mib(out)
     if size > CARRY_LIMIT_MIB:
         problems.append(f"{out} holds {size:.1f} MiB of wheels: over the {CARRY_LIMIT_MIB} MiB one call carries")
     return problems
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int | None:
     for name, version in packages.items():
         print(f"{name}=={version}")
         fetch(name, version, args.out, args.python)
-    size = sum(p.stat().st_size for p in args.out.glob("*.whl")) / 2**20
+    size = wheels_mib(args.out)
     print(f"{len(packages)} packages -> {args.out} ({size:.1f} MiB); what the host has: {args.out / HOST_REQUIREMENTS}")
     if size > CARRY_LIMIT_MIB:
         print(f"bench.wheelhouse: over the {CARRY_LIMIT_MIB} MiB one device call carries", file=sys.stderr)
