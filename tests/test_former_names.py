@@ -53,3 +53,10 @@ def test_the_committed_ladder_needs_no_run_again_after_the_rename():
     renamed = [r for r in plan if "openai_whisper" in (r.engine, *r.paired_with)]
     assert renamed and all(r.is_done(out) for r in renamed)
     assert "whisper_large_v3" in str(renamed[0].folder(out))
+
+
+def test_a_partner_named_the_former_way_is_taken_and_said(capsys):
+    from bench.pipeline.runner import partner_engine_config
+
+    assert partner_engine_config("whisper_large_v3").name == "openai_whisper"  # run.paired_with=[whisper_large_v3]
+    assert "engine whisper_large_v3 is the former name of openai_whisper" in capsys.readouterr().err

@@ -51,10 +51,12 @@ def release_device_memory(device: torch.device) -> None:
 
 
 def partner_engine_config(name: str):
-    """An engine's config (its YAML over its schema), for run.paired_with."""
+    """An engine's config (its YAML over its schema), for run.paired_with (a former name taken,
+    with a line that says so, as engine= takes it)."""
     from bench.config import CONF_DIR
-    from bench.engines import engine_config_classes
+    from bench.engines import accept_former_name, engine_config_classes
 
+    name = accept_former_name(name)
     classes = engine_config_classes()
     if name not in classes:
         raise BenchError(f"run.paired_with: unknown engine {name!r}; choose from: {', '.join(classes)}")
