@@ -22,6 +22,7 @@ from bench.lab.plans import plan_device_type, reference_points
 from bench.lab.reference import planned_points
 from bench.lab.reference_folder import ratio_frame
 from bench.lab.speed import INCOMPLETE
+from bench.pipeline.record import Summary
 
 
 @pytest.fixture
@@ -177,9 +178,10 @@ def test_ratio_interval_covers_the_point_estimate_under_noise(tmp_path):
     assert r.low < r["speed-up"] < r.high and r.low > 3.5 and r.high < 4.5
 
 
-def test_the_recorded_command_leaves_out_the_budget():
+def test_the_recorded_command_leaves_out_the_budget_and_the_compile_cache():
     argv = ["--out", "x", "--budget-minutes", "8", "--repeats", "3", "--budget-minutes=2"]
-    assert without_budget(argv) == ["--out", "x", "--repeats", "3"]
+    argv += ["--compile-cache", "/tmp/c", "--quiet", "--compile-cache=/tmp/d"]
+    assert without_budget(argv) == ["--out", "x", "--repeats", "3", "--quiet"]
 
 
 def test_every_command_that_measured_into_a_folder_is_kept_in_order(tmp_path):
@@ -249,7 +251,7 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     command = [sys.executable, "-m", "bench.reference", "--out", str(out), "--scale", "tiny",
                "--engines", "voxtral_stock", "voxtral_patched", "openai_whisper", "--datasets", "synthetic",
                "--batch-sizes", "1", "2", "--ablation-batch-sizes", "--repeats", "1", "--min-clips", "2",
-               "--quiet"]  # fmt: skip
+               "--quiet", "--compile-cache", str(tmp_path / "inductor")]  # fmt: skip
     # the rehearsal of a lease: a budget that stops the plan after its first point, then the rest
     cut = subprocess.run([*command, "--budget-minutes", "0.01"], capture_output=True, text=True, env=offline_env,
                          cwd=REPO_DIR, timeout=900)  # fmt: skip
@@ -258,6 +260,11 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     assert "To do: 6 points, minutes unknown until a first run; budget 0.01 min" in cut.stdout
     assert "[1/6] synthetic voxtral_patched batch 1" in cut.stdout and "[2/6]" not in cut.stdout
     assert "Left for the next call (the same command again): 5 points" in cut.stdout
+    # the compile went into the folder it was told of, empty before: every graph built, none read
+    assert f"compile cache: {tmp_path / 'inductor'}, 0 graph(s) in it" in cut.stdout
+    compiled = Summary.read(out / "runs/synthetic/voxtral_patched_b1").engine_report
+    assert compiled["inductor_graphs_read_from_cache"] == 0 and compiled["inductor_graphs_built"] >= 1
+    assert "--compile-cache" not in (out / "commands.txt").read_text()  # how long a call took, not what it measured
     first = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "1 of 6 points already measured" in first.stdout

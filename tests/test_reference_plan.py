@@ -3,6 +3,7 @@ weighed against those estimates (the measuring itself replaced by a runner that 
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,16 @@ def test_where_the_minutes_of_the_measured_points_went(tmp_path):
         "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), first warm-up batch "
         "0.50 (50%), timed passes 0.20 (20%), the rest 0.10 (10%)."
     )
+    with_start = budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path), started=9.0)
+    assert with_start.endswith("the rest 0.10 (10%). Before the first point, the process's start: 0.15 min.")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the process start is read from Linux's /proc")
+def test_the_process_start_is_read_from_the_system():
+    import subprocess
+    import sys
+
+    # a process that sleeps before asking has been running at least that long, and not much longer
+    code = "import time; time.sleep(1.5); from bench.lab.budget import process_seconds; print(process_seconds())"
+    age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 1.5 <= age < 30

@@ -15,6 +15,7 @@ the first point's time gives one.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from bench.lab.grid import POINT_FILE, Point, is_done, measured_points
@@ -115,12 +116,25 @@ def left_lines(left: list[Point], known, stages: list[str], stage_of) -> list[st
     return lines
 
 
-def where_minutes_went(points: list[Point], out: Path, known) -> str | None:
+def process_seconds() -> float | None:
+    """Seconds since this process started (from Linux's /proc; None where it cannot be read):
+    asked before the first point, the start every call of a lease pays once (the interpreter,
+    importing torch and the libraries, reading the plan)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, the start in clock ticks
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def where_minutes_went(points: list[Point], out: Path, known, started: float | None = None) -> str | None:
     """Where the measured points' wall minutes went, from their point.json and run summaries:
     loading the engine (weights built or read), the first warm-up batch (compiles and captures
     happen there), the timed passes, and the rest (configuration, dataset, the other warm-up
-    shapes, a profile, the run's tables and folder). None where no point recorded its wall time
-    (`known`: point_seconds)."""
+    shapes, a profile, the run's tables and folder); and, given `started` (process_seconds before
+    the first point), the process's start. None where no point recorded its wall time (`known`:
+    point_seconds)."""
     from bench.pipeline.record import Summary
 
     walls = [(p, known[p][0]) for p in points if p in known and known[p][1]]
@@ -135,4 +149,5 @@ def where_minutes_went(points: list[Point], out: Path, known) -> str | None:
     wall = sum(seconds for _, seconds in walls)
     parts["the rest"] = wall - sum(parts.values())
     shares = ", ".join(f"{name} {seconds / 60:.2f} ({100 * seconds / wall:.0f}%)" for name, seconds in parts.items())
-    return f"Where the minutes of {len(walls)} point(s) went: {wall / 60:.2f} min in all: {shares}."
+    start = "" if started is None else f" Before the first point, the process's start: {started / 60:.2f} min."
+    return f"Where the minutes of {len(walls)} point(s) went: {wall / 60:.2f} min in all: {shares}.{start}"

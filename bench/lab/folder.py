@@ -29,15 +29,20 @@ def measured_as(folder: Path) -> Path:
     return former if not folder.exists() and former.exists() else folder
 
 
+# options that change how long a grid's calls take, not which runs they measure or a figure
+# they record: the time budget, and the compile cache (each run's table row says what it gave)
+CALL_OPTIONS = ("--budget-minutes", "--compile-cache")
+
+
 def without_budget(argv: list[str]) -> list[str]:
-    """The command line less --budget-minutes, which changes how many calls a grid takes, not a figure."""
+    """The command line less CALL_OPTIONS and their values."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--budget-minutes":
+        elif arg in CALL_OPTIONS:
             skip = True
-        elif not arg.startswith("--budget-minutes="):
+        elif not arg.startswith(tuple(f"{option}=" for option in CALL_OPTIONS)):
             kept.append(arg)
     return kept
 

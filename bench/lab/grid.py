@@ -57,6 +57,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"
     quiet: bool = False
+    compile_cache: Path | None = None  # Inductor's on-disk cache (None: where torch puts it)
 
     def clips(self, batch_size: int) -> int:
         return max(self.min_clips, 2 * batch_size)
@@ -71,6 +72,7 @@ class Settings:
             device=args.device,
             dtype=args.dtype,
             quiet=args.quiet,
+            compile_cache=args.compile_cache,
             **more,
         )
 
@@ -84,6 +86,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--compile-cache",
+        type=Path,
+        default=None,
+        help="Inductor's on-disk cache of compiled graphs: one folder kept across calls (and carried "
+        "between GPU leases) reads back what an earlier call compiled (default: torch's, "
+        "$TORCHINDUCTOR_CACHE_DIR or /tmp/torchinductor_<user>)",
+    )
+
+
+def use_compile_cache(directory: Path | None) -> str:
+    """Point Inductor's on-disk cache at directory (None: leave it where torch puts it), before
+    anything compiles; returns a line saying where it is and how many graphs it holds."""
+    import os
+
+    if directory is not None:  # before Inductor is imported: it makes the folder it is told of then
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory.resolve())
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    from bench.engines._fast.compiled_generate import inductor_cached_graphs
+
+    return f"compile cache: {cache_dir()}, {inductor_cached_graphs()} graph(s) in it"
 
 
 def compose(overrides: list[str]):
@@ -183,6 +207,7 @@ def measure(
 
     out.mkdir(parents=True, exist_ok=True)
     device_record(out, resolve_device(settings.device))
+    print(use_compile_cache(settings.compile_cache), flush=True)
     start = time.perf_counter()
     took: dict[str, float] = {}
     failed: list[Point] = []

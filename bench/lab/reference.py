@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     record_command(args.out, "bench.reference", argv)
     expected = lambda p: budget.expected_seconds(p, known)  # noqa: E731
+    started = budget.process_seconds()
     left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, expected)
     now = budget.point_seconds(args.out)  # with this call's points
-    went = budget.where_minutes_went([p for p in points if p not in known and is_done(p, args.out)], args.out, now)
+    went = budget.where_minutes_went(
+        [p for p in points if p not in known and is_done(p, args.out)], args.out, now, started
+    )
     if went:
         print(went)
     if left:

@@ -9,13 +9,15 @@ under --out/runs/synthetic/, see bench.lab.grid: the same command again measures
 is missing, and --budget-minutes stops before a point that would not fit). Once every
 point is measured it prints and writes (speed.md, speed.csv, ablation.md, ablation.csv):
 
-- RTFx with its 95% CI, decode tokens/s, time per decode step, cold start, peak memory;
+- RTFx with its 95% CI, decode tokens/s, time per decode step, cold start (with what
+  Inductor's on-disk cache gave it: compile_cache_cell), peak memory;
 - achieved bandwidth in decode: bytes read per decode step / step time, where bytes =
   the decoder's weights (every layer, final norm, lm_head) + the KV cache actually
   attended (layers x 2 x kv heads x head dim x mean context x rows); and its share of
   this device's measured copy bandwidth (read + write bytes of a large device copy);
 - the ablation: voxtral_patched with each patch removed alone, RTFx and its ratio to all on,
-  and the cold start (compiled_step's removal shows what its compile costs).
+  and the cold start (compiled_step's removal shows what its compile costs, where the all-on
+  run's compile cache column says it built its graphs).
 
 For voxtral_compile, decode time per step is its whole generate phase divided by its
 decode steps (hooks cannot split a compiled region), so its bandwidth is a lower bound.
@@ -102,6 +104,29 @@ def weight_bytes(point: Point, out: Path) -> float:
     return shape.weight_values() * (4 if summary.dtype == "float32" else 2)
 
 
+def compile_cache_cell(summary: Summary) -> str | None:
+    """What Inductor's on-disk cache gave the run's cold start (a graph read back from it costs
+    seconds less than one built): "R of N read" where the run counted its compiles; for a run
+    measured before those were counted, what the cache held at load ("empty": every compile
+    was built; "held N": some may have been read back); None where Inductor compiled nothing."""
+    report = summary.engine_report or {}
+    if "inductor_graphs_read_from_cache" in report:
+        read, built = report["inductor_graphs_read_from_cache"], report["inductor_graphs_built"]
+        return f"{read} of {read + built} read" if read + built else None
+    held = report.get("inductor_cached_graphs_at_load")
+    return None if held is None else "empty" if held == 0 else f"held {held}"
+
+
+COMPILE_CACHE_NOTE = (
+    "compile cache: what Inductor's on-disk cache gave the cold start of a run that compiles: "
+    '"R of N read" (R of its N graphs read back, the rest built), or for a run measured before '
+    'those were counted what the cache held at load ("empty": every graph built; "held N": some '
+    "may have been read back). A graph read back costs seconds less than one built, so cold starts "
+    "compare only between runs with the same cache state; RTFx, measured after the cold start, did not "
+    "move with it where both states were measured (docs/gpu-suites.md)."
+)
+
+
 SPEED_COLUMNS = {  # table_row's name -> the speed table's
     "batch": "batch", "RTFx": "RTFx", "RTFx 95% CI": "RTFx 95% CI", "tok/s": "decode tok/s", "ms/step": "ms/step",
 }  # fmt: skip
@@ -117,7 +142,8 @@ def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
         limit = ceilings.get(ceiling.key(summary.model, summary.scale, summary.dtype, summary.batch_size))
         row["ceiling ms/step"] = 1e3 * limit["seconds"] if limit else None
         row["step / ceiling"] = cells["ms/step"] / row["ceiling ms/step"] if limit and cells["ms/step"] else None
-    row |= {"cold start s": cells["cold start s"], "peak GiB": cells["peak GiB"]}
+    row |= {"cold start s": cells["cold start s"], "compile cache": compile_cache_cell(summary)}
+    row["peak GiB"] = cells["peak GiB"]
     step_s = summary.decode_step_seconds
     if step_s and summary.decode_steps:
         engine = engine_class(point.engine)
@@ -144,6 +170,7 @@ def ablation_row(point: Point, out: Path, base: Summary) -> dict:
         "vs all on": s.rtfx / base.rtfx,
         "decode tok/s": cells["tok/s"],
         "cold start s": cells["cold start s"],
+        "compile cache": compile_cache_cell(s),
     }
 
 
@@ -220,14 +247,20 @@ def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
         )
 
     title = f"{families[0].capitalize()} speed" if len(families) == 1 else "Decode speed"
-    texts = {"speed": f"# {title}\n\n{header(main_points)}\n\n{markdown(speed)}"}
+
+    def note(frame: pd.DataFrame) -> str:
+        return f"\n{COMPILE_CACHE_NOTE}\n" if frame["compile cache"].notna().any() else ""
+
+    texts = {"speed": f"# {title}\n\n{header(main_points)}\n\n{markdown(speed)}{note(speed)}"}
     speed.to_csv(out / "speed.csv", index=False)
     if len(ablation):
         phases = ablation_phase_frame(out, points)
         if len(ablated) > 1:
             phases.insert(0, "engine", ablation["engine"])
         ablation_header = header([p for ordered in _ablation_order(points).values() for p in ordered])
-        texts["ablation"] = f"# {', '.join(ablated)} ablation\n\n{ablation_header}\n\n{markdown(ablation)}"
+        texts["ablation"] = (
+            f"# {', '.join(ablated)} ablation\n\n{ablation_header}\n\n{markdown(ablation)}{note(ablation)}"
+        )
         texts["ablation_phases"] = (
             f"# {', '.join(ablated)} ablation by phase\n\n{ablation_header}; milliseconds per timed batch (mean over "
             f"every pass), decode steps and tokens per pass\n\n{markdown(phases)}"

@@ -54,6 +54,28 @@ def inductor_cached_graphs() -> int:
     return sum(1 for p in (Path(cache_dir()) / "fxgraph").rglob("*") if p.is_file())
 
 
+def inductor_cache_counts() -> dict[str, int]:
+    """Inductor's compiles in this process so far, by how its on-disk cache served them: read
+    back (a hit), or generated and built afresh (a miss, or a graph it cannot cache)."""
+    from torch._dynamo.utils import counters
+
+    inductor = counters["inductor"]
+    return {
+        "read": inductor["fxgraph_cache_hit"],
+        "built": inductor["fxgraph_cache_miss"] + inductor["fxgraph_cache_bypass"],
+    }
+
+
+def inductor_cache_report(at_load: dict[str, int]) -> dict[str, int]:
+    """The run's compiles since at_load (inductor_cache_counts then): each graph Inductor read
+    back from its cache costs the cold start seconds less than one it built."""
+    now = inductor_cache_counts()
+    return {
+        "inductor_graphs_read_from_cache": now["read"] - at_load["read"],
+        "inductor_graphs_built": now["built"] - at_load["built"],
+    }
+
+
 class CompiledGenerate:
     """Mixed into a stock engine that calls generate with **generate_kwargs(): its engine
     config has compile_mode and fullgraph; max_cache_len says the static cache's length."""
@@ -73,6 +95,7 @@ class CompiledGenerate:
         self.rows, self.calls = 0, 0
         self.graphs_at_start, self.graphs_after_first_call = compiled_graphs(), None
         self.cached_graphs_at_load = inductor_cached_graphs()
+        self.cache_counts_at_load = inductor_cache_counts()
         self.recordings_counted = listen_for_cuda_graph_recordings()
         self.recordings_at_start = cuda_graphs_recorded()
 
@@ -124,6 +147,7 @@ class CompiledGenerate:
             "recompiles": now - first,
             # 0: the cold start paid the full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
+            **inductor_cache_report(self.cache_counts_at_load),
             # reduce-overhead's CUDA graphs: recorded in the warm-up, never while timed (None: not countable)
             "cuda_graphs_recorded": self.graph_captures() if self.recordings_counted else None,
             "static_cache_len": self.max_cache_len,

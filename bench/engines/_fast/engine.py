@@ -6,7 +6,7 @@ engine class; the engine sets self.decoder (a FastDecoder) in load."""
 from __future__ import annotations
 
 from bench.engines._fast import packed_linears
-from bench.engines._fast.compiled_generate import inductor_cached_graphs
+from bench.engines._fast.compiled_generate import inductor_cache_counts, inductor_cache_report, inductor_cached_graphs
 from bench.engines._fast.layers import GRAPHS_PER_SHAPE, allow_recompiles
 from bench.engines.base import compiled_graphs
 from bench.errors import BenchError
@@ -36,6 +36,7 @@ class FastDecodeEngine:
         """Graphs compiled so far in this process, and Inductor's cache: the report counts from here."""
         self.graphs_at_load = compiled_graphs()
         self.cached_graphs_at_load = inductor_cached_graphs() if self.decoder.options.compiled else None
+        self.cache_counts_at_load = inductor_cache_counts()
 
     def allow_recompiles_for(self, batches: list[list[int]]) -> None:
         """Room in Dynamo's recompile limits for every batch shape the plan holds (see
@@ -65,5 +66,6 @@ class FastDecodeEngine:
             "graphs_compiled": compiled_graphs() - self.graphs_at_load,
             # 0: the cold start paid a full compile; more: Inductor reused cached graphs
             "inductor_cached_graphs_at_load": self.cached_graphs_at_load,
+            **(inductor_cache_report(self.cache_counts_at_load) if options.compiled else {}),
             "end_of_sequence_read": "one step late, never blocking" if options.lagged_eos else "after every step",
         }
