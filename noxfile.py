@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -54,6 +55,54 @@ def _fresh_tmp(session, name: str) -> str:
     path = os.path.join(session.create_tmp(), name)
     session.run("rm", "-rf", path, external=True)
     return path
+
+
+# The rehearsal of a reference plan spread over leases: the plan of `tests/test_reference.py`'s
+# rehearsal widened to every random-weight engine and the batch-1 ablation, as the GPU runs it
+# (3 repeats, 4 clips a run as on the H200), at tiny scale on the CPU.
+LEASE_PLAN = ["--scale", "tiny", "--device", "cpu", "--datasets", "synthetic", "--batch-sizes", "1", "2",
+              "--ablation-batch-sizes", "1", "--repeats", "3", "--min-clips", "4", "--quiet"]  # fmt: skip
+
+
+@nox.session(python=False)
+def lease_rehearsal(session):
+    """What a compile cache carried from lease to lease saves: the reference plan above, measured
+    in calls of `--budget-minutes` (3 by default; nox -s lease_rehearsal -- 2), the same command
+    again until it exits 0, as leases of a GPU measure it. Once with a fresh compile cache for
+    every call (each lease a new machine: what a lease got before --compile-cache), once with one
+    cache carried from call to call. Prints each call's wall minutes and, per way, the minutes of
+    the whole plan and of its first warm-up batches (where compiles happen). Runs in the current
+    environment (bench installed), about 25 minutes on 2 cores."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    budget = session.posargs[0] if session.posargs else "3"
+    totals = {}
+    for way in ("fresh cache each call", "cache carried"):
+        root = _fresh_tmp(session, way.split()[0])
+        out, calls, wall, code = os.path.join(root, "reference"), 0, 0.0, 3
+        while code == 3:  # bench.reference's INCOMPLETE: the budget stopped it
+            calls += 1
+            cache = os.path.join(root, f"inductor-{calls}" if way.startswith("fresh") else "inductor")
+            command = [sys.executable, "-m", "bench.reference", "--out", out, *LEASE_PLAN]
+            began = time.perf_counter()
+            done = subprocess.run([*command, "--budget-minutes", budget, "--compile-cache", cache],
+                                  env={**os.environ, **OFFLINE}, capture_output=True, text=True)  # fmt: skip
+            took = time.perf_counter() - began
+            wall, code = wall + took, done.returncode
+            said = [ln for ln in done.stdout.splitlines() if ln.startswith(("Where the minutes", "compile cache"))]
+            session.log(f"{way}, call {calls}: exit {code}, {took / 60:.2f} min; " + " ".join(said))
+            if code not in (0, 3):
+                session.error(done.stdout[-2000:] + done.stderr[-2000:])
+        summaries = [json.loads(p.read_text()) for p in Path(out).glob("runs/*/*/summary.json")]
+        first = sum(s["cold_start_seconds"] or 0.0 for s in summaries)
+        totals[way] = (calls, len(summaries), wall, first)
+    session.log("| way | calls | points | minutes | minutes per point | first warm-up batches, minutes |")
+    session.log("|---|---|---|---|---|---|")
+    for way, (calls, points, wall, first) in totals.items():
+        session.log(f"| {way} | {calls} | {points} | {wall / 60:.2f} | {wall / 60 / points:.3f} | {first / 60:.2f} |")
 
 
 @nox.session(python="3.12")
