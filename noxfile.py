@@ -58,10 +58,12 @@ def _fresh_tmp(session, name: str) -> str:
 
 
 # The rehearsal of a reference plan spread over leases: the plan of `tests/test_reference.py`'s
-# rehearsal widened to every random-weight engine and the batch-1 ablation, as the GPU runs it
-# (3 repeats, 4 clips a run as on the H200), at tiny scale on the CPU.
+# rehearsal widened to every random-weight engine, the batch-1 ablation and a load stage of two
+# levels, measured as the GPU measures it (3 repeats, 4 clips a run as on the H200), at tiny scale
+# on the CPU.
 LEASE_PLAN = ["--scale", "tiny", "--device", "cpu", "--datasets", "synthetic", "--batch-sizes", "1", "2",
-              "--ablation-batch-sizes", "1", "--repeats", "3", "--min-clips", "4", "--quiet"]  # fmt: skip
+              "--ablation-batch-sizes", "1", "--load-concurrency", "1", "4", "--repeats", "3", "--min-clips", "4",
+              "--quiet"]  # fmt: skip
 
 
 @nox.session(python=False)

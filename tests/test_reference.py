@@ -18,6 +18,7 @@ from bench.engines.voxtral_patched import PATCHES
 from bench.lab import grid
 from bench.lab.folder import record_command, recorded_commands, without_budget
 from bench.lab.grid import Point, Settings, measure, measured_points
+from bench.lab.load_stage import LoadPoint
 from bench.lab.plans import plan_device_type, reference_points
 from bench.lab.reference import planned_points
 from bench.lab.reference_folder import ratio_frame
@@ -239,8 +240,9 @@ def test_the_plan_is_every_command_s_points_once_in_order(tmp_path):
         Point("synthetic", "voxtral_stock", 1, profile=True),
         Point("synthetic", "voxtral_stock", 32),
     ]
+    assert plan[4] == LoadPoint("voxtral_patched", (1, 16, 64), 32)  # the load stage, before the rest
     # bench.speed adds compile at batch 1 and the batch-1 ablation, nothing it repeats
-    assert plan[4:] == [Point("synthetic", "voxtral_compile", 1)] + [
+    assert plan[5:] == [Point("synthetic", "voxtral_compile", 1)] + [
         Point("synthetic", "voxtral_patched", 1, without=patch) for patch in PATCHES if patch != "packed_linears"
     ]
 
@@ -251,15 +253,15 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     command = [sys.executable, "-m", "bench.reference", "--out", str(out), "--scale", "tiny",
                "--engines", "voxtral_stock", "voxtral_patched", "openai_whisper", "--datasets", "synthetic",
                "--batch-sizes", "1", "2", "--ablation-batch-sizes", "--repeats", "1", "--min-clips", "2",
-               "--quiet", "--compile-cache", str(tmp_path / "inductor")]  # fmt: skip
+               "--load-concurrency", "1", "2", "--quiet", "--compile-cache", str(tmp_path / "inductor")]  # fmt: skip
     # the rehearsal of a lease: a budget that stops the plan after its first point, then the rest
     cut = subprocess.run([*command, "--budget-minutes", "0.01"], capture_output=True, text=True, env=offline_env,
                          cwd=REPO_DIR, timeout=900)  # fmt: skip
     assert cut.returncode == INCOMPLETE, cut.stderr[-3000:]
-    assert f"Plan for {out}: 6 points, 0 measured; in this order:" in cut.stdout
-    assert "To do: 6 points, minutes unknown until a first run; budget 0.01 min" in cut.stdout
-    assert "[1/6] synthetic voxtral_patched batch 1" in cut.stdout and "[2/6]" not in cut.stdout
-    assert "Left for the next call (the same command again): 5 points" in cut.stdout
+    assert f"Plan for {out}: 7 points, 0 measured; in this order:" in cut.stdout
+    assert "To do: 7 points, minutes unknown until a first run; budget 0.01 min" in cut.stdout
+    assert "[1/7] synthetic voxtral_patched batch 1" in cut.stdout and "[2/7]" not in cut.stdout
+    assert "Left for the next call (the same command again): 6 points" in cut.stdout
     # the compile went into the folder it was told of, empty before: every graph built, none read
     assert f"compile cache: {tmp_path / 'inductor'}, 0 graph(s) in it" in cut.stdout
     compiled = Summary.read(out / "runs/synthetic/voxtral_patched_b1").engine_report
@@ -267,7 +269,7 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     assert "--compile-cache" not in (out / "commands.txt").read_text()  # how long a call took, not what it measured
     first = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "1 of 6 points already measured" in first.stdout
+    assert "1 of 7 points already measured" in first.stdout
     order = [line.split("] ", 1)[1] for line in first.stdout.splitlines() if line.startswith("[")]
     assert order == [
         "synthetic voxtral_patched batch 2",
@@ -275,7 +277,8 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
         "synthetic voxtral_stock batch 2",
         "synthetic openai_whisper batch 1",
         "synthetic openai_whisper batch 2",
-    ]  # fmt: skip: the faster path first, then its stock engine, then the others
+        "load: voxtral_patched served (batches of up to 2) at concurrency 1, 2",
+    ]  # fmt: skip: the faster path first, then its stock engine, then the others, then the load stage
     readme = (out / "README.md").read_text()
     assert "## synthetic" in readme and "python -m bench.report --reference" in readme
     comparison = pd.read_csv(out / "comparison_synthetic.csv")
@@ -295,10 +298,16 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     assert "## voxtral_stock, synthetic, batch 1" in profiles and "## voxtral_patched, synthetic, batch 1" in profiles
     assert profiles.count("for 375 audio placeholders") == 2  # one 30 s clip: 375 placeholders merged
     assert (out / "rtfx_vs_batch_synthetic.png").exists()
+    # the load stage: bench.serve started, loaded at each level by bench.load, its table in the README
+    for level in (1, 2):
+        served = Summary.read(out / "load" / "voxtral_patched" / f"c{level}")
+        assert (served.batch_size, served.n_utterances, served.n_failed) == (level, 8, 0)
+    assert "## Under load: the faster paths served (bench.load --serve)" in readme
+    assert "### voxtral_patched, 8 requests a level, synthetic_librispeech_like" in readme
 
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     again = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600)
-    assert again.returncode == 0 and "6 of 6 points already measured" in again.stdout
+    assert again.returncode == 0 and "7 of 7 points already measured" in again.stdout
     report = subprocess.run(
         [sys.executable, "-m", "bench.report", "--reference", str(out)],
         capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600,
@@ -321,6 +330,6 @@ def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
     (failed.folder(tmp_path) / "error.txt").write_text("Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory\n")
     lines = missing_lines(tmp_path, planned_points([command], tmp_path))
     assert lines[0].startswith("Not measured (yet): 3 of the 4 planned runs")
-    assert "- sample, openai_whisper, batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
-    assert "- sample, voxtral_stock, batch 8: not run yet" in lines
-    assert not any("voxtral_stock, batch 1" in line for line in lines)
+    assert "- sample openai_whisper batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
+    assert "- sample voxtral_stock batch 8: not run yet" in lines
+    assert not any("voxtral_stock batch 1" in line for line in lines)

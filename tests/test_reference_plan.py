@@ -9,6 +9,7 @@ import pytest
 
 from bench.lab import budget, grid, reference
 from bench.lab.grid import Point, Settings, measure
+from bench.lab.load_stage import LoadPoint
 from bench.lab.plans import STAGES, stage_of
 
 ENGINES = ["openai_whisper", "voxtral_compile", "voxtral_patched", "voxtral_stock", "whisper_hf", "whisper_patched"]
@@ -19,10 +20,10 @@ def _plan(*extra: str) -> list[Point]:
     return reference.command_points(args, args.out)
 
 
-def test_the_verdict_comes_first_then_the_batch_1_ablation_then_the_rest():
-    plan = _plan()  # the defaults: three datasets, batch 1, 8 and 32, ablations at 1 and 32
+def test_the_verdict_comes_first_then_the_batch_1_ablation_then_the_load_then_the_rest():
+    plan = _plan()  # the defaults: three datasets, batch 1, 8 and 32, ablations at 1 and 32, load at 1, 16, 64
     stages = [stage_of(p, [1, 8, 32], [1, 32]) for p in plan]
-    assert stages == sorted(stages) and set(stages) == {0, 1, 2}
+    assert stages == sorted(stages) and set(stages) == {0, 1, 2, 3}
     verdict = plan[: stages.count(0)]
     # the faster paths at both batch sizes, then the engines they are faster paths of, then the others
     assert verdict[:4] == [
@@ -35,7 +36,9 @@ def test_the_verdict_comes_first_then_the_batch_1_ablation_then_the_rest():
     ablation = plan[len(verdict) : len(verdict) + stages.count(1)]
     assert {p.engine for p in ablation} == {"voxtral_patched", "whisper_patched"}
     assert all(p.without and p.batch_size == 1 for p in ablation)
-    rest = plan[len(verdict) + len(ablation) :]
+    load = plan[len(verdict) + len(ablation) : len(verdict) + len(ablation) + stages.count(2)]
+    assert load == [LoadPoint("voxtral_patched", (1, 16, 64), 32), LoadPoint("whisper_patched", (1, 16, 64), 32)]
+    rest = plan[len(verdict) + len(ablation) + len(load) :]
     assert {p.batch_size for p in rest if p.dataset == "synthetic" and not p.without} == {8}
     assert {p.batch_size for p in rest if p.without} == {32}
     assert {p.dataset for p in rest} == {"synthetic", "synthetic_librispeech_like", "sample"}
@@ -103,20 +106,20 @@ def test_the_plan_printed_before_measuring_says_what_is_measured_and_its_minutes
     point_file.write_text(json.dumps(json.loads(point_file.read_text()) | {"seconds": 90.0}))
 
     def stage(p):
-        return 0 if p.dataset == "synthetic" else 2
+        return 0 if p.dataset == "synthetic" else 3
 
     known = budget.point_seconds(tmp_path)
     lines = budget.plan_lines(plan, tmp_path, known, list(STAGES), stage, budget_minutes=2)
     assert lines[0] == f"Plan for {tmp_path}: 3 points, 1 measured; in this order:"
-    assert lines[1].startswith("1. verdict:") and lines[4].startswith("3. the rest:")
+    assert lines[1].startswith("1. verdict:") and lines[4].startswith("4. the rest:")
     assert lines[2] == "   measured  synthetic a batch 1: 1.5 min"
     assert lines[3] == "   to do     synthetic a batch 32: 1.5 min"
     assert lines[-1].startswith("To do: 2 points, 3.0 min; budget 2 min")
     left = budget.left_lines(plan[1:], known, list(STAGES), stage)
     assert left == [
         "Left for the next call (the same command again): 2 points, 3.0 min:",
-        "1. verdict: 1 points, 1.5 min: synthetic a b32",
-        "3. the rest: 1 points, 1.5 min: sample a b1",
+        "1. verdict: 1 points, 1.5 min: synthetic a batch 32",
+        "4. the rest: 1 points, 1.5 min: sample a batch 1",
     ]
 
 
@@ -147,3 +150,63 @@ def test_the_process_start_is_read_from_the_system():
     code = "import time; time.sleep(1.5); from bench.lab.budget import process_seconds; print(process_seconds())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 1.5 <= age < 30
+
+
+def _measured_load_point(out, point: LoadPoint, seconds: float) -> None:
+    """A load point's folder as grid.measure leaves it: a run folder per level and its point.json."""
+    for folder in point.level_folders(out):
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text("{}")
+    (point.folder(out) / grid.POINT_FILE).write_text(json.dumps({**vars(point), "seconds": seconds}))
+
+
+def test_a_load_point_is_estimated_from_load_points_and_a_run_from_runs(tmp_path):
+    run, served = Point("synthetic", "a", 1), LoadPoint("a", (1, 16, 64), 32)
+    run.folder(tmp_path).mkdir(parents=True)
+    (run.folder(tmp_path) / "summary.json").write_text("{}")
+    (run.folder(tmp_path) / grid.POINT_FILE).write_text(json.dumps({**vars(run), "seconds": 90.0}))
+    _measured_load_point(tmp_path, served, 300.0)
+    known = budget.point_seconds(tmp_path)
+    assert known == {run: (90.0, True), served: (300.0, True)}  # the levels read back as a tuple
+    # another engine's load point: from the load point, not from the (shorter) run of the same engine
+    assert budget.estimate_seconds(LoadPoint("b", (1, 16, 64), 32), known) == (300.0, True)
+    assert budget.estimate_seconds(Point("synthetic", "a", 8), known) == (90.0, True)  # and a run from runs
+    assert budget.estimate_seconds(LoadPoint("b"), {run: (90.0, True)}) is None  # no load measured yet
+    went = budget.where_minutes_went([served], tmp_path, known)
+    assert "load stage 5.00 (100%)" in went
+
+
+def test_a_load_point_serves_the_plan_s_engine_and_loads_it_at_each_level(tmp_path, monkeypatch):
+    called = []
+
+    def load_main(argv):  # bench.load's main: the level folders it would write
+        called.append(argv)
+        out = tmp_path / "ref" / "load" / "voxtral_patched"
+        for level in (1, 16, 64):
+            (out / f"c{level}").mkdir(parents=True)
+            (out / f"c{level}" / "summary.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr("bench.online.load.main", load_main)
+    point = LoadPoint("voxtral_patched", (1, 16, 64), 32)
+    settings = Settings(scale="tiny", device="cpu", dtype="float32")
+    assert measure([point], tmp_path / "ref", settings) == [] and point.done(tmp_path / "ref")
+    argv = called[0]
+    assert argv[argv.index("--concurrency") + 1] == "1,16,64" and argv[argv.index("--requests") + 1] == "256"
+    assert "--stream" in argv and "dataset=synthetic_librispeech_like" in argv
+    assert argv[argv.index("--out") + 1] == str(point.folder(tmp_path / "ref"))
+    assert argv[argv.index("--serve") + 1].split() == [
+        "engine=voxtral_patched", "model.weights=random", "model.scale=tiny", "device=cpu", "dtype=float32",
+        "run.batch_size=32", "serve.max_queue=64",
+    ]  # fmt: skip
+    recorded = json.loads((point.folder(tmp_path / "ref") / grid.POINT_FILE).read_text())
+    assert recorded["levels"] == [1, 16, 64] and recorded["seconds"] >= 0
+    assert budget.point_seconds(tmp_path / "ref") == {point: (recorded["seconds"], True)}
+
+
+def test_a_failed_load_is_kept_with_its_reason_and_not_taken_for_done(tmp_path, monkeypatch):
+    monkeypatch.setattr("bench.online.load.main", lambda argv: 2)
+    point = LoadPoint("voxtral_patched", (1, 2), 2)
+    assert measure([point], tmp_path, Settings()) == [point]
+    assert "bench.load exited with status 2" in (point.folder(tmp_path) / "error.txt").read_text()
+    assert not point.done(tmp_path)

@@ -8,8 +8,9 @@ each run's own timings instead: load + cold start + (warm-up batches + repeats) 
 A point not measured yet is estimated from the points that were, by the first rule that has
 any: the same engine at the same batch size on the same dataset (an ablation run against its
 all-on run), the same engine at the same batch size, the same engine, any point; each the
-longest such point, so an estimate errs long. With nothing measured yet there is no estimate:
-the first point's time gives one.
+longest such point, so an estimate errs long. A load point (bench.lab.load_stage: a server
+started and loaded at each level) is estimated from load points only, a run from runs only.
+With nothing measured yet there is no estimate: the first point's time gives one.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from bench.lab.grid import POINT_FILE, Point, is_done, measured_points
 
 
 def point_seconds(out: Path) -> dict[Point, tuple[float, bool]]:
-    """Each measured point's seconds, and whether they are its wall time (else a lower bound)."""
+    """Each measured point's seconds (a load point's too), and whether they are its wall time
+    (else a lower bound)."""
+    from bench.lab.load_stage import measured_load_points
     from bench.pipeline.record import Summary
 
-    found = {}
+    found = {p: (float(json.loads((p.folder(out) / POINT_FILE).read_text())["seconds"]), True)
+             for p in measured_load_points(out)}  # fmt: skip
     for point in measured_points(out):
         folder = point.folder(out)
         recorded = json.loads((folder / POINT_FILE).read_text()) if (folder / POINT_FILE).exists() else {}
@@ -44,6 +48,7 @@ def estimate_seconds(point: Point, known: dict[Point, tuple[float, bool]]) -> tu
     with whether they are wall time (False: from a lower bound)."""
     if point in known:
         return known[point]
+    known = {p: seconds for p, seconds in known.items() if type(p) is type(point)}  # a load point from load points
     rules = (
         lambda p: p.engine == point.engine and p.batch_size == point.batch_size and p.dataset == point.dataset,
         lambda p: p.engine == point.engine and p.batch_size == point.batch_size,
@@ -96,7 +101,7 @@ def plan_lines(plan: list[Point], out: Path, known, stages: list[str], stage_of,
         for p in points:
             state = "measured" if is_done(p, out) else "to do   "
             minutes = _minutes(estimate_seconds(p, known))
-            lines.append(f"   {state}  {p.dataset} {p.label} batch {p.batch_size}: {minutes}")
+            lines.append(f"   {state}  {p.title}: {minutes}")
     left = f"To do: {_sum_line(todo, known)}" if todo else "Nothing left to measure"
     budget = f"; budget {budget_minutes:g} min: a point is started only if it should fit" if budget_minutes else ""
     lower = any(not exact for _, exact in known.values())
@@ -111,7 +116,7 @@ def left_lines(left: list[Point], known, stages: list[str], stage_of) -> list[st
     for index, stage in enumerate(stages):
         points = [p for p in left if stage_of(p) == index]
         if points:
-            names = ", ".join(f"{p.dataset} {p.label} b{p.batch_size}" for p in points)
+            names = ", ".join(p.title for p in points)
             lines.append(f"{index + 1}. {stage.split(':')[0]}: {_sum_line(points, known)}: {names}")
     return lines
 
@@ -141,7 +146,10 @@ def where_minutes_went(points: list[Point], out: Path, known, started: float | N
     if not walls:
         return None
     parts = {"engine load": 0.0, "first warm-up batch": 0.0, "timed passes": 0.0}
-    for point, _ in walls:
+    for point, seconds in walls:
+        if not isinstance(point, Point):  # a load point: a server's start and its levels, one part
+            parts["load stage"] = parts.get("load stage", 0.0) + seconds
+            continue
         s = Summary.read(point.folder(out))
         parts["engine load"] += s.load_seconds or 0.0
         parts["first warm-up batch"] += s.cold_start_seconds or 0.0

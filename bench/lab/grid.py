@@ -38,8 +38,23 @@ class Point:
     def label(self) -> str:
         return f"{self.engine}_without_{self.without}" if self.without else self.engine
 
+    @property
+    def title(self) -> str:
+        return f"{self.dataset} {self.label} batch {self.batch_size}"
+
     def folder(self, out: Path) -> Path:
         return measured_as(out / "runs" / self.dataset / f"{self.label}_b{self.batch_size}")
+
+    def done(self, out: Path) -> bool:
+        """Whether the point is fully measured (with its profile, when asked for)."""
+        folder = self.folder(out)
+        return (folder / "summary.json").exists() and (not self.profile or (folder / "profile.md").exists())
+
+    def measure(self, folder: Path, settings: Settings) -> None:
+        """One run, by the runner `python -m bench` uses, into folder."""
+        from bench.pipeline.runner import run
+
+        run(point_config(self, settings), folder)
 
 
 POINT_FIELDS = {f.name for f in dataclasses.fields(Point)}
@@ -163,10 +178,9 @@ def point_config(point: Point, settings: Settings):
     return cfg
 
 
-def is_done(point: Point, out: Path) -> bool:
-    """Whether the point is fully measured (with its profile, when asked for)."""
-    folder = point.folder(out)
-    return (folder / "summary.json").exists() and (not point.profile or (folder / "profile.md").exists())
+def is_done(point, out: Path) -> bool:
+    """Whether the point (a Point, or another kind a plan holds: bench.lab.load_stage) is fully measured."""
+    return point.done(out)
 
 
 def summary_if_done(point: Point, out: Path) -> Summary | None:
@@ -203,7 +217,7 @@ def measure(
     this call, else estimate(point) (bench.lab.budget, from the folder's earlier points),
     else the longest point of this call. Each point's seconds go into its point.json.
     The folder's device.json is written first, if it is not there yet."""
-    from bench.pipeline.runner import resolve_device, run
+    from bench.pipeline.runner import resolve_device
 
     out.mkdir(parents=True, exist_ok=True)
     device_record(out, resolve_device(settings.device))
@@ -228,10 +242,10 @@ def measure(
         if folder.exists():
             print(f"{folder}: measured only in part before; measuring it again from scratch")
             shutil.rmtree(folder)
-        print(f"[{i + 1}/{len(todo)}] {point.dataset} {point.label} batch {point.batch_size}", flush=True)
+        print(f"[{i + 1}/{len(todo)}] {point.title}", flush=True)
         began = time.perf_counter()
         try:
-            run(point_config(point, settings), folder)
+            point.measure(folder, settings)
             seconds = round(time.perf_counter() - began, 1)
             (folder / POINT_FILE).write_text(json.dumps(dataclasses.asdict(point) | {"seconds": seconds}) + "\n")
         except Exception as err:  # noqa: BLE001 - kept with its traceback, reported below

@@ -11,7 +11,8 @@
 - ratios and the gate: engines that are a faster path of another (Engine.STOCK).
 
 A reference plan is measured in order of value (value_ordered), so that whatever a time
-budget cuts off is what matters least.
+budget cuts off is what matters least; it also serves each faster path under load
+(bench.lab.load_stage).
 """
 
 from __future__ import annotations
@@ -91,9 +92,13 @@ def speed_points(engines, batch_sizes, ablation_sizes, device_type: str) -> list
     return points
 
 
-def reference_points(engines, datasets, batch_sizes, ablation_sizes, device_type: str) -> list[Point]:
-    """Every engine on every dataset at every batch size; on the synthetic clips the ablation too."""
-    points = []
+def reference_points(engines, datasets, batch_sizes, ablation_sizes, device_type: str, load_levels=()) -> list:
+    """Every engine on every dataset at every batch size; on the synthetic clips the ablation
+    too; and with load levels, each faster path served and loaded (bench.lab.load_stage), its
+    batches of up to the largest batch size."""
+    from bench.lab.load_stage import load_points
+
+    points = load_points(engines, load_levels, max(batch_sizes)) if batch_sizes else []
     for dataset in datasets:
         points += [Point(dataset, e, b, profile=profiled(e, dataset, b)) for b in batch_sizes for e in engines]
         if dataset == SYNTHETIC:
@@ -110,18 +115,21 @@ STAGES = (
     "verdict: every engine on the synthetic 30 s clips at the smallest and largest batch size, "
     "the profiles at batch 1 with them",
     "ablation: each patch off alone at the smallest ablation batch size",
+    "load: each faster path served by bench.serve and loaded by bench.load at each concurrency level",
     "the rest: the other datasets, the batch sizes between, the other ablation batch sizes",
 )
 
 
-def stage_of(point: Point, batch_sizes, ablation_sizes) -> int:
-    """Which of STAGES a reference point belongs to (an index into it)."""
+def stage_of(point, batch_sizes, ablation_sizes) -> int:
+    """Which of STAGES a reference point (a Point, or a load point) belongs to (an index into it)."""
+    if not isinstance(point, Point):
+        return 2
     headline = {min(batch_sizes), max(batch_sizes)} if batch_sizes else set()
     if point.dataset == SYNTHETIC and point.without is None and point.batch_size in headline:
         return 0
     if ablation_sizes and point.dataset == SYNTHETIC and point.batch_size == min(ablation_sizes):
         return 1  # an ablation run, or its all-on partner where the grid has no such batch size
-    return 2
+    return 3
 
 
 def value_ordered(points: list[Point], batch_sizes, ablation_sizes) -> list[Point]:

@@ -26,6 +26,7 @@ from bench.engines import accept_former_name, current_name, engine_names
 from bench.lab import budget, reference_folder, speed
 from bench.lab.folder import record_command, recorded_commands
 from bench.lab.grid import Point, Settings, add_arguments, is_done, measure
+from bench.lab.load_stage import LEVELS
 from bench.lab.plans import STAGES, builds_random_weights, plan_device_type, reference_points, stage_of, value_ordered
 from bench.lab.speed import INCOMPLETE
 
@@ -67,6 +68,13 @@ def parse(argv, recorded: bool = False):
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--ablation-batch-sizes", nargs="*", type=int, default=[1, 32])
+    parser.add_argument(
+        "--load-concurrency",
+        nargs="*",
+        type=int,
+        default=list(LEVELS),
+        help="concurrency levels of the load stage: each faster path served and loaded (none: no load stage)",
+    )
     add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -74,7 +82,9 @@ def parse(argv, recorded: bool = False):
 def command_points(args, out: Path) -> list[Point]:
     """The points one bench.reference command asks for, in the order they are measured."""
     device_type = plan_device_type(args.device, out)
-    points = reference_points(args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type)
+    points = reference_points(
+        args.engines, args.datasets, args.batch_sizes, args.ablation_batch_sizes, device_type, args.load_concurrency
+    )
     return value_ordered(points, args.batch_sizes, args.ablation_batch_sizes)
 
 
@@ -102,6 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     if left:
         print("\n".join(budget.left_lines(left, now, list(STAGES), stage)))
         return INCOMPLETE
-    speed.measure_ceilings(args.out, points)
+    speed.measure_ceilings(args.out, [p for p in points if isinstance(p, Point)])
     print(write_folder(args.out))
     return 0

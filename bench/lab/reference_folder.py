@@ -5,9 +5,9 @@ what has changed in their engines since, then gives the folder's findings.md (wh
 one), lists every command that measured into the folder and the planned runs still missing,
 then per dataset a comparison table, the phases, the fastest engines and each faster path's
 RTFx ratio to every other engine with a 95% bootstrap interval (both runs resampled with one
-draw); the speed, ablation and ceiling tables; runs repeated in alternation; the agreement
-with stock; the profile findings. The same runs give the same files byte for byte (the
-bootstrap is seeded).
+draw); the load tables (bench.lab.load_stage); the speed, ablation and ceiling tables; runs
+repeated in alternation; the agreement with stock; the profile findings. The same runs give
+the same files byte for byte (the bootstrap is seeded).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench.analysis.table import markdown
 from bench.engines import faster_paths
 from bench.lab.folder import DEVICE_FILE, not_measured_lines, recorded_commands
 from bench.lab.grid import Point, is_done
+from bench.lab.load_stage import load_lines, measured_load_points
 from bench.lab.speed import SECTIONS, measured_speed_points, weight_bytes
 from bench.lab.verdict import verdict_lines
 from bench.pipeline.record import Summary
@@ -103,7 +104,7 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
     patches = _patches_when_measured(out)
     plan = [p for p in plan if not p.without or p.engine not in patches or p.without in patches[p.engine]]
-    missing = [(f"{p.dataset}, {p.label}, batch {p.batch_size}", p.folder(out)) for p in plan if not is_done(p, out)]
+    missing = [(p.title, p.folder(out)) for p in plan if not is_done(p, out)]
     return not_measured_lines(missing, len(plan))
 
 
@@ -238,6 +239,7 @@ def write_folder(out: Path, plan: list[Point]) -> str:
     if all_ratios:
         pd.concat(all_ratios).to_csv(out / "ratios.csv", index=False)
 
+    lines += load_lines(out, measured_load_points(out))
     lines += speed_lines
     lines += evidence.repeat_runs_lines(out)
     lines += evidence.agreement_lines(out)
