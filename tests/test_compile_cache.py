@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bench.engines._fast.compiled_generate import inductor_cache_counts, inductor_cache_report
+from bench.lab.evidence import compile_cache_cell
 from bench.lab.grid import use_compile_cache
-from bench.lab.speed import compile_cache_cell
 
 
 def _step(x):
@@ -18,14 +18,14 @@ def _step(x):
 def test_a_graph_is_built_into_the_cache_given_then_read_back_from_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "before"))  # put back after the test
     cache = tmp_path / "carried"
-    assert use_compile_cache(cache) == f"compile cache: {cache}, 0 graph(s) in it"
+    assert use_compile_cache(cache) == f"compile cache: {cache}, 0 graph(s) in it (0.0 MiB)"
     x = torch.randn(4, 4)
     torch._dynamo.reset()
     at_load = inductor_cache_counts()
     torch.compile(_step)(x)
     assert inductor_cache_report(at_load) == {"inductor_graphs_read_from_cache": 0, "inductor_graphs_built": 1}
     assert not (tmp_path / "before").exists()  # it went where it was told
-    assert use_compile_cache(None) == f"compile cache: {cache}, 1 graph(s) in it"
+    assert use_compile_cache(None).startswith(f"compile cache: {cache}, 1 graph(s) in it (")
     torch._dynamo.reset()  # as between two runs (or two calls over the same folder)
     at_load = inductor_cache_counts()
     torch.compile(_step)(x)

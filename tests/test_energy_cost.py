@@ -16,7 +16,14 @@ from run_folders import make_run
 import bench.pipeline.measure
 import bench.pipeline.runner
 from bench.analysis.report import main as report
-from bench.host.energy import CPU_NOTE, EnergyCounter, energy_counter, nvml_counter
+from bench.host.energy import (
+    CPU_NOTE,
+    EnergyCounter,
+    counter_check,
+    counter_check_line,
+    energy_counter,
+    nvml_counter,
+)
 from bench.pipeline.record import cost_interval, cost_per_audio_hours
 
 
@@ -129,3 +136,34 @@ def test_the_real_nvml_counter_advances_on_a_gpu():
         x = x @ x / 8192
     torch.cuda.synchronize()
     assert counter.read_j() > start
+
+
+class StillNVML(FakeNVML):
+    """A board whose counter never moves: every run on it would be charged 0 J."""
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        return 1000
+
+
+def test_a_folder_checks_its_counter_advances_before_trusting_the_runs_energy():
+    cpu = torch.device("cpu")
+    moving = counter_check(cpu, EnergyCounter(FakeNVML(), "gpu0"), size=64)
+    assert moving["advances"] is True and moving["joules"] > 0
+    assert counter_check_line(moving).startswith("Energy (J/audio h): the board's NVML counter was checked")
+    still = counter_check(cpu, EnergyCounter(StillNVML(), "gpu0"), size=64)
+    assert still == {"advances": False, "joules": 0.0}
+    assert "did not advance" in counter_check_line(still) and "not to be trusted" in counter_check_line(still)
+    none = counter_check(cpu)  # no counter on a CPU: why, in the README, instead of a check
+    assert none == {"advances": None, "why": CPU_NOTE}
+    assert counter_check_line(none) == f"Energy (J/audio h): {CPU_NOTE}."
+    assert counter_check_line(None) is None  # a folder measured before the check says nothing
+
+
+def test_a_folder_begun_before_the_check_gets_it_on_its_next_call(tmp_path):
+    from bench.lab.folder import DEVICE_FILE, device_record
+
+    kept = {"hardware": "NVIDIA H200 x1", "copy_bandwidth_bytes_per_s": 4.2e12}  # as the H200 folder's
+    (tmp_path / DEVICE_FILE).write_text(json.dumps(kept))
+    record = device_record(tmp_path, torch.device("cpu"))
+    assert record == {**kept, "energy_counter": {"advances": None, "why": CPU_NOTE}}  # measured before: kept
+    assert json.loads((tmp_path / DEVICE_FILE).read_text()) == record

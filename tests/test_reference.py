@@ -15,6 +15,7 @@ from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
 from bench.engines import engine_class
 from bench.engines.voxtral_patched import PATCHES
+from bench.host.energy import CPU_NOTE
 from bench.lab import grid
 from bench.lab.folder import record_command, recorded_commands, without_budget
 from bench.lab.grid import Point, Settings, measure, measured_points
@@ -303,6 +304,7 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
         served = Summary.read(out / "load" / "voxtral_patched" / f"c{level}")
         assert (served.batch_size, served.n_utterances, served.n_failed) == (level, 8, 0)
     assert "## Under load: the faster paths served (bench.load --serve)" in readme
+    assert f"Energy (J/audio h): {CPU_NOTE}." in readme  # the folder's device.json: no counter on a CPU
     assert "### voxtral_patched, 8 requests a level, synthetic_librispeech_like" in readme
 
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

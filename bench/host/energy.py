@@ -54,5 +54,36 @@ def nvml_counter(uuid: str | None, index: int = 0) -> EnergyCounter | str:
     return counter
 
 
+def counter_check(device: torch.device, counter: EnergyCounter | str | None = None, size: int = 4096) -> dict:
+    """Whether the board's counter advances while the device works (a counter that stood still
+    would give every run 0 J): read before and after a burst of 50 products of size x size
+    matrices (a fraction of a second on a GPU). {"advances": None, "why": ...} where there is
+    no counter (counter: the device's own unless given)."""
+    counter = energy_counter(device) if counter is None else counter
+    if not isinstance(counter, EnergyCounter):
+        return {"advances": None, "why": counter}
+    start = counter.read_j()
+    x = torch.randn(size, size, device=device)
+    for _ in range(50):
+        x = x @ x / size
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    joules = counter.read_j() - start
+    return {"advances": joules > 0, "joules": round(joules, 1)}
+
+
+def counter_check_line(check: dict | None) -> str | None:
+    """A README's sentence on a folder's device.json check (None: the folder has none)."""
+    if check is None:
+        return None
+    if check["advances"] is None:
+        return f"Energy (J/audio h): {check['why']}."
+    if check["advances"]:
+        return (f"Energy (J/audio h): the board's NVML counter was checked on this device before the runs: "
+                f"it advanced {check['joules']:g} J over a burst of matrix products.")  # fmt: skip
+    return ("Energy (J/audio h): the board's NVML counter did not advance over a burst of matrix products on "
+            "this device, so the runs' energy figures are not to be trusted.")  # fmt: skip
+
+
 def joules_per_audio_hour(energy_j: float, audio_s: float) -> float:
     return energy_j / audio_s * 3600

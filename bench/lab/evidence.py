@@ -5,7 +5,10 @@
   folder keeps the script that printed it), the practical limit next to copy bandwidth;
 - repeat-runs/: ordinary run folders measured in alternation, to settle an ablation row
   that one run per setting cannot (a moment or a process can move a whole run);
-- results/agreement/<same name>/: bench.agreement's per-clip table for the same GPU.
+- results/agreement/<same name>/: bench.agreement's per-clip table for the same GPU;
+
+and, for any run, what Inductor's on-disk cache gave its cold start (compile_cache_cell): every
+table of cold starts shows it beside them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis.table import markdown
-from bench.pipeline.record import table_row
+from bench.pipeline.record import Summary, table_row
 
 CEILING_FILE = "gemv_ceiling.txt"
 REPEAT_RUNS = "repeat-runs"
@@ -100,6 +103,29 @@ def ceiling_lines(out: Path, frame: pd.DataFrame | None) -> list[str]:
     ]
 
 
+def compile_cache_cell(summary: Summary) -> str | None:
+    """What Inductor's on-disk cache gave the run's cold start (a graph read back from it costs
+    seconds less than one built): "R of N read" where the run counted its compiles; for a run
+    measured before those were counted, what the cache held at load ("empty": every compile
+    was built; "held N": some may have been read back); None where Inductor compiled nothing."""
+    report = summary.engine_report or {}
+    if "inductor_graphs_read_from_cache" in report:
+        read, built = report["inductor_graphs_read_from_cache"], report["inductor_graphs_built"]
+        return f"{read} of {read + built} read" if read + built else None
+    held = report.get("inductor_cached_graphs_at_load")
+    return None if held is None else "empty" if held == 0 else f"held {held}"
+
+
+COMPILE_CACHE_NOTE = (
+    "compile cache: what Inductor's on-disk cache gave the cold start of a run that compiles: "
+    '"R of N read" (R of its N graphs read back, the rest built), or for a run measured before '
+    'those were counted what the cache held at load ("empty": every graph built; "held N": some '
+    "may have been read back). A graph read back costs seconds less than one built, so cold starts "
+    "compare only between runs with the same cache state; RTFx, measured after the cold start, did not "
+    "move with it where both states were measured (docs/gpu-suites.md)."
+)
+
+
 def repeat_runs_frame(out: Path) -> pd.DataFrame | None:
     """The runs under out/repeat-runs in the order they finished: RTFx, decode steps and
     where each timed batch's time went."""
@@ -125,6 +151,8 @@ def repeat_runs_frame(out: Path) -> pd.DataFrame | None:
             "decode steps": s.decode_steps,
             "tokens": s.n_tokens,
             "ms/step": cells["ms/step"],
+            "cold start s": cells["cold start s"],
+            "compile cache": compile_cache_cell(s),
         }
         rows.append({**row, **phase_means(run.batches)})
     return _phases_in_order(pd.DataFrame(rows))

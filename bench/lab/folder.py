@@ -3,7 +3,8 @@
 - commands.txt: every command that measured into the folder, one per line in the order they
   ran (lines starting with # are comments): a folder is often filled by several calls, on
   several leases;
-- device.json: the hardware and its measured copy bandwidth, once per folder.
+- device.json: the hardware, its measured copy bandwidth and the check of its energy counter,
+  once per folder.
 """
 
 from __future__ import annotations
@@ -101,12 +102,20 @@ def copy_bandwidth(device: torch.device, n_bytes: int = 1 << 30, repeats: int = 
 
 
 def device_record(out: Path, device: torch.device) -> dict:
-    """The hardware and its copy bandwidth, measured once per folder (kept when resuming)."""
+    """The hardware, its copy bandwidth and whether its energy counter advances, measured once
+    per folder (kept when resuming)."""
+    from bench.host.energy import counter_check
     from bench.host.environment import environment
 
     path = out / DEVICE_FILE
     if path.exists():
-        return json.loads(path.read_text())
-    record = {"hardware": environment(device)["hardware"], "copy_bandwidth_bytes_per_s": copy_bandwidth(device)}
+        record = json.loads(path.read_text())
+        if "energy_counter" in record:
+            return record
+    else:
+        record = {"hardware": environment(device)["hardware"], "copy_bandwidth_bytes_per_s": copy_bandwidth(device)}
+    # NVML's counter moves when the GPU works (or why there is none); a folder begun before this
+    # check was kept gets it on its next call
+    record["energy_counter"] = counter_check(device)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -113,7 +113,8 @@ def add_arguments(parser) -> None:
 
 def use_compile_cache(directory: Path | None) -> str:
     """Point Inductor's on-disk cache at directory (None: leave it where torch puts it), before
-    anything compiles; returns a line saying where it is and how many graphs it holds."""
+    anything compiles; returns a line saying where it is, how many graphs it holds and its size
+    (what a lease must carry to the next)."""
     import os
 
     if directory is not None:  # before Inductor is imported: it makes the folder it is told of then
@@ -122,7 +123,9 @@ def use_compile_cache(directory: Path | None) -> str:
 
     from bench.engines._fast.compiled_generate import inductor_cached_graphs
 
-    return f"compile cache: {cache_dir()}, {inductor_cached_graphs()} graph(s) in it"
+    folder = Path(cache_dir())
+    mib = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+    return f"compile cache: {folder}, {inductor_cached_graphs()} graph(s) in it ({mib:.1f} MiB)"
 
 
 def compose(overrides: list[str]):

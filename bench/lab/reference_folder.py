@@ -12,6 +12,7 @@ the same files byte for byte (the bootstrap is seeded).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from packaging.version import Version
 
 from bench.analysis.table import markdown
 from bench.engines import faster_paths
+from bench.host.energy import counter_check_line
 from bench.lab.folder import DEVICE_FILE, not_measured_lines, recorded_commands
 from bench.lab.grid import Point, is_done
 from bench.lab.load_stage import load_lines, measured_load_points
@@ -88,8 +90,6 @@ def _fastest_lines(frame: pd.DataFrame) -> list[str]:
 def _patches_when_measured(out: Path) -> dict[str, set[str]]:
     """Each engine's patches as its runs here had them (its runs with every patch on): an
     ablation a command asked for is of those, not of a patch added to the engine since."""
-    import json
-
     from bench.engines import current_name
 
     found: dict[str, set[str]] = {}
@@ -141,6 +141,7 @@ def provenance_lines(runs) -> list[str]:
 
 
 COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
+ENERGY = ["J/audio h"]  # shown where a run measured it (on a GPU with NVML)
 
 
 def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: list[str]) -> list[str]:
@@ -157,6 +158,9 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
         *verdict,  # at the top, under the method
     ]
     lines += provenance_lines(runs)
+    device = json.loads((out / DEVICE_FILE).read_text()) if (out / DEVICE_FILE).exists() else {}
+    energy = counter_check_line(device.get("energy_counter"))
+    lines += [energy, ""] if energy else []
     if (out / FINDINGS_FILE).exists():
         lines += ["## Findings", "", (out / FINDINGS_FILE).read_text().strip(), ""]
     commands = recorded_commands(out, comments=True)
@@ -180,8 +184,6 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
 def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
     """The speed, ablation and ceiling tables (written beside the README) as README lines, and
     the ceiling frame (None without a device record, an ablation or a ceiling file)."""
-    import json
-
     from bench.lab import evidence
     from bench.lab.speed import write_tables
 
@@ -227,7 +229,8 @@ def write_folder(out: Path, plan: list[Point]) -> str:
         for engine, frame_of_engine in ratios.items():
             all_ratios.append(frame_of_engine.assign(dataset=dataset, **({"engine": engine} if len(fast) > 1 else {})))
         clips = ", ".join(f"{n} at batch {b}" for b, n in frame.groupby("batch")["n"].max().items())
-        lines += [f"## {dataset}", "", f"Clips per run: {clips}.", "", markdown(frame[COLUMNS])]
+        shown = COLUMNS + [c for c in ENERGY if frame[c].notna().any()]
+        lines += [f"## {dataset}", "", f"Clips per run: {clips}.", "", markdown(frame[shown])]
         lines += _fastest_lines(frame) + [""]
         lines += ["Milliseconds per timed batch in each phase (mean over every pass):", ""]
         lines += [markdown(evidence.phase_frame(runs_here))]

@@ -39,7 +39,7 @@ from bench.data.audio import SAMPLE_RATE
 from bench.engines import accept_former_name, current_name, engine_class, engine_names
 from bench.engines.base import DecoderShape
 from bench.lab import ceiling
-from bench.lab.evidence import ordered_phase_frame, phase_means
+from bench.lab.evidence import COMPILE_CACHE_NOTE, compile_cache_cell, ordered_phase_frame, phase_means
 from bench.lab.folder import DEVICE_FILE, record_command
 from bench.lab.grid import Point, Settings, add_arguments, measure, measured_points, model_family, summary_if_done
 from bench.lab.plans import SYNTHETIC, plan_device_type, speed_engines, speed_points, streams_a_decoder
@@ -102,29 +102,6 @@ def weight_bytes(point: Point, out: Path) -> float:
     summary = finished(point, out)
     shape = engine_class(point.engine).decoder_shape(_architecture(point.folder(out)))
     return shape.weight_values() * (4 if summary.dtype == "float32" else 2)
-
-
-def compile_cache_cell(summary: Summary) -> str | None:
-    """What Inductor's on-disk cache gave the run's cold start (a graph read back from it costs
-    seconds less than one built): "R of N read" where the run counted its compiles; for a run
-    measured before those were counted, what the cache held at load ("empty": every compile
-    was built; "held N": some may have been read back); None where Inductor compiled nothing."""
-    report = summary.engine_report or {}
-    if "inductor_graphs_read_from_cache" in report:
-        read, built = report["inductor_graphs_read_from_cache"], report["inductor_graphs_built"]
-        return f"{read} of {read + built} read" if read + built else None
-    held = report.get("inductor_cached_graphs_at_load")
-    return None if held is None else "empty" if held == 0 else f"held {held}"
-
-
-COMPILE_CACHE_NOTE = (
-    "compile cache: what Inductor's on-disk cache gave the cold start of a run that compiles: "
-    '"R of N read" (R of its N graphs read back, the rest built), or for a run measured before '
-    'those were counted what the cache held at load ("empty": every graph built; "held N": some '
-    "may have been read back). A graph read back costs seconds less than one built, so cold starts "
-    "compare only between runs with the same cache state; RTFx, measured after the cold start, did not "
-    "move with it where both states were measured (docs/gpu-suites.md)."
-)
 
 
 SPEED_COLUMNS = {  # table_row's name -> the speed table's
