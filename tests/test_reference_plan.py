@@ -82,6 +82,26 @@ def sleeping_runner(monkeypatch):
     return calls, seconds
 
 
+def test_a_load_point_is_weighed_by_its_own_estimate_not_by_a_run_of_its_engine(tmp_path, sleeping_runner, monkeypatch):
+    calls, seconds = sleeping_runner
+    seconds["a"] = 1.0
+
+    def load_main(argv):
+        out = Path(argv[argv.index("--out") + 1])
+        for level in (1, 2):
+            (out / f"c{level}").mkdir(parents=True)
+            (out / f"c{level}" / "summary.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr("bench.online.load.main", load_main)
+    served = LoadPoint("a", (1, 2), 2)
+    # after a's 1 s run, 0.5 s of budget is left: the load point's own estimate (0.01 s) fits;
+    # guessed from the run of the same engine (1 s), it would not start
+    left = measure([Point("synthetic", "a", 1), served], tmp_path, Settings(), budget_minutes=1.5 / 60,
+                   estimate=lambda p: 0.01)  # fmt: skip
+    assert left == [] and served.done(tmp_path)
+
+
 def test_each_point_records_its_seconds_and_the_next_call_plans_with_them(tmp_path, sleeping_runner):
     calls, seconds = sleeping_runner
     seconds.update({"a": 1.0, "b": 0.2})
@@ -172,6 +192,9 @@ def test_a_load_point_is_estimated_from_load_points_and_a_run_from_runs(tmp_path
     assert budget.estimate_seconds(LoadPoint("b", (1, 16, 64), 32), known) == (300.0, True)
     assert budget.estimate_seconds(Point("synthetic", "a", 8), known) == (90.0, True)  # and a run from runs
     assert budget.estimate_seconds(LoadPoint("b"), {run: (90.0, True)}) is None  # no load measured yet
+    todo = [Point("synthetic", "a", 8), LoadPoint("b")]
+    lines = budget.plan_lines(todo, tmp_path, {run: (90.0, True)}, list(STAGES), lambda p: 0, None)
+    assert lines[-1] == "To do: 2 points: 1 at 1.5 min, 1 unknown until a first run of their kind."
     went = budget.where_minutes_went([served], tmp_path, known)
     assert "load stage 5.00 (100%)" in went
 

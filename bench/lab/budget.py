@@ -75,11 +75,14 @@ def _minutes(estimate: tuple[float, bool] | None) -> str:
 
 
 def _sum_line(points: list[Point], known) -> str:
-    estimates = [estimate_seconds(p, known) for p in points]
-    if any(e is None for e in estimates):
+    estimates = [e for e in (estimate_seconds(p, known) for p in points) if e is not None]
+    if not estimates:
         return f"{len(points)} points, minutes unknown until a first run"
-    total = (sum(e[0] for e in estimates), all(e[1] for e in estimates))
-    return f"{len(points)} points, {_minutes(total)}"
+    total = _minutes((sum(e[0] for e in estimates), all(e[1] for e in estimates)))
+    if len(estimates) == len(points):
+        return f"{len(points)} points, {total}"
+    unknown = len(points) - len(estimates)
+    return f"{len(points)} points: {len(estimates)} at {total}, {unknown} unknown until a first run of their kind"
 
 
 LOWER_BOUND_NOTE = (

@@ -217,7 +217,8 @@ def measure(
 
     The first point always starts. A later one is started only if the time spent so far plus
     what it should take fits the budget: the longest point of the same engine measured in
-    this call, else estimate(point) (bench.lab.budget, from the folder's earlier points),
+    this call (of the same kind: a run, or a load point), else estimate(point) (bench.lab.budget,
+    from the folder's earlier points),
     else the longest point of this call. Each point's seconds go into its point.json.
     The folder's device.json is written first, if it is not there yet."""
     from bench.pipeline.runner import resolve_device
@@ -226,14 +227,14 @@ def measure(
     device_record(out, resolve_device(settings.device))
     print(use_compile_cache(settings.compile_cache), flush=True)
     start = time.perf_counter()
-    took: dict[str, float] = {}
+    took: dict[tuple, float] = {}  # the longest point of each kind and engine measured in this call
     failed: list[Point] = []
     todo = [p for p in points if not is_done(p, out)]
     if len(todo) < len(points):
         print(f"{len(points) - len(todo)} of {len(points)} points already measured in {out}: kept")
     for i, point in enumerate(todo):
         if budget_minutes is not None and took:
-            guess = took.get(point.engine) or (estimate and estimate(point)) or max(took.values())
+            guess = took.get((type(point), point.engine)) or (estimate and estimate(point)) or max(took.values())
             if time.perf_counter() - start + guess > 60 * budget_minutes:
                 left = todo[i:]
                 print(
@@ -260,7 +261,8 @@ def measure(
                 flush=True,
             )
             failed.append(point)
-        took[point.engine] = max(took.get(point.engine, 0.0), time.perf_counter() - began)
+        kind = (type(point), point.engine)
+        took[kind] = max(took.get(kind, 0.0), time.perf_counter() - began)
     if failed:
         print(f"{len(failed)} points failed: " + ", ".join(f"{p.dataset}/{p.folder(out).name}" for p in failed))
     return failed
