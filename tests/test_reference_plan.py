@@ -88,7 +88,7 @@ def test_a_load_point_is_weighed_by_its_own_estimate_not_by_a_run_of_its_engine(
 
     def load_main(argv):
         out = Path(argv[argv.index("--out") + 1])
-        for level in (1, 2):
+        for level in (1, 2):  # the level folders bench.load writes
             (out / f"c{level}").mkdir(parents=True)
             (out / f"c{level}" / "summary.json").write_text("{}")
         return 0
@@ -100,6 +100,24 @@ def test_a_load_point_is_weighed_by_its_own_estimate_not_by_a_run_of_its_engine(
     left = measure([Point("synthetic", "a", 1), served], tmp_path, Settings(), budget_minutes=1.5 / 60,
                    estimate=lambda p: 0.01)  # fmt: skip
     assert left == [] and served.done(tmp_path)
+    # a load point of an engine never loaded, with nothing to estimate it from: it waits to
+    # start the next call, however much budget is left (guessed from a's run, it would start)
+    second = LoadPoint("b", (1, 2), 2)
+    left = measure(
+        [Point("synthetic", "b", 1), second], tmp_path, Settings(), budget_minutes=10, estimate=lambda p: None
+    )
+    assert left == [second] and not second.folder(tmp_path).exists()
+    assert measure([second], tmp_path, Settings(), budget_minutes=10, estimate=lambda p: None) == []  # first: starts
+
+
+def test_a_call_on_an_empty_folder_estimates_its_later_points_from_its_first(tmp_path, sleeping_runner):
+    calls, seconds = sleeping_runner
+    seconds.update({"a": 0.2, "b": 0.2})
+    plan = [Point("synthetic", "a", 1), Point("synthetic", "b", 1)]
+    # b has no point of its own engine yet: the folder's estimate (a's 0.2 s) lets it start; an
+    # estimate from what the folder held before the call (nothing) would leave it to the next call
+    assert measure(plan, tmp_path, Settings(), budget_minutes=10, estimate=budget.folder_estimate(tmp_path)) == []
+    assert calls == ["a_b1", "b_b1"]
 
 
 def test_each_point_records_its_seconds_and_the_next_call_plans_with_them(tmp_path, sleeping_runner):

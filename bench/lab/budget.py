@@ -68,6 +68,13 @@ def expected_seconds(point: Point, known: dict[Point, tuple[float, bool]]) -> fl
     return None if estimate is None else estimate[0]
 
 
+def folder_estimate(out: Path):
+    """grid.measure's estimate function: each point's expected seconds from every point the
+    folder holds when it is asked, so a call that began on an empty folder estimates its later
+    points from its first ones."""
+    return lambda point: expected_seconds(point, point_seconds(out))
+
+
 def _minutes(estimate: tuple[float, bool] | None) -> str:
     if estimate is None:
         return "? min"

@@ -216,11 +216,12 @@ def measure(
     the grid goes on: one engine's failure must not cost an unattended call the others).
 
     The first point always starts. A later one is started only if the time spent so far plus
-    what it should take fits the budget: the longest point of the same engine measured in
-    this call (of the same kind: a run, or a load point), else estimate(point) (bench.lab.budget,
-    from the folder's earlier points),
-    else the longest point of this call. Each point's seconds go into its point.json.
-    The folder's device.json is written first, if it is not there yet."""
+    what it should take fits the budget: the longest point of the same kind (a run, or a load
+    point) and engine measured in this call, else estimate(point) (bench.lab.budget, from the
+    folder's earlier points; None, a kind never measured: it waits to start a call, where the
+    whole budget is before it), else, without an estimate function, the longest point of this
+    call. Each point's seconds go into its point.json. The folder's device.json is written
+    first, if it is not there yet."""
     from bench.pipeline.runner import resolve_device
 
     out.mkdir(parents=True, exist_ok=True)
@@ -234,12 +235,13 @@ def measure(
         print(f"{len(points) - len(todo)} of {len(points)} points already measured in {out}: kept")
     for i, point in enumerate(todo):
         if budget_minutes is not None and took:
-            guess = took.get((type(point), point.engine)) or (estimate and estimate(point)) or max(took.values())
-            if time.perf_counter() - start + guess > 60 * budget_minutes:
+            guess = took.get((type(point), point.engine)) or (estimate(point) if estimate else max(took.values()))
+            if guess is None or time.perf_counter() - start + guess > 60 * budget_minutes:
                 left = todo[i:]
+                why = f"{point.title}: minutes unknown until a first run of its kind" if guess is None else ""
                 print(
-                    f"time budget of {budget_minutes:g} min reached: {len(left)} points left; "
-                    "run the same command again (with this folder) to measure them"
+                    f"time budget of {budget_minutes:g} min reached{f' ({why})' if why else ''}: {len(left)} points "
+                    "left; run the same command again (with this folder) to measure them"
                 )
                 return failed + left
         folder = point.folder(out)

@@ -100,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(budget.plan_lines(points, args.out, known, list(STAGES), stage, args.budget_minutes)), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     record_command(args.out, "bench.reference", argv)
-    expected = lambda p: budget.expected_seconds(p, known)  # noqa: E731
     started = budget.process_seconds()
-    left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, expected)
+    left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, budget.folder_estimate(args.out))
     now = budget.point_seconds(args.out)  # with this call's points
     went = budget.where_minutes_went(
         [p for p in points if p not in known and is_done(p, args.out)], args.out, now, started
