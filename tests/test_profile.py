@@ -252,3 +252,30 @@ def test_the_lagged_read_waits_only_on_an_earlier_step_and_only_when_it_is_not_d
     flag.copy(torch.tensor([False, False]))  # every row finished at this step
     flag.copy(torch.tensor([False, False]))  # one step more: now that read is two copies back
     assert flag.all_done_before_this_step() is True
+
+
+def test_the_invariants_are_checked_on_the_trace_itself():
+    from bench.pipeline.profile import batch_device_ms, invariant_violations, invariants_lines
+
+    events = cuda_trace()
+    frame = phase_table(events, cuda=True, decode_steps=2)
+    device = batch_device_ms(events)
+    assert invariant_violations(frame, device, 3.0) == []
+    assert invariants_lines({"invariants_broken": [], "batch_device_ms": device}) == [
+        "- The phase table's invariants hold on this trace: its phases lie within the batch; "
+        "their device time adds up to the batch's, once."
+    ]
+    # the defect of the first H200 profiles: each phase counted twice, device time charged to the wrong phase
+    doubled = frame.assign(wall_ms=2 * frame.wall_ms)
+    wall = doubled[doubled.phase != "decode, per step"].wall_ms.sum()
+    assert invariant_violations(doubled, device, 3.0) == [
+        f"the phases' wall time ({wall:.1f} ms) exceeds the batch's (3.0 ms)"
+    ]
+    first = frame.phase.iloc[0]  # 0.5 ms of device work charged to the first phase as well
+    twice = frame.assign(device_ms=frame.device_ms.where(frame.phase != first, frame.device_ms + 0.5))
+    assert invariant_violations(twice, device, 3.0) == [
+        f"the phases' device time ({device + 0.5:.1f} ms) is not the batch's ({device:.1f} ms)"
+    ]
+    broken = invariants_lines({"invariants_broken": ["x"], "batch_device_ms": device})
+    assert broken == ["- The phase table breaks its invariants on this trace: x. Its times are not true."]
+    assert invariants_lines({"batch_device_ms": device}) == []  # a profile taken before the check

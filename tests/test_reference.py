@@ -298,6 +298,8 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     profiles = (out / "profiles.md").read_text()
     assert "## voxtral_stock, synthetic, batch 1" in profiles and "## voxtral_patched, synthetic, batch 1" in profiles
     assert profiles.count("for 375 audio placeholders") == 2  # one 30 s clip: 375 placeholders merged
+    # checked on each real trace (on the CPU: no device time to add up)
+    assert profiles.count("- The phase table's invariants hold on this trace: its phases lie within the batch.") == 2
     assert (out / "rtfx_vs_batch_synthetic.png").exists()
     # the load stage: bench.serve started, loaded at each level by bench.load, its table in the README
     for level in (1, 2):

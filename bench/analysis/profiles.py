@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.analysis.table import markdown
-from bench.pipeline.profile import decode_line
+from bench.pipeline.profile import decode_line, invariants_lines
 
 
 def _audio_tokens_in_profiled_batch(run) -> int | None:
@@ -57,5 +57,6 @@ def finding(runs) -> tuple[str, dict[str, pd.DataFrame]]:
                 f"{100 * p['decode_idle_share_of_batch']:.0f}% of the batch's {p['batch_wall_ms']:.0f} ms "
                 "is decode overhead (host time the GPU waited through)."
             )
+        lines += invariants_lines(p)
         lines += ["", markdown(tables[key])]
     return "\n".join(lines), tables

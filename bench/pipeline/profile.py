@@ -219,6 +219,35 @@ def _without_kineto_lines():
             sys.stderr.flush()
 
 
+def invariant_violations(frame: pd.DataFrame, batch_device_ms: float | None, batch_wall_ms: float) -> list[str]:
+    """What this trace breaks of what a phase table must satisfy (none: it can be trusted): its
+    phases do not overlap nor count twice (their wall time within the batch's, 1% of slack for
+    the two clocks); with device time (CUDA), every kernel and copy of the batch is charged to
+    one phase, once (the phases add up to the batch's device time)."""
+    phases = frame[frame.phase != "decode, per step"]
+    broken = []
+    wall = float(phases.wall_ms.sum())
+    if wall > 1.01 * batch_wall_ms + 0.1:
+        broken.append(f"the phases' wall time ({wall:.1f} ms) exceeds the batch's ({batch_wall_ms:.1f} ms)")
+    if batch_device_ms is not None:
+        device = float(phases.device_ms.sum())
+        if abs(device - batch_device_ms) > 1e-3 * batch_device_ms + 1e-3:
+            broken.append(f"the phases' device time ({device:.1f} ms) is not the batch's ({batch_device_ms:.1f} ms)")
+    return broken
+
+
+def invariants_lines(profile: dict) -> list[str]:
+    """What the check of the phase table on its own trace found (none for a profile taken
+    before bench checked it)."""
+    if "invariants_broken" not in profile:
+        return []
+    broken = profile["invariants_broken"]
+    if broken:
+        return [f"- The phase table breaks its invariants on this trace: {'; '.join(broken)}. Its times are not true."]
+    device = "; their device time adds up to the batch's, once" if profile.get("batch_device_ms") is not None else ""
+    return [f"- The phase table's invariants hold on this trace: its phases lie within the batch{device}."]
+
+
 def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -> tuple[Profile, object]:
     """Profile one call of engine.transcribe (the engine should be warm)."""
     from torch.profiler import ProfilerActivity, profile
@@ -246,6 +275,8 @@ def profile_batch(engine, audios: list[np.ndarray], targets: list[int] | None) -
         # every kernel, copy and memset of the batch, whichever phase launched it
         "batch_device_ms": batch_device_ms(events) if cuda else None,
     }
+    # checked on this very trace: a table that breaks them says so instead of being read as true
+    summary["invariants_broken"] = invariant_violations(frame, summary["batch_device_ms"], summary["batch_wall_ms"])
     if cuda and summary["decode_idle_share"] is not None:
         decode_wall = _value(frame, "decode", "wall_ms")
         summary["decode_idle_share_of_batch"] = summary["decode_idle_share"] * decode_wall / (clock.wall_s * 1e3)
@@ -282,6 +313,7 @@ def _verdict(engine, frame: pd.DataFrame, summary: dict) -> str:
         )
     elif not cuda:
         lines.append("- On the CPU there is no device to sit idle; profile on a GPU for idle shares.")
+    lines += invariants_lines(summary)
     return "\n".join(lines) + "\n"
 
 
