@@ -100,8 +100,9 @@ def lease_rehearsal(session):
                 session.error(done.stdout[-2000:] + done.stderr[-2000:])
         summaries = [json.loads(p.read_text()) for p in Path(out).glob("runs/*/*/summary.json")]
         first = sum(s["cold_start_seconds"] or 0.0 for s in summaries)
-        totals[way] = (calls, len(summaries), wall, first)
-    session.log("| way | calls | points | minutes | minutes per point | first warm-up batches, minutes |")
+        served = len(list(Path(out).glob("load/*/point.json")))  # the load stage's points
+        totals[way] = (calls, len(summaries) + served, wall, first)
+    session.log("| way | calls | points (runs, loads) | minutes | min per point | runs' first warm-up batches, min |")
     session.log("|---|---|---|---|---|---|")
     for way, (calls, points, wall, first) in totals.items():
         session.log(f"| {way} | {calls} | {points} | {wall / 60:.2f} | {wall / 60 / points:.3f} | {first / 60:.2f} |")

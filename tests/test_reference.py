@@ -36,7 +36,8 @@ def fake_runner(monkeypatch):
         calls.append(folder)
         time.sleep(seconds[0])
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "summary.json").write_text(json.dumps({"batch_size": cfg.run.batch_size}))
+        profile = {"invariants_broken": []} if cfg.profile else None  # as the runner records a profile now
+        (folder / "summary.json").write_text(json.dumps({"batch_size": cfg.run.batch_size, "profile": profile}))
         if cfg.profile:
             (folder / "profile.md").write_text("# profile\n")
 
@@ -89,6 +90,20 @@ def test_a_profiled_point_without_its_profile_is_not_done(tmp_path, fake_runner)
     (point.folder(tmp_path) / "summary.json").write_text("{}")
     measure([point], tmp_path, Settings())
     assert calls == [point.folder(tmp_path)] and (point.folder(tmp_path) / "profile.md").exists()
+    assert point.done(tmp_path)
+
+
+def test_a_profile_taken_before_its_trace_was_checked_is_taken_again(tmp_path, fake_runner, capsys):
+    calls, _ = fake_runner
+    point = Point("synthetic", "voxtral_stock", 1, profile=True)
+    point.folder(tmp_path).mkdir(parents=True)
+    (point.folder(tmp_path) / "summary.json").write_text(json.dumps({"profile": {"merge_kernels": 18}}))
+    (point.folder(tmp_path) / "profile.md").write_text("# profile\n")
+    why = "its profile was taken before the phase table was checked on its trace"
+    assert point.not_done_because(tmp_path) == why and not point.done(tmp_path)
+    measure([point], tmp_path, Settings())
+    assert calls == [point.folder(tmp_path)] and point.done(tmp_path)
+    assert f"{point.folder(tmp_path)}: {why}; measuring it again from scratch" in capsys.readouterr().out
 
 
 def test_budget_stops_before_a_point_that_would_not_fit(tmp_path, fake_runner):
@@ -337,3 +352,14 @@ def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):
     assert "- sample openai_whisper batch 8: torch.OutOfMemoryError: CUDA out of memory" in lines
     assert "- sample voxtral_stock batch 8: not run yet" in lines
     assert not any("voxtral_stock batch 1" in line for line in lines)
+    # a profiled run whose profile predates the check of its trace: in the tables, and to be measured again
+    profiled = "python -m bench.reference --out x --engines voxtral_stock --datasets synthetic --batch-sizes 1 "
+    profiled += "--ablation-batch-sizes"
+    old = Point("synthetic", "voxtral_stock", 1, profile=True)
+    old.folder(tmp_path).mkdir(parents=True)
+    (old.folder(tmp_path) / "summary.json").write_text(json.dumps({"profile": {"merge_kernels": 18}}))
+    (old.folder(tmp_path) / "profile.md").write_text("# profile\n")
+    assert missing_lines(tmp_path, planned_points([profiled], tmp_path))[2] == (
+        "- synthetic voxtral_stock batch 1: its profile was taken before the phase table was checked on its "
+        "trace: its run, in the tables below, is measured again whole on the next call"
+    )

@@ -70,15 +70,16 @@ def recorded_commands(out: Path, comments: bool = False) -> list[str]:
     return lines if comments else [line for line in lines if not line.lstrip().startswith("#")]
 
 
-def not_measured_lines(missing: list[tuple[str, Path]], planned: int) -> list[str]:
-    """A README's list of planned runs with no finished run, each (what it is, its folder),
-    with why: the last line of its error.txt, or that it was not run yet."""
+def not_measured_lines(missing: list[tuple], planned: int) -> list[str]:
+    """A README's list of planned runs with no finished run, each (what it is, its folder[, why
+    it is not done]), with why: the last line of its error.txt, else the why given, else that
+    it was not run yet."""
     if not missing:
         return []
-    lines = [f"Not measured (yet): {len(missing)} of the {planned} planned runs; the tables below leave them out.", ""]
-    for what, folder in missing:
+    lines = [f"Not measured (yet): {len(missing)} of the {planned} planned runs; tables leave out those not run.", ""]
+    for what, folder, *given in missing:
         error = folder / "error.txt"
-        why = error.read_text().strip().splitlines()[-1] if error.exists() else "not run yet"
+        why = error.read_text().strip().splitlines()[-1] if error.exists() else (given or ["not run yet"])[0]
         lines.append(f"- {what}: {why}")
     return [*lines, ""]
 

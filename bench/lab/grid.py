@@ -47,8 +47,21 @@ class Point:
 
     def done(self, out: Path) -> bool:
         """Whether the point is fully measured (with its profile, when asked for)."""
+        return self.not_done_because(out) is None
+
+    def not_done_because(self, out: Path) -> str | None:
+        """Why the point is not fully measured (None: it is)."""
         folder = self.folder(out)
-        return (folder / "summary.json").exists() and (not self.profile or (folder / "profile.md").exists())
+        if not (folder / "summary.json").exists():
+            return "not run yet" if not folder.exists() else "measured only in part"
+        if not self.profile:
+            return None
+        if not (folder / "profile.md").exists():
+            return "its profile is missing"
+        if "invariants_broken" not in (json.loads((folder / "summary.json").read_text()).get("profile") or {}):
+            # the first H200 profiles broke them unseen (bench.pipeline.profile.invariant_violations)
+            return "its profile was taken before the phase table was checked on its trace"
+        return None
 
     def measure(self, folder: Path, settings: Settings) -> None:
         """One run, by the runner `python -m bench` uses, into folder."""
@@ -187,7 +200,10 @@ def is_done(point, out: Path) -> bool:
 
 
 def summary_if_done(point: Point, out: Path) -> Summary | None:
-    return Summary.read(point.folder(out)) if is_done(point, out) else None
+    """The point's run, where it finished (for the tables: a profile to be taken again does not
+    take its run out of them)."""
+    folder = point.folder(out)
+    return Summary.read(folder) if (folder / "summary.json").exists() else None
 
 
 def measured_points(out: Path) -> list[Point]:
@@ -246,7 +262,8 @@ def measure(
                 return failed + left
         folder = point.folder(out)
         if folder.exists():
-            print(f"{folder}: measured only in part before; measuring it again from scratch")
+            why = point.not_done_because(out) if isinstance(point, Point) else "measured only in part"
+            print(f"{folder}: {why}; measuring it again from scratch")
             shutil.rmtree(folder)
         print(f"[{i + 1}/{len(todo)}] {point.title}", flush=True)
         began = time.perf_counter()

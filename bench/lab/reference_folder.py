@@ -104,7 +104,13 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     """The planned points with no finished run, and why when a run failed (its error.txt)."""
     patches = _patches_when_measured(out)
     plan = [p for p in plan if not p.without or p.engine not in patches or p.without in patches[p.engine]]
-    missing = [(p.title, p.folder(out)) for p in plan if not is_done(p, out)]
+
+    def why(p) -> str:
+        if isinstance(p, Point) and (p.folder(out) / "summary.json").exists():  # in the tables, to be taken again
+            return f"{p.not_done_because(out)}: its run, in the tables below, is measured again whole on the next call"
+        return "not run yet"
+
+    missing = [(p.title, p.folder(out), why(p)) for p in plan if not is_done(p, out)]
     return not_measured_lines(missing, len(plan))
 
 
