@@ -82,7 +82,9 @@ def sleeping_runner(monkeypatch):
     return calls, seconds
 
 
-def test_a_load_point_is_weighed_by_its_own_estimate_not_by_a_run_of_its_engine(tmp_path, sleeping_runner, monkeypatch):
+def test_a_load_point_is_weighed_by_its_own_estimate_not_by_a_run_of_its_engine(
+    tmp_path, sleeping_runner, monkeypatch, capsys
+):
     calls, seconds = sleeping_runner
     seconds["a"] = 1.0
 
@@ -107,6 +109,7 @@ def test_a_load_point_is_weighed_by_its_own_estimate_not_by_a_run_of_its_engine(
         [Point("synthetic", "b", 1), second], tmp_path, Settings(), budget_minutes=10, estimate=lambda p: None
     )
     assert left == [second] and not second.folder(tmp_path).exists()
+    assert f"{second.title} has no estimate until a first run of its kind" in capsys.readouterr().out
     assert measure([second], tmp_path, Settings(), budget_minutes=10, estimate=lambda p: None) == []  # first: starts
 
 

@@ -254,11 +254,12 @@ def measure(
             guess = took.get((type(point), point.engine)) or (estimate(point) if estimate else max(took.values()))
             if guess is None or time.perf_counter() - start + guess > 60 * budget_minutes:
                 left = todo[i:]
-                why = f"{point.title}: minutes unknown until a first run of its kind" if guess is None else ""
-                print(
-                    f"time budget of {budget_minutes:g} min reached{f' ({why})' if why else ''}: {len(left)} points "
-                    "left; run the same command again (with this folder) to measure them"
+                stop = (
+                    f"{point.title} has no estimate until a first run of its kind, so it waits to start a call"
+                    if guess is None
+                    else f"time budget of {budget_minutes:g} min reached"
                 )
+                print(f"{stop}: {len(left)} points left; run the same command again (with this folder) to measure them")
                 return failed + left
         folder = point.folder(out)
         if folder.exists():
