@@ -160,6 +160,13 @@ def model_family(model: str) -> str:
     return OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml").family
 
 
+def model_override(engine: str, settings: Settings) -> list[str]:
+    """model= for an engine of the settings' model's family (none: the engine's own default)."""
+    if settings.model and model_family(settings.model) == engine_config_classes()[engine].family:
+        return [f"model={settings.model}"]
+    return []
+
+
 def patches_without(engine: str, patch: str) -> str:
     """The override that runs the engine with every patch on but `patch` (an ablation run)."""
     return f"engine.patches=[{','.join(p for p in engine_class(engine).PATCHES if p != patch)}]"
@@ -179,8 +186,7 @@ def point_config(point: Point, settings: Settings):
         f"dtype={settings.dtype}",
         f"profile={str(point.profile).lower()}",
     ]
-    if settings.model and model_family(settings.model) == engine_config_classes()[point.engine].family:
-        overrides.append(f"model={settings.model}")
+    overrides += model_override(point.engine, settings)
     if point.without:
         overrides.append(patches_without(point.engine, point.without))
     cfg = compose(overrides)
@@ -263,8 +269,7 @@ def measure(
                 return failed + left
         folder = point.folder(out)
         if folder.exists():
-            why = point.not_done_because(out) if isinstance(point, Point) else "measured only in part"
-            print(f"{folder}: {why}; measuring it again from scratch")
+            print(f"{folder}: {point.not_done_because(out)}; measuring it again from scratch")
             shutil.rmtree(folder)
         print(f"[{i + 1}/{len(todo)}] {point.title}", flush=True)
         began = time.perf_counter()

@@ -9,7 +9,8 @@ lengths (3 to 20 s). Its folder is `<out>/load/<engine>/`, a run folder per leve
 as bench.load writes them) and the point's own point.json with its wall seconds.
 
 A LoadPoint has what bench.lab.grid.measure and bench.lab.budget ask of a point (engine,
-dataset, batch_size, label, title, folder, done, measure), so one ordered plan holds both kinds.
+dataset, batch_size, label, title, folder, done, not_done_because, measure), so one ordered
+plan holds both kinds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.lab.grid import POINT_FILE, Settings, model_family
+from bench.lab.grid import POINT_FILE, Settings, model_override
 
 LOAD_DATASET = "synthetic_librispeech_like"  # requests of 3 to 20 s, as a transcription service meets
 LEVELS = (1, 16, 64)  # concurrency: one client alone, a busy server, more clients than one batch holds
@@ -57,13 +58,17 @@ class LoadPoint:
         return [self.folder(out) / f"c{level}" for level in self.levels]
 
     def done(self, out: Path) -> bool:
-        return all((folder / "summary.json").exists() for folder in self.level_folders(out))
+        return self.not_done_because(out) is None
+
+    def not_done_because(self, out: Path) -> str | None:
+        """Why the point is not fully measured (None: every level's run folder is there)."""
+        if all((folder / "summary.json").exists() for folder in self.level_folders(out)):
+            return None
+        return "not run yet" if not self.folder(out).exists() else "measured only in part"
 
     def serve_overrides(self, settings: Settings) -> list[str]:
-        """bench.serve's settings: the plan's weights, scale, device and dtype."""
-        from bench.engines import engine_config_classes
-
-        overrides = [
+        """bench.serve's settings: the plan's weights, scale, device, dtype and model."""
+        return [
             f"engine={self.engine}",
             "model.weights=random",
             f"model.scale={settings.scale}",
@@ -71,10 +76,8 @@ class LoadPoint:
             f"dtype={settings.dtype}",
             f"run.batch_size={self.batch_size}",
             f"serve.max_queue={max(self.levels)}",  # every client of the highest level in flight at once
+            *model_override(self.engine, settings),
         ]
-        if settings.model and model_family(settings.model) == engine_config_classes()[self.engine].family:
-            overrides.append(f"model={settings.model}")
-        return overrides
 
     def load_arguments(self, folder: Path, settings: Settings) -> list[str]:
         """bench.load's command line for this point."""
