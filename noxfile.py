@@ -1,53 +1,87 @@
-"""Task runner. `python -m nox -s lint tests gate report_browser` is what CI runs (see .ci/run)."""
+"""Task runner. The README's test command is `python -m nox -s lint docs tests gate report_browser`;
+CI (.ci/run) runs it, then `nox -s tests_slow`.
 
+Every session but the two that try other versions (latest, lock) and the GPU host's stand-in
+(gpu_host_rehearsal) runs in one environment, .nox/shared, built once from constraints.txt (the
+versions the tests passed with) and rebuilt only when that file, pyproject.toml or the extras
+change: torch is installed once, not once per session."""
+
+import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "gate", "report_browser"]
+nox.options.sessions = ["lint", "docs", "tests", "gate", "report_browser"]
 
-# The CPU build of torch by default, so nothing pulls CUDA wheels on a CPU machine;
-# a GPU host sets BENCH_TORCH=torch (or a CUDA-specific pin) to get the normal build.
-TORCH = os.environ.get("BENCH_TORCH", "torch==2.13.0")
+# The versions the tests passed with, for every install bench's own commands make: the shared
+# environment, the README's install, .ci/run's nox (`nox -s lock` writes it, docs/install.md).
+LOCK = Path("constraints.txt")
+SHARED = Path(".nox") / "shared"
+EXTRAS = "dev,real,voice,docs,browser"
+# torch as the lock pins it, so a CPU machine takes the CPU build that lies on its disk (or the
+# one pip's index gives) and a GPU host the CUDA build of the same release from PyPI
+TORCH = os.environ.get("BENCH_TORCH", "torch")
 # ORT_DISABLE_TELEMETRY: faster-whisper imports onnxruntime (its voice-activity model)
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
 
 
+def _locked(session) -> dict[str, str]:
+    """The pip settings that hold an install to the lock, build environments included (pip passes
+    PIP_CONSTRAINT on to the pip that installs a source package's build requirements)."""
+    if not LOCK.exists():
+        session.error(f"no {LOCK}: write it with `python -m nox -s lock`")
+    return {"PIP_CONSTRAINT": str(LOCK.resolve()), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _shared(session) -> str:
+    """The shared environment's python, built from the lock if it is missing or out of date."""
+    python = SHARED / "bin" / "python"
+    stamp = SHARED / "bench-installed"
+    wanted = hashlib.sha256(b"".join(Path(f).read_bytes() for f in (LOCK, "pyproject.toml"))
+                            + f"{TORCH} [{EXTRAS}]".encode()).hexdigest()  # fmt: skip
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return str(python)
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    session.run(*pip, TORCH, external=True, env=_locked(session))  # alone first: nothing else may pick torch
+    session.run(*pip, "-e", f".[{EXTRAS}]", external=True, env=_locked(session))
+    stamp.write_text(wanted)
+    return str(python)
+
+
+def _run(session, *args: str, env: dict | None = None, **kwargs) -> None:
+    """A command in the shared environment: `python ...` there, its bin first on PATH."""
+    python = _shared(session)
+    path = os.pathsep.join([str(Path(python).parent.resolve()), os.environ.get("PATH", "")])
+    session.run(python, *args, external=True, env={"PATH": path, **(env or {})}, **kwargs)
+
+
 @nox.session(python=False)
 def lint(session):
-    session.run("python", "-m", "pip", "install", "-q", "ruff>=0.6")
-    session.run("python", "-m", "ruff", "check", "bench", "tests", "noxfile.py")
+    _run(session, "-m", "ruff", "check", "bench", "tests", "noxfile.py")
 
 
 # One pytest worker per core (pytest-xdist), each test file whole on one worker so a module's
 # fixtures (a loaded engine, a running server) are built once; tests/conftest.py gives each
-# worker one thread. On the project's 2-core machine: 22.9 min, where one process took 26.6 min.
+# worker one thread.
 PARALLEL = ["-n", "auto", "--dist", "loadfile"]
 
 
-@nox.session
+@nox.session(python=False)
 def tests(session):
-    session.install(TORCH)
-    session.install("-e", ".[dev,real,voice]")
-    session.run("python", "-m", "pytest", "-q", *PARALLEL, *session.posargs, env=OFFLINE)
+    """The tests that take under 10 s each (those marked slow left out): the README's default."""
+    _run(session, "-m", "pytest", "-q", "-m", "not slow", *PARALLEL, *session.posargs, env=OFFLINE)
 
 
-@nox.session
-def tests_fast(session):
-    """The tests under 10 s each (the ones marked slow left out): about 2 minutes on 2 cores."""
-    session.install(TORCH)
-    session.install("-e", ".[dev,real,voice]")
-    session.run("python", "-m", "pytest", "-q", "-m", "not slow", *PARALLEL, *session.posargs, env=OFFLINE)
-
-
-@nox.session
-def speed(session):
-    """The Voxtral speed benchmark (meant for a GPU host): nox -s speed -- --batch-sizes 1 32"""
-    session.install(TORCH)
-    session.install("-e", ".")
-    session.run("python", "-m", "bench.speed", *session.posargs)
+@nox.session(python=False)
+def tests_slow(session):
+    """The tests marked slow (a subprocess, a sweep, a compile, real weights): CI runs them after
+    the README's test command."""
+    _run(session, "-m", "pytest", "-q", "-m", "slow", *PARALLEL, *session.posargs, env=OFFLINE)
 
 
 def _fresh_tmp(session, name: str) -> str:
@@ -55,6 +89,76 @@ def _fresh_tmp(session, name: str) -> str:
     path = os.path.join(session.create_tmp(), name)
     session.run("rm", "-rf", path, external=True)
     return path
+
+
+def _install_latest(session) -> None:
+    """bench and every extra at the newest versions a resolver picks today (torch as the lock
+    pins it: its newest release is a CUDA build of several GB on a CPU machine)."""
+    pinned = [line for line in LOCK.read_text().splitlines() if line.startswith("torch==")] if LOCK.exists() else []
+    torch = pinned[0] if pinned else "torch==2.13.0"  # no lock yet: the CPU build on this kind of machine's disk
+    session.install("-U", "pip", "setuptools")  # a fresh venv's bundled setuptools is older than bench builds with
+    session.install(torch)
+    session.install("-e", f".[{EXTRAS}]", *session.posargs)
+
+
+def _pins(text: str) -> dict[str, str]:
+    """{name: version} of `name==version` lines (comments and blank lines skipped)."""
+    pins = {}
+    for line in text.splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.split("+")[0].strip()
+    return pins
+
+
+def _differences(locked: dict[str, str], latest: dict[str, str]) -> list[str]:
+    names = sorted(set(locked) | set(latest))
+    return [f"| {n} | {locked.get(n, '-')} | {latest.get(n, '-')} |" for n in names if locked.get(n) != latest.get(n)]
+
+
+def _frozen(session) -> dict[str, str]:
+    text = session.run("python", "-m", "pip", "freeze", "--all", "--exclude-editable", silent=True)
+    return {n: v for n, v in _pins(text).items() if n not in ("pip", "bench")}
+
+
+@nox.session
+def latest(session):
+    """What the newest releases of bench's dependencies break, without touching the lock: installs
+    them in a fresh environment, lists every version that differs from constraints.txt, then runs
+    the default tests there (nox -s latest; CI does not run it). Exits 1 if a test fails."""
+    _install_latest(session)
+    changed = _differences(_pins(LOCK.read_text()), _frozen(session))
+    session.log(f"{len(changed)} package(s) differ from {LOCK}:")
+    for line in ["| package | locked | latest |", "|---|---|---|", *changed]:
+        session.log(line)
+    # the one test that holds an environment to the lock, which this one is not by design
+    unlocked = "--deselect=tests/test_lock.py::test_the_installed_versions_are_the_locked_ones"
+    session.run("python", "-m", "pytest", "-q", "-m", "not slow", *PARALLEL, unlocked, env=OFFLINE)
+
+
+@nox.session
+def lock(session):
+    """Write constraints.txt from the newest releases (nox -s lock; `-- 'pkg<X'` holds one back),
+    then run `nox -s tests tests_slow` on it before committing it. Local version labels (torch's
+    +cpu) are dropped, so a GPU host takes the CUDA build of the same release."""
+    _install_latest(session)
+    old = _pins(LOCK.read_text()) if LOCK.exists() else {}
+    new = _frozen(session)
+    header = (
+        "# The versions bench's tests passed with (Linux x86_64, CPython 3.11): every install in the\n"
+        "# README, .ci/run and noxfile.py is held to them. Written by `python -m nox -s lock` (docs/install.md).\n"
+    )
+    LOCK.write_text(header + "".join(f"{name}=={version}\n" for name, version in sorted(new.items())))
+    changed = _differences(old, new)
+    session.log(f"{LOCK}: {len(new)} packages, {len(changed)} changed")
+    for line in changed:
+        session.log(line)
+
+
+@nox.session(python=False)
+def speed(session):
+    """The Voxtral speed benchmark (meant for a GPU host): nox -s speed -- --batch-sizes 1 32"""
+    _run(session, "-m", "bench.speed", *session.posargs)
 
 
 # The rehearsal of a reference plan spread over leases: the plan of `tests/test_reference.py`'s
@@ -74,21 +178,20 @@ def lease_rehearsal(session):
     every call (each lease a new machine: what a lease got before --compile-cache), once with one
     cache carried from call to call. Prints each call's wall minutes and, per way, the minutes of
     the whole plan and of its first warm-up batches (where compiles happen). Runs in the current
-    environment (bench installed), about 25 minutes on 2 cores."""
+    shared environment, about 25 minutes on 2 cores."""
     import json
     import subprocess
-    import sys
     import time
 
     budget = session.posargs[0] if session.posargs else "3"
     totals = {}
     for way in ("fresh cache each call", "cache carried"):
-        root = _fresh_tmp(session, way.split()[0])
+        root, python = _fresh_tmp(session, way.split()[0]), _shared(session)
         out, calls, wall, code = os.path.join(root, "reference"), 0, 0.0, 3
         while code == 3:  # bench.reference's INCOMPLETE: the budget stopped it
             calls += 1
             cache = os.path.join(root, f"inductor-{calls}" if way.startswith("fresh") else "inductor")
-            command = [sys.executable, "-m", "bench.reference", "--out", out, *LEASE_PLAN]
+            command = [python, "-m", "bench.reference", "--out", out, *LEASE_PLAN]
             began = time.perf_counter()
             done = subprocess.run([*command, "--budget-minutes", budget, "--compile-cache", cache],
                                   env={**os.environ, **OFFLINE}, capture_output=True, text=True)  # fmt: skip
@@ -158,38 +261,36 @@ BASELINE_SMOKE_RUNS = 3
 
 def _smoke(session, *names: str) -> list[str]:
     """One fresh smoke run per name, in the session's tmp folder; their run folders."""
-    session.install(TORCH)
-    session.install("-e", ".")
     run_dirs = [_fresh_tmp(session, name) for name in names]
     for run_dir in run_dirs:
-        session.run("python", "-m", "bench", *SMOKE_RUN, *session.posargs, f"hydra.run.dir={run_dir}", env=OFFLINE)
+        _run(session, "-m", "bench", *SMOKE_RUN, *session.posargs, f"hydra.run.dir={run_dir}", env=OFFLINE)
     return run_dirs
 
 
-@nox.session
+@nox.session(python=False)
 def gate(session):
     """CI smoke gate: the same-run patched/stock speed-up must not drop beyond noise (nox -s gate)."""
     (run_dir,) = _smoke(session, "smoke")
-    session.run("python", "-m", "bench.gate", "--baseline", CI_BASELINE, "--ratios-only", "--candidate", run_dir)
+    _run(session, "-m", "bench.gate", "--baseline", CI_BASELINE, "--ratios-only", "--candidate", run_dir)
 
 
-@nox.session
+@nox.session(python=False)
 def gate_power(session):
     """The smallest slowdown the CI gate catches 19 times in 20 on this machine, measured: fresh
     smoke runs (BENCH_POWER_RUNS, default 20), each gated against the committed baseline with
     every slowdown of bench.gate_power injected into voxtral_patched (about 7 min on 2 cores)."""
     runs = _smoke(session, *(f"smoke-power-{i}" for i in range(int(os.environ.get("BENCH_POWER_RUNS", "20")))))
     out = ["--out", CI_POWER] if not session.posargs else []  # the committed table is of the plain smoke run
-    session.run("python", "-m", "bench.gate_power", "--baseline", CI_BASELINE, "--ratios-only", *out, *runs)
+    _run(session, "-m", "bench.gate_power", "--baseline", CI_BASELINE, "--ratios-only", *out, *runs)
 
 
-@nox.session
+@nox.session(python=False)
 def gate_baseline(session):
     """Rewrite the CI baseline from fresh smoke runs (commit it with the change that moved it)."""
     # Several runs, pooled: the speed-up moves by some 10% from one smoke run to the next on
     # the 2-core CPU, and a baseline from one run may sit at either edge of that spread.
     runs = _smoke(session, *(f"smoke-baseline-{i}" for i in range(BASELINE_SMOKE_RUNS)))
-    session.run("python", "-m", "bench.gate", "--write-baseline", *runs, "--out", CI_BASELINE)
+    _run(session, "-m", "bench.gate", "--write-baseline", *runs, "--out", CI_BASELINE)
 
 
 # bench.report --html on committed runs, each page opened in headless Chromium (report_browser)
@@ -203,13 +304,12 @@ BROWSER_REPORTS = {
 }  # fmt: skip
 
 
-@nox.session
+@nox.session(python=False)
 def docs(session):
     """docs/ as a site (MkDocs, Material theme; mkdocs.yml) built with --strict: a broken link
     or anchor, or a page the nav leaves out, fails the build (a few seconds)."""
-    session.install("mkdocs-material>=9.5")
     site = _fresh_tmp(session, "site")
-    session.run("mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
+    _run(session, "-m", "mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 def _ensure_chromium(session) -> None:
@@ -229,18 +329,16 @@ def _ensure_chromium(session) -> None:
                   "BENCH_CHROMIUM to a Chromium or Chrome binary")  # fmt: skip
 
 
-@nox.session
+@nox.session(python=False)
 def report_browser(session):
     """Each page bench.report --html writes for committed runs, rendered in headless Chromium
     (Debian's chromium package; BENCH_CHROMIUM names another): fails on a console error, a
     failed request, a table without rows or an image that does not decode (about 1 min).
     `nox -s report_browser -- --docs` also writes the screenshots under docs/report/."""
     _ensure_chromium(session)
-    session.install(TORCH)
-    session.install("-e", ".", "playwright>=1.45")
     docs = "--docs" in session.posargs
     for name, args in BROWSER_REPORTS.items():
         out = _fresh_tmp(session, f"report-{name}")
-        session.run("python", "-m", "bench.report", *args, "--out", out, "--html", env=OFFLINE, silent=True)
+        _run(session, "-m", "bench.report", *args, "--out", out, "--html", env=OFFLINE, silent=True)
         shots = ["--screenshots", os.path.join("docs", "report", name)] if docs else []
-        session.run("python", "-m", "bench.lab.html_check", os.path.join(out, "report.html"), *shots)
+        _run(session, "-m", "bench.lab.html_check", os.path.join(out, "report.html"), *shots)

@@ -89,6 +89,7 @@ def test_without_a_graph_the_whole_step_is_compiled_once(clip, monkeypatch):
     assert report["compiled_scope"] == "step" and report["graphs_compiled"] == 1
 
 
+@pytest.mark.slow
 def test_where_the_step_compiles_whole_so_does_the_prefill(clip, monkeypatch):
     engine, calls = counted_engine(monkeypatch)  # every patch: compiled_prefill on, no graph
     decode(engine, clip)

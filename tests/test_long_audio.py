@@ -19,6 +19,7 @@ def transcribe(engine, audios, targets):
         return engine.transcribe(audios, targets, clock)
 
 
+@pytest.mark.slow
 def test_voxtral_patched_grows_its_cache_for_long_audio_and_keeps_stock_tokens():
     stock = tiny_engine("voxtral_stock", "engine.max_new_tokens=30")
     patched = tiny_engine("voxtral_patched", "engine.max_new_tokens=30")

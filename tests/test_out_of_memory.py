@@ -59,6 +59,7 @@ def test_one_utterance_that_does_not_fit_fails_the_run_or_is_recorded():
     assert not m.batches
 
 
+@pytest.mark.slow
 def test_the_patched_engine_recovers_from_out_of_memory_with_stock_tokens(monkeypatch):
     """It sizes its static cache for the first batch's 4 rows, then runs out of memory:
     the halves get a cache of their own size and the same tokens as stock."""

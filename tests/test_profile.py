@@ -29,6 +29,7 @@ def engines():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["voxtral_stock", "voxtral_patched"])
 def test_merge_kernels_do_not_grow_with_audio_tokens(engines, name):
     """The "375 individual kernels" claim: 1, 2 and 4 chunks (375 to 1500 placeholders) launch the same count."""

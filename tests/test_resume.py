@@ -42,6 +42,7 @@ def batches_done(folder) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_way_resumes_with_exactly_one_row_per_utterance(tmp_path, offline_env):
     process = subprocess.Popen(
         bench_command(*RUN, f"hydra.run.dir={tmp_path}"),

@@ -138,6 +138,7 @@ def test_odd_valid_audio_is_transcribed_as_the_engine_does_it_alone(served, name
     assert response.json()["usage"]["seconds"] == pytest.approx(len(audio) / 16_000)
 
 
+@pytest.mark.slow
 def test_no_request_meets_a_compile_after_start_up():
     """whisper_patched compiles its decode step per shape: every row count a batch is padded to
     (powers of two: a lone request runs as one row, not as run.batch_size rows) and the

@@ -88,6 +88,7 @@ def test_features_on_the_device_equal_the_processors(sample):
         torch.testing.assert_close(ours, inputs["input_features"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_phases_and_report(sample):
     engine = tiny_engine("voxtral_patched")
     clips = sample[-3:]

@@ -14,8 +14,11 @@ def test_the_gpu_host_gets_what_it_lacks_at_the_versions_tested_here():
         assert packages[name] == version(name)
     # what it has is never carried: no CUDA wheels, no second torch or numpy
     assert not set(packages) & have
+    # transformers is carried even though the host has it, and with it what it needs that the host
+    # lacks: at the locked 5.25.0 (constraints.txt), kernels, which needs tomlkit
     with_transformers = missing_packages("bench", have - {"transformers"}, "3.12")
-    assert set(with_transformers) - set(packages) == {"transformers"}  # its own needs are on the host
+    assert version("transformers") == "5.25.0"
+    assert set(with_transformers) - set(packages) == {"transformers", "kernels", "tomlkit"}
     assert "torch" not in packages and not any(name.startswith("nvidia-") for name in packages)
 
 
