@@ -28,6 +28,7 @@ def make_run(
     durations: list[float] | None = None,
     fingerprint: str | None = None,
     model: str | None = None,
+    host_load: dict | None = None,
 ) -> Path:
     """A run folder of `repeats` timed passes over n_batches batches. With `durations` the
     batches hold that much audio each and take time in proportion (plus a fixed cost per
@@ -87,6 +88,7 @@ def make_run(
         peak_gpu_memory_bytes=int(peak_gib * 2**30),
         cold_start_seconds=1.0,
         environment={"hardware": hardware, "git_commit": "abc"},
+        host_load=host_load,
     )
     write_json(folder / "summary.json", summary.to_dict())
     return folder

@@ -6,12 +6,13 @@ import pandas as pd
 
 from bench.analysis.runs import Run
 from bench.errors import BenchError
+from bench.host.busy import busy_notes
 from bench.pipeline.record import energy_reasons, table_row
 
 COMPARISON_COLUMNS = [
     "engine", "patches", "weights", "model", "dtype", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
     "p50 s", "p90 s", "p99 s", "TTFT p50 s", "tok/s", "peak GiB", "cold start s", "J/audio h", "cost/1k audio h",
-    "cost/1k audio h 95% CI", "compiled while timed", "hardware",
+    "cost/1k audio h 95% CI", "compiled while timed", "host", "hardware",
 ]  # fmt: skip
 COST_COLUMNS = ["cost/1k audio h", "cost/1k audio h 95% CI"]
 
@@ -28,6 +29,8 @@ def comparison_frame(runs: list[Run], hourly_price: float | None = None) -> pd.D
         frame = frame.drop(columns="dtype")
     if frame["compiled while timed"].isna().all():  # shown only when a run's timings include compile work
         frame = frame.drop(columns="compiled while timed")
+    if frame["host"].isna().all():  # shown only when a run was timed on a busy host
+        frame = frame.drop(columns="host")
     return frame.sort_values(["dataset", "batch", "engine"], kind="stable").reset_index(drop=True)
 
 
@@ -40,6 +43,7 @@ def figure_notes(runs: list[Run]) -> str:
     if any(o.get("ttft", {}).get("p50") is not None for o in online):
         reasons = {o["ttft_note"] for o in online if o.get("ttft", {}).get("p50") is None and o.get("ttft_note")}
         notes += [f"Time to first text (TTFT p50 s) n/a: {note}.\n" for note in sorted(reasons)]
+    notes += [f"{note}.\n" for note in busy_notes([r.summary for r in runs])]
     return "".join(notes)
 
 

@@ -41,6 +41,7 @@ from bench.analysis.gate_verdicts import CATCHES, blind_checks, catches_above, c
 from bench.analysis.runs import Run, closest_miss, joint_rtf_samples, load_runs, matching, rtf_point
 from bench.analysis.table import markdown
 from bench.errors import BenchError
+from bench.host.busy import busy_notes
 from bench.pipeline.record import timed_compile_problems
 from bench.stats import RESAMPLES
 
@@ -176,10 +177,20 @@ def write_baseline(
             for key, same in by_key.items()
         ],
         "ratios": entries,
+        "busy_host": busy_notes([run.summary for run in runs]),  # its runs timed on a busy host, if any
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(baseline, indent=1) + "\n")
     return baseline
+
+
+def busy_lines(candidate: list[Run], baseline: dict) -> list[str]:
+    """Beside the verdict: each run of either side timed on a busy host (bench.host.busy), whose
+    slowdown or speed-up may be the host's. The baseline keeps its runs' sentences."""
+    lines = [f"candidate {line}: its figures, and this verdict, may be the host's, not the code's"
+             for line in busy_notes([run.summary for run in candidate])]  # fmt: skip
+    return lines + [f"baseline {line}: the verdict compares against the host's figures" for line in
+                    baseline.get("busy_host", [])]  # fmt: skip
 
 
 def refuse_compiled(runs: list[Run], allowed: bool) -> None:
@@ -323,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(markdown(table))
     print(verdicts(table))
+    for line in busy_lines(candidate, baseline):
+        print(f"WARNING: {line}")
     blind = blind_checks(table)
     warning = f" (WARNING: {len(blind)} check(s) too noisy for their limit; see above)" if blind else ""
     print(("FAIL: slower than the baseline beyond noise and threshold" if regressed else "PASS") + warning)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.analysis.runs import Run, wer_difference
+from bench.host.busy import busy_sentence, is_busy
 from bench.pipeline.record import table_row, timed_compile_problems
 
 WER_TOLERANCE = 0.02  # relative: a WER within 2% of the lowest counts as equally accurate
@@ -158,7 +159,10 @@ def recommend(
     everyone = [Candidate(run, row, several_dtypes) for run, row in zip(runs, rows, strict=True)]
     everyone.sort(key=lambda c: (c.row["dataset"], c.row["batch"], c.row["engine"]))  # the table's order
     given = constraints.given()
-    lines = [f"Constraints: {'; '.join(given)}."] if given else []
+    # beside the verdict: a run timed while other processes used the machine measured the host too
+    lines = [busy_sentence(c.label, c.run.summary.host_load) + ": its figures may be the host's, not the engine's."
+             for c in everyone if is_busy(c.run.summary)]  # fmt: skip
+    lines += [f"Constraints: {'; '.join(given)}."] if given else []
     excluded, unchecked, candidates = [], [], []
     for c in everyone:
         failed, not_checked = constraints.failed(c.row)

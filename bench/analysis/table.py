@@ -7,6 +7,7 @@ import numbers
 
 import pandas as pd
 
+from bench.host.busy import busy_notes
 from bench.pipeline.record import Summary, energy_reasons, table_row
 
 SIGNIFICANT = 3  # digits every table shows of a measured figure: more would be noise
@@ -51,15 +52,18 @@ def plain(frame: pd.DataFrame) -> str:
 # the terminal's table after a run: what a user checks first
 TERMINAL_COLUMNS = ["engine", "model", "dtype", "weights", "dataset", "batch", "n", "failed", "audio s", "RTFx",
                     "RTFx 95% CI", "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
-                    "cost/1k audio h", "compiled while timed"]  # fmt: skip
+                    "cost/1k audio h", "compiled while timed", "host"]  # fmt: skip
 
 
 def summary_frame(summaries: list[Summary]) -> pd.DataFrame:
     frame = pd.DataFrame([table_row(s) for s in summaries], columns=TERMINAL_COLUMNS).fillna(float("nan"))
     # columns of figures most runs lack: shown only when a run has one
-    return frame.drop(columns=[c for c in ("cost/1k audio h", "compiled while timed") if frame[c].isna().all()])
+    optional = ("cost/1k audio h", "compiled while timed", "host")
+    return frame.drop(columns=[c for c in optional if frame[c].isna().all()])
 
 
 def format_summaries(summaries: list[Summary]) -> str:
-    """The table, and a line for each reason a run has no energy figure."""
-    return plain(summary_frame(summaries)) + "".join(f"\nenergy {note}" for note in energy_reasons(summaries))
+    """The table, a line for each reason a run has no energy figure, and one for a run timed on
+    a busy host."""
+    notes = [f"energy {note}" for note in energy_reasons(summaries)] + [f"{note}." for note in busy_notes(summaries)]
+    return plain(summary_frame(summaries)) + "".join(f"\n{note}" for note in notes)

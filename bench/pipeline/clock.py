@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import torch
 
+from bench.host import busy
+
 # Phases whose sum is "model time": features already on the device to token ids.
 # ("generate" is an engine's whole generate call when it cannot be split further.)
 MODEL_PHASES = ("encode", "merge", "prefill", "decode", "generate")
@@ -24,10 +26,12 @@ def synchronize(device: torch.device) -> None:
 
 
 class Clock:
-    def __init__(self, device: torch.device, energy=None):
+    def __init__(self, device: torch.device, energy=None, host: bool = False):
         self.device = device
         self.energy = energy  # a board energy counter (bench.host.energy), read outside the timed interval
         self.energy_j: float | None = None
+        self.host = host  # read what else used the machine (bench.host.busy), outside the timed interval too
+        self.host_use: dict[str, float | None] = {}
         self._cuda = device.type == "cuda"
         self._marks: list[tuple[str, object, object]] = []
         self._open: dict[str, object] = {}
@@ -38,6 +42,7 @@ class Clock:
     def __enter__(self) -> Clock:
         synchronize(self.device)
         self._marks, self._open, self.counts = [], {}, {}
+        self._h0 = busy.read() if self.host else None
         self._e0 = self.energy.read_j() if self.energy else None
         self._t0 = time.perf_counter()
         return self
@@ -46,6 +51,7 @@ class Clock:
         synchronize(self.device)
         self.wall_s = time.perf_counter() - self._t0
         self.energy_j = self.energy.read_j() - self._e0 if self.energy else None
+        self.host_use = busy.between(self._h0, busy.read()) if self.host else {}
         phases: dict[str, float] = {}
         for name, start, end in self._marks:
             seconds = start.elapsed_time(end) / 1e3 if self._cuda else end - start

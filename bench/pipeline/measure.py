@@ -45,6 +45,8 @@ class BatchRecord:
     counts: dict[str, int] = field(default_factory=dict)
     long_form: bool = False
     energy_j: float | None = None  # the GPU board's, where it has a counter
+    # what else used the machine meanwhile (bench.host.busy.COLUMNS; empty off Linux and in older runs)
+    host_use: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,7 +146,7 @@ class _Session:
             self.shape_warmups[k] += 1
         engine = self.engines[k]
         graphs, captures = compiled_graphs(), engine.graph_captures()
-        with Clock(engine.device, self.energy if timed else None) as clock:
+        with Clock(engine.device, self.energy if timed else None, host=timed) as clock:
             out = self._transcribe(k, batch, clock)
         # what was compiled or captured inside the clock: must stay 0 in a timed call
         clock.count("compiles", compiled_graphs() - graphs)
@@ -336,6 +338,7 @@ def _timed_batch(session: _Session, k: int, result: Measurement, repeat: int, in
                 counts=dict(clock.counts),  # decode steps, and compiles and captures inside the clock
                 long_form=is_long_form(part[0]),
                 energy_j=clock.energy_j,
+                host_use=clock.host_use,
             )
         )
         if repeat == 0:

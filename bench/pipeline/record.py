@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.engines import current_name
+from bench.host.busy import is_busy
 
 
 @dataclass
@@ -90,6 +91,9 @@ class Summary:
     # the GPU board's energy over the timed passes per hour of audio they transcribed (NVML)
     energy_j_per_audio_hour: float | None = None
     energy_note: str | None = None  # why energy is null
+    # what else used the machine while the run was timed, and whether that made it a busy host
+    # (bench.host.busy; None off Linux and in runs from before bench read it)
+    host_load: dict | None = None
     gpu_hourly_price: float | None = None  # run.gpu_hourly_price: what an hour of this machine costs
     cost_per_1000_audio_hours: float | None = None  # that price times the RTF, for 1,000 audio hours
     cost_per_1000_audio_hours_ci: list[float] | None = None  # from the RTFx 95% interval
@@ -152,7 +156,7 @@ _WRITE_ORDER = (
     "cold_start_seconds", "cold_start_counted", "latency_p50", "latency_p90", "latency_p99", "n_tokens",
     "decode_tokens_per_s", "decode_steps", "decode_step_seconds", "decode_phase", "peak_gpu_memory_bytes",
     "peak_resident_memory_bytes",
-    "energy_j_per_audio_hour", "energy_note", "gpu_hourly_price", "cost_per_1000_audio_hours",
+    "energy_j_per_audio_hour", "energy_note", "host_load", "gpu_hourly_price", "cost_per_1000_audio_hours",
     "cost_per_1000_audio_hours_ci", "wer",
     "wer_details", "wer_note", "n_empty_references", "n_missing_references", "reference_warnings", "environment",
     "engine_report", "paired_with", "profile", "online",
@@ -177,6 +181,7 @@ class BatchRow:
     phases: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     energy_j: float | None = None  # the GPU board's energy over the batch (NVML); None without a counter
+    host_use: dict[str, float | None] = field(default_factory=dict)  # bench.host.busy.COLUMNS, where read
 
     @property
     def rtf(self) -> float:
@@ -184,11 +189,12 @@ class BatchRow:
 
     def flat(self) -> dict:
         columns = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("phases", "counts")
-        }
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.name not in ("phases", "counts", "host_use")
+        }  # fmt: skip
         columns["rtf"] = self.rtf
         columns = {k: columns[k] for k in _BATCH_ORDER}
-        return columns | {f"phase_{name}_s": s for name, s in self.phases.items()} | self.counts
+        return columns | {f"phase_{name}_s": s for name, s in self.phases.items()} | self.counts | self.host_use
 
 
 _BATCH_ORDER = (
@@ -270,6 +276,7 @@ def table_row(summary: Summary, hourly_price: float | None = None) -> dict:
         "cost/1k audio h": cost_per_audio_hours(s.rtfx, price),
         "cost/1k audio h 95% CI": f"[{cost_ci[0]:,.2f}, {cost_ci[1]:,.2f}]" if cost_ci else "-",
         "compiled while timed": compiled_while_timed_cell(s),
+        "host": "busy" if is_busy(s) else None,  # measured while other processes used the machine
         "hardware": s.hardware,
     }
 

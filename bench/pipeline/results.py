@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.data import Failure, Utterance
 from bench.data.utterance import reference_warning
+from bench.host.busy import host_load
 from bench.host.energy import joules_per_audio_hour
 from bench.pipeline.measure import LONG_FORM_S, Measurement, is_long_form
 from bench.pipeline.record import BatchRow, Summary, batch_frame, cost_interval, cost_per_audio_hours
@@ -78,6 +79,7 @@ def batch_rows(m: Measurement) -> pd.DataFrame:
             b.phases,
             b.counts,
             b.energy_j,
+            b.host_use,
         )
         for b in m.batches
     ]
@@ -172,6 +174,7 @@ def summarize(
             "peak_resident_memory_bytes": m.peak_resident_bytes,
             "energy_j_per_audio_hour": energy,
             "energy_note": None if energy is not None else _energy_note(m, batches),
+            "host_load": host_load(batches),
             "gpu_hourly_price": price,
             "cost_per_1000_audio_hours": cost_per_audio_hours(1 / rtf if rtf else None, price),
             "cost_per_1000_audio_hours_ci": cost_interval(list(ci) if ci else None, price),
