@@ -161,7 +161,7 @@ def test_the_docs_quote_the_real_weight_report():
     prose = section.split("compares against the references")[0]
     measured = (REPO_DIR / REAL / "comparison.md").read_text()
     figures = _numbers(table) | {n for n in _numbers(prose) if "." in n and n not in ("0.10", "0.35")}
-    assert {"0.280", "0.281", "31.5", "21.2", "4.23"} <= figures  # the pattern finds them
+    assert {"28.0", "28.1", "31.5", "21.2", "4.23"} <= figures  # the pattern finds them
     missing = sorted(n for n in figures if n not in _numbers(measured))
     assert not missing, (
         f"figures in docs/real-weights.md's real-weights section that the report does not show: {missing}"
@@ -183,7 +183,7 @@ def test_the_load_table_is_written_again_from_its_run_folders_and_quoted_in_the_
     section = page.split("## Online:")[1].split("\n## ")[0]
     prose = section.split(table)[1]
     figures = {n for n in _numbers(prose) if "." in n}  # measured figures; counts (8 rows, 16 clients) aside
-    assert {"16.9", "20.7", "0.656", "10.3", "0.0469", "0.309"} <= figures <= _numbers(table)
+    assert {"16.9", "20.7", "0.656", "10.3", "0.0469", "30.9"} <= figures <= _numbers(table)
 
 
 LADDER = Path("results/real_weights/cpu_ladder")
@@ -204,7 +204,7 @@ def test_every_figure_in_the_ladder_findings_is_one_its_tables_show():
     assert findings.strip() in readme
     tables = readme.replace(findings.strip(), "")
     figures = {n for n in _numbers(findings) if "." in n}
-    assert {"0.0718", "0.95", "2.44"} <= figures  # the pattern finds them
+    assert {"7.18", "0.95", "2.44"} <= figures  # the pattern finds them
     missing = sorted(figures - _numbers(tables))
     assert not missing, f"figures in the ladder's findings.md that no table shows: {missing}"
 
@@ -214,7 +214,7 @@ def test_the_docs_quote_the_ladder():
     section = page.split("### The real-weight ladder")[1].split("\n## ")[0]
     measured = (REPO_DIR / LADDER / "README.md").read_text()
     figures = {n for n in _numbers(section) if "." in n}
-    assert {"0.281", "0.0596", "8.87", "0.95"} <= figures
+    assert {"28.1", "5.96", "8.87", "0.95"} <= figures
     missing = sorted(n for n in figures if n not in _numbers(measured))
     assert not missing, f"figures in the docs' ladder section that the ladder folder does not show: {missing}"
 
@@ -226,6 +226,6 @@ def test_every_figure_in_the_readmes_results_is_one_a_committed_table_shows():
     for table in (REFERENCE / "README.md", REAL / "comparison.md", Path("results/lease_rehearsal/cpu.txt")):
         shown |= _numbers((REPO_DIR / table).read_text())
     figures = {n for n in _numbers(section) if "." in n}
-    assert {"14.5", "0.697", "82.2", "5.66", "681", "0.280", "31.5"} <= figures | _numbers(section)
+    assert {"14.5", "0.697", "82.2", "5.66", "681", "28.0", "31.5"} <= figures | _numbers(section)
     missing = sorted(figures - shown)
     assert not missing, f"figures in the README's results that no committed table shows: {missing}"

@@ -49,7 +49,7 @@ def test_release_table_marks_changes(tmp_path):
     assert table.loc["voxtral_patched", "WER"] == "noise"
     assert table.loc["openai_whisper", "RTFx"] == "noise"
     assert table.loc["openai_whisper", "WER"] == "worse"  # 10% -> 30%
-    assert table.loc["openai_whisper", "WER Δ"] == pytest.approx(0.2)
+    assert table.loc["openai_whisper", "WER Δ points"] == pytest.approx(20.0)
 
 
 def runs_of(tmp_path, specs):
@@ -73,9 +73,9 @@ def test_recommendation_follows_the_constraints(tmp_path):
     assert recommend(runs, Constraints(min_rtfx=60)).startswith("Recommended: voxtral_patched")
     text = recommend(runs, Constraints(max_wer=0.2, min_rtfx=60))
     assert text.startswith("No configuration meets every constraint;")
-    assert "Constraints: WER <= 0.2; RTFx >= 60." in text
+    assert "Constraints: WER <= 20%; RTFx >= 60." in text
     # every configuration excluded, each with every constraint it fails, with its figure
-    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): WER 0.300 > 0.2." in text
+    assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): WER 30.0% > 20%." in text
     assert "- voxtral_stock at batch 1 on voxtral_mini_3b (full): RTFx 40 < 60." in text
     assert "- openai_whisper at batch 1 on whisper_large_v3 (full): RTFx 20 < 60." in text
 
@@ -87,7 +87,7 @@ def test_random_weights_recommend_on_speed_alone_and_say_so(tmp_path):
     assert recommend(runs).startswith("Recommended: voxtral_patched") and "speed alone" in recommend(runs)
     # a WER limit is never dropped: runs without WER cannot meet it
     text = recommend(runs, Constraints(max_wer=0.1))
-    assert text.startswith("No configuration meets every constraint;") and "Constraints: WER <= 0.1." in text
+    assert text.startswith("No configuration meets every constraint;") and "Constraints: WER <= 10%." in text
     assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no WER (random weights)" in text
 
 
@@ -105,14 +105,14 @@ def test_random_and_pretrained_runs_are_not_mixed_unless_asked(tmp_path, capsys)
     assert main([str(runs), "--out", out, "--allow-mixed", "--max-wer", "0.34", "--min-rtfx", "0.5"]) == 0
     text = capsys.readouterr().out
     assert "Recommended: openai_whisper at batch 1 on whisper_tiny_en (full)" in text
-    assert "Constraints: WER <= 0.34; RTFx >= 0.5." in text and "Excluded (2 of 3):" in text
-    assert "- faster_whisper at batch 1 on whisper_tiny_en (full): WER 0.350 > 0.34." in text
+    assert "Constraints: WER <= 34%; RTFx >= 0.5." in text and "Excluded (2 of 3):" in text
+    assert "- faster_whisper at batch 1 on whisper_tiny_en (full): WER 35.0% > 34%." in text
     assert "- voxtral_patched at batch 1 on voxtral_mini_3b (full): no WER (random weights)" in text
     # without a WER limit, the random-weight run is still never picked on speed over measured accuracy
     assert main([str(runs), "--out", out, "--allow-mixed"]) == 0
     text = capsys.readouterr().out
     assert "Recommended: openai_whisper at batch 1 on whisper_tiny_en" in text and "speed alone" not in text
-    assert "faster_whisper at batch 1 on whisper_tiny_en (full): WER 0.350 against 0.300" in text
+    assert "faster_whisper at batch 1 on whisper_tiny_en (full): WER 35.0% against 30.0%" in text
     assert "Left out of the pick: their accuracy was not measured" in text and "voxtral_patched at batch 1" in text
 
 
@@ -131,11 +131,17 @@ def _accuracy_pair(tmp_path, extra_errors: int, utterances: int, errors_each: in
 def test_the_2_percent_rule_at_its_boundary(tmp_path):
     # 1,000 utterances, WER 0.100; 20 more errors is WER 0.102: 2% above, as accurate, and the faster wins
     at = _accuracy_pair(tmp_path, 20, 1000)
-    assert at.startswith("Recommended: whisper_patched") and "within 2% of the lowest: as accurate" in at
+    assert (
+        at.startswith("Recommended: whisper_patched")
+        and "at most 1.02 x the lowest (within 2%, relative): as accurate" in at
+    )
     # one error more is past 2%, and 21 utterances each with one error more is far beyond noise
     past = _accuracy_pair(tmp_path, 21, 1000)
     assert past.startswith("Recommended: openai_whisper")
-    assert "WER 0.102 against 0.100" in past and "beyond noise; more than 2% above the lowest" in past
+    assert (
+        "WER 10.2% against 10.0%" in past
+        and "beyond noise; over 1.02 x the lowest (more than 2% above, relative) and not" in past
+    )
 
 
 def test_wers_within_noise_are_tied_and_the_faster_wins(tmp_path):
@@ -144,10 +150,10 @@ def test_wers_within_noise_are_tied_and_the_faster_wins(tmp_path):
     k=3, above the 2.5% tail, so the 95% interval holds 0 (tied); 1.7% at k=4, so it does not."""
     tied = _accuracy_pair(tmp_path, 3, 100)
     assert tied.startswith("Recommended: whisper_patched")
-    assert "WER 0.103 against 0.100" in tied and "+0.3 points, 95% interval [+0.0, " in tied
+    assert "WER 10.3% against 10.0%" in tied and "+0.3 points, 95% interval [+0.0, " in tied
     assert "within noise; tied." in tied
     apart = _accuracy_pair(tmp_path, 4, 100)
-    assert apart.startswith("Recommended: openai_whisper") and "beyond noise; more than 2% above" in apart
+    assert apart.startswith("Recommended: openai_whisper") and "beyond noise; over 1.02 x the lowest" in apart
 
 
 def test_a_run_that_compiled_while_timed_is_not_recommended(tmp_path):
@@ -190,9 +196,9 @@ def test_with_real_wers_a_wer_constraint_excludes_an_engine():
     runs = load_runs([str(REPO_DIR / "results" / "real_weights" / "cpu" / "run")])
     assert sorted(r.summary.engine for r in runs) == ["faster_whisper", "openai_whisper"]
     text = recommend(runs, Constraints(max_wer=0.2805))
-    assert text.startswith("Recommended: faster_whisper") and "WER 28.00%" in text
+    assert text.startswith("Recommended: faster_whisper") and "WER 28.0%" in text
     assert "among the 1 of 2 measured configurations left by the rules below" in text
-    assert "- openai_whisper at batch 4 on whisper_tiny_en (full): WER 0.281 > 0.2805." in text
+    assert "- openai_whisper at batch 4 on whisper_tiny_en (full): WER 28.1% > 28.05%." in text
     assert "speed alone" not in text
     assert recommend(runs, Constraints(max_wer=0.25)).startswith("No configuration meets every constraint;")
 
@@ -249,3 +255,48 @@ def test_without_out_the_report_goes_into_a_new_folder_and_says_where(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["reports"]  # nothing among the user's own files
     assert (folder / "comparison.md").exists()
     assert f"written to {folder.relative_to(tmp_path)}" in capsys.readouterr().out
+
+
+def test_fastest_is_said_only_when_the_speed_ratio_is_beyond_noise(tmp_path):
+    """Rule 5: a pick 2% faster with 10% noise per batch is tied on speed; one twice as fast is not."""
+    for name, (slow_s, noise) in {"close": (1.02, 0.10), "apart": (2.0, 0.02)}.items():
+        make_run(tmp_path / name / "fast", engine="whisper_patched", seconds_per_batch=1.0, noise=noise,
+                 weights="random", seed=1)  # fmt: skip
+        make_run(tmp_path / name / "slow", engine="openai_whisper", seconds_per_batch=slow_s, noise=noise,
+                 weights="random", seed=2)  # fmt: skip
+    close = recommend(load_runs([str(tmp_path / "close")]))
+    assert close.startswith("Recommended: whisper_patched")
+    assert "It is the fastest by its point estimate (tied on speed with openai_whisper at batch 1 on " \
+           "whisper_large_v3 (full): see Speed) among all 2" in close  # fmt: skip
+    assert "as fast as openai_whisper at batch 1 on whisper_large_v3 (full), the next fastest of those: within " \
+           "noise (the interval holds 1): the two are tied on speed, and whisper_patched is named only for its " \
+           "higher RTFx." in close  # fmt: skip
+    apart = recommend(load_runs([str(tmp_path / "apart")]))
+    assert "It is the fastest among all 2" in apart
+    assert "whisper_patched at batch 1 on whisper_large_v3 (full) is 2.0" in apart
+    assert "the next fastest of those: faster beyond noise (the interval lies above 1)." in apart
+
+
+def test_the_examples_in_docs_recommendation_are_what_bench_prints(tmp_path):
+    """Each example block of docs/recommendation.md, line for line, in what bench prints for the
+    case it describes: the constraints (rule 1), the WER tie (rule 4), the speed tie (rule 5)."""
+    import re
+
+    from bench.config import REPO_DIR
+
+    blocks = re.findall(r"```\n(.*?)```", (REPO_DIR / "docs" / "recommendation.md").read_text(), flags=re.S)
+    assert len(blocks) == 3
+    runs = tmp_path / "runs"
+    make_run(runs / "fw", engine="faster_whisper", model="whisper_tiny_en", errors=[3] * 10 + [4] * 10,
+             seconds_per_batch=0.2, noise=0)  # fmt: skip
+    make_run(runs / "ow", engine="openai_whisper", model="whisper_tiny_en", errors=[3] * 20,
+             seconds_per_batch=0.4, noise=0)  # fmt: skip
+    make_run(runs / "vp", engine="voxtral_patched", weights="random", seconds_per_batch=0.05, noise=0)
+    constrained = recommend(load_runs([str(runs)]), Constraints(max_wer=0.34, min_rtfx=0.5))
+    make_run(tmp_path / "close" / "fast", engine="whisper_patched", seconds_per_batch=1.0, noise=0.10,
+             weights="random", seed=1)  # fmt: skip
+    make_run(tmp_path / "close" / "slow", engine="openai_whisper", seconds_per_batch=1.02, noise=0.10,
+             weights="random", seed=2)  # fmt: skip
+    printed = [constrained, _accuracy_pair(tmp_path, 3, 100), recommend(load_runs([str(tmp_path / "close")]))]
+    for block, text in zip(blocks, printed, strict=True):
+        assert set(block.strip().splitlines()) <= set(text.splitlines()), block

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.table import readable
+from bench.analysis.table import cell
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; padding: 0 1rem; color: #222; }
@@ -25,14 +25,14 @@ img { max-width: 100%; height: auto; } p.note { color: #555; font-size: 0.9rem; 
 
 
 def table(frame: pd.DataFrame) -> str:
-    """An HTML table with the same cells as the Markdown tables (bench.analysis.table.readable)."""
+    """An HTML table with the same cells as the Markdown tables (bench.analysis.table.cell)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for row in frame.itertuples(index=False):
         cells = []
-        for value in row:
+        for column, value in zip(frame.columns, row, strict=True):
             numeric = isinstance(value, numbers.Number) and not isinstance(value, bool)
-            cells.append(f"<td{' class=n' if numeric else ''}>{html.escape(readable(value))}</td>")
+            cells.append(f"<td{' class=n' if numeric else ''}>{html.escape(cell(str(column), value))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 

@@ -11,9 +11,14 @@ the rules below (docs/recommendation.md states them for users, with examples).
    those without are left out of the pick (their accuracy is unknown), with a line that says
    so; when none has, speed alone decides and the text says so.
 4. Within each model, a run is as accurate as the model's most accurate when its WER is within
-   2% (relative) of the lowest, or when the paired bootstrap over the utterances both scored
-   puts their difference within noise (its 95% interval holds 0). The fastest of those (RTFx)
-   is the model at its best. Then the models' bests against each other by the same rule.
+   2% of the lowest, relative (at most 1.02 x the lowest: 7.18% admits up to 7.32%), or when
+   the paired bootstrap over the utterances both scored puts their difference within noise (its
+   95% interval holds 0). The fastest of those (RTFx) is the model at its best. Then the models'
+   bests against each other by the same rule.
+5. "Fastest" is checked against noise: each pick is set against the next fastest of the runs it
+   was picked from, as a speed ratio with its 95% interval (bench.analysis.runs.speed_ratio).
+   Above 1 it is faster beyond noise; otherwise the two are tied on speed, the text says so,
+   and the pick is the one with the higher RTFx only by its point estimate.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis.runs import Run, wer_difference
+from bench.analysis.runs import Run, speed_ratio, wer_difference
+from bench.analysis.table import wer_percent
 from bench.host.busy import busy_sentence, is_busy
 from bench.pipeline.record import table_row, timed_compile_problems
 
-WER_TOLERANCE = 0.02  # relative: a WER within 2% of the lowest counts as equally accurate
+WER_TOLERANCE = 0.02  # relative: a WER at most 1.02 x the lowest counts as equally accurate
+TOLERANCE_WORDS = f"at most {1 + WER_TOLERANCE:g} x the lowest (within {WER_TOLERANCE:.0%}, relative)"
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,19 @@ class Limit:
     kept_if_missing: bool  # such a run is kept (and the text says it was not checked) rather than excluded
 
     def rule(self, limit: float) -> str:
-        return f"{self.name} {'<=' if self.upper else '>='} {limit:g}{self.unit}"
+        return f"{self.name} {'<=' if self.upper else '>='} {self.limit(limit)}"
+
+    def limit(self, value: float) -> str:
+        """A limit as given (a WER as a percentage: 0.08 -> 8%), with its unit."""
+        return f"{100 * value:g}%" if self.column == "WER" else f"{value:g}{self.unit}"
+
+    def write(self, value: float) -> str:
+        """A run's figure as bench writes it (a WER as a percentage), with its unit."""
+        return wer_percent(value) if self.column == "WER" else f"{self.figure.format(value)}{self.unit}"
 
 
 LIMITS = (
-    Limit("max_wer", "WER", True, "WER", "", "{:.3f}", "no WER (random weights)", False),
+    Limit("max_wer", "WER", True, "WER", "", "{}", "no WER (random weights)", False),
     Limit("min_rtfx", "RTFx", False, "RTFx", "", "{:.3g}", "no RTFx (no batch was timed)", False),
     Limit("max_memory_gib", "peak GiB", True, "peak memory", " GiB", "{:.3g}", "peak memory not measured", True),
     Limit("max_latency_s", "p90 s", True, "p90 latency", " s", "{:.3g}", "no p90 latency", False),
@@ -79,8 +94,7 @@ class Constraints:
                 else:
                     failed.append(f"{kind.missing}, so it cannot show {kind.rule(limit)}")
             elif value > limit if kind.upper else value < limit:
-                figure = kind.figure.format(value)
-                failed.append(f"{kind.name} {figure}{kind.unit} {'>' if kind.upper else '<'} {limit:g}{kind.unit}")
+                failed.append(f"{kind.name} {kind.write(value)} {'>' if kind.upper else '<'} {kind.limit(limit)}")
         return failed, unchecked
 
 
@@ -125,11 +139,13 @@ def _as_accurate(candidates: list[Candidate], rng) -> tuple[list[Candidate], lis
         if close or (diff and diff.within_noise):
             kept.append(c)
         verdict = (
-            f"within {WER_TOLERANCE:.0%} of the lowest: as accurate" if close
+            f"{TOLERANCE_WORDS}: as accurate" if close
             else "tied" if diff and diff.within_noise
-            else f"more than {WER_TOLERANCE:.0%} above the lowest and not within noise: less accurate"
+            else f"over {1 + WER_TOLERANCE:g} x the lowest (more than {WER_TOLERANCE:.0%} above, relative) and not "
+            "within noise: less accurate"
         )  # fmt: skip
-        lines.append(f"{c.label}: WER {c.wer:.3f} against {lowest.wer:.3f} ({lowest.label}): {noise}; {verdict}.")
+        lines.append(f"{c.label}: WER {wer_percent(c.wer)} against {wer_percent(lowest.wer)} ({lowest.label}): "
+                     f"{noise}; {verdict}.")  # fmt: skip
     return kept, lines
 
 
@@ -137,11 +153,34 @@ def _fastest(candidates: list[Candidate]) -> Candidate:
     return max(candidates, key=lambda c: c.rtfx)  # the first of equals: candidates come in table order
 
 
-def _best(candidates: list[Candidate], rng) -> tuple[Candidate, list[str]]:
-    if all(c.wer is None for c in candidates):
-        return _fastest(candidates), []
-    kept, lines = _as_accurate(candidates, rng)
-    return _fastest(kept), lines
+@dataclass
+class Pick:
+    """One application of rules 4 and 5: the pick, the accuracy lines behind it, its speed line,
+    and the next fastest where the two are tied on speed (within noise)."""
+
+    best: Candidate
+    accuracy: list[str]
+    speed: list[str]
+    tied_with: Candidate | None = None
+
+
+def _pick(candidates: list[Candidate], rng) -> Pick:
+    """The fastest of the candidates as accurate as the most accurate (rule 4), set against the
+    next fastest of those (rule 5)."""
+    pool, accuracy = (candidates, []) if all(c.wer is None for c in candidates) else _as_accurate(candidates, rng)
+    best = _fastest(pool)
+    others = [c for c in pool if c is not best]
+    if not others:
+        return Pick(best, accuracy, [])
+    runner = _fastest(others)
+    point, low, high = speed_ratio(best.run, runner.run)
+    word = ("faster beyond noise (the interval lies above 1)" if low > 1 else
+            f"within noise (the interval holds 1): the two are tied on speed, and {best.row['engine']} is named "
+            "only for its higher RTFx")  # fmt: skip
+    line = (
+        f"{best.label} is {point:.2f}x [{low:.2f}, {high:.2f}] as fast as {runner.label}, the next fastest of those: "
+    )
+    return Pick(best, accuracy, [line + word + "."], None if low > 1 else runner)
 
 
 def recommend(
@@ -192,20 +231,20 @@ def recommend(
     by_model: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_model.setdefault(c.model, []).append(c)
-    at_best, ties = [], []
-    for model in sorted(by_model):
-        best, why = _best(by_model[model], rng)
-        at_best.append(best)
-        ties += why
-    best, why = _best(at_best, rng)
-    ties += why
-    return _text(best, at_best, candidates, everyone, wer_known, lines, ties, bool(given) or len(excluded) > 0)
+    picks = [_pick(by_model[model], rng) for model in sorted(by_model)]
+    at_best = [p.best for p in picks]
+    final = _pick(at_best, rng) if len(at_best) > 1 else picks[0]
+    ties = [line for p in {id(p): p for p in [*picks, final]}.values() for line in p.accuracy]
+    speed = [line for p in {id(p): p for p in [*picks, final]}.values() for line in p.speed]
+    narrowed = bool(given) or len(excluded) > 0
+    return _text(final, at_best, candidates, everyone, wer_known, lines, ties, speed, narrowed)
 
 
-def _text(best, at_best, candidates, everyone, wer_known, lines, ties, narrowed) -> str:
+def _text(final, at_best, candidates, everyone, wer_known, lines, ties, speed, narrowed) -> str:
+    best = final.best
     row = best.row
     interval = f" {row['RTFx 95% CI']}" if row["RTFx 95% CI"] != "-" else ""
-    figures = f"WER {row['WER']:.2%} at RTFx {row['RTFx']:.1f}{interval}" if wer_known else (
+    figures = f"WER {wer_percent(row['WER'])} at RTFx {row['RTFx']:.1f}{interval}" if wer_known else (
         f"RTFx {row['RTFx']:.1f}" + (f", 95% CI {row['RTFx 95% CI']}" if interval else "")
     )  # fmt: skip
     among = (
@@ -213,19 +252,27 @@ def _text(best, at_best, candidates, everyone, wer_known, lines, ties, narrowed)
         if narrowed or len(candidates) < len(everyone)
         else f"all {len(everyone)} measured configurations (no constraints were given)"
     )
-    rule = f"the fastest of those as accurate as the most accurate (WER within {WER_TOLERANCE:.0%} of the lowest " \
-           "or within noise of it)" if wer_known else "the fastest"  # fmt: skip
+    fastest = (
+        "the fastest"
+        if final.tied_with is None
+        else (f"the fastest by its point estimate (tied on speed with {final.tied_with.label}: see Speed)")
+    )
+    rule = f"{fastest} of those as accurate as the most accurate (WER {TOLERANCE_WORDS}, " \
+           "or within noise of it)" if wer_known else fastest  # fmt: skip
     text = f"Recommended: {best.label}, with {figures}. It is {rule} among {among}.\n"
     text += "".join(line + "\n" for line in lines)
     if ties:
         text += "Accuracy, each against the most accurate (paired bootstrap over the utterances both scored):\n"
         text += "".join(f"- {line}\n" for line in ties)
+    if speed:
+        text += "Speed, each pick against the next fastest it was picked from (speed ratio, 95% interval):\n"
+        text += "".join(f"- {line}\n" for line in speed)
     if len(at_best) > 1:
         text += (
             "Each model at its best: "
             + "; ".join(
                 f"{c.model}: {c.row['engine']} (batch {c.row['batch']}, RTFx {c.row['RTFx']:.1f}"
-                + (f", WER {c.row['WER']:.2%})" if wer_known else ")")
+                + (f", WER {wer_percent(c.row['WER'])})" if wer_known else ")")
                 for c in sorted(at_best, key=lambda c: -c.rtfx)
             )
             + ".\n"

@@ -66,7 +66,7 @@ def release_frame(baseline: list[Run], candidate: list[Run], seed: int = 0) -> p
                 "RTFx": rtfx_mark,
                 "WER base": base.summary.wer,
                 "WER cand": cand.summary.wer,
-                "WER Δ": wer_delta,
+                "WER Δ points": None if wer_delta is None else 100 * wer_delta,  # percentage points
                 "WER": wer_mark,
                 "p50 Δ%": None if p50_delta is None else 100 * p50_delta,
                 "p50": p50_mark,

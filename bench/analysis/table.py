@@ -37,16 +37,38 @@ def readable(value) -> str:
     return f"{rounded:.{decimals}f}"
 
 
+# Columns that hold a WER (a fraction in frames, CSV and summary.json). bench writes a WER one
+# way wherever people read it: a percentage to three significant digits (7.18%, 28.1%), and a
+# difference of two WERs in percentage points ("+2.4 points"): docs/reports.md.
+WER_COLUMNS = ("WER", "WER base", "WER cand")
+
+
+def wer_percent(value) -> str:
+    """A WER as bench writes it: 0.0718 -> 7.18%; a missing one as n/a."""
+    if not isinstance(value, numbers.Number) or isinstance(value, bool) or math.isnan(value):
+        return readable(value)
+    return f"{readable(100 * value)}%"
+
+
+def cell(column: str, value) -> str:
+    """One table cell: a WER column as a percentage, any other figure as readable() writes it."""
+    return wer_percent(value) if column in WER_COLUMNS else readable(value)
+
+
 def markdown(frame: pd.DataFrame) -> str:
-    """A Markdown table (no optional tabulate dependency), cells as readable() writes them."""
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(readable(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    """A Markdown table (no optional tabulate dependency), cells as cell() writes them."""
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += [
+        "| " + " | ".join(cell(c, v) for c, v in zip(columns, row, strict=True)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"
 
 
 def plain(frame: pd.DataFrame) -> str:
     """The same cells as markdown(), aligned for a terminal."""
-    return frame.map(readable).to_string(index=False)
+    return frame.apply(lambda column: column.map(lambda v: cell(str(column.name), v))).to_string(index=False)
 
 
 # the terminal's table after a run: what a user checks first

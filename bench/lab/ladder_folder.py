@@ -20,7 +20,7 @@ import pandas as pd
 from bench.analysis.plots import draw_wer_vs_rtfx, save
 from bench.analysis.recommendation import Constraints, recommend
 from bench.analysis.runs import Run, load_runs, wer_interval
-from bench.analysis.table import markdown
+from bench.analysis.table import markdown, wer_percent
 from bench.engines import engine_class
 from bench.lab.evidence import phase_frame
 from bench.lab.folder import not_measured_lines, recorded_commands
@@ -39,7 +39,7 @@ def ladder_frame(runs: list[Run]) -> pd.DataFrame:
     for run in runs:
         row = table_row(run.summary)
         interval = wer_interval(run, np.random.default_rng(0))
-        row["WER 95% CI"] = f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "-"
+        row["WER 95% CI"] = f"[{wer_percent(interval[0])}, {wer_percent(interval[1])}]" if interval else "-"
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.sort_values(["model", "batch", "engine", "dtype"], kind="stable").reset_index(drop=True)

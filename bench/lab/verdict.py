@@ -12,25 +12,14 @@ beside an untuned one is never read as a verdict on the models.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
+from bench.analysis.runs import speed_ratio
 from bench.analysis.table import markdown
 from bench.engines import faster_paths
 from bench.lab.plans import family
-from bench.stats import RESAMPLES
 
 SYNTHETIC = "synthetic"
-
-
-def _ratio(a, b) -> tuple[float, float, float]:
-    """How many times faster run a is than run b: the point and its 95% interval."""
-    from bench.analysis.runs import joint_rtf_samples
-
-    rng = np.random.default_rng(0)
-    b_rtf, a_rtf = joint_rtf_samples([b.batches, a.batches], RESAMPLES, rng)
-    low, high = np.percentile(b_rtf / a_rtf, [2.5, 97.5])
-    return b.summary.rtf / a.summary.rtf, float(low), float(high)
 
 
 def _word(low: float, high: float) -> str:
@@ -72,7 +61,7 @@ def verdict_lines(runs, ceilings: pd.DataFrame | None) -> list[str]:
                 )
             bests.append(best)
         for a, b in zip(bests, bests[1:], strict=False):
-            point, low, high = _ratio(a, b)
+            point, low, high = speed_ratio(a, b)
             sentences.append(
                 f"- batch {batch}: {a.summary.model} on {a.summary.engine} is {point:.2f}x [{low:.2f}, {high:.2f}] "
                 f"{b.summary.model} on {b.summary.engine}: {_word(low, high)}."
