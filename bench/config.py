@@ -103,7 +103,7 @@ class RunConfig:
     repeats: int = 1
     on_error: OnError = OnError.fail
     resume: bool = False
-    progress: bool = True
+    progress: bool = True  # progress bars on a terminal (never into a redirected log)
     # other libraries' INFO lines and progress bars (mistral_common's tokenizer, datasets'
     # loading), which interleave with bench's own output: shown only when true
     verbose: bool = False

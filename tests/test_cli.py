@@ -241,3 +241,20 @@ def test_other_libraries_speak_at_warning_level_unless_run_verbose(monkeypatch):
     finally:
         datasets.enable_progress_bars()
         logger.manager._clear_cache()  # isEnabledFor caches levels
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["bench.online.load", "bench.analysis.gate", "bench.analysis.gate_power", "bench.analysis.report",
+     "bench.lab.agreement", "bench.lab.busy_host", "bench.lab.ladder", "bench.lab.reference", "bench.lab.speed",
+     "bench.lab.wheelhouse"],
+)  # fmt: skip
+def test_a_commands_help_says_its_first_paragraph_whole(module, capsys):
+    """--help opens with the module's first paragraph, not its first line cut mid-sentence."""
+    import importlib
+
+    command = importlib.import_module(module)
+    with pytest.raises(SystemExit):
+        command.main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert " ".join(command.__doc__.split("\n\n")[0].split()) in shown

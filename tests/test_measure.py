@@ -1,5 +1,7 @@
 """RTF arithmetic and the timed region, checked against an engine with known delays."""
 
+import io
+import sys
 import time
 
 import numpy as np
@@ -178,11 +180,25 @@ def test_a_cpu_run_alone_records_its_process_peak_and_a_paired_one_none():
     assert [m.peak_resident_bytes for m in paired] == [None, None]
 
 
-def test_the_progress_shows_the_warm_up_apart_from_the_timed_batches(capsys):
+class Terminal(io.StringIO):
+    """stderr as a terminal has it: tqdm draws its bars there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_shows_the_warm_up_apart_from_the_timed_batches(monkeypatch):
     """Two warm-up batches, then 3 passes over 2 batches: a bar of 2, then a bar of 6 (one bar
     of 8 counted the slow warm-up with the timed batches and misjudged the time left)."""
+    monkeypatch.setattr(sys, "stderr", terminal := Terminal())
     measure(fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, warmup_batches=2, repeats=3, progress=True))
-    bars = capsys.readouterr().err.replace("\r", "\n")
+    bars = terminal.getvalue().replace("\r", "\n")
     assert "fake warm-up (untimed: compiles, captures): 100%" in bars and " 2/2 " in bars
     assert "fake timed: 100%" in bars and " 6/6 " in bars
     assert "/8 " not in bars
+
+
+def test_no_progress_bar_floods_a_log_redirected_to_a_file(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", log := io.StringIO())  # not a terminal
+    measure(fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, repeats=3, progress=True))
+    assert "timed" not in log.getvalue() and "%" not in log.getvalue()

@@ -45,7 +45,7 @@ def test_recipe_1_compare_and_recommend(tmp_path, env):
         "run.batch_size=1,8", f"run.batch_size=1,8 run.limit=2 run.progress=false hydra.sweep.dir={sweep}"
     )
     block = block.replace("runs/multirun/DATE/TIME", str(sweep)).replace(
-        "--out report/", f"--out {tmp_path / 'report'}"
+        "--out runs/report", f"--out {tmp_path / 'report'}"
     )
     out = run_block(block, tmp_path, env)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -297,7 +297,7 @@ def gate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.gate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-baseline", nargs="+", metavar="RUNS", help="write a baseline from these runs")
     parser.add_argument("--out", type=Path, help="where --write-baseline writes")
     parser.add_argument("--baseline", type=Path)

@@ -67,7 +67,7 @@ def smallest_caught(table: pd.DataFrame) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gate_power", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.gate_power", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders, one fresh measurement each")
     parser.add_argument("--baseline", type=Path, required=True)
     parser.add_argument("--ratios-only", action="store_true")

@@ -110,7 +110,7 @@ def wer_fraction(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="*", help="run folders, folders holding them, or globs")
     parser.add_argument("--baseline", nargs="+", help="release comparison: the baseline runs")
     parser.add_argument("--candidate", nargs="+", help="release comparison: the candidate runs")

@@ -47,7 +47,8 @@ def sweep_report(sweep_dir: Path) -> str:
     return (
         f"\n# The whole sweep: {len(runs)} runs\n\n" + "".join(lines) + comparison.markdown().split("\n", 2)[2]
         + f"\nRun folders:\n{folders}\n{failed}\nThis report (Markdown, CSV, HTML and figures): {out}\n"
-        f"Constraints, price or other runs: python -m bench.report {sweep_dir} --out ...\n"
+        f"Constraints, price or other runs: python -m bench.report {sweep_dir} --out DIR (add --html for the "
+        "one-page HTML report)\n"
     )  # fmt: skip
 
 

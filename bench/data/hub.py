@@ -66,7 +66,7 @@ def hub_utterances(
     rows = itertools.islice(ds, limit) if limit is not None else ds
     total = limit if limit is not None else (len(ds) if hasattr(ds, "__len__") else None)
     utterances = []
-    for index, row in enumerate(tqdm(rows, total=total, desc="decoding audio", disable=not progress)):
+    for index, row in enumerate(tqdm(rows, total=total, desc="decoding audio", disable=None if progress else True)):
         uid = str(row[dataset.id_column]) if dataset.id_column else f"{dataset.split}-{index:06d}"
         reference = row[dataset.text_column]
         audio, problem = _decode(row[dataset.audio_column])

@@ -116,7 +116,7 @@ def _main(argv: list[str] | None) -> None:
     from bench.pipeline.runner import resolve_device, resolve_dtype
 
     fast_engines = list(faster_paths())
-    parser = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.agreement", description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", default=fast_engines[0], choices=fast_engines, help="the faster path to check")
     parser.add_argument("--model", default=None, help="default: the engine's own")
     parser.add_argument("--scale", default="full", choices=["full", "tiny"])

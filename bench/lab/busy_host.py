@@ -73,7 +73,7 @@ def row(cores: float, summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.busy_host", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.busy_host", description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", type=float, nargs="+", default=LEVELS, help="cores of synthetic load, in order")
     parser.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     parser.add_argument("overrides", nargs="*", default=RUN, help=f"the run's overrides (default: {' '.join(RUN)})")

@@ -55,7 +55,7 @@ def check(page_path: Path, min_tables: int, min_images: int, screenshots: Path |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.lab.html_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.lab.html_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("page", type=Path)
     parser.add_argument("--min-tables", type=int, default=1)
     parser.add_argument("--min-images", type=int, default=1)

@@ -151,7 +151,7 @@ def measure(todo: list[Rung], out: Path, budget_minutes: float | None) -> list[R
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.ladder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="e.g. results/real_weights/cpu_ladder")
     parser.add_argument("--plan", type=Path, default=PLAN, help="what to measure (default: conf/ladder.yaml)")
     parser.add_argument("--repeats", type=int, default=None, help="timed passes per run instead of the plan's")

@@ -55,7 +55,7 @@ def write_folder(out: Path) -> str:
 def parse(argv, recorded: bool = False):
     """The command line (recorded: one read back from the folder's commands.txt, whose former
     engine names are mapped without a word)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.reference", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="e.g. results/reference/h100")
     random_weights = [e for e in engine_names() if builds_random_weights(e)]  # the grid runs no others
     parser.add_argument(

@@ -252,7 +252,7 @@ def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
 def parse(argv: list[str] | None, recorded: bool = False):
     """The command line (recorded: one read back from a folder's commands.txt, whose former
     engine names are mapped without a word)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="voxtral_mini_3b")
     parser.add_argument(
         "--engines",

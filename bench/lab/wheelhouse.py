@@ -163,7 +163,7 @@ def check(out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int | None:
-    parser = argparse.ArgumentParser(prog="python -m bench.wheelhouse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.wheelhouse", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(".whl"))
     parser.add_argument("--python", default="3.12", help="the host's Python (major.minor)")
     parser.add_argument("--have", type=Path, help="a `pip freeze` of the host (default: the lent GPU image)")

@@ -171,7 +171,7 @@ def served_model(url: str, wanted: str | None) -> dict:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "overrides", nargs="*", help="dataset settings as for python -m bench (dataset=..., run.limit=...)"
     )

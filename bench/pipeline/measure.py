@@ -117,8 +117,9 @@ class _Session:
         counted with the timed ones they would throw the bar's estimate of the time left."""
         if self.bar is not None:
             self.bar.close()
+        # disable=None: tqdm draws only on a terminal, so a log redirected to a file gets no bars
         self.bar = tqdm(total=batches, desc=f"{self.label} {what}", unit="batch",
-                        disable=not self.run.progress or not batches)  # fmt: skip
+                        disable=None if self.run.progress and batches else True)  # fmt: skip
 
     def _shape(self, k: int, batch: list[Utterance]):
         return self.engines[k].batch_shape([len(u.audio) for u in batch])
