@@ -341,3 +341,29 @@ def test_a_load_run_s_p90_latency_is_gated(tmp_path, capsys):
     assert main(["--baseline", str(baseline), "--candidate", str(tmp_path / "slow")]) == 1
     out = capsys.readouterr().out
     assert "p90 latency vs baseline): slower by 3" in out and "lies above the +10% limit: a regression." in out
+
+
+def test_the_loss_of_speed_up_a_ratio_check_can_catch_is_where_it_starts_to_fail(tmp_path):
+    """The same for a same-run ratio (catches_below): the candidate's patched engine slowed so that
+    its speed-up drops by just past the printed figure fails, by just short of it passes. Slowing
+    one engine by s lowers the speed-up by s / (1 + s), so the slowing is worked back from the loss."""
+    from bench.analysis.gate import gate
+    from bench.analysis.gate_power import slowed
+
+    for side, seed in (("base", 1), ("cand", 3)):
+        make_run(tmp_path / side / "stock", engine="voxtral_stock", seconds_per_batch=2.0, n_batches=8, noise=0.1,
+                 seed=seed)  # fmt: skip
+        make_run(tmp_path / side / "patched", engine="voxtral_patched", n_batches=8, noise=0.1, seed=seed + 1)
+    baseline = tmp_path / "baseline.json"
+    assert main(["--write-baseline", str(tmp_path / "base"), "--out", str(baseline)]) == 0
+    baseline = json.loads(baseline.read_text())
+    candidate = load_runs([str(tmp_path / "cand")])
+    row = gate(baseline, candidate, ratios_only=True)[0].iloc[0]
+    assert row["check"] == "same-run ratio"
+    catches, lost = row["catches from %"], row["slower by %"]
+    assert 10 < catches < 60
+    for margin, fails in ((1.001, True), (0.999, False)):
+        # the speed-up falls from (1 - lost) to (1 - catches x margin) of the baseline's
+        factor = (1 - lost / 100) / (1 - catches * margin / 100)
+        table, regressed = gate(baseline, slowed(candidate, {"voxtral_patched"}, factor - 1), ratios_only=True)
+        assert regressed is fails, (margin, table.iloc[0].to_dict())

@@ -202,3 +202,32 @@ def test_no_progress_bar_floods_a_log_redirected_to_a_file(monkeypatch):
     monkeypatch.setattr(sys, "stderr", log := io.StringIO())  # not a terminal
     measure(fake_engine(), utterances([1.0] * 4), RunConfig(batch_size=2, repeats=3, progress=True))
     assert "timed" not in log.getvalue() and "%" not in log.getvalue()
+
+
+class CompilingEngine(FakeEngine):
+    """An engine whose every call compiles a graph and captures one, as one whose compile escaped
+    its warm-up would: both must be counted on the batch that did it."""
+
+    batch_delay = cold_delay = 0.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.captured = 0
+
+    def graph_captures(self):
+        return self.captured
+
+    def transcribe(self, audios, target_tokens, clock):
+        import torch
+
+        scope = {}
+        exec(f"def step_{self.calls}(x):\n    return x * {self.calls} + 1", scope)  # a new function: a new graph
+        torch.compile(scope[f"step_{self.calls}"], backend="eager")(torch.ones(3))
+        self.captured += 1
+        return super().transcribe(audios, target_tokens, clock)
+
+
+def test_a_compile_and_a_capture_inside_a_timed_call_are_counted_on_its_batch():
+    m = measure(fake_engine(kind=CompilingEngine), utterances([1.0] * 4),
+                RunConfig(batch_size=2, warmup_batches=1, repeats=2, progress=False))  # fmt: skip
+    assert [(b.counts["compiles"], b.counts["captures"]) for b in m.batches] == [(1, 1)] * 4

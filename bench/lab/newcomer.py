@@ -41,11 +41,13 @@ def readme_blocks(readme: str) -> dict[str, str]:
     }
 
 
-def newcomer_env() -> dict[str, str]:
-    """This environment as a new shell has it: no virtual environment on PATH or active."""
+def newcomer_env(tmp: Path) -> dict[str, str]:
+    """This environment as a new machine's shell has it: no virtual environment on PATH or
+    active, and an empty compile cache (Inductor keeps one per user in /tmp, which this
+    machine's earlier runs have filled: with it the tests compile less than a new machine)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PIP_CONSTRAINT")}
     keep = [p for p in env.get("PATH", "").split(os.pathsep) if "/.nox/" not in p and "/.venv/" not in p]
-    return env | {"PATH": os.pathsep.join(keep)}
+    return env | {"PATH": os.pathsep.join(keep), "TORCHINDUCTOR_CACHE_DIR": str(tmp / "inductor")}
 
 
 def disk_bytes(folder: Path) -> int:
@@ -78,10 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
                             text=True).stdout.strip()  # fmt: skip
-    env = newcomer_env()
     rows, said = [], ""
     with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "bench"
+        env, clone = newcomer_env(Path(tmp)), Path(tmp) / "bench"
         subprocess.run(["git", "clone", "-q", str(REPO_DIR), str(clone)], check=True)
         steps = readme_blocks((clone / "README.md").read_text())
         sweep, report = recipe_1(steps.pop("recipe 1"))
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# The README, followed by a newcomer\n\n"
         f"{os.cpu_count()} cores ({cpu}), {datetime.now(UTC):%Y-%m-%d}, a fresh clone of {commit}, nothing else "
         f"running: `python -m bench.lab.newcomer`. Each step is the README's block as written, in a shell with no "
-        f"virtual environment; disk is what the clone grew by (pip's and apt's caches aside).\n\n"
+        f"virtual environment and an empty compile cache; disk is what the clone grew by (pip's and apt's caches "
+        f"aside).\n\n"
         "| step | minutes | disk added, GiB |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
         f"Recipe 1's recommendation, as printed:\n\n```\n{said}\n```\n"
     )
