@@ -43,11 +43,16 @@ def readme_blocks(readme: str) -> dict[str, str]:
 
 def newcomer_env(tmp: Path) -> dict[str, str]:
     """This environment as a new machine's shell has it: no virtual environment on PATH or
-    active, and an empty compile cache (Inductor keeps one per user in /tmp, which this
-    machine's earlier runs have filled: with it the tests compile less than a new machine)."""
+    active, no pip cache (a new machine downloads, and builds the source-only packages, again)
+    and an empty compile cache (Inductor keeps one per user in /tmp, which this machine's
+    earlier runs have filled: with it the tests would compile less than on a new machine)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PIP_CONSTRAINT")}
     keep = [p for p in env.get("PATH", "").split(os.pathsep) if "/.nox/" not in p and "/.venv/" not in p]
-    return env | {"PATH": os.pathsep.join(keep), "TORCHINDUCTOR_CACHE_DIR": str(tmp / "inductor")}
+    return env | {
+        "PATH": os.pathsep.join(keep),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp / "inductor"),
+        "PIP_NO_CACHE_DIR": "1",
+    }
 
 
 def disk_bytes(folder: Path) -> int:
