@@ -229,3 +229,20 @@ def test_every_figure_in_the_readmes_results_is_one_a_committed_table_shows():
     assert {"14.5", "0.697", "82.2", "5.66", "681", "28.0", "31.5"} <= figures | _numbers(section)
     missing = sorted(figures - shown)
     assert not missing, f"figures in the README's results that no committed table shows: {missing}"
+
+
+NEWCOMER = Path("results/newcomer/cpu.md")
+
+
+def test_the_times_and_disk_the_readme_and_docs_give_are_the_newcomers():
+    """Every "N minutes" and "N GiB" in the README's install, recipes and tests, and the table in
+    docs/install.md, is what python -m bench.lab.newcomer measured (results/newcomer/cpu.md)."""
+    measured = (REPO_DIR / NEWCOMER).read_text()
+    readme = (REPO_DIR / "README.md").read_text()
+    setup = readme.split("## Install")[1].split("## Contents")[0]
+    quoted = re.findall(r"(\d+(?:\.\d+)?) (?:minutes|GiB)", setup)
+    assert {"1.8", "3.27", "2.6", "4.5", "3.76", "15.2"} <= set(quoted)
+    assert set(quoted) <= _numbers(measured)
+    assert "RTFx 32.6 [14.36, 47.28]" in measured and "RTFx 32.6 [14.36, 47.28]" in setup
+    table = measured.split("| step |")[1].split("\n\n")[0]
+    assert "| step |" + table in (REPO_DIR / "docs" / "install.md").read_text()
