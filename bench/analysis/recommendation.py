@@ -10,15 +10,18 @@ the rules below (docs/recommendation.md states them for users, with examples).
 3. Accuracy is weighed only where it was measured: when some of the remaining runs have WER,
    those without are left out of the pick (their accuracy is unknown), with a line that says
    so; when none has, speed alone decides and the text says so.
-4. Within each model, a run is as accurate as the model's most accurate when its WER is within
-   2% of the lowest, relative (at most 1.02 x the lowest: 7.18% admits up to 7.32%), or when
-   the paired bootstrap over the utterances both scored puts their difference within noise (its
-   95% interval holds 0). The fastest of those (RTFx) is the model at its best. Then the models'
-   bests against each other by the same rule.
-5. "Fastest" is checked against noise: each pick is set against the next fastest of the runs it
-   was picked from, as a speed ratio with its 95% interval (bench.analysis.runs.speed_ratio).
-   Above 1 it is faster beyond noise; otherwise the two are tied on speed, the text says so,
-   and the pick is the one with the higher RTFx only by its point estimate.
+4. The single most accurate configuration (lowest WER, of any model) is the reference. A run is
+   as accurate when its WER is within 2% of that lowest, relative (at most 1.02 x it: 7.18%
+   admits up to 7.32%), or when the paired bootstrap over the utterances both scored puts their
+   difference within noise (its 95% interval holds 0). Every run is held to that one reference,
+   never to another run that was itself only as accurate: ties do not chain.
+5. Speeds within noise are ties too. Among the runs as accurate as the reference, the fastest
+   (highest RTFx) is set against each other one by a speed ratio with its 95% interval
+   (bench.analysis.runs.speed_ratio): those whose interval holds 1 are tied on speed with it.
+   The pick is the most accurate (lowest WER) of the fastest and those tied with it, and of
+   equals the faster by its point estimate; the text says which ties decided it.
+6. "Each model at its best" applies rules 4 and 5 within each model (its own most accurate
+   as the reference), for a model is judged on its fastest engine, never on a slow one.
 """
 
 from __future__ import annotations
@@ -155,32 +158,30 @@ def _fastest(candidates: list[Candidate]) -> Candidate:
 
 @dataclass
 class Pick:
-    """One application of rules 4 and 5: the pick, the accuracy lines behind it, its speed line,
-    and the next fastest where the two are tied on speed (within noise)."""
+    """Rules 4 and 5 applied to a set of runs: the pick, the accuracy lines behind it, its speed
+    lines, the fastest, and those tied on speed with the fastest (within noise)."""
 
     best: Candidate
     accuracy: list[str]
     speed: list[str]
-    tied_with: Candidate | None = None
+    fastest: Candidate
+    tied: list[Candidate]
 
 
 def _pick(candidates: list[Candidate], rng) -> Pick:
-    """The fastest of the candidates as accurate as the most accurate (rule 4), set against the
-    next fastest of those (rule 5)."""
+    """The most accurate of the fastest and the runs tied on speed with it, among the runs as
+    accurate as the most accurate one (rules 4 and 5)."""
     pool, accuracy = (candidates, []) if all(c.wer is None for c in candidates) else _as_accurate(candidates, rng)
-    best = _fastest(pool)
-    others = [c for c in pool if c is not best]
-    if not others:
-        return Pick(best, accuracy, [])
-    runner = _fastest(others)
-    point, low, high = speed_ratio(best.run, runner.run)
-    word = ("faster beyond noise (the interval lies above 1)" if low > 1 else
-            f"within noise (the interval holds 1): the two are tied on speed, and {best.row['engine']} is named "
-            "only for its higher RTFx")  # fmt: skip
-    line = (
-        f"{best.label} is {point:.2f}x [{low:.2f}, {high:.2f}] as fast as {runner.label}, the next fastest of those: "
-    )
-    return Pick(best, accuracy, [line + word + "."], None if low > 1 else runner)
+    fastest = _fastest(pool)
+    tied, speed = [], []
+    for c in sorted((c for c in pool if c is not fastest), key=lambda c: -c.rtfx):
+        point, low, high = speed_ratio(fastest.run, c.run)
+        within = low <= 1
+        tied += [c] if within else []
+        word = "within noise (the interval holds 1): tied on speed" if within else "faster beyond noise"
+        speed.append(f"{fastest.label} is {point:.2f}x [{low:.2f}, {high:.2f}] as fast as {c.label}: {word}.")
+    best = min([fastest, *tied], key=lambda c: (c.wer if c.wer is not None else 0.0, -c.rtfx))
+    return Pick(best, accuracy, speed, fastest, tied)
 
 
 def recommend(
@@ -228,19 +229,27 @@ def recommend(
                      f"{'; '.join(c.label for c in unknown)}.")  # fmt: skip
         candidates = [c for c in candidates if c.wer is not None]
     wer_known = all(c.wer is not None for c in candidates)
+    final = _pick(candidates, rng)
     by_model: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_model.setdefault(c.model, []).append(c)
-    picks = [_pick(by_model[model], rng) for model in sorted(by_model)]
-    at_best = [p.best for p in picks]
-    final = _pick(at_best, rng) if len(at_best) > 1 else picks[0]
-    ties = [line for p in {id(p): p for p in [*picks, final]}.values() for line in p.accuracy]
-    speed = [line for p in {id(p): p for p in [*picks, final]}.values() for line in p.speed]
+    at_best = [_pick(by_model[model], rng).best for model in sorted(by_model)] if len(by_model) > 1 else []
     narrowed = bool(given) or len(excluded) > 0
-    return _text(final, at_best, candidates, everyone, wer_known, lines, ties, speed, narrowed)
+    return _text(final, at_best, candidates, everyone, wer_known, lines, narrowed)
 
 
-def _text(final, at_best, candidates, everyone, wer_known, lines, ties, speed, narrowed) -> str:
+def _speed_words(final: Pick, wer_known: bool) -> str:
+    """How rule 5 made the pick, for the first sentence."""
+    if not final.tied:
+        return "the fastest"
+    n = f"{len(final.tied)} configuration{'s' if len(final.tied) > 1 else ''}"
+    if final.best is not final.fastest:
+        return f"the most accurate of the fastest ({final.fastest.label}) and the {n} tied with it on speed (see Speed)"
+    more = ", none of them more accurate" if wer_known else ""
+    return f"the fastest by its point estimate ({n} tied with it on speed{more}: see Speed)"
+
+
+def _text(final, at_best, candidates, everyone, wer_known, lines, narrowed) -> str:
     best = final.best
     row = best.row
     interval = f" {row['RTFx 95% CI']}" if row["RTFx 95% CI"] != "-" else ""
@@ -252,21 +261,18 @@ def _text(final, at_best, candidates, everyone, wer_known, lines, ties, speed, n
         if narrowed or len(candidates) < len(everyone)
         else f"all {len(everyone)} measured configurations (no constraints were given)"
     )
-    fastest = (
-        "the fastest"
-        if final.tied_with is None
-        else (f"the fastest by its point estimate (tied on speed with {final.tied_with.label}: see Speed)")
-    )
-    rule = f"{fastest} of those as accurate as the most accurate (WER {TOLERANCE_WORDS}, " \
+    fastest = _speed_words(final, wer_known)
+    rule = f"{fastest} of those as accurate as the most accurate configuration (WER {TOLERANCE_WORDS}, " \
            "or within noise of it)" if wer_known else fastest  # fmt: skip
-    text = f"Recommended: {best.label}, with {figures}. It is {rule} among {among}.\n"
+    text = f"Recommended: {best.label}, with {figures}. Among {among}, it is {rule}.\n"
     text += "".join(line + "\n" for line in lines)
-    if ties:
-        text += "Accuracy, each against the most accurate (paired bootstrap over the utterances both scored):\n"
-        text += "".join(f"- {line}\n" for line in ties)
-    if speed:
-        text += "Speed, each pick against the next fastest it was picked from (speed ratio, 95% interval):\n"
-        text += "".join(f"- {line}\n" for line in speed)
+    if final.accuracy:
+        text += "Accuracy, each against the most accurate configuration (paired bootstrap over the utterances both " \
+                "scored):\n"  # fmt: skip
+        text += "".join(f"- {line}\n" for line in final.accuracy)
+    if final.speed:
+        text += "Speed, the fastest of those as accurate against the others (speed ratio, 95% interval):\n"
+        text += "".join(f"- {line}\n" for line in final.speed)
     if len(at_best) > 1:
         text += (
             "Each model at its best: "
