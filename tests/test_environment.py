@@ -41,3 +41,13 @@ def test_bench_at_the_top_of_its_own_repository_records_its_head():
     assert record["git_commit"] == head.stdout.strip()
     assert isinstance(record["git_dirty"], bool)
     assert record["bench"] is not None
+
+
+def test_the_version_is_the_running_codes_not_an_editable_installs_stale_metadata(monkeypatch):
+    """An editable install made at 0.1.0 keeps saying 0.1.0 in its metadata after the tree moved
+    on: a run records the version of the code that ran."""
+    import bench
+
+    monkeypatch.setattr(env_module, "_version", lambda package: "0.1.0" if package == "bench" else None)
+    monkeypatch.setattr(bench, "__version__", "9.9.9")
+    assert env_module.environment(env_module.torch.device("cpu"))["bench"] == "9.9.9"

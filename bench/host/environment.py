@@ -31,11 +31,12 @@ def _run(*cmd: str) -> str | None:
 
 
 def bench_version() -> str:
-    """bench's version: the installed distribution's, else the source tree's own (bench run from
-    a copied tree with PYTHONPATH, as on an offline GPU host)."""
+    """bench's version: that of the code running, bench.__version__. Not the installed
+    distribution's: an editable install keeps the metadata of the day it was installed, so it
+    said 0.1.0 for a tree at 0.2.0; a wheel's metadata and its bench.__version__ agree anyway."""
     import bench
 
-    return _version("bench") or bench.__version__
+    return bench.__version__
 
 
 def bench_commit() -> tuple[str | None, bool | None]:
