@@ -22,7 +22,8 @@ LOCK = Path("constraints.txt")
 SHARED = Path(".nox") / "shared"
 EXTRAS = "dev,real,voice,docs,browser"
 # torch as the lock pins it, so a CPU machine takes the CPU build that lies on its disk (or the
-# one pip's index gives) and a GPU host the CUDA build of the same release from PyPI
+# one pip's index gives) and a GPU host the CUDA build of the same release from PyPI; BENCH_TORCH
+# names another torch (a host's own build), and the lock's torch line is then left out
 TORCH = os.environ.get("BENCH_TORCH", "torch")
 # ORT_DISABLE_TELEMETRY: faster-whisper imports onnxruntime (its voice-activity model)
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1"}
@@ -33,7 +34,13 @@ def _locked(session) -> dict[str, str]:
     PIP_CONSTRAINT on to the pip that installs a source package's build requirements)."""
     if not LOCK.exists():
         session.error(f"no {LOCK}: write it with `python -m nox -s lock`")
-    return {"PIP_CONSTRAINT": str(LOCK.resolve()), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    lock = LOCK.resolve()
+    if "BENCH_TORCH" in os.environ:
+        lock = Path(".nox", "constraints-without-torch.txt").resolve()
+        lock.parent.mkdir(exist_ok=True)
+        lines = [line for line in LOCK.read_text().splitlines() if not line.startswith("torch==")]
+        lock.write_text("\n".join(lines) + "\n")
+    return {"PIP_CONSTRAINT": str(lock), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
 def _shared(session) -> str:

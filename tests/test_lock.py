@@ -4,6 +4,7 @@ versions on purpose)."""
 
 import re
 from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -73,5 +74,20 @@ def test_every_install_is_held_to_the_lock():
     # CI runs the README's test command as written, then the slow tests
     ci = (REPO_DIR / ".ci" / "run").read_text()
     assert test_command in ci and "nox -s tests_slow" in ci
-    noxfile = (REPO_DIR / "noxfile.py").read_text()
-    assert 'LOCK = Path("constraints.txt")' in noxfile and '"PIP_CONSTRAINT": str(LOCK.resolve())' in noxfile
+
+
+def test_the_noxfile_installs_under_the_lock_and_leaves_out_only_torch_for_a_torch_of_ones_own(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.syspath_prepend(str(REPO_DIR))
+    noxfile = __import__("noxfile")
+    shutil.copy(LOCK, tmp_path / LOCK.name)
+    monkeypatch.chdir(tmp_path)  # the noxfile's paths are the checkout's, relative
+    monkeypatch.delenv("BENCH_TORCH", raising=False)
+    assert noxfile._locked(None)["PIP_CONSTRAINT"] == str(tmp_path / LOCK.name)
+    monkeypatch.setenv("BENCH_TORCH", "torch==2.11.0")
+    without = Path(noxfile._locked(None)["PIP_CONSTRAINT"])
+    assert without.parent == tmp_path / ".nox"
+    locked_lines = LOCK.read_text().splitlines()
+    assert without.read_text().splitlines() == [line for line in locked_lines if not line.startswith("torch==")]
+    assert len(locked_lines) - len(without.read_text().splitlines()) == 1
