@@ -241,8 +241,8 @@ def test_the_times_and_disk_the_readme_and_docs_give_are_the_newcomers():
     readme = (REPO_DIR / "README.md").read_text()
     setup = readme.split("## Install")[1].split("## Contents")[0]
     quoted = re.findall(r"(\d+(?:\.\d+)?) (?:minutes|GiB)", setup)
-    assert {"1.8", "3.27", "2.6", "4.5", "3.76", "15.2"} <= set(quoted)
+    assert {"1.7", "3.27", "2.5", "4.1", "3.76", "14.2"} <= set(quoted)
     assert set(quoted) <= _numbers(measured)
-    assert "RTFx 32.6 [14.36, 47.28]" in measured and "RTFx 32.6 [14.36, 47.28]" in setup
+    assert "RTFx 33.3 [14.85, 48.37]" in measured and "RTFx 33.3 [14.85, 48.37]" in setup
     table = measured.split("| step |")[1].split("\n\n")[0]
     assert "| step |" + table in (REPO_DIR / "docs" / "install.md").read_text()

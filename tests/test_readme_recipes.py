@@ -90,3 +90,17 @@ def test_recipe_3_serve_and_load(tmp_path, env):
         assert "goodput (<= 2 s)" in out.stdout and "| 1 | 4 | 0 |" in out.stdout
     finally:
         assert stop(process) == 0
+
+
+def test_the_newcomer_measurement_reads_the_readmes_blocks_as_written():
+    """python -m bench.lab.newcomer times these blocks: the install, the test command CI runs, and
+    recipe 1 with the sweep folder it made put in for DATE/TIME."""
+    from bench.lab.newcomer import readme_blocks, recipe_1
+
+    blocks = readme_blocks((REPO_DIR / "README.md").read_text())
+    assert blocks["install and quick start"].startswith("python3 -m venv .venv && . .venv/bin/activate")
+    assert blocks["test command"] in (REPO_DIR / ".ci" / "run").read_text()
+    assert blocks["recipe 1"] == recipes()[0].strip()
+    sweep, report = recipe_1(blocks["recipe 1"])
+    assert sweep.startswith("HF_HUB_OFFLINE=1 python -m bench -m ") and "DATE/TIME" not in report
+    assert report.startswith(". .venv/bin/activate && python -m bench.report $(ls -d runs/multirun/*/* | sort")

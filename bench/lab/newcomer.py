@@ -16,6 +16,7 @@ import argparse
 import os
 import platform
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True,
                             text=True).stdout.strip()  # fmt: skip
     rows, said = [], ""
+    # report_browser installs Debian's chromium where it is missing: a figure with or without that
+    chromium = "was" if shutil.which("chromium") else "was not"
     with tempfile.TemporaryDirectory() as tmp:
         env, clone = newcomer_env(Path(tmp)), Path(tmp) / "bench"
         subprocess.run(["git", "clone", "-q", str(REPO_DIR), str(clone)], check=True)
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores ({cpu}), {datetime.now(UTC):%Y-%m-%d}, a fresh clone of {commit}, nothing else "
         f"running: `python -m bench.lab.newcomer`. Each step is the README's block as written, in a shell with no "
         f"virtual environment and an empty compile cache; disk is what the clone grew by (pip's and apt's caches "
-        f"aside).\n\n"
+        f"aside). Chromium {chromium} on the machine before the test command.\n\n"
         "| step | minutes | disk added, GiB |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
         f"Recipe 1's recommendation, as printed:\n\n```\n{said}\n```\n"
     )
