@@ -53,9 +53,9 @@ def _shared(session) -> str:
         return str(python)
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    session.run(*pip, TORCH, external=True, env=_locked(session))  # alone first: nothing else may pick torch
-    session.run(*pip, "-e", f".[{EXTRAS}]", external=True, env=_locked(session))
+    pip, locked = [str(python), "-m", "pip", "install", "-q"], _locked(session)
+    session.run(*pip, TORCH, external=True, env=locked)  # alone first: nothing else may pick torch
+    session.run(*pip, "-e", f".[{EXTRAS}]", external=True, env=locked)
     stamp.write_text(wanted)
     return str(python)
 

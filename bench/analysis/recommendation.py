@@ -65,7 +65,7 @@ class Limit:
 
 
 LIMITS = (
-    Limit("max_wer", "WER", True, "WER", "", "{}", "no WER (random weights)", False),
+    Limit("max_wer", "WER", True, "WER", "", "{}", "no WER (random weights)", False),  # figure: write()'s wer_percent
     Limit("min_rtfx", "RTFx", False, "RTFx", "", "{:.3g}", "no RTFx (no batch was timed)", False),
     Limit("max_memory_gib", "peak GiB", True, "peak memory", " GiB", "{:.3g}", "peak memory not measured", True),
     Limit("max_latency_s", "p90 s", True, "p90 latency", " s", "{:.3g}", "no p90 latency", False),

@@ -10,7 +10,7 @@ timed then measured the host, not the engine.
 The rule (docs/measurement.md, "A busy host"): a run was measured on a busy host when, over its
 timed batches, other processes used on average at least BUSY_OTHER_CORES of a core, or the
 hypervisor took at least BUSY_STEAL of the machine's CPU time. The thresholds are set from the
-same run measured idle and under a known load (`python -m bench.lab.busy_host`, committed in
+same run measured idle and under a known load (`python -m bench.busy_host`, committed in
 results/host_load/). Off Linux nothing is read and a run says so.
 """
 
