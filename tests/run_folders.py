@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.pipeline.record import DatasetRecord, Summary
 from bench.pipeline.results import write_json
+from bench.stats import ratio_ci
 
 
 def make_run(
@@ -29,6 +30,7 @@ def make_run(
     fingerprint: str | None = None,
     model: str | None = None,
     host_load: dict | None = None,
+    pass_factors: list[float] | None = None,
 ) -> Path:
     """A run folder of `repeats` timed passes over n_batches batches. With `durations` the
     batches hold that much audio each and take time in proportion (plus a fixed cost per
@@ -40,7 +42,8 @@ def make_run(
         base = seconds_per_batch * (0.3 + 0.7 * audio / audio.mean())
     else:
         audio, base = np.full(n_batches, audio_per_batch), np.full(n_batches, seconds_per_batch)
-    processing = np.concatenate([base * (1 + noise * rng.standard_normal(n_batches)) for _ in range(repeats)])
+    factors = pass_factors or [1.0] * repeats
+    processing = np.concatenate([f * base * (1 + noise * rng.standard_normal(n_batches)) for f in factors])
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
         {
@@ -78,7 +81,8 @@ def make_run(
         n_utterances=n_batches,
         rtf=rtf,
         rtfx=1 / rtf,
-        rtfx_ci=[0.95 / rtf, 1.05 / rtf],
+        rtfx_ci=list(ratio_ci(processing, np.tile(audio, repeats), np.repeat(np.arange(repeats), n_batches))),
+        repeat_processing_seconds=processing.reshape(repeats, n_batches).sum(axis=1).tolist(),
         wer=wer,
         wer_details={"substitutions": sum(errors), "deletions": 0, "insertions": 0} if wer is not None else None,
         latency_p50=seconds_per_batch,

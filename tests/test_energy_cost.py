@@ -24,7 +24,8 @@ from bench.host.energy import (
     energy_counter,
     nvml_counter,
 )
-from bench.pipeline.record import cost_interval, cost_per_audio_hours
+from bench.pipeline.cells import cost_interval, cost_per_audio_hours
+from bench.pipeline.record import Summary
 
 
 def test_cost_arithmetic():
@@ -36,15 +37,19 @@ def test_cost_arithmetic():
 
 
 def test_the_report_prices_each_run_at_the_given_rate(tmp_path, capsys):
-    make_run(tmp_path / "runs" / "a", engine="voxtral_patched", seconds_per_batch=0.1, noise=0)  # RTFx 100
+    a = make_run(tmp_path / "runs" / "a", engine="voxtral_patched", seconds_per_batch=0.1, noise=0, repeats=3,
+                 pass_factors=[1.0, 1.1, 1 / 1.1])  # fmt: skip
     make_run(tmp_path / "runs" / "b", engine="openai_whisper", seconds_per_batch=0.4, noise=0)  # RTFx 25
     out = tmp_path / "out"
     assert report([str(tmp_path / "runs"), "--out", str(out), "--gpu-hourly-price", "4"]) == 0
     table = {row["engine"]: row for _, row in pd.read_csv(out / "comparison.csv").iterrows()}
     assert table["voxtral_patched"]["cost/1k audio h"] == pytest.approx(40.0)  # 4 x 1,000 / 100
     assert table["openai_whisper"]["cost/1k audio h"] == pytest.approx(160.0)
-    # make_run's interval is [0.95, 1.05] x RTFx: cost 4,000 / (105, 95)
-    assert table["voxtral_patched"]["cost/1k audio h 95% CI"] == "[38.10, 42.11]"
+    # three passes 10% apart (RTFx 100, 90.9, 110): the cost interval is 4,000 over the RTFx
+    # interval's ends, the faster end the cheaper
+    low, high = Summary.read(a).rtfx_ci
+    assert low < 95 and high > 105
+    assert table["voxtral_patched"]["cost/1k audio h 95% CI"] == f"[{4000 / high:.2f}, {4000 / low:.2f}]"
     assert report([str(tmp_path / "runs"), "--out", str(out)]) == 0  # no price: no cost columns
     assert "cost/1k audio h" not in (out / "comparison.md").read_text()
     assert report([str(tmp_path / "runs"), "--out", str(out), "--gpu-hourly-price", "0"]) == 2

@@ -133,7 +133,7 @@ def test_measured_points_read_back_from_folder_names(tmp_path):
 def test_point_config_sizes_every_dataset_by_batch():
     settings = Settings(scale="tiny", min_clips=8)
     synthetic = grid.point_config(Point("synthetic", "voxtral_patched", 32, without="cuda_graph"), settings)
-    assert synthetic.dataset.n_clips == 64 and synthetic.run.batch_size == 32 and synthetic.run.repeats == 3
+    assert synthetic.dataset.n_clips == 64 and synthetic.run.batch_size == 32 and synthetic.run.repeats == 5
     assert "cuda_graph" not in synthetic.engine.patches and "static_cache" in synthetic.engine.patches
     sample = grid.point_config(Point("sample", "openai_whisper", 1), settings)
     assert sample.run.limit == 8 and sample.model.name == "whisper_large_v3"  # each engine keeps its model

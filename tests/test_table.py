@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from bench.analysis.table import markdown, readable
-from bench.pipeline.record import DatasetRecord, Summary, patches_cell, table_row
+from bench.pipeline.cells import patches_cell, table_row
+from bench.pipeline.record import DatasetRecord, Summary
 
 
 @pytest.mark.parametrize(

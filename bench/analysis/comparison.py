@@ -7,12 +7,12 @@ import pandas as pd
 from bench.analysis.runs import Run
 from bench.errors import BenchError
 from bench.host.busy import busy_notes
-from bench.pipeline.record import energy_reasons, table_row
+from bench.pipeline.cells import energy_reasons, table_row
 
 COMPARISON_COLUMNS = [
     "engine", "patches", "weights", "model", "dtype", "dataset", "batch", "n", "WER", "S/D/I", "RTFx", "RTFx 95% CI",
-    "p50 s", "p90 s", "p99 s", "TTFT p50 s", "tok/s", "peak GiB", "cold start s", "J/audio h", "cost/1k audio h",
-    "cost/1k audio h 95% CI", "compiled while timed", "host", "hardware",
+    "passes", "p50 s", "p90 s", "p99 s", "TTFT p50 s", "tok/s", "peak GiB", "cold start s", "J/audio h",
+    "cost/1k audio h", "cost/1k audio h 95% CI", "compiled while timed", "host", "hardware",
 ]  # fmt: skip
 COST_COLUMNS = ["cost/1k audio h", "cost/1k audio h 95% CI"]
 

@@ -6,15 +6,16 @@
 
 Two checks, each on the raw per-batch timings kept in every run folder:
 
-- RTF against the baseline (same engine, settings and data): the bootstrap distribution
-  of candidate RTF / baseline RTF (batches resampled in each run, 2000 times). A
-  regression is a 95% interval wholly above 1 + --threshold: slower by more than the
+- RTF against the baseline (same engine, settings and data): the 95% interval of candidate
+  RTF / baseline RTF over the timed passes of each (bench.stats.PASS_METHOD: Student's t on
+  the passes, so a pass that ran slow counts as the run-to-run variation it is). A
+  regression is that interval wholly above 1 + --threshold: slower by more than the
   threshold, and by more than the noise. Needs the same hardware fingerprint
   (environment.hardware) unless --force.
 - Same-run ratios (every faster path's speed-up over its stock engine, best measured in turns
-  with run.paired_with, batches resampled jointly so common drift cancels): a regression is
-  a 95% interval of candidate / baseline ratio wholly below 1 - --ratio-threshold. Ratios
-  hold across machines of a kind: a CI runner of other hardware gates them (--ratios-only).
+  with run.paired_with, the two drawn jointly pass by pass so common drift cancels): a
+  regression is a 95% interval of candidate / baseline ratio wholly below 1 - --ratio-threshold.
+  Ratios hold across machines of a kind: a CI runner of other hardware gates them (--ratios-only).
 - p90 latency against the baseline, for bench.load runs (bench.analysis.gate_latency).
 
 Runs that compiled or captured while a pass was timed are refused (--allow-compiles to gate
@@ -38,12 +39,12 @@ import pandas as pd
 
 from bench.analysis.gate_latency import latencies, latency_row
 from bench.analysis.gate_verdicts import CATCHES, blind_checks, catches_above, catches_below, verdicts
-from bench.analysis.runs import Run, closest_miss, joint_rtf_samples, load_runs, matching, rtf_point
+from bench.analysis.runs import Run, closest_miss, joint_rtf_samples, load_runs, matching, measured_in_turns, rtf_point
 from bench.analysis.table import markdown
 from bench.errors import BenchError
 from bench.host.busy import busy_notes
-from bench.pipeline.record import timed_compile_problems
-from bench.stats import RESAMPLES
+from bench.pipeline.cells import timed_compile_problems
+from bench.stats import SPEED_DRAWS
 
 
 def default_ratios() -> tuple[str, ...]:
@@ -73,11 +74,6 @@ def _frame(raw: dict) -> pd.DataFrame:
     return pd.DataFrame(raw)
 
 
-def _measured_in_turns(a: Run, b: Run) -> bool:
-    """Whether two runs come from one run.paired_with measurement (batches timed in turns)."""
-    return a.path / "paired" / b.summary.engine == b.path or b.path / "paired" / a.summary.engine == a.path
-
-
 def _ratio_entries(runs: list[Run], pairs: tuple[str, ...] | None) -> list[dict]:
     entries = []
     for pair in default_ratios() if pairs is None else pairs:
@@ -85,11 +81,11 @@ def _ratio_entries(runs: list[Run], pairs: tuple[str, ...] | None) -> list[dict]
         for num in (r for r in runs if r.summary.engine == numerator):
             partners = [r for r in runs if r.summary.engine == denominator and _group(r) == _group(num)]
             # a partner measured in turns with this run is the one to pair it with
-            partners.sort(key=lambda r: not _measured_in_turns(num, r))
+            partners.sort(key=lambda r: not measured_in_turns(num, r))
             for den in partners[:1]:
                 # batch i of one pairs with batch i of the other only if both have all their batches
                 raw_num, raw_den = _raw(num), _raw(den)
-                paired = _measured_in_turns(num, den) and len(raw_num["audio_s"]) == len(raw_den["audio_s"])
+                paired = measured_in_turns(num, den) and len(raw_num["audio_s"]) == len(raw_den["audio_s"])
                 entries.append(
                     {
                         "pair": pair,
@@ -205,12 +201,14 @@ def refuse_compiled(runs: list[Run], allowed: bool) -> None:
 
 
 def _ratio_change_samples(candidate: dict, base: dict, rng) -> np.ndarray:
-    """Bootstrap of candidate speed-up / baseline speed-up. The four runs are resampled
-    jointly when they hold the same batches (bench.analysis.runs.joint_rtf_samples): drift that slowed
-    both engines of a run alike cancels in its ratio, and which clips a draw picks cancels
-    between candidate and baseline."""
-    frames = [_frame(e[side]) for e in (candidate, base) for side in ("numerator", "denominator")]
-    c_num, c_den, b_num, b_den = joint_rtf_samples(frames, RESAMPLES, rng)
+    """Draws of candidate speed-up / baseline speed-up (bench.stats.PASS_METHOD). Each side's two
+    engines are drawn jointly when they were timed in turns (bench.analysis.runs.joint_rtf_samples),
+    so drift that slowed both alike cancels in its ratio; candidate and baseline were measured
+    apart, and are drawn apart."""
+    c_num, c_den = joint_rtf_samples([_frame(candidate["numerator"]), _frame(candidate["denominator"])],
+                                     SPEED_DRAWS, rng, candidate["paired"])  # fmt: skip
+    b_num, b_den = joint_rtf_samples([_frame(base["numerator"]), _frame(base["denominator"])],
+                                     SPEED_DRAWS, rng, base.get("paired", False))  # fmt: skip
     return (c_den / c_num) / (b_den / b_num)
 
 
@@ -244,9 +242,9 @@ def gate(
             if entry is None:
                 continue
             base_batches = _frame(entry["batches"])
-            # the same estimator on both sides, for the point and for every bootstrap draw
+            # the same estimator on both sides, for the point and for every draw (measured apart)
             base_rtf, cand_rtf = rtf_point(base_batches), rtf_point(run.batches)
-            cand, base = joint_rtf_samples([run.batches, base_batches], RESAMPLES, rng)
+            cand, base = joint_rtf_samples([run.batches, base_batches], SPEED_DRAWS, rng)
             low, high = np.percentile(cand / base, [2.5, 97.5])
             rows.append(
                 {

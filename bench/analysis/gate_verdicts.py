@@ -2,8 +2,8 @@
 can detect at all.
 
 A check fails when its whole 95% interval lies beyond its limit. A candidate measured with
-the same spread but slower by s moves the whole bootstrap distribution by the same factor
-(every timed batch scaled alike scales every draw), so the smallest slowdown the check can
+the same spread but slower by s moves the whole distribution of draws by the same factor
+(every pass scaled alike scales every draw), so the smallest slowdown the check can
 fail on follows from the interval it computed: for "slower than the baseline" checks, the
 point must reach (1 + limit) x point / low; for a speed-up that must not drop, the point must
 fall to (1 - limit) x point / high. More clips or repeats narrow the interval and lower it.

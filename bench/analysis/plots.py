@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.analysis.comparison import pareto_front
 from bench.analysis.runs import Run
-from bench.pipeline.record import table_row
+from bench.pipeline.cells import table_row
 
 CI_NOTE = "bars: 95% CI of RTFx"
 

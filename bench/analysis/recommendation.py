@@ -33,7 +33,7 @@ import numpy as np
 from bench.analysis.runs import Run, speed_ratio, wer_difference
 from bench.analysis.table import wer_percent
 from bench.host.busy import busy_sentence, is_busy
-from bench.pipeline.record import table_row, timed_compile_problems
+from bench.pipeline.cells import table_row, timed_compile_problems
 
 WER_TOLERANCE = 0.02  # relative: a WER at most 1.02 x the lowest counts as equally accurate
 TOLERANCE_WORDS = f"at most {1 + WER_TOLERANCE:g} x the lowest (within {WER_TOLERANCE:.0%}, relative)"

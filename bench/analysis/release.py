@@ -8,14 +8,14 @@ import pandas as pd
 
 from bench.analysis.runs import Run, joint_rtf_samples, matching, rtf_point, wer_difference
 from bench.errors import BenchError
-from bench.pipeline.record import peak_memory_bytes
-from bench.stats import RESAMPLES
+from bench.pipeline.cells import peak_memory_bytes
+from bench.stats import SPEED_DRAWS
 
 
 def _rtfx_mark(base: Run, cand: Run, rng) -> tuple[float, str]:
-    """RTFx change and whether it is beyond noise: the bootstrap CI of the RTF ratio, with the
-    same estimator and the same joint resampling as the gate (bench.analysis.runs)."""
-    cand_rtf, base_rtf = joint_rtf_samples([cand.batches, base.batches], RESAMPLES, rng)
+    """RTFx change and whether it is beyond noise: the 95% interval of the RTF ratio over the
+    passes of the two releases' runs (measured apart), the gate's estimator (bench.analysis.runs)."""
+    cand_rtf, base_rtf = joint_rtf_samples([cand.batches, base.batches], SPEED_DRAWS, rng)
     low, high = np.percentile(cand_rtf / base_rtf, [2.5, 97.5])
     delta = rtf_point(base.batches) / rtf_point(cand.batches) - 1  # RTFx change
     if low > 1:

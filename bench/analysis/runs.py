@@ -187,7 +187,7 @@ def rtf_point(batches: pd.DataFrame) -> float:
 def rtf_samples(
     batches: pd.DataFrame, resamples: int, rng: np.random.Generator, picks: list[np.ndarray] | None = None
 ) -> np.ndarray:
-    """Bootstrap distribution of a run's RTF (bench.stats.rtf_samples over its batches; a
+    """Draws of a run's RTF for its interval (bench.stats.rtf_samples over its batches; a
     frame without a repeat column, such as an old baseline's, counts as one pass)."""
     return stats.rtf_samples(batches.processing_s, batches.audio_s, _passes(batches), resamples, rng, picks)
 
@@ -196,29 +196,45 @@ def _passes(batches: pd.DataFrame) -> np.ndarray:
     return batches["repeat"].to_numpy() if "repeat" in batches else np.zeros(len(batches), dtype=int)
 
 
-def _batch_sequence(batches: pd.DataFrame) -> list[tuple] | None:
-    """The audio of each batch of a pass, if every pass of the run holds the same batches."""
-    passes = _passes(batches)
-    sequences = {tuple(np.round(batches.audio_s.to_numpy()[passes == p], 6)) for p in np.unique(passes)}
-    return next(iter(sequences)) if len(sequences) == 1 else None
+def _pass_rtfs(batches: pd.DataFrame) -> np.ndarray:
+    return stats.pass_rtfs(batches.processing_s, batches.audio_s, _passes(batches))
 
 
-def joint_rtf_samples(frames: list[pd.DataFrame], resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Bootstrap distributions of several runs' RTFs. When every run holds the same batches in
-    every pass (the same clips, batched alike: one measurement key, or engines timed in turns),
-    one draw of batch positions resamples them all alike, so the differences between runs are
-    timing, not which clips a draw happened to pick; otherwise each run is resampled alone."""
-    sequences = [_batch_sequence(f) for f in frames]
-    if sequences[0] is not None and all(s == sequences[0] for s in sequences):
-        draw = rng.integers(0, len(sequences[0]), size=(resamples, len(sequences[0])))
+def _batch_sequence(batches: pd.DataFrame) -> tuple:
+    return tuple(np.round(batches.audio_s.to_numpy(), 6))
+
+
+def joint_rtf_samples(
+    frames: list[pd.DataFrame], resamples: int, rng: np.random.Generator, in_turns: bool = False
+) -> list[np.ndarray]:
+    """Draws of several runs' RTFs (bench.stats.PASS_METHOD). Runs of two passes or more timed
+    in turns (in_turns: one run.paired_with measurement, pass i of each at the same time) are
+    drawn jointly over their passes (the paired t), so drift that slowed them alike cancels in
+    their ratio; runs measured apart are drawn apart (their ratio's interval is then that of two
+    independent t draws). Runs of one pass over the same batches share one draw of batch
+    positions, so their ratio is about timing, not about which clips a draw picked."""
+    pass_counts = {len(np.unique(_passes(f))) for f in frames}
+    if in_turns and len(pass_counts) == 1 and pass_counts != {1}:
+        per_pass = np.stack([_pass_rtfs(f) for f in frames], axis=1)
+        draws = np.exp(stats.t_draws(np.log(per_pass), resamples, rng))
+        return [draws[:, i] for i in range(len(frames))]
+    if pass_counts == {1} and len({_batch_sequence(f) for f in frames}) == 1:
+        draw = rng.integers(0, len(frames[0]), size=(resamples, len(frames[0])))
         return [rtf_samples(f, resamples, rng, stats.shared_picks(_passes(f), draw)) for f in frames]
     return [rtf_samples(f, resamples, rng) for f in frames]
 
 
+def measured_in_turns(a: Run, b: Run) -> bool:
+    """Whether two runs come from one run.paired_with measurement (batches timed in turns)."""
+    return a.path / "paired" / b.summary.engine == b.path or b.path / "paired" / a.summary.engine == a.path
+
+
 def speed_ratio(a: Run, b: Run, seed: int = 0) -> tuple[float, float, float]:
     """How many times faster run a is than run b (RTF of b over RTF of a): the point and its 95%
-    interval, both runs resampled in one draw (joint_rtf_samples). The one estimator of a speed
-    ratio between two runs wherever bench words one: the verdict, the recommendation."""
-    b_rtf, a_rtf = joint_rtf_samples([b.batches, a.batches], stats.RESAMPLES, np.random.default_rng(seed))
+    interval (joint_rtf_samples: over passes, jointly when the two were timed in turns). The one
+    estimator of a speed ratio between two runs wherever bench words one: the verdict, the
+    recommendation, a reference folder's ratios."""
+    frames, in_turns = [b.batches, a.batches], measured_in_turns(a, b)
+    b_rtf, a_rtf = joint_rtf_samples(frames, stats.SPEED_DRAWS, np.random.default_rng(seed), in_turns)
     low, high = np.percentile(b_rtf / a_rtf, [2.5, 97.5])
     return b.summary.rtf / a.summary.rtf, float(low), float(high)

@@ -8,7 +8,8 @@ import numbers
 import pandas as pd
 
 from bench.host.busy import busy_notes
-from bench.pipeline.record import Summary, energy_reasons, table_row
+from bench.pipeline.cells import energy_reasons, table_row
+from bench.pipeline.record import Summary
 
 SIGNIFICANT = 3  # digits every table shows of a measured figure: more would be noise
 
@@ -73,7 +74,7 @@ def plain(frame: pd.DataFrame) -> str:
 
 # the terminal's table after a run: what a user checks first
 TERMINAL_COLUMNS = ["engine", "model", "dtype", "weights", "dataset", "batch", "n", "failed", "audio s", "RTFx",
-                    "RTFx 95% CI", "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
+                    "RTFx 95% CI", "passes", "WER", "tok/s", "p50 s", "peak GiB", "load s", "cold start s", "J/audio h",
                     "cost/1k audio h", "compiled while timed", "host"]  # fmt: skip
 
 

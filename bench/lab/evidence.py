@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.analysis.table import markdown
-from bench.pipeline.record import Summary, table_row
+from bench.pipeline.cells import table_row
+from bench.pipeline.record import Summary
 
 CEILING_FILE = "gemv_ceiling.txt"
 REPEAT_RUNS = "repeat-runs"

@@ -79,7 +79,7 @@ class Settings:
 
     scale: str = "full"
     model: str | None = None  # for engines of this model's family (None: each engine's own default)
-    repeats: int = 3
+    repeats: int = 5  # passes per run: two runs of 5 passes 6.5% apart tell 10% (docs/statistics.md)
     min_clips: int = 8
     clip_seconds: float | None = None  # the synthetic dataset's clip length (its YAML's when None)
     device: str = "auto"
@@ -109,7 +109,7 @@ def add_arguments(parser) -> None:
     """The options every grid command shares: how each point is measured, and the time budget."""
     parser.add_argument("--scale", default="full", choices=["full", "tiny"])
     parser.add_argument("--min-clips", type=int, default=8, help="clips per run: max(this, 2 x batch size)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per run (docs/statistics.md)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--budget-minutes", type=float, default=None, help="start no point that would not fit")

@@ -1,6 +1,6 @@
 """The ladder's folder (python -m bench.ladder): README, tables, figures and recommendations,
 written from its run folders alone. The same runs give the same files byte for byte (every
-bootstrap is seeded).
+interval's draws are seeded).
 
 README.md: which bench measured the runs, the folder's findings.md (a person's reading, when
 there is one), the commands and the runs still missing; per voice a table of every engine,
@@ -25,11 +25,12 @@ from bench.engines import engine_class
 from bench.lab.evidence import phase_frame
 from bench.lab.folder import not_measured_lines, recorded_commands
 from bench.lab.reference_folder import FINDINGS_FILE, provenance_lines, ratio_frame, ratio_markdown
-from bench.pipeline.record import table_row
+from bench.pipeline.cells import table_row
+from bench.stats import PASS_METHOD_WORDS
 
-COLUMNS = ["model", "engine", "dtype", "batch", "n", "WER", "WER 95% CI", "RTFx", "RTFx 95% CI", "peak GiB",
+COLUMNS = ["model", "engine", "dtype", "batch", "n", "WER", "WER 95% CI", "RTFx", "RTFx 95% CI", "passes", "peak GiB",
            "cold start s"]  # fmt: skip
-PAIRED_COLUMNS = ["engine", "batch", "n", "WER", "RTFx", "RTFx 95% CI"]
+PAIRED_COLUMNS = ["engine", "batch", "n", "WER", "RTFx", "RTFx 95% CI", "passes"]
 ABLATION_COLUMNS = ["removed patch", "batch", "WER", "RTFx", "RTFx 95% CI", "decode ms/step", "cold start s"]
 
 
@@ -70,9 +71,9 @@ def _intro_lines(out: Path, runs: list[Run], rungs) -> list[str]:
         "Real weights installed as packages (no download), converted for CTranslate2 and read exactly "
         "into every engine. Two voices speak the same 30 texts: `sample` (espeak-ng, robotic) and "
         "`sample_neural` (piper's neural en_US joe voice); neither is recorded speech "
-        "(docs/real-weights.md). RTFx = audio seconds / processing seconds (median of the passes), its "
-        "95% interval from the batches resampled within each pass; WER's 95% interval from the utterances "
-        "resampled; peak GiB is the process's peak resident memory (Python, libraries and data included); "
+        "(docs/real-weights.md). RTFx = audio seconds / processing seconds (median of the passes), with "
+        f"{PASS_METHOD_WORDS}; WER's 95% interval from the utterances resampled; peak GiB is the "
+        "process's peak resident memory (Python, libraries and data included); "
         "cold start is the first batch's time after loading.",
         "",
         f"Timing: {_timing(runs)}.",
@@ -114,7 +115,7 @@ def _paired_lines(out: Path, runs: list[Run], paired: dict) -> list[str]:
         f"## Side by side: {engine}, {' and '.join(paired['with'])} on {paired['model']}, {paired['dataset']}",
         "",
         "One run per batch size with the engines taking turns batch by batch, so the machine's drift "
-        "falls on all alike; each ratio's 95% interval resamples both runs with one draw.",
+        "falls on all alike; each ratio's 95% interval is the paired one over their passes.",
         "",
         markdown(frame),
         f"How many times faster {engine} is (RTFx ratio, 95% CI):",

@@ -4,10 +4,10 @@ README.md gives the verdict (bench.lab.verdict), says which bench measured the r
 what has changed in their engines since, then gives the folder's findings.md (when it has
 one), lists every command that measured into the folder and the planned runs still missing,
 then per dataset a comparison table, the phases, the fastest engines and each faster path's
-RTFx ratio to every other engine with a 95% bootstrap interval (both runs resampled with one
-draw); the load tables (bench.lab.load_stage); the speed, ablation and ceiling tables; runs
+RTFx ratio to every other engine with a 95% interval over both runs' passes; the load tables
+(bench.lab.load_stage); the speed, ablation and ceiling tables; runs
 repeated in alternation; the agreement with stock; the profile findings. The same runs give
-the same files byte for byte (the bootstrap is seeded).
+the same files byte for byte (every interval's draws are seeded).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from packaging.version import Version
 
+from bench import stats
 from bench.analysis.table import markdown
 from bench.engines import faster_paths
 from bench.host.energy import counter_check_line
@@ -28,7 +29,7 @@ from bench.lab.load_stage import load_lines, measured_load_points
 from bench.lab.speed import SECTIONS, measured_speed_points, weight_bytes
 from bench.lab.verdict import verdict_lines
 from bench.pipeline.record import Summary
-from bench.stats import RESAMPLES
+from bench.stats import PASS_METHOD_WORDS
 
 DATASETS = ("synthetic", "synthetic_librispeech_like", "sample")  # in this order, in the README
 # What a person concluded from the tables, put at the top of the README when the folder has
@@ -38,11 +39,10 @@ FINDINGS_FILE = "findings.md"
 
 def ratio_frame(runs, baseline_engine: str) -> pd.DataFrame:
     """How many times faster baseline_engine is than each other engine, per batch size, with
-    a 95% bootstrap CI: the two runs hold the same clips in the same batches, so one draw of
-    batch positions resamples both (bench.analysis.runs.joint_rtf_samples, the gate's and the
-    release table's estimator): the interval is about their timing, not about which clips a
-    draw happened to pick (seeded: the same runs give the same figures)."""
-    from bench.analysis.runs import joint_rtf_samples
+    its 95% interval: bench.analysis.runs.speed_ratio, the verdict's and recommendation's
+    estimator (over the passes of both runs; jointly when they were timed in turns; seeded,
+    so the same runs give the same figures)."""
+    from bench.analysis.runs import speed_ratio
 
     by = {(r.summary.engine, r.summary.batch_size): r for r in runs}
     rows = []
@@ -50,19 +50,8 @@ def ratio_frame(runs, baseline_engine: str) -> pd.DataFrame:
         ours = by.get((baseline_engine, batch))
         if engine == baseline_engine or ours is None:
             continue
-        rng = np.random.default_rng(0)
-        theirs_rtf, ours_rtf = joint_rtf_samples([run.batches, ours.batches], RESAMPLES, rng)
-        samples = theirs_rtf / ours_rtf
-        low, high = np.percentile(samples, [2.5, 97.5])
-        rows.append(
-            {
-                "batch": batch,
-                "vs": engine,
-                "speed-up": run.summary.rtf / ours.summary.rtf,
-                "low": float(low),
-                "high": float(high),
-            }
-        )
+        point, low, high = speed_ratio(ours, run)
+        rows.append({"batch": batch, "vs": engine, "speed-up": point, "low": low, "high": high})
     return pd.DataFrame(rows, columns=["batch", "vs", "speed-up", "low", "high"])
 
 
@@ -114,6 +103,22 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     return not_measured_lines(missing, len(plan))
 
 
+def resolution_line(runs) -> str:
+    """What the folder's runs can tell apart, from their own pass spreads (bench.stats.tells_apart)."""
+    timed = [r.summary.repeat_processing_seconds or [] for r in runs]
+    spreads = [stats.pass_spread(t) for t in timed if len(t) > 1 and all(t)]
+    if not spreads:
+        return "What these runs can tell: none has two timed passes, so run-to-run variation is not measured."
+    passes = int(np.median([len(t) for t in timed]))
+    median, upper = np.percentile(spreads, [50, 75])
+    return (
+        f"What these runs can tell (docs/statistics.md): their passes lie {100 * median:.1f}% apart at the "
+        f"median and {100 * upper:.1f}% at the upper quartile; two runs of {passes} passes are told apart "
+        f"when they differ by more than {100 * stats.tells_apart(median, passes):.0f}% at the median's spread, "
+        f"{100 * stats.tells_apart(upper, passes):.0f}% at the upper quartile's."
+    )
+
+
 def provenance_lines(runs) -> list[str]:
     """Which bench measured the folder's runs, and what has changed since in the engines they
     ran and in how passes are timed (bench.engines._history): old figures are not today's."""
@@ -146,7 +151,9 @@ def provenance_lines(runs) -> list[str]:
     return [*lines, ""]
 
 
-COLUMNS = ["engine", "batch", "n", "RTFx", "RTFx 95% CI", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s"]
+COLUMNS = [
+    "engine", "batch", "n", "RTFx", "RTFx 95% CI", "passes", "p50 s", "p90 s", "tok/s", "peak GiB", "cold start s",
+]  # fmt: skip
 ENERGY = ["J/audio h"]  # shown where a run measured it (on a GPU with NVML)
 
 
@@ -158,8 +165,10 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
         f"Random {summary.scale}-size weights in {summary.dtype} (speed depends on shapes, not values; "
         "WER is not applicable: length-matched decoding), "
         f"per run {summary.warmup_batches} warm-up batch(es), then every batch timed {summary.repeats} time(s). "
-        "RTFx = audio seconds / processing seconds (the median of the timed passes), with a 95% bootstrap "
-        "interval (batches resampled within each pass).",
+        "RTFx = audio seconds / processing seconds (the median of the timed passes), with "
+        f"{PASS_METHOD_WORDS}.",
+        "",
+        resolution_line(runs),
         "",
         *verdict,  # at the top, under the method
     ]

@@ -43,7 +43,8 @@ from bench.lab.evidence import COMPILE_CACHE_NOTE, compile_cache_cell, ordered_p
 from bench.lab.folder import DEVICE_FILE, record_command
 from bench.lab.grid import Point, Settings, add_arguments, measure, measured_points, model_family, summary_if_done
 from bench.lab.plans import SYNTHETIC, plan_device_type, speed_engines, speed_points, streams_a_decoder
-from bench.pipeline.record import Summary, read_batches, table_row
+from bench.pipeline.cells import table_row
+from bench.pipeline.record import Summary, read_batches
 
 INCOMPLETE = 3  # exit status when the time budget ran out before every point was measured
 
@@ -105,7 +106,8 @@ def weight_bytes(point: Point, out: Path) -> float:
 
 
 SPEED_COLUMNS = {  # table_row's name -> the speed table's
-    "batch": "batch", "RTFx": "RTFx", "RTFx 95% CI": "RTFx 95% CI", "tok/s": "decode tok/s", "ms/step": "ms/step",
+    "batch": "batch", "RTFx": "RTFx", "RTFx 95% CI": "RTFx 95% CI", "passes": "passes",
+    "tok/s": "decode tok/s", "ms/step": "ms/step",
 }  # fmt: skip
 
 

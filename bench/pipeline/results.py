@@ -15,9 +15,10 @@ from bench.data import Failure, Utterance
 from bench.data.utterance import reference_warning
 from bench.host.busy import host_load
 from bench.host.energy import joules_per_audio_hour
+from bench.pipeline.cells import cost_interval, cost_per_audio_hours
 from bench.pipeline.measure import LONG_FORM_S, Measurement, is_long_form
-from bench.pipeline.record import BatchRow, Summary, batch_frame, cost_interval, cost_per_audio_hours
-from bench.stats import percentiles, ratio_ci
+from bench.pipeline.record import BatchRow, Summary, batch_frame
+from bench.stats import PASS_METHOD, percentiles, ratio_ci
 from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
 
 RANDOM_WER_NOTE = "not applicable: random weights emit random tokens (length-matched decoding)"
@@ -152,7 +153,7 @@ def summarize(
             "rtf": rtf,
             "rtfx": 1 / rtf if rtf else None,
             "rtfx_ci": list(ci) if ci else None,
-            "rtfx_ci_method": "95% bootstrap of the median over repeats, batches resampled within each, 2000 resamples",
+            "rtfx_ci_method": PASS_METHOD,
             "repeat_processing_seconds": per_repeat,
             "load_seconds": m.load_s,
             "cold_start_seconds": m.cold_start_s,
