@@ -101,6 +101,38 @@ def test_the_commit_every_committed_run_names_is_one_of_bench_s_own():
         assert f"by bench 0.1.0, at commit {commit}." in readme, path
 
 
+def _source_version(commit: str) -> str:
+    import subprocess
+
+    show = ["git", "show", f"{commit}:bench/__init__.py"]
+    source = subprocess.run(show, cwd=REPO_DIR, capture_output=True, text=True)
+    return re.search(r'__version__ = "([^"]+)"', source.stdout).group(1)
+
+
+@pytest.mark.skipif(_is_shallow(), reason="needs bench's whole git history (a full clone) to read old sources")
+def test_every_committed_run_is_said_to_be_of_the_version_its_commit_s_source_has():
+    """A run's provenance is its commit's source, not what an editable install's stale metadata
+    recorded (4009608's source is 0.2.0; its runs recorded 0.1.0)."""
+    import json
+
+    from bench.engines._history import VERSION_OF_COMMIT, measured_version
+
+    for prefix, version in VERSION_OF_COMMIT.items():
+        assert _source_version(prefix) == version, prefix
+    for path in (REPO_DIR / "results").rglob("summary.json"):
+        summary = json.loads(path.read_text())
+        for env in (summary["environment"], summary["environment"].get("client") or {},
+                    (summary.get("online") or {}).get("server_environment") or {}):  # fmt: skip
+            if env.get("git_commit"):
+                assert measured_version(env) == _source_version(env["git_commit"]), path
+
+
+def test_every_run_of_the_ladder_is_in_its_provenance():
+    readme = (REPO_DIR / LADDER / "README.md").read_text()
+    counted = sum(int(n) for n in re.findall(r"^- (\d+) run\(s\) by", readme, flags=re.M))
+    assert counted == len(list((REPO_DIR / LADDER).rglob("summary.json"))) == 56
+
+
 def test_a_reference_readme_lists_what_changed_since_its_runs(tmp_path):
     """Runs of an older bench get every later change to their engines and to timing; runs of
     today's bench get none."""

@@ -166,7 +166,7 @@ def write_folder(out: Path, rungs, plan: dict) -> str:
         return load_runs([str(out / kind)]) if any((out / kind).rglob("summary.json")) else []
 
     runs, paired, ablated = measured("runs"), measured("paired"), measured("ablation")
-    lines = _intro_lines(out, runs + paired, rungs)
+    lines = _intro_lines(out, runs + paired + ablated, rungs)
     for dataset in [d for d in plan["datasets"] if any(r.summary.dataset.name == d for r in runs)]:
         here = [r for r in runs if r.summary.dataset.name == dataset]
         lines += _voice_lines(out, dataset, here, plan.get("constraints", {}).get(dataset, []))

@@ -215,11 +215,31 @@ def load_table(folders: list[Path]) -> str:
             notes.setdefault(("Server", unknown), []).append(str(s.batch_size))
     first = Summary.read(folders[0])
     title = f"# Load: {first.model} at {first.online['url']} ({first.engine}), {first.dataset.name}\n\n"
-    lines = [f"Server hardware: {first.hardware}\n", markdown(pd.DataFrame(out))]
+    by = _measured_by([Summary.read(f) for f in folders])
+    lines = [f"Server hardware: {first.hardware}; measured by {by}.\n", markdown(pd.DataFrame(out))]
     lines += ["What the server did (its /metrics before and after each level: batches it ran, by clips per batch):\n",
               markdown(pd.DataFrame(server))]  # fmt: skip
     lines += [f"{what} at concurrency {', '.join(levels)}: {note}.\n" for (what, note), levels in notes.items()]
     return title + "\n".join(lines)
+
+
+def _measured_by(summaries: list[Summary]) -> str:
+    """Which bench served and which loaded the levels (bench.engines._history.measured_version:
+    a commit's source where the run's own record was stale), with its commit."""
+    from bench.engines._history import measured_version
+
+    by = set()
+    for s in summaries:
+        for role, env in (("server", (s.online or {}).get("server_environment") or {}),
+                          ("client", s.environment.get("client") or s.environment)):  # fmt: skip
+            commit = (env.get("git_commit") or "")[:7]
+            by.add(
+                (
+                    role,
+                    f"bench {measured_version(env) or 'of no recorded version'}" + (f" at {commit}" if commit else ""),
+                )
+            )
+    return "; ".join(f"{role}: {what}" for role, what in sorted(by, key=lambda b: b[0] != "server"))
 
 
 def _sizes(counts: dict | None) -> str:
