@@ -263,6 +263,41 @@ def test_every_figure_in_the_readmes_results_is_one_a_committed_table_shows():
     assert not missing, f"figures in the README's results that no committed table shows: {missing}"
 
 
+def _rows(text: str, first_header: str) -> list[dict]:
+    """The rows of the first Markdown table whose header starts with `first_header`, as dicts."""
+    lines = text.split(f"\n| {first_header} |", 1)[1].split("\n\n")[0].splitlines()
+    header = [first_header, *(c.strip() for c in lines[0].strip("|").split("|") if c.strip())]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return [dict(zip(header, row, strict=True)) for row in cells]
+
+
+def test_each_figure_in_the_readmes_results_is_its_engine_s_at_its_batch():
+    """Each figure the README's results quote is read from the committed tables by its engine and
+    batch: a figure of another engine or batch size (two RTFx swapped, a batch-1 ratio quoted for
+    batch 32) fails, where finding the number anywhere would pass."""
+    section = " ".join((REPO_DIR / "README.md").read_text().split("## Results so far")[1].split("\n## ")[0].split())
+    reference = (REPO_DIR / REFERENCE / "README.md").read_text().split("## synthetic\n")[1]
+    runs = {(r["engine"], r["batch"]): r for r in _rows(reference, "engine")}
+    ratios = {r["batch"]: r for r in _rows(reference, "batch")}
+
+    def rtfx(engine, batch):
+        return f"{runs[(engine, batch)]['RTFx']} {runs[(engine, batch)]['RTFx 95% CI']}"
+
+    claims = [
+        f"Stock Voxtral ran at {runs[('voxtral_stock', '1')]['RTFx']}x real time",
+        f"RTFx {rtfx('voxtral_patched', '1')} at batch 1, which is "
+        f"{ratios['1']['voxtral_patched vs voxtral_stock']} stock",
+        f"At batch 32, {rtfx('voxtral_patched', '32')}, which is {ratios['32']['voxtral_patched vs voxtral_stock']} "
+        f"stock and {ratios['32']['voxtral_patched vs voxtral_compile']} torch.compile's",
+    ]
+    real = {r["engine"]: r for r in _rows((REPO_DIR / REAL / "comparison.md").read_text(), "engine")}
+    for engine in ("faster_whisper", "openai_whisper"):
+        r = real[engine]
+        claims.append(f"| {engine} | {r['WER']} | {r['S/D/I']} | {r['RTFx']} {r['RTFx 95% CI']} |")
+    for claim in claims:
+        assert claim in section, claim
+
+
 NEWCOMER = Path("results/newcomer/cpu.md")
 
 
