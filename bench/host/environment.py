@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import socket
@@ -39,15 +41,55 @@ def bench_version() -> str:
     return bench.__version__
 
 
+# Where a tree copied without .git (the wheelhouse route to an offline GPU host) finds the
+# commit it was copied from: bench.wheelhouse writes it beside the wheels it carries (another
+# --out than .whl: point BENCH_SOURCE_STAMP at its source.json)
+SOURCE_STAMP = REPO_DIR / ".whl" / "source.json"
+
+
 def bench_commit() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of bench's own repository; (None, None) when bench's source tree is not
-    the top level of a git repository. A copy of bench inside another project's checkout would
-    otherwise record that project's commit as bench's."""
+    """(commit, dirty) of bench's own repository; else, in a copied tree, those its source stamp
+    records (source_stamp_commit); (None, None) when neither is there. A copy of bench inside
+    another project's checkout would otherwise record that project's commit as bench's."""
     top = _run("git", "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != REPO_DIR.resolve():
-        return None, None
+        return source_stamp_commit(Path(os.environ.get("BENCH_SOURCE_STAMP", SOURCE_STAMP)))
     status = _run("git", "status", "--porcelain", "--untracked-files=no")
     return _run("git", "rev-parse", "HEAD"), (bool(status) if status is not None else None)
+
+
+def source_files_digest(paths: list[str]) -> dict[str, str]:
+    """sha256 of each of bench's source files named (relative to the repository; a missing one: '')."""
+    digest = {}
+    for name in paths:
+        path = REPO_DIR / name
+        digest[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return digest
+
+
+def write_source_stamp(stamp: Path) -> dict | None:
+    """Record, for a copy of this tree without .git, the commit it is and a digest of bench's
+    tracked source files; None (nothing written) outside bench's repository."""
+    top = _run("git", "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != REPO_DIR.resolve():
+        return None
+    commit, dirty = bench_commit()
+    files = (_run("git", "ls-files", "bench") or "").splitlines()
+    record = {"git_commit": commit, "git_dirty": dirty, "files": source_files_digest(files)}
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def source_stamp_commit(stamp: Path) -> tuple[str | None, bool | None]:
+    """The stamped commit, dirty when the stamp was written from a dirty tree or when any source
+    file it lists has changed since (a tree edited after the copy is not that commit)."""
+    try:
+        record = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None, None
+    changed = source_files_digest(list(record.get("files", {}))) != record.get("files", {})
+    return record.get("git_commit"), bool(record.get("git_dirty")) or changed
 
 
 def _cpu_name() -> str:

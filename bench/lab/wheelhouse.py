@@ -26,6 +26,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from bench.host.environment import write_source_stamp
+
 # What the lent H100/H200 image ('cuda') already holds, as its page listed it on
 # 2026-11-17 (/work/.library/device/KINDS.md there); override with --have for another host
 # (the names of `python3 -m pip freeze` run on it).
@@ -182,6 +184,9 @@ def main(argv: list[str] | None = None) -> int | None:
         else {canonicalize_name(n) for n in GPU_IMAGE_PACKAGES}
     )
     args.out.mkdir(parents=True, exist_ok=True)
+    # the copied tree has no .git: runs there read the commit from this stamp (bench.host.environment)
+    stamp = write_source_stamp(args.out / "source.json")
+    print(f"source: {stamp['git_commit'] if stamp else 'not a git checkout: runs there will name no commit'}")
     host = host_requirements("bench", have, args.python, {} if args.have else GPU_IMAGE_VERSIONS)
     (args.out / HOST_REQUIREMENTS).write_text("\n".join(host) + "\n")
     have -= set(ALWAYS_CARRY)
