@@ -192,6 +192,7 @@ def test_the_docs_quote_the_real_weight_report():
     table = "\n".join(line for line in section.splitlines() if line.startswith(("| faster", "| openai", "| whisper")))
     prose = section.split("compares against the references")[0]
     measured = (REPO_DIR / REAL / "comparison.md").read_text()
+    measured += (REPO_DIR / "results/real_weights/cpu_recheck/comparison.md").read_text()  # measured again
     figures = _numbers(table) | {n for n in _numbers(prose) if "." in n and n not in ("0.10", "0.35")}
     assert {"28.0", "28.1", "31.5", "21.2", "4.23"} <= figures  # the pattern finds them
     missing = sorted(n for n in figures if n not in _numbers(measured))
