@@ -108,3 +108,25 @@ def test_the_device_log_mel_is_openai_whispers(sample):
     for row in range(2):
         alone = log_mel_spectrogram(batch[row], n_mels=engine.model.config.num_mel_bins)
         torch.testing.assert_close(together[row], alone, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_engines_of_english_only_weights_decode_noise_by_one_rule():
+    """Real tiny.en weights (English-only: no language or task token) on noise clips: whisper_hf
+    and whisper_patched write what openai_whisper writes. whisper_hf once put token 0 ("!") into
+    its prompt, since generate detected a language from an empty table, and wrote "I'm not sure
+    what's going on." where the others wrote "You"."""
+    from bench.engines import engine_class
+    from bench.pipeline.clock import Clock
+
+    cfg = compose_config("model=whisper_tiny_en", "dataset=synthetic", "dataset.n_clips=4",
+                         "dataset.min_seconds=10", "dataset.max_seconds=10")  # fmt: skip
+    audios = [u.audio for u in load_utterances(cfg.dataset, progress=False)]
+    written = {}
+    for name in ("openai_whisper", "whisper_hf", "whisper_patched"):
+        engine_cfg = compose_config(f"engine={name}", "model=whisper_tiny_en").engine
+        engine = engine_class(name)(engine_cfg, cfg.model, torch.device("cpu"), torch.float32, "en")
+        engine.load()
+        written[name] = [t.text for t in engine.transcribe(audios, None, Clock(torch.device("cpu")))]
+    assert "You" in written["openai_whisper"]  # noise that tells the prompts apart
+    assert written["whisper_hf"] == written["openai_whisper"] == written["whisper_patched"]

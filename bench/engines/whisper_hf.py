@@ -38,6 +38,14 @@ def generation_config(tok, n_vocab: int):
 
     multilingual = is_multilingual(n_vocab)
     languages = list(LANGUAGES)[: n_vocab - 51765 - int(multilingual)] if multilingual else []
+    # an English-only model (tiny.en) starts <|startoftranscript|><|notimestamps|>: no language
+    # or task token, as openai-whisper prompts it. Its config must not name lang_to_id at all:
+    # generate detects a language whenever the attribute exists, and an empty table made it
+    # put token 0 ("!") into the prompt, which changed what tiny.en wrote on noise
+    languages_and_tasks = {
+        "lang_to_id": {f"<|{code}|>": tok.to_language_token(code) for code in languages},
+        "task_to_id": {"transcribe": tok.transcribe, "translate": tok.translate},
+    }
     return GenerationConfig(
         decoder_start_token_id=tok.sot,
         eos_token_id=tok.eot,
@@ -46,11 +54,8 @@ def generation_config(tok, n_vocab: int):
         begin_suppress_tokens=wh.blank_tokens(tok),
         no_timestamps_token_id=tok.no_timestamps,
         prev_sot_token_id=tok.sot_prev,
-        # an English-only model (tiny.en) starts <|startoftranscript|><|notimestamps|>: no
-        # language or task token, as openai-whisper prompts it
         is_multilingual=multilingual,
-        lang_to_id={f"<|{code}|>": tok.to_language_token(code) for code in languages},
-        task_to_id={"transcribe": tok.transcribe, "translate": tok.translate} if multilingual else {},
+        **(languages_and_tasks if multilingual else {}),
     )
 
 
