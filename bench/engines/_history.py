@@ -49,6 +49,10 @@ CHANGES = (
            "batch shape of its own (it shared one with the longer prompt, and compiled while timed)", "ad52631"),
     Change("0.2.0", "voxtral_compile", "the CUDA graphs of reduce-overhead mode are counted, and a shape after an "
            "out-of-memory back-off is warmed untimed", "ad52631"),
+    Change("0.3.0", "whisper_hf", "an English-only model's prompt is <|startoftranscript|><|notimestamps|>, as "
+           "openai-whisper's (generate had detected a language and put token 0 into it, which changed what tiny.en "
+           "wrote on noise and its WER)", "2554647"),
+    Change("0.3.0", "whisper_compile", "the same prompt fix as whisper_hf's, whose generate it compiles", "2554647"),
 )  # fmt: skip
 
 
