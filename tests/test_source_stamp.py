@@ -46,3 +46,18 @@ def test_no_git_and_no_stamp_names_no_commit(monkeypatch, tmp_path):
     monkeypatch.setattr(environment, "_run", lambda *cmd: None)
     monkeypatch.setenv("BENCH_SOURCE_STAMP", str(tmp_path / "absent.json"))
     assert environment.bench_commit() == (None, None)
+
+
+def test_a_run_records_the_lease_it_ran_on():
+    """The boot id names the machine as booted: the same within one boot, recorded in full."""
+    import torch
+
+    recorded = environment.environment(torch.device("cpu"))["lease"]
+    from pathlib import Path
+
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert recorded == {"boot_id": boot_id, "gpu_uuid": None}
+    assert environment.lease_label({"lease": recorded}) == boot_id[:8]
+    gpu = {"boot_id": "0123456789", "gpu_uuid": "GPU-abcdef12-3456"}
+    assert environment.lease_label({"lease": gpu}) == "01234567/abcdef12"
+    assert environment.lease_label({}) is None  # a run from before leases were recorded

@@ -48,3 +48,24 @@ def test_slower_and_nothing_without_synthetic_runs(tmp_path):
     other = tmp_path / "other"
     make_run(other / "a", engine="voxtral_patched", dataset="sample")
     assert verdict_lines(load_runs([str(other)]), None) == []
+
+
+def test_a_verdict_across_leases_says_so(tmp_path):
+    """Two bests measured on different leases (boot ids) get the sentence; on one lease, none."""
+    import json
+
+    runs = _runs(tmp_path, {"voxtral_patched": 1.0, "whisper_patched": 2.0})
+    for run, boot in zip(runs, ("aaaaaaaa-1", "bbbbbbbb-2"), strict=True):
+        summary = json.loads((run.path / "summary.json").read_text())
+        summary["environment"]["lease"] = {"boot_id": boot, "gpu_uuid": "GPU-12345678-9"}
+        (run.path / "summary.json").write_text(json.dumps(summary))
+    lines = verdict_lines(load_runs([str(tmp_path / "runs")]), None)
+    assert any("measured on different leases, aaaaaaaa/12345678 and bbbbbbbb/12345678" in line for line in lines)
+    one_lease = tmp_path / "one"
+    runs = _runs(one_lease, {"voxtral_patched": 1.0, "whisper_patched": 2.0})
+    for run in runs:
+        summary = json.loads((run.path / "summary.json").read_text())
+        summary["environment"]["lease"] = {"boot_id": "aaaaaaaa-1", "gpu_uuid": "GPU-12345678-9"}
+        (run.path / "summary.json").write_text(json.dumps(summary))
+    lines = verdict_lines(load_runs([str(one_lease / "runs")]), None)
+    assert any("faster" in line for line in lines) and not any("different leases" in line for line in lines)

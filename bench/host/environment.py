@@ -92,6 +92,31 @@ def source_stamp_commit(stamp: Path) -> tuple[str | None, bool | None]:
     return record.get("git_commit"), bool(record.get("git_dirty")) or changed
 
 
+def lease(device: torch.device) -> dict:
+    """Which machine, as booted, measured the run: Linux's boot id (a new one at every boot, so
+    every lease of a lent GPU has its own) and the GPU's UUID. Two runs of one lease share both;
+    runs of different leases of the same GPU model can differ by more than any interval of one
+    (issue 47), so a comparison across leases must say so."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = None
+    gpu_uuid = None
+    if device.type == "cuda":
+        gpu_uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "")) or None
+    return {"boot_id": boot_id, "gpu_uuid": gpu_uuid}
+
+
+def lease_label(environment: dict) -> str | None:
+    """A run's lease in a few characters (boot id, and GPU where there is one); None when the
+    run recorded none (runs from before bench 0.3.0)."""
+    found = environment.get("lease") or {}
+    if not found.get("boot_id"):
+        return None
+    gpu = found.get("gpu_uuid")
+    return found["boot_id"][:8] + (f"/{gpu.removeprefix('GPU-')[:8]}" if gpu else "")
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -132,4 +157,5 @@ def environment(device: torch.device) -> dict:
         "git_dirty": dirty,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
+        "lease": lease(device),
     }

@@ -3,9 +3,11 @@ measured there, per batch size on the synthetic 30 s clips, with that engine's d
 against the measured ceiling, and how many times faster one model's best is than another's.
 
 The rule (docs/gpu-suites.md, "The verdict"): a model's fastest engine is the one with the
-highest RTFx. The ratio of two models' bests comes with a 95% interval from one draw of batch
-positions for both runs (the estimator of every ratio in the folder): "faster" when the interval
-lies above 1, "slower" below 1, else "within noise". A model whose faster path (an engine with
+highest RTFx. The ratio of two models' bests comes with a 95% interval over both runs' timed
+passes (bench.analysis.runs.speed_ratio, the estimator of every ratio in the folder): "faster"
+when the interval lies above 1, "slower" below 1, else "within noise"; two runs of different
+leases (bench.host.environment.lease) are said to be, since no interval of one lease holds
+what moves between leases. A model whose faster path (an engine with
 Engine.STOCK) has no run at that batch size is named as judged without it, so a tuned engine
 beside an untuned one is never read as a verdict on the models.
 """
@@ -28,6 +30,18 @@ def _word(low: float, high: float) -> str:
     if high < 1:
         return "slower (the interval lies below 1)"
     return "within noise (the interval holds 1)"
+
+
+def _across_leases(a, b) -> str:
+    """Said where two runs were measured on different leases (bench.host.environment.lease):
+    their interval holds neither lease's drift from the other."""
+    from bench.host.environment import lease_label
+
+    leases = lease_label(a.summary.environment), lease_label(b.summary.environment)
+    if None not in leases and leases[0] != leases[1]:
+        return (f" (measured on different leases, {leases[0]} and {leases[1]}: the interval does not hold "
+                "what moves between leases)")  # fmt: skip
+    return ""
 
 
 def verdict_lines(runs, ceilings: pd.DataFrame | None) -> list[str]:
@@ -64,7 +78,7 @@ def verdict_lines(runs, ceilings: pd.DataFrame | None) -> list[str]:
             point, low, high = speed_ratio(a, b)
             sentences.append(
                 f"- batch {batch}: {a.summary.model} on {a.summary.engine} is {point:.2f}x [{low:.2f}, {high:.2f}] "
-                f"{b.summary.model} on {b.summary.engine}: {_word(low, high)}."
+                f"{b.summary.model} on {b.summary.engine}: {_word(low, high)}{_across_leases(a, b)}."
             )
     header = [
         "## Verdict: each model on its fastest engine (synthetic 30 s clips)",
