@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from bench.data.audio import SAMPLE_RATE
 from bench.engines.base import Engine, Transcript, chunk_count
@@ -68,6 +69,9 @@ class Batcher:
         self._cv = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="bench-engine", daemon=True)
+        # torch's intra-op thread count is read per thread (OpenMP), and torch.compile guards on it:
+        # the engine thread takes the count the warm-up ran with, or a request meets a recompile
+        self._torch_threads = torch.get_num_threads()
 
     def start(self) -> None:
         self._thread.start()
@@ -124,6 +128,7 @@ class Batcher:
                 self._cv.wait(self._queue[0].arrived + self.max_wait_s - time.monotonic() if self._queue else None)
 
     def _run(self) -> None:
+        torch.set_num_threads(self._torch_threads)
         while (turn := self._next_turn()) is not None:
             new, round_ = turn
             for batch in [self._start(new)] if new else round_:
