@@ -31,6 +31,7 @@ def make_run(
     model: str | None = None,
     host_load: dict | None = None,
     pass_factors: list[float] | None = None,
+    environment: dict | None = None,
 ) -> Path:
     """A run folder of `repeats` timed passes over n_batches batches. With `durations` the
     batches hold that much audio each and take time in proportion (plus a fixed cost per
@@ -91,7 +92,7 @@ def make_run(
         decode_tokens_per_s=100.0,
         peak_gpu_memory_bytes=int(peak_gib * 2**30),
         cold_start_seconds=1.0,
-        environment={"hardware": hardware, "git_commit": "abc"},
+        environment={"hardware": hardware, "git_commit": "abc", **(environment or {})},
         host_load=host_load,
     )
     write_json(folder / "summary.json", summary.to_dict())

@@ -41,10 +41,11 @@ def test_a_model_without_its_faster_path_is_named_and_a_tie_is_within_noise(tmp_
     ) in lines
 
 
-def test_slower_and_nothing_without_synthetic_runs(tmp_path):
+def test_the_faster_model_is_named_first_and_nothing_without_synthetic_runs(tmp_path):
     runs = _runs(tmp_path, {"voxtral_patched": 3.0, "whisper_patched": 1.0})
     lines = verdict_lines(runs, None)
-    assert any(line.endswith("whisper_patched: slower (the interval lies below 1).") for line in lines)
+    said = "- batch 1: whisper_large_v3 on whisper_patched is 3.00x [3.00, 3.00] voxtral_mini_3b on voxtral_patched"
+    assert f"{said}: faster (the interval lies above 1)." in lines
     other = tmp_path / "other"
     make_run(other / "a", engine="voxtral_patched", dataset="sample")
     assert verdict_lines(load_runs([str(other)]), None) == []
@@ -60,7 +61,8 @@ def test_a_verdict_across_leases_says_so(tmp_path):
         summary["environment"]["lease"] = {"boot_id": boot, "gpu_uuid": "GPU-12345678-9"}
         (run.path / "summary.json").write_text(json.dumps(summary))
     lines = verdict_lines(load_runs([str(tmp_path / "runs")]), None)
-    assert any("measured on different leases, aaaaaaaa/12345678 and bbbbbbbb/12345678" in line for line in lines)
+    said = "(measured on different leases (aaaaaaaa/12345678, bbbbbbbb/12345678): the interval does not hold"
+    assert any(said in line for line in lines)
     one_lease = tmp_path / "one"
     runs = _runs(one_lease, {"voxtral_patched": 1.0, "whisper_patched": 2.0})
     for run in runs:

@@ -5,7 +5,8 @@ a patch removed, profiled or not), each measured by the same runner as `python -
 into `<out>/runs/<dataset>/<label>_b<batch>/`. A point whose folder holds a summary.json
 is kept, so the same command run again (on the next lease of a GPU host, with the folder
 carried over) measures only what is missing; a folder left half-measured is measured
-again from scratch, since timings from two machines or two sessions must not mix.
+again from scratch, since timings from two machines or two sessions must not mix. A finished
+run of another lease measured again is kept (bench.lab.leases: how far leases differ).
 `<out>/device.json` records the hardware and its measured copy bandwidth once.
 """
 
@@ -243,11 +244,15 @@ def measure(
     folder's earlier points; None, a kind never measured: it waits to start a call, where the
     whole budget is before it), else, without an estimate function, the longest point of this
     call. Each point's seconds go into its point.json. The folder's device.json is written
-    first, if it is not there yet."""
+    first, if it is not there yet. A finished run measured again (its profile is to be taken
+    again) is kept under earlier-leases/ when another lease measured it (bench.lab.leases)."""
+    from bench.lab import leases
     from bench.pipeline.runner import resolve_device
 
     out.mkdir(parents=True, exist_ok=True)
-    device_record(out, resolve_device(settings.device))
+    device = resolve_device(settings.device)
+    device_record(out, device)
+    here = leases.this_lease(device)
     print(use_compile_cache(settings.compile_cache), flush=True)
     start = time.perf_counter()
     took: dict[tuple, float] = {}  # the longest point of each kind and engine measured in this call
@@ -269,8 +274,13 @@ def measure(
                 return failed + left
         folder = point.folder(out)
         if folder.exists():
-            print(f"{folder}: {point.not_done_because(out)}; measuring it again from scratch")
-            shutil.rmtree(folder)
+            why = point.not_done_because(out)
+            if leases.of_another_lease(out, folder, here):  # evidence of how far leases differ: kept
+                kept = leases.keep_earlier(out, folder)
+                print(f"{folder}: {why}; its run, of another lease, is kept in {kept}; measuring the point again")
+            else:
+                print(f"{folder}: {why}; measuring it again from scratch")
+                shutil.rmtree(folder)
         print(f"[{i + 1}/{len(todo)}] {point.title}", flush=True)
         began = time.perf_counter()
         try:

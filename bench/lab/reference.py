@@ -8,8 +8,10 @@ on each dataset at each batch size with repeats; on the synthetic 30 s clips als
 voxtral_patched ablation (bench.speed's points), and voxtral_stock and voxtral_patched
 are profiled at batch 1. Points are measured by bench.lab.grid into --out/runs/: the same
 command again measures only what is missing, so the grid can be spread over several
-calls of a GPU host. When every point is there it writes, from the run folders alone
-(`python -m bench.report --reference DIR` does the same again and gives the same files):
+calls of a GPU host. A call on another lease than the folder's runs measures one sentinel
+point again first (bench.lab.sentinel), so comparisons across leases say how far it moved.
+When every point is there it writes, from the run folders alone (`python -m bench.report
+--reference DIR` does the same again and gives the same files):
 README.md (hardware, command, tables, ratios with 95% CIs, profile findings), one
 comparison CSV and RTFx-vs-batch plot per dataset, ratios.csv, speed/ablation tables
 and profiles.md.
@@ -23,7 +25,7 @@ import sys
 from pathlib import Path
 
 from bench.engines import accept_former_name, current_name, engine_names
-from bench.lab import budget, reference_folder, speed
+from bench.lab import budget, leases, reference_folder, sentinel, speed
 from bench.lab.folder import record_command, recorded_commands
 from bench.lab.grid import Point, Settings, add_arguments, is_done, measure
 from bench.lab.load_stage import LEVELS
@@ -88,6 +90,29 @@ def command_points(args, out: Path) -> list[Point]:
     return value_ordered(points, args.batch_sizes, args.ablation_batch_sizes)
 
 
+def measure_sentinel_first(points: list, args) -> list:
+    """The plan with the folder's sentinel point first, its run of another lease moved under
+    earlier-leases/, when the folder holds runs of a lease other than this one
+    (bench.lab.sentinel): so every lease has a point in common with the others."""
+    from bench.pipeline.runner import resolve_device
+
+    if not args.out.is_dir():
+        return points
+    here = leases.this_lease(resolve_device(args.device))
+    again = sentinel.sentinel(args.out, points, here)
+    if again is None:
+        return points
+    folder = again.folder(args.out)
+    kept = leases.keep_earlier(args.out, folder) if leases.of_another_lease(args.out, folder, here) else None
+    print(
+        f"{args.out} holds runs of another lease than this one ({here}): the sentinel {again.title} is "
+        f"measured again first{f' (its earlier run kept in {kept})' if kept else ''}, so that ratios across "
+        "leases say how far it moved",
+        flush=True,
+    )
+    return [again, *(p for p in points if p != again)]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
@@ -96,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     def stage(point: Point) -> int:
         return stage_of(point, args.batch_sizes, args.ablation_batch_sizes)
 
+    points = measure_sentinel_first(points, args)
     known = budget.point_seconds(args.out) if args.out.is_dir() else {}
     print("\n".join(budget.plan_lines(points, args.out, known, list(STAGES), stage, args.budget_minutes)), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """A reference folder's README and tables, written from its run folders alone.
 
 README.md gives the verdict (bench.lab.verdict), says which bench measured the runs and
-what has changed in their engines since, then gives the folder's findings.md (when it has
+what has changed in their engines since, which lease measured which runs and how far a point
+measured on two leases moved (bench.lab.sentinel), then gives the folder's findings.md (when it has
 one), lists every command that measured into the folder and the planned runs still missing,
 then per dataset a comparison table, the phases, the fastest engines and each faster path's
 RTFx ratio to every other engine with a 95% interval over both runs' passes; the load tables
@@ -23,6 +24,7 @@ from bench import stats
 from bench.analysis.table import markdown
 from bench.engines import faster_paths
 from bench.host.energy import counter_check_line
+from bench.lab import leases, sentinel
 from bench.lab.folder import DEVICE_FILE, not_measured_lines, recorded_commands
 from bench.lab.grid import Point, is_done
 from bench.lab.load_stage import load_lines, measured_load_points
@@ -37,11 +39,12 @@ DATASETS = ("synthetic", "synthetic_librispeech_like", "sample")  # in this orde
 FINDINGS_FILE = "findings.md"
 
 
-def ratio_frame(runs, baseline_engine: str) -> pd.DataFrame:
+def ratio_frame(runs, baseline_engine: str, lease_of=None) -> pd.DataFrame:
     """How many times faster baseline_engine is than each other engine, per batch size, with
     its 95% interval: bench.analysis.runs.speed_ratio, the verdict's and recommendation's
     estimator (over the passes of both runs; jointly when they were timed in turns; seeded,
-    so the same runs give the same figures)."""
+    so the same runs give the same figures). With lease_of (run -> its lease), a ratio of
+    runs of two leases names them in its "leases" column (else the column is empty)."""
     from bench.analysis.runs import speed_ratio
 
     by = {(r.summary.engine, r.summary.batch_size): r for r in runs}
@@ -51,17 +54,35 @@ def ratio_frame(runs, baseline_engine: str) -> pd.DataFrame:
         if engine == baseline_engine or ours is None:
             continue
         point, low, high = speed_ratio(ours, run)
-        rows.append({"batch": batch, "vs": engine, "speed-up": point, "low": low, "high": high})
-    return pd.DataFrame(rows, columns=["batch", "vs", "speed-up", "low", "high"])
+        row = {"batch": batch, "vs": engine, "speed-up": point, "low": low, "high": high}
+        if lease_of:
+            pair = lease_of(ours), lease_of(run)
+            row["leases"] = f"{pair[0]} vs {pair[1]}" if pair[0] != pair[1] else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["batch", "vs", "speed-up", "low", "high", *(["leases"] if lease_of else [])])
+
+
+ACROSS_MARK = "¹"  # a ratio cell of runs of two leases
 
 
 def ratio_markdown(ratios: pd.DataFrame, baseline_engine: str) -> str:
+    """The ratios as a table, batch by engine; a cell of runs of two leases marked, with a line
+    under the table naming them."""
     if ratios.empty:
         return ""
-    cells = ratios.assign(cell=[f"{r['speed-up']:.2f}x [{r.low:.2f}, {r.high:.2f}]" for _, r in ratios.iterrows()])
+
+    def cell(r) -> str:
+        return f"{r['speed-up']:.2f}x [{r.low:.2f}, {r.high:.2f}]" + (ACROSS_MARK if r.get("leases") else "")
+
+    cells = ratios.assign(cell=[cell(r) for _, r in ratios.iterrows()])
     wide = cells.pivot(index="batch", columns="vs", values="cell").reset_index()
     wide.columns = ["batch", *(f"{baseline_engine} vs {c}" for c in wide.columns[1:])]
-    return markdown(wide.fillna("-"))
+    text = markdown(wide.fillna("-"))
+    pairs = sorted(set(ratios.get("leases", [])) - {""})
+    if pairs:
+        text += (f"\n{ACROSS_MARK} runs of two leases ({'; '.join(pairs)}): the interval does not hold what moves "
+                 "between leases (see Leases above).\n")  # fmt: skip
+    return text
 
 
 def _fastest_lines(frame: pd.DataFrame) -> list[str]:
@@ -103,6 +124,27 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
     return not_measured_lines(missing, len(plan))
 
 
+# Accuracy others published for the folder's models (kept by hand, with its source and date):
+# shown in a section of its own, labelled, never in a table of bench's measurements.
+PUBLISHED_FILE = "published_accuracy.json"
+
+
+def published_lines(out: Path) -> list[str]:
+    """The README's section of published accuracy (nothing when the folder keeps none)."""
+    path = out / PUBLISHED_FILE
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    return [
+        "## Published accuracy (not measured by bench)",
+        "",
+        f"{record['title']}. Source: {record['source']}; quoted {record['quoted']} These runs use random "
+        "weights, so they measure speed only; bench measures WER with real weights (docs/real-weights.md).",
+        "",
+        markdown(pd.DataFrame(record["rows"])),
+    ]
+
+
 def resolution_line(runs) -> str:
     """What the folder's runs can tell apart, from their own pass spreads (bench.stats.tells_apart)."""
     timed = [r.summary.repeat_processing_seconds or [] for r in runs]
@@ -119,24 +161,28 @@ def resolution_line(runs) -> str:
     )
 
 
-def provenance_lines(runs) -> list[str]:
-    """Which bench measured the folder's runs, and what has changed since in the engines they
-    ran and in how passes are timed (bench.engines._history): old figures are not today's."""
+def provenance_lines(runs, out: Path | None = None) -> list[str]:
+    """Which bench measured the folder's runs (a commit the run did not record but the folder's
+    provenance.json states is said to be stated: bench.lab.leases), and what has changed since
+    in the engines they ran and in how passes are timed (bench.engines._history): old figures
+    are not today's."""
     from bench.engines._history import changes_since, measured_version
 
     measured: dict[tuple, int] = {}
     for run in runs:
         env = run.summary.environment
-        key = (measured_version(env), (env.get("git_commit") or "")[:7])
+        env = leases.stated_environment(out, run.path, env) if out else env
+        key = (measured_version(env), (env.get("git_commit") or "")[:7], bool(env.get("commit_stated")))
         measured[key] = measured.get(key, 0) + 1
     lines = ["## Which bench measured this", ""]
-    for (version, commit), n in sorted(measured.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+    for (version, commit, stated), n in sorted(measured.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         by = f"bench {version}" if version else "a bench that recorded no version"
-        lines.append(f"- {n} run(s) by {by}" + (f", at commit {commit}" if commit else "") + ".")
+        at = f", at commit {commit}" + (f" (stated in {leases.PROVENANCE_FILE})" if stated else "") if commit else ""
+        lines.append(f"- {n} run(s) by {by}{at}.")
     renamed = sorted({(r.summary.named_when_measured, r.summary.engine) for r in runs if r.summary.named_when_measured})
     lines += [f"- {name} was named {former} when measured: its folders and commands here say {former}."
               for former, name in renamed]  # fmt: skip
-    versions = [version for version, _ in measured]
+    versions = [version for version, _, _ in measured]
     if None in versions:
         lines += ["", "Some runs name no bench version: what changed since them cannot be listed."]
         return [*lines, ""]
@@ -171,8 +217,9 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
         resolution_line(runs),
         "",
         *verdict,  # at the top, under the method
+        *published_lines(out),
     ]
-    lines += provenance_lines(runs)
+    lines += provenance_lines(runs, out)
     device = json.loads((out / DEVICE_FILE).read_text()) if (out / DEVICE_FILE).exists() else {}
     energy = counter_check_line(device.get("energy_counter"))
     lines += [energy, ""] if energy else []
@@ -198,7 +245,10 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
 
 def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
     """The speed, ablation and ceiling tables (written beside the README) as README lines, and
-    the ceiling frame (None without a device record, an ablation or a ceiling file)."""
+    each engine's step against its ceiling per batch size for the verdict (None without a device
+    record, an ablation or a ceiling): the speed table's, where bench measured the ceilings in the
+    folder (ceilings.json, on the lease of the runs that need them), so the verdict and the speed
+    table show one figure; else gemv_ceiling.txt's."""
     from bench.lab import evidence
     from bench.lab.speed import write_tables
 
@@ -210,8 +260,14 @@ def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
         lines += [f"### {SECTIONS[name]}\n" + text.split("\n", 1)[1]]
     copy_bw = json.loads((out / DEVICE_FILE).read_text())["copy_bandwidth_bytes_per_s"]
     weights = {p.engine: weight_bytes(p, out) for p in speed if not p.without}
-    ceilings = evidence.ceiling_frame(out, pd.read_csv(out / "speed.csv"), copy_bw, weights)
-    return lines + evidence.ceiling_lines(out, ceilings), ceilings
+    table = pd.read_csv(out / "speed.csv")
+    ceilings = evidence.ceiling_frame(out, table, copy_bw, weights)
+    lines += evidence.ceiling_lines(out, ceilings)
+    if "step / ceiling" in table:  # bench.lab.ceiling's, measured in this folder
+        wide = table.pivot(index="batch", columns="engine", values="step / ceiling")
+        wide.columns = [f"{engine} step / ceiling" for engine in wide.columns]
+        return lines, wide.reset_index()
+    return lines, ceilings
 
 
 def write_folder(out: Path, plan: list[Point]) -> str:
@@ -227,7 +283,14 @@ def write_folder(out: Path, plan: list[Point]) -> str:
     runs = load_runs([str(out / "runs")])
     grid = [r for r in runs if "_without_" not in r.path.name]  # the ablation runs are in the speed tables
     speed_lines, ceilings = _speed_section(out)  # first: the verdict at the top reads the ceilings
-    lines = _intro_lines(out, runs, grid[0].summary, plan, verdict_lines(runs, ceilings))
+    lease_of, moved = leases.lease_of(out), sentinel.movements(out)
+    several = len({lease_of(r) for r in runs}) > 1
+
+    def across(a, b) -> str:
+        return sentinel.across_note(lease_of(a), lease_of(b), moved)
+
+    lines = _intro_lines(out, runs, grid[0].summary, plan, verdict_lines(runs, ceilings, across))
+    lines += sentinel.lease_lines(out, runs)
     fast = [e for e in faster_paths() if any(r.summary.engine == e for r in grid)]
     all_ratios = []
     names = {r.summary.dataset.name for r in grid}
@@ -235,16 +298,19 @@ def write_folder(out: Path, plan: list[Point]) -> str:
     for dataset in present:
         runs_here = [r for r in grid if r.summary.dataset.name == dataset]
         frame = comparison_frame(runs_here)
+        if several:  # which lease measured each row (bench.lab.leases)
+            by = {(r.summary.engine, r.summary.batch_size): lease_of(r) for r in runs_here}
+            frame["lease"] = [by[(e, b)] for e, b in zip(frame.engine, frame.batch, strict=True)]
         frame.to_csv(out / f"comparison_{dataset}.csv", index=False)
         plot = f"rtfx_vs_batch_{dataset}.png"
         figure = draw_rtfx_vs_batch(runs_here)
         if not isinstance(figure, str):
             save(figure, out / plot)
-        ratios = {engine: ratio_frame(runs_here, engine) for engine in fast}
+        ratios = {engine: ratio_frame(runs_here, engine, lease_of if several else None) for engine in fast}
         for engine, frame_of_engine in ratios.items():
             all_ratios.append(frame_of_engine.assign(dataset=dataset, **({"engine": engine} if len(fast) > 1 else {})))
         clips = ", ".join(f"{n} at batch {b}" for b, n in frame.groupby("batch")["n"].max().items())
-        shown = COLUMNS + [c for c in ENERGY if frame[c].notna().any()]
+        shown = COLUMNS + [c for c in ENERGY if frame[c].notna().any()] + (["lease"] if several else [])
         lines += [f"## {dataset}", "", f"Clips per run: {clips}.", "", markdown(frame[shown])]
         lines += _fastest_lines(frame) + [""]
         lines += ["Milliseconds per timed batch in each phase (mean over every pass):", ""]

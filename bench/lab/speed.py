@@ -138,8 +138,8 @@ def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     return row
 
 
-def ablation_row(point: Point, out: Path, base: Summary) -> dict:
-    s = finished(point, out)
+def ablation_row(point: Point, folder: Path, base: Summary) -> dict:
+    s = Summary.read(folder)
     cells = table_row(s)
     return {
         "removed patch": point.without or "(none: all on)",
@@ -163,6 +163,22 @@ def _ablation_order(points: list[Point]) -> dict[tuple[str, int], list[Point]]:
     return order
 
 
+def ablation_folders(out: Path, ordered: list[Point]) -> list[Path]:
+    """The run folders of one ablation (all on, then each patch removed): the all-on run is the
+    one of the lease that measured most of the runs without a patch, kept under earlier-leases/
+    when a later lease measured that point again (bench.lab.leases): a run of another lease,
+    or of another bench, is no base for them."""
+    from collections import Counter
+
+    from bench.lab import leases, sentinel
+
+    removed = [p.folder(out) for p in ordered[1:]]
+    counts = Counter(leases.run_lease(out, f, Summary.read(f).environment) for f in removed)
+    lease = counts.most_common(1)[0][0] if counts else None
+    base = sentinel.measurements(out).get(ordered[0], {}).get(lease) or ordered[0].folder(out)
+    return [base, *removed]
+
+
 def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
     """Where each ablation run's time went: mean milliseconds per timed batch in each phase,
     with the run's decode steps and when it finished. A patch moves the phases it touches;
@@ -170,9 +186,9 @@ def ablation_phase_frame(out: Path, points: list[Point]) -> pd.DataFrame:
     processes or moments, not a patch's effect."""
     rows = []
     for ordered in _ablation_order(points).values():
-        for p in ordered:
-            s = finished(p, out)
-            batches = read_batches(p.folder(out))
+        for p, folder in zip(ordered, ablation_folders(out, ordered), strict=True):
+            s = Summary.read(folder)
+            batches = read_batches(folder)
             row = {
                 "removed patch": p.without or "(none: all on)",
                 "batch": p.batch_size,
@@ -203,10 +219,13 @@ def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
     names = sorted({m.name for m in models.values()})
     if len(names) > 1:  # which model each row ran, when a folder holds several
         speed.insert(1, "model", [models[p].name for p in main_points])
-    ablation_rows = []
+    ablation_rows, bases_kept = [], []
     for ordered in _ablation_order(points).values():
-        base = finished(ordered[0], out)
-        ablation_rows += [ablation_row(p, out, base) for p in ordered]
+        folders = ablation_folders(out, ordered)
+        base = Summary.read(folders[0])
+        ablation_rows += [ablation_row(p, f, base) for p, f in zip(ordered, folders, strict=True)]
+        if folders[0] != ordered[0].folder(out):
+            bases_kept.append(folders[0].relative_to(out).as_posix())
     ablation = pd.DataFrame(ablation_rows)
     ablated = sorted({engine for engine, _ in _ablation_order(points)})
     if len(ablated) > 1:
@@ -237,6 +256,9 @@ def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
         if len(ablated) > 1:
             phases.insert(0, "engine", ablation["engine"])
         ablation_header = header([p for ordered in _ablation_order(points).values() for p in ordered])
+        if bases_kept:  # the speed table shows the point's newer run, of another lease
+            ablation_header += (f"; all on: the run of the lease that measured the others, {', '.join(bases_kept)} "
+                                "(the speed table shows a later lease's)")  # fmt: skip
         texts["ablation"] = (
             f"# {', '.join(ablated)} ablation\n\n{ablation_header}\n\n{markdown(ablation)}{note(ablation)}"
         )

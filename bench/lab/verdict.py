@@ -4,12 +4,13 @@ against the measured ceiling, and how many times faster one model's best is than
 
 The rule (docs/gpu-suites.md, "The verdict"): a model's fastest engine is the one with the
 highest RTFx. The ratio of two models' bests comes with a 95% interval over both runs' timed
-passes (bench.analysis.runs.speed_ratio, the estimator of every ratio in the folder): "faster"
-when the interval lies above 1, "slower" below 1, else "within noise"; two runs of different
-leases (bench.host.environment.lease) are said to be, since no interval of one lease holds
-what moves between leases. A model whose faster path (an engine with
-Engine.STOCK) has no run at that batch size is named as judged without it, so a tuned engine
-beside an untuned one is never read as a verdict on the models.
+passes (bench.analysis.runs.speed_ratio, the estimator of every ratio in the folder), the
+faster model's best over the next one's: "faster" when the interval lies above 1, else
+"within noise". Two runs of different leases are said to be, with how far the points measured
+on both moved (bench.lab.sentinel), since no interval of one lease holds what moves between
+leases. A model whose faster path (an engine with Engine.STOCK) has no run at that batch size
+is named as judged without it, so a tuned engine beside an untuned one is never read as a
+verdict on the models.
 """
 
 from __future__ import annotations
@@ -24,28 +25,26 @@ from bench.lab.plans import family
 SYNTHETIC = "synthetic"
 
 
-def _word(low: float, high: float) -> str:
-    if low > 1:
-        return "faster (the interval lies above 1)"
-    if high < 1:
-        return "slower (the interval lies below 1)"
-    return "within noise (the interval holds 1)"
+def _word(low: float) -> str:
+    """The word for a ratio of at least 1 (the faster best over the slower) by its interval."""
+    return "faster (the interval lies above 1)" if low > 1 else "within noise (the interval holds 1)"
 
 
-def _across_leases(a, b) -> str:
-    """Said where two runs were measured on different leases (bench.host.environment.lease):
-    their interval holds neither lease's drift from the other."""
+def recorded_leases(a, b) -> str:
+    """The words for two runs of different recorded leases (bench.host.environment.lease), where
+    the folder knows no more of them (bench.lab.sentinel.across_note says how far points moved)."""
     from bench.host.environment import lease_label
 
     leases = lease_label(a.summary.environment), lease_label(b.summary.environment)
     if None not in leases and leases[0] != leases[1]:
-        return (f" (measured on different leases, {leases[0]} and {leases[1]}: the interval does not hold "
-                "what moves between leases)")  # fmt: skip
+        return (f"measured on different leases ({leases[0]}, {leases[1]}): the interval does not hold what moves "
+                "between leases")  # fmt: skip
     return ""
 
 
-def verdict_lines(runs, ceilings: pd.DataFrame | None) -> list[str]:
-    """The README's verdict section (nothing when the folder has no synthetic runs)."""
+def verdict_lines(runs, ceilings: pd.DataFrame | None, across=recorded_leases) -> list[str]:
+    """The README's verdict section (nothing when the folder has no synthetic runs); across(a, b)
+    gives the words for two runs of different leases ("" for one lease)."""
     grid = [r for r in runs if r.summary.dataset.name == SYNTHETIC and "_without_" not in r.path.name]
     if not grid:
         return []
@@ -74,11 +73,13 @@ def verdict_lines(runs, ceilings: pd.DataFrame | None) -> list[str]:
                     f"this batch size here): its figure is of {best.summary.engine}, not of the model at its best."
                 )
             bests.append(best)
+        bests.sort(key=lambda r: -r.summary.rtfx)  # the fastest model first: "A is 1.3x B"
         for a, b in zip(bests, bests[1:], strict=False):
             point, low, high = speed_ratio(a, b)
+            leases = across(a, b)
             sentences.append(
                 f"- batch {batch}: {a.summary.model} on {a.summary.engine} is {point:.2f}x [{low:.2f}, {high:.2f}] "
-                f"{b.summary.model} on {b.summary.engine}: {_word(low, high)}{_across_leases(a, b)}."
+                f"{b.summary.model} on {b.summary.engine}: {_word(low)}{f' ({leases})' if leases else ''}."
             )
     header = [
         "## Verdict: each model on its fastest engine (synthetic 30 s clips)",
