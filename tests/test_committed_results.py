@@ -49,7 +49,8 @@ def _emptied(folder: Path, keep) -> None:
 
 
 def test_reference_tables_and_readme_are_written_again_byte_for_byte(results_copy):
-    inputs = {"device.json", "commands.txt", "findings.md", "gemv_ceiling.txt", "gemv_ceiling.py"}
+    inputs = {"device.json", "commands.txt", "findings.md", "gemv_ceiling.txt", "gemv_ceiling.py", "ceilings.json",
+              "provenance.json", "published_accuracy.json"}  # fmt: skip
     _emptied(REFERENCE, lambda name: name in inputs)
     assert report.main(["--reference", str(REFERENCE)]) == 0
     _assert_same_files(REFERENCE, REPO_DIR / REFERENCE)
@@ -96,9 +97,18 @@ def test_the_commit_every_committed_run_names_is_one_of_bench_s_own():
     for commit in commits:
         found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO_DIR, capture_output=True)
         assert found.returncode == 0, f"{commit} is not a commit of bench"
+    from bench.engines._history import measured_version
+    from bench.lab.leases import stated_environment
+
     for path in (REPO_DIR / REFERENCE / "runs").rglob("summary.json"):
-        commit = json.loads(path.read_text())["environment"]["git_commit"][:7]
-        assert f"by bench 0.1.0, at commit {commit}." in readme, path
+        # a run on a tree copied without .git recorded none: its folder's provenance.json states it
+        env = stated_environment(REPO_DIR / REFERENCE, path.parent, json.loads(path.read_text())["environment"])
+        found = subprocess.run(["git", "cat-file", "-e", f"{env['git_commit']}^{{commit}}"], cwd=REPO_DIR)
+        assert found.returncode == 0, f"{env['git_commit']} is not a commit of bench"
+        assert measured_version(env) == _source_version(env["git_commit"]), path
+        said = f"by bench {measured_version(env)}, at commit {env['git_commit'][:7]}"
+        said += " (stated in provenance.json)." if env.get("commit_stated") else "."
+        assert said in readme, path
 
 
 def _source_version(commit: str) -> str:
@@ -259,7 +269,7 @@ def test_every_figure_in_the_readmes_results_is_one_a_committed_table_shows():
     for table in (REFERENCE / "README.md", REAL / "comparison.md", Path("results/lease_rehearsal/cpu.txt")):
         shown |= _numbers((REPO_DIR / table).read_text())
     figures = {n for n in _numbers(section) if "." in n}
-    assert {"14.5", "0.697", "82.2", "5.66", "681", "28.0", "31.5"} <= figures | _numbers(section)
+    assert {"9.86", "0.946", "116", "1.25", "2.05", "7.05", "28.0", "31.5"} <= figures | _numbers(section)
     missing = sorted(figures - shown)
     assert not missing, f"figures in the README's results that no committed table shows: {missing}"
 
@@ -272,25 +282,39 @@ def _rows(text: str, first_header: str) -> list[dict]:
     return [dict(zip(header, row, strict=True)) for row in cells]
 
 
+PUBLISHED = "published_accuracy.json"
+
+
 def test_each_figure_in_the_readmes_results_is_its_engine_s_at_its_batch():
     """Each figure the README's results quote is read from the committed tables by its engine and
     batch: a figure of another engine or batch size (two RTFx swapped, a batch-1 ratio quoted for
     batch 32) fails, where finding the number anywhere would pass."""
+    import json
+
     section = " ".join((REPO_DIR / "README.md").read_text().split("## Results so far")[1].split("\n## ")[0].split())
     reference = (REPO_DIR / REFERENCE / "README.md").read_text().split("## synthetic\n")[1]
     runs = {(r["engine"], r["batch"]): r for r in _rows(reference, "engine")}
-    ratios = {r["batch"]: r for r in _rows(reference, "batch")}
+    patched = {r["batch"]: r for r in _rows(reference, "batch")}  # how many times faster voxtral_patched is
+    whisper = {r["batch"]: r for r in _rows(reference.split("How many times faster whisper_patched is")[1], "batch")}
 
     def rtfx(engine, batch):
         return f"{runs[(engine, batch)]['RTFx']} {runs[(engine, batch)]['RTFx 95% CI']}"
 
     claims = [
-        f"Stock Voxtral ran at {runs[('voxtral_stock', '1')]['RTFx']}x real time",
-        f"RTFx {rtfx('voxtral_patched', '1')} at batch 1, which is "
-        f"{ratios['1']['voxtral_patched vs voxtral_stock']} stock",
-        f"At batch 32, {rtfx('voxtral_patched', '32')}, which is {ratios['32']['voxtral_patched vs voxtral_stock']} "
-        f"stock and {ratios['32']['voxtral_patched vs voxtral_compile']} torch.compile's",
+        f"| {batch} | {rtfx('whisper_patched', batch)} | {rtfx('voxtral_patched', batch)} | "
+        f"{whisper[batch]['whisper_patched vs voxtral_patched']} |"
+        for batch in ("1", "32")
     ]
+    claims += [
+        f"Stock Voxtral ran at {runs[('voxtral_stock', '1')]['RTFx']}x real time",
+        f"is {patched['1']['voxtral_patched vs voxtral_stock']} stock at batch 1",
+    ]
+    rows = json.loads((REPO_DIR / REFERENCE / PUBLISHED).read_text())["rows"]
+    published = {r["checkpoint"]: r["WER %"] for r in rows}
+    claims.append(
+        f"WER is {published['mistralai/Voxtral-Mini-3B-2507']}% for Voxtral-Mini-3B-2507 and "
+        f"{published['openai/whisper-large-v3']}% for whisper-large-v3 (published figures, not bench's"
+    )
     real = {r["engine"]: r for r in _rows((REPO_DIR / REAL / "comparison.md").read_text(), "engine")}
     for engine in ("faster_whisper", "openai_whisper"):
         r = real[engine]
