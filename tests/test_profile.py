@@ -12,7 +12,8 @@ import torch
 from conftest import bench_command, tiny_engine
 
 from bench.config import REPO_DIR
-from bench.pipeline.profile import phase_table, profile_batch
+from bench.pipeline.profile import profile_batch
+from bench.pipeline.trace import phase_table
 
 CPU = torch.device("cpu")
 
@@ -127,7 +128,7 @@ def cuda_trace():
         read,
         Event("cudaMemcpyAsync", 1110, 1120, id=12, parent=read),
         Event("cudaStreamSynchronize", 1120, 1290, id=13, parent=read),  # part of the read: not a second sync
-        kernel(12, 1150, 1160),  # the copy, 10 us
+        Event("Memcpy DtoH (Device -> Pinned)", 1150, 1160, device=torch.autograd.DeviceType.CUDA, id=12),  # 10 us
         Event("cudaGraphLaunch", 1400, 1420, id=14),  # no operator around a replay: linked only by id
         kernel(14, 1420, 1900),
         kernel(14, 1900, 2300),
@@ -151,6 +152,19 @@ def test_phase_table_on_a_cuda_trace():
     assert decode.idle_share == pytest.approx(1 - 0.89 / 2.0)
     assert (step.wall_ms, step.kernels, step.host_syncs) == (1.0, 0.5, 1.0)
     assert step.device_ms == pytest.approx(0.445)
+    # the kernels the GPU ran: the replay's two (one launch), not the copy
+    assert (prefill.device_kernels, decode.device_kernels, step.device_kernels) == (1, 2, 1.0)
+
+
+def test_the_decode_phase_kernels_per_step_on_a_cuda_trace():
+    from bench.pipeline.trace import decode_kernels
+
+    events = [*cuda_trace(), Event("cudaGraphLaunch", 2400, 2410, id=19), kernel(19, 2410, 2420)]
+    events[-1].name = "a cheaper kernel"
+    table = decode_kernels(events, steps=2)
+    assert list(table.kernel) == ["a kernel", "a cheaper kernel"]  # the costliest first; the copy is no kernel
+    assert list(table["per step"]) == [1.0, 0.5]
+    assert table["device µs per step"].tolist() == pytest.approx([(480 + 400) / 2, 10 / 2])
 
 
 def _assert_invariants(frame, batch_device_ms, batch_wall_ms):
@@ -163,7 +177,7 @@ def _assert_invariants(frame, batch_device_ms, batch_wall_ms):
 
 
 def test_phase_table_invariants_on_a_cuda_trace():
-    from bench.pipeline.profile import batch_device_ms
+    from bench.pipeline.trace import batch_device_ms
 
     events = cuda_trace()
     assert batch_device_ms(events) == pytest.approx(0.3 + 0.01 + 0.48 + 0.40)
@@ -256,7 +270,8 @@ def test_the_lagged_read_waits_only_on_an_earlier_step_and_only_when_it_is_not_d
 
 
 def test_the_invariants_are_checked_on_the_trace_itself():
-    from bench.pipeline.profile import batch_device_ms, invariant_violations, invariants_lines
+    from bench.pipeline.profile import invariants_lines
+    from bench.pipeline.trace import batch_device_ms, invariant_violations
 
     events = cuda_trace()
     frame = phase_table(events, cuda=True, decode_steps=2)

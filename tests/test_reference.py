@@ -139,7 +139,7 @@ def test_point_config_sizes_every_dataset_by_batch():
     assert sample.run.limit == 8 and sample.model.name == "whisper_large_v3"  # each engine keeps its model
 
 
-def test_reference_plan_holds_the_grid_the_ablation_and_two_profiles():
+def test_reference_plan_holds_the_grid_the_ablation_and_the_profiles():
     points = reference_points(
         ["voxtral_stock", "voxtral_compile", "voxtral_patched", "openai_whisper"],
         ["synthetic", "synthetic_librispeech_like", "sample"],
@@ -150,9 +150,12 @@ def test_reference_plan_holds_the_grid_the_ablation_and_two_profiles():
     # on CUDA every patch is ablated but packed_linears, which acts on the CPU only
     assert len(points) == len(set(points)) == 4 * 3 * 3 + (len(PATCHES) - 1) * 2
     assert {p.without for p in points if p.without} == set(PATCHES) - {"packed_linears"}
+    # the note's merge at batch 1, and the faster path's decode at every batch size
     assert {(p.engine, p.dataset, p.batch_size) for p in points if p.profile} == {
         ("voxtral_stock", "synthetic", 1),
         ("voxtral_patched", "synthetic", 1),
+        ("voxtral_patched", "synthetic", 8),
+        ("voxtral_patched", "synthetic", 32),
     }
     assert points[0].dataset == "synthetic"  # the speed points first: they matter most if a call runs out
 
@@ -252,7 +255,7 @@ def test_the_plan_is_every_command_s_points_once_in_order(tmp_path):
     assert len(plan) == len(set(plan))
     assert plan[:4] == [  # in the order of value: the faster path first
         Point("synthetic", "voxtral_patched", 1, profile=True),
-        Point("synthetic", "voxtral_patched", 32),
+        Point("synthetic", "voxtral_patched", 32, profile=True),
         Point("synthetic", "voxtral_stock", 1, profile=True),
         Point("synthetic", "voxtral_stock", 32),
     ]

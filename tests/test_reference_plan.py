@@ -26,9 +26,9 @@ def test_the_verdict_comes_first_then_the_batch_1_ablation_then_the_load_then_th
     assert stages == sorted(stages) and set(stages) == {0, 1, 2, 3}
     verdict = plan[: stages.count(0)]
     # the faster paths at both batch sizes, then the engines they are faster paths of, then the others
-    assert verdict[:4] == [
-        Point("synthetic", "voxtral_patched", 1, profile=True), Point("synthetic", "whisper_patched", 1),
-        Point("synthetic", "voxtral_patched", 32), Point("synthetic", "whisper_patched", 32),
+    assert verdict[:4] == [  # each profiled: where its decode step goes
+        Point("synthetic", engine, batch, profile=True)
+        for batch in (1, 32) for engine in ("voxtral_patched", "whisper_patched")
     ]  # fmt: skip
     assert [p.engine for p in verdict[4:8]] == ["voxtral_stock", "whisper_hf"] * 2
     assert {(p.dataset, p.batch_size, p.without) for p in verdict} == {("synthetic", 1, None), ("synthetic", 32, None)}

@@ -16,12 +16,14 @@ def _runs(tmp_path, timings: dict[str, float], noise=0.0):
 
 def test_each_model_on_its_fastest_engine_and_the_ratio_of_the_bests(tmp_path):
     runs = _runs(tmp_path, {"voxtral_stock": 4.0, "voxtral_patched": 1.0, "whisper_hf": 3.0, "whisper_patched": 2.0})
-    ceilings = pd.DataFrame({"batch": [1], "voxtral_patched step / ceiling": [1.5]})
+    ceilings = pd.DataFrame(
+        {"batch": [1], "voxtral_patched step / ceiling": [1.5], "whisper_patched step / roofline": [4.0]}
+    )
     lines = verdict_lines(runs, ceilings)
     table = [line for line in "\n".join(lines).splitlines() if line.startswith("| 1 |")]
     assert table == [  # RTFx 10 and 5: 10 s of audio a batch in 1 s and 2 s, every batch alike
-        "| 1 | voxtral_mini_3b | voxtral_patched | 10.0 | [10.00, 10.00] | 1.50 | 2 |",
-        "| 1 | whisper_large_v3 | whisper_patched | 5.00 | [5.00, 5.00] | n/a | 2 |",
+        "| 1 | voxtral_mini_3b | voxtral_patched | 10.0 | [10.00, 10.00] | 1.50 | n/a | 2 |",
+        "| 1 | whisper_large_v3 | whisper_patched | 5.00 | [5.00, 5.00] | n/a | 4.00 | 2 |",
     ]
     said = "- batch 1: voxtral_mini_3b on voxtral_patched is 2.00x [2.00, 2.00] whisper_large_v3 on whisper_patched"
     assert f"{said}: faster (the interval lies above 1)." in lines

@@ -57,10 +57,23 @@ class DecoderShape:
         )
         return self.layers * per_layer + self.hidden + self.vocab * self.hidden
 
+    def self_kv_values(self, rows: float, context: float) -> float:
+        """The self-attention keys and values a step reads at `context` positions in use."""
+        return self.layers * 2 * self.kv_heads * self.head_dim * context * rows
+
+    def cross_kv_values(self, rows: float) -> float:
+        """The cross-attention's keys and values over the encoder's positions (0: none)."""
+        return self.layers * 2 * self.kv_heads * self.head_dim * self.cross_positions * rows
+
     def kv_values(self, rows: float, context: float) -> float:
         """The keys and values a step attends, at this many rows: the self-attention cache at
         `context` positions, and the cross-attention's over the encoder's positions."""
-        return self.layers * 2 * self.kv_heads * self.head_dim * (context + self.cross_positions) * rows
+        return self.self_kv_values(rows, context) + self.cross_kv_values(rows)
+
+    def step_bytes(self, rows: float, context: float, bytes_per_value: int) -> float:
+        """Bytes a decode step must read: the decoder's weights once, and the keys and values in
+        use (by the content, not by what a static cache allocated)."""
+        return (self.weight_values() + self.kv_values(rows, context)) * bytes_per_value
 
 
 class Engine(ABC):

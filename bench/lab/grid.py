@@ -60,7 +60,7 @@ class Point:
         if not (folder / "profile.md").exists():
             return "its profile is missing"
         if "invariants_broken" not in (json.loads((folder / "summary.json").read_text()).get("profile") or {}):
-            # the first H200 profiles broke them unseen (bench.pipeline.profile.invariant_violations)
+            # the first H200 profiles broke them unseen (bench.pipeline.trace.invariant_violations)
             return "its profile was taken before the phase table was checked on its trace"
         return None
 

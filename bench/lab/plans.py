@@ -7,7 +7,8 @@
   not a patch that acts only on another device type (Engine.PATCH_DEVICE): off, it changes
   nothing there, and the run would spend device time to say so;
 - profiles: engines that mark the placeholder merge as a phase of its own, one warm batch
-  of 30 s clips at batch 1 (what the note that started bench claimed about);
+  of 30 s clips at batch 1 (what the note that started bench claimed about), and each faster
+  path at every batch size (one warm batch after its timed passes);
 - ratios and the gate: engines that are a faster path of another (Engine.STOCK).
 
 A reference plan is measured in order of value (value_ordered), so that whatever a time
@@ -34,7 +35,12 @@ def family(engine: str) -> str:
 
 
 def profiled(engine: str, dataset: str, batch_size: int) -> bool:
-    return "merge" in engine_class(engine).PHASES and dataset == SYNTHETIC and batch_size == 1
+    """Whether the point is profiled: on the synthetic clips, the engines that mark the
+    placeholder merge at batch 1 (the note's claim), and each faster path at every batch size
+    (where its decode step goes, against its ceiling and roofline)."""
+    if dataset != SYNTHETIC:
+        return False
+    return ("merge" in engine_class(engine).PHASES and batch_size == 1) or engine in faster_paths()
 
 
 def ablated(engine: str) -> bool:

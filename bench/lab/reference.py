@@ -134,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if went:
         print(went)
+    # the ceilings of what was measured, even when the budget ran out first: seconds, on this lease
+    speed.measure_ceilings(args.out, [p for p in points if isinstance(p, Point)])
     if left:
         print("\n".join(budget.left_lines(left, now, list(STAGES), stage)))
         return INCOMPLETE
-    speed.measure_ceilings(args.out, [p for p in points if isinstance(p, Point)])
     print(write_folder(args.out))
     return 0

@@ -29,7 +29,7 @@ from bench.lab.folder import DEVICE_FILE, not_measured_lines, recorded_commands
 from bench.lab.grid import Point, is_done
 from bench.lab.load_stage import load_lines, measured_load_points
 from bench.lab.speed import SECTIONS, measured_speed_points, weight_bytes
-from bench.lab.verdict import verdict_lines
+from bench.lab.verdict import LIMITS, verdict_lines
 from bench.pipeline.record import Summary
 from bench.stats import PASS_METHOD_WORDS
 
@@ -245,7 +245,7 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
 
 def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
     """The speed, ablation and ceiling tables (written beside the README) as README lines, and
-    each engine's step against its ceiling per batch size for the verdict (None without a device
+    each engine's step against its ceiling (and roofline) per batch size for the verdict (None without a device
     record, an ablation or a ceiling): the speed table's, where bench measured the ceilings in the
     folder (ceilings.json, on the lease of the runs that need them), so the verdict and the speed
     table show one figure; else gemv_ceiling.txt's."""
@@ -263,10 +263,11 @@ def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
     table = pd.read_csv(out / "speed.csv")
     ceilings = evidence.ceiling_frame(out, table, copy_bw, weights)
     lines += evidence.ceiling_lines(out, ceilings)
-    if "step / ceiling" in table:  # bench.lab.ceiling's, measured in this folder
-        wide = table.pivot(index="batch", columns="engine", values="step / ceiling")
-        wide.columns = [f"{engine} step / ceiling" for engine in wide.columns]
-        return lines, wide.reset_index()
+    if "step / ceiling" in table:  # bench.lab.ceiling's, measured in this folder: ceiling and roofline
+        wide = [table.pivot(index="batch", columns="engine", values=limit) for limit in LIMITS if limit in table]
+        for frame, limit in zip(wide, LIMITS, strict=False):
+            frame.columns = [f"{engine} {limit}" for engine in frame.columns]
+        return lines, pd.concat(wide, axis=1).reset_index()
     return lines, ceilings
 
 

@@ -12,9 +12,11 @@ point is measured it prints and writes (speed.md, speed.csv, ablation.md, ablati
 - RTFx with its 95% CI, decode tokens/s, time per decode step, cold start (with what
   Inductor's on-disk cache gave it: compile_cache_cell), peak memory;
 - achieved bandwidth in decode: bytes read per decode step / step time, where bytes =
-  the decoder's weights (every layer, final norm, lm_head) + the KV cache actually
-  attended (layers x 2 x kv heads x head dim x mean context x rows); and its share of
-  this device's measured copy bandwidth (read + write bytes of a large device copy);
+  the decoder's weights (every layer, final norm, lm_head) + the keys and values in use
+  (layers x 2 x kv heads x head dim x (mean context + encoder positions) x rows); and its
+  share of this device's measured copy bandwidth (read + write bytes of a large device copy);
+- the step as a multiple of its ceiling and of its roofline (bench.lab.ceiling: the same
+  reads through the same kernels, nothing else; those bytes at the device's stream bandwidth);
 - the ablation: voxtral_patched with each patch removed alone, RTFx and its ratio to all on,
   and the cold start (compiled_step's removal shows what its compile costs, where the all-on
   run's compile cache column says it built its graphs).
@@ -37,7 +39,6 @@ from omegaconf import OmegaConf
 from bench.analysis.table import markdown
 from bench.data.audio import SAMPLE_RATE
 from bench.engines import accept_former_name, current_name, engine_class, engine_names
-from bench.engines.base import DecoderShape
 from bench.lab import ceiling
 from bench.lab.evidence import COMPILE_CACHE_NOTE, compile_cache_cell, ordered_phase_frame, phase_means
 from bench.lab.folder import DEVICE_FILE, record_command
@@ -59,11 +60,6 @@ def planned_points(argv: list[str], out: Path | None) -> list[Point]:
 def measured_speed_points(out: Path) -> list[Point]:
     """The speed and ablation points measured under out (whichever commands measured them)."""
     return [p for p in measured_points(out) if p.dataset == SYNTHETIC and (p.without or streams_a_decoder(p.engine))]
-
-
-def decode_bytes_per_step(shape: DecoderShape, rows: float, context: float, bytes_per_value: int) -> float:
-    """Bytes a decode step must read: decoder weights + attended KV cache."""
-    return (shape.weight_values() + shape.kv_values(rows, context)) * bytes_per_value
 
 
 def _architecture(folder: Path) -> dict:
@@ -111,30 +107,40 @@ SPEED_COLUMNS = {  # table_row's name -> the speed table's
 }  # fmt: skip
 
 
+def step_bytes(point: Point, out: Path) -> float | None:
+    """Bytes a decode step of this run must read (DecoderShape.step_bytes): the weights, and the
+    keys and values in use at the mean context of its clips' decode steps (its prompt, then half
+    its tokens) over every row of the batch; None for a run that counted no decode steps."""
+    summary = finished(point, out)
+    if not (summary.decode_step_seconds and summary.decode_steps):
+        return None
+    engine = engine_class(point.engine)
+    clips = max(1, summary.n_utterances)
+    mean_clip = round(summary.audio_seconds / clips * SAMPLE_RATE)
+    context = engine.context_tokens(mean_clip, summary.dataset.language or "en") + summary.n_tokens / clips / 2
+    shape = engine.decoder_shape(_architecture(point.folder(out)))
+    return shape.step_bytes(summary.batch_size, context, 4 if summary.dtype == "float32" else 2)
+
+
+def limit_cells(point: Point, out: Path, ms_per_step: float | None, n_bytes: float | None) -> dict:
+    """The step against the folder's ceiling and roofline (bench.lab.ceiling), where measured."""
+    summary = finished(point, out)
+    shape = engine_class(point.engine).decoder_shape(_architecture(point.folder(out)))
+    return ceiling.step_limits(ceiling.read(out), summary, shape, ms_per_step, n_bytes)
+
+
 def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     summary = finished(point, out)
     cells = table_row(summary)
     row = {"engine": point.label, **{name: cells[key] for key, name in SPEED_COLUMNS.items()}}
-    row |= {"decode GB/s": None, "% of copy BW": None}
-    ceilings = ceiling.read(out)
-    if ceilings:  # measured in the same folder: the step against the practical limit
-        limit = ceilings.get(ceiling.key(summary.model, summary.scale, summary.dtype, summary.batch_size))
-        row["ceiling ms/step"] = 1e3 * limit["seconds"] if limit else None
-        row["step / ceiling"] = cells["ms/step"] / row["ceiling ms/step"] if limit and cells["ms/step"] else None
+    n_bytes = step_bytes(point, out)
+    step_s = summary.decode_step_seconds
+    row["decode GB/s"] = n_bytes / step_s / 1e9 if n_bytes else None
+    row["% of copy BW"] = 100 * n_bytes / step_s / copy_bw if n_bytes else None
+    if ceiling.read(out):  # measured in the same folder: the step against the practical limit and the bound
+        row |= limit_cells(point, out, cells["ms/step"], n_bytes)
     row |= {"cold start s": cells["cold start s"], "compile cache": compile_cache_cell(summary)}
     row["peak GiB"] = cells["peak GiB"]
-    step_s = summary.decode_step_seconds
-    if step_s and summary.decode_steps:
-        engine = engine_class(point.engine)
-        clips = max(1, summary.n_utterances)
-        mean_clip = round(summary.audio_seconds / clips * SAMPLE_RATE)
-        # the mean context over a clip's decode steps: its prompt, then half its tokens
-        context = engine.context_tokens(mean_clip, summary.dataset.language or "en") + summary.n_tokens / clips / 2
-        value_bytes = 4 if summary.dtype == "float32" else 2
-        shape = engine.decoder_shape(_architecture(point.folder(out)))
-        bandwidth = decode_bytes_per_step(shape, summary.batch_size, context, value_bytes)
-        row["decode GB/s"] = bandwidth / step_s / 1e9
-        row["% of copy BW"] = 100 * bandwidth / step_s / copy_bw
     return row
 
 
@@ -247,7 +253,8 @@ def write_tables(out: Path, points: list[Point]) -> dict[str, str]:
     title = f"{families[0].capitalize()} speed" if len(families) == 1 else "Decode speed"
 
     def note(frame: pd.DataFrame) -> str:
-        return f"\n{COMPILE_CACHE_NOTE}\n" if frame["compile cache"].notna().any() else ""
+        cache = f"\n{COMPILE_CACHE_NOTE}\n" if frame["compile cache"].notna().any() else ""
+        return cache + (f"\n{ceiling.LIMITS_NOTE}\n" if "step / ceiling" in frame else "")
 
     texts = {"speed": f"# {title}\n\n{header(main_points)}\n\n{markdown(speed)}{note(speed)}"}
     speed.to_csv(out / "speed.csv", index=False)

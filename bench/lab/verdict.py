@@ -23,6 +23,7 @@ from bench.engines import faster_paths
 from bench.lab.plans import family
 
 SYNTHETIC = "synthetic"
+LIMITS = ("step / ceiling", "step / roofline")  # a decode step against bench.lab.ceiling's two limits
 
 
 def _word(low: float) -> str:
@@ -56,15 +57,16 @@ def verdict_lines(runs, ceilings: pd.DataFrame | None, across=recorded_leases) -
         for model in sorted({r.summary.model for r in here}):
             of_model = [r for r in here if r.summary.model == model]
             best = max(of_model, key=lambda r: r.summary.rtfx)
-            step = None
-            column = f"{best.summary.engine} step / ceiling"
-            if ceilings is not None and column in ceilings:
-                cell = ceilings.loc[ceilings.batch == batch, column]
-                step = float(cell.iloc[0]) if len(cell) and pd.notna(cell.iloc[0]) else None
             ci = best.summary.rtfx_ci
-            rows.append({"batch": batch, "model": model, "fastest engine": best.summary.engine,
-                         "RTFx": best.summary.rtfx, "RTFx 95% CI": f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-",
-                         "step / ceiling": step, "engines measured": len(of_model)})  # fmt: skip
+            row = {"batch": batch, "model": model, "fastest engine": best.summary.engine, "RTFx": best.summary.rtfx,
+                   "RTFx 95% CI": f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "-"}  # fmt: skip
+            for limit in LIMITS:
+                column = f"{best.summary.engine} {limit}"
+                cell = (
+                    ceilings.loc[ceilings.batch == batch, column] if ceilings is not None and column in ceilings else []
+                )
+                row[limit] = float(cell.iloc[0]) if len(cell) and pd.notna(cell.iloc[0]) else None
+            rows.append(row | {"engines measured": len(of_model)})
             engines = {r.summary.engine for r in of_model}
             missing = sorted(e for e in fast if family(e) == family(best.summary.engine) and e not in engines)
             if missing:
@@ -85,8 +87,8 @@ def verdict_lines(runs, ceilings: pd.DataFrame | None, across=recorded_leases) -
         "## Verdict: each model on its fastest engine (synthetic 30 s clips)",
         "",
         "The engine with the highest RTFx for each model, its decode step as a multiple of the measured "
-        "ceiling where the folder has one, and the models' bests compared with a 95% interval (the rule: "
-        "docs/gpu-suites.md).",
+        "ceiling and of the roofline where the folder has them (bench.lab.ceiling), and the models' bests "
+        "compared with a 95% interval (the rule: docs/gpu-suites.md).",
         "",
     ]
     return [*header, markdown(pd.DataFrame(rows)), *sentences, ""]
