@@ -26,6 +26,7 @@ from bench.engines import _voxtral as vox
 from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
 from bench.engines._fast.engine import FastDecodeEngine
 from bench.engines._fast.fusion import fuse_projections
+from bench.engines._fast.grouped_attention import use_grouped_attention
 from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import generated_lengths
 from bench.engines._fast.transformers_lm import TransformersLM
@@ -44,6 +45,10 @@ PATCHES = {
     "back after every step, as generate does)",
     "fused_projections": "each decoder layer's q, k and v projections in one matrix product over their stacked "
     "weights, and gate and up in another (off: one product each, as stock)",
+    "grouped_attention": "a decode step's attention reads each of the 8 key-value heads once for its 4 query "
+    "heads (the query heads of one key-value head stand as its queries); off: transformers' SDPA path, which "
+    "under torch.compile, with the static cache's mask, copies every layer's keys and values once per query head "
+    "each step (bench/engines/_fast/grouped_attention.py)",
     "packed_linears": "on the CPU in float32, every linear layer of the decoder and the output projection one "
     "oneDNN product over its weight reordered once at load, opaque to the compiler (off: nn.Linear through the "
     "wheel's BLAS, MKL on x86; inert on CUDA and in other dtypes)",
@@ -90,6 +95,8 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
         inner = self.model.model
         if "fused_projections" in self.on:
             fuse_projections(inner.language_model)
+        if "grouped_attention" in self.on:  # the language model's layers only: the audio tower has no groups
+            use_grouped_attention(inner.language_model.config)
         self.pack_decoder(inner.language_model, self.model, "lm_head")  # after fusing: the fused products too
         self.language_ids = self.processor.tokenizer.encode(f"lang:{self.language}", add_special_tokens=False)
         fe = self.processor.feature_extractor
