@@ -53,6 +53,9 @@ CHANGES = (
            "openai-whisper's (generate had detected a language and put token 0 into it, which changed what tiny.en "
            "wrote on noise and its WER)", "2554647"),
     Change("0.3.0", "whisper_compile", "the same prompt fix as whisper_hf's, whose generate it compiles", "2554647"),
+    Change("0.4.0", "voxtral_patched: grouped_attention (new)", "a decode step's attention reads each key-value head "
+           "once; before, the compiled step copied every layer's keys and values once per query head each step",
+           "80f6603"),
 )  # fmt: skip
 
 
