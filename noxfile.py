@@ -218,6 +218,39 @@ def lease_rehearsal(session):
         session.log(f"| {way} | {calls} | {points} | {wall / 60:.2f} | {wall / 60 / points:.3f} | {first / 60:.2f} |")
 
 
+# Both fast paths where the verdict is decided, against their limits (issue 48): profiled, with
+# the ceilings and rooflines bench.reference measures after its runs.
+LIMIT_PLAN = ["--engines", "voxtral_patched", "whisper_patched", "--datasets", "synthetic", "--ablation-batch-sizes",
+              "--quiet"]  # fmt: skip
+
+
+@nox.session(python=False)
+def gpu_limit(session):
+    """Both fast paths at batch 1 and 32 on the synthetic 30 s clips, each profiled, with both
+    models' ceilings and rooflines, into one reference folder whose verdict and speed table are
+    ready to commit: nox -s gpu_limit -- OUT [more bench.reference options, e.g. --compile-cache
+    DIR]. On a machine without CUDA the same at tiny scale, batch 1 and 2 (CI runs it so). Fails
+    unless every run has its profile and every row its step / ceiling and step / roofline."""
+    import csv
+    import subprocess
+
+    python = _shared(session)
+    out = session.posargs[0] if session.posargs else os.path.join(_fresh_tmp(session, "gpu_limit"), "reference")
+    probe = [python, "-c", "import torch; print(torch.cuda.is_available())"]
+    cuda = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == "True"
+    sizes = ["--batch-sizes", "1", "32"] if cuda else ["--scale", "tiny", "--device", "cpu", "--batch-sizes", "1",
+                                                      "2", "--min-clips", "2", "--repeats", "2"]  # fmt: skip
+    _run(session, "-m", "bench.reference", "--out", out, *LIMIT_PLAN, *sizes, *session.posargs[1:], env=OFFLINE)
+    with open(os.path.join(out, "speed.csv")) as table:
+        speed = list(csv.DictReader(table))
+    limits = ("step / ceiling", "step / roofline")
+    missing = [f"{row['engine']} b{row['batch']}" for row in speed if not all(row[limit] for limit in limits)]
+    profiles = list(Path(out).glob("runs/synthetic/*/profile.md"))
+    if missing or len(profiles) != len(speed):
+        session.error(f"{out}: rows without a limit {missing}; {len(profiles)} profiles for {len(speed)} runs")
+    session.log(f"{out}/README.md: the verdict and the speed table against both limits")
+
+
 @nox.session(python="3.12")
 def gpu_host_rehearsal(session):
     """Rehearse a lent GPU host's set-up on any CPU machine, before spending device time on it:

@@ -12,7 +12,9 @@ from conftest import compose_config, tiny_engine
 from engine_runs import CPU, assert_same_logits, chunk_counts, run_clips
 
 from bench.data import load_utterances
+from bench.engines import _voxtral as vox
 from bench.engines._fast.transformers_lm import cache_kwarg_names
+from bench.engines._fast.windows import window_sizes
 from bench.engines.voxtral_patched import PATCHES
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
@@ -60,10 +62,16 @@ def most_graphs(engine, sample, batch_size) -> int:
     options = engine.decoder.options
     if not options.static_cache:
         return 0
-    prompt_shapes = len({shape[:2] for shape in shapes})
-    assert prompt_shapes == chunk_counts(sample)
+    prompt_shapes = {shape[:2] for shape in shapes}
+    assert len(prompt_shapes) == chunk_counts(sample)
     encoder_shapes = len({shape[2] for shape in shapes}) if options.compiled_prefill else 0
-    return prompt_shapes * (options.compiled + options.compiled_prefill) + encoder_shapes
+    # a compiled step per attention window a shape can reach (one: the capacity, without the patch)
+    steps = 0
+    for _, chunks in prompt_shapes:
+        capacity = vox.static_cache_len(chunks, engine.engine_cfg.max_new_tokens)
+        prompt = vox.VoxtralEngine.context_tokens(chunks * vox.CHUNK_SAMPLES)
+        steps += len(window_sizes(capacity, prompt + 1)) if options.window else 1
+    return steps * options.compiled + len(prompt_shapes) * options.compiled_prefill + encoder_shapes
 
 
 def test_the_default_config_switches_every_patch_on():
@@ -112,7 +120,9 @@ def test_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, monke
     tokens, logits = run_clips(engine, sample, batch_size, targets)
     assert tokens == stock[batch_size][0]
     assert_same_logits(logits, stock[batch_size][1])
-    assert emulation.captures == chunk_counts(sample) == 2  # one graph per batch shape, replayed after
+    # one graph per batch shape and attention window, replayed after: 1 chunk (891 slots, a prompt of 383:
+    # windows of 512 and 891) and 2 chunks (1,766 slots, a prompt of 758: 1,024 and 1,766)
+    assert chunk_counts(sample) == 2 and emulation.captures == 4
     assert emulation.replays >= len(make_batches(sample, batch_size)) * 2
 
 

@@ -92,8 +92,9 @@ def test_the_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, m
     engine = tiny_engine("whisper_patched", WHISPER)
     emulation = Emulation(engine, monkeypatch)
     assert_same(run_clips(engine, sample, batch_size, targets), want[batch_size], sample)
-    # one graph per batch shape: short batches, and a long clip's windows one at a time
-    assert emulation.captures == 2 and emulation.replays > len(sample)
+    # one graph per batch shape and attention window: short batches (228 slots: windows of 128 and 228),
+    # and a long clip's 30 s windows one at a time (448 slots: 128, 256 and 448)
+    assert emulation.captures == 5 and emulation.replays > len(sample)
 
 
 def test_the_device_log_mel_is_openai_whispers(sample):

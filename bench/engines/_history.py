@@ -69,3 +69,14 @@ def measured_version(environment: dict) -> str | None:
 
 def changes_since(version: str) -> list[Change]:
     return [c for c in CHANGES if Version(c.version) > Version(version)]
+
+
+def changes_to(engine: str, earlier: str | None, later: str | None) -> list[Change]:
+    """The changes to the engine, or to how passes are timed, after version `earlier` and up to
+    `later` (none where either is unknown): a run measured by `earlier` predates them."""
+    if not earlier or not later:
+        return []
+    return [
+        c for c in changes_since(earlier)
+        if Version(c.version) <= Version(later) and (c.what == "timing" or c.what.split(":")[0] == engine)
+    ]  # fmt: skip

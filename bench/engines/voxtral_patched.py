@@ -52,6 +52,9 @@ PATCHES = {
     "packed_linears": "on the CPU in float32, every linear layer of the decoder and the output projection one "
     "oneDNN product over its weight reordered once at load, opaque to the compiler (off: nn.Linear through the "
     "wheel's BLAS, MKL on x86; inert on CUDA and in other dtypes)",
+    "attention_window": "a decode step attends the cache slots in use: windows doubling from 128 slots to the "
+    "static cache's capacity, the smallest holding every slot written, each its own compiled step and CUDA graph, "
+    "all made in the warm-up (off: every step reads the whole capacity; inert without static_cache)",
     "compiled_step": "the decode step through torch.compile, which fuses its many small kernels (norms, rotary, "
     "residuals): under a CUDA graph only its decoder layers, through one compiled function shared by all, so the "
     "cold start compiles one layer; where the host runs every step (CPU, cuda_graph off) the whole step, which also "
@@ -74,7 +77,7 @@ class Config(EngineConfig):
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
     max_new_tokens: int = 500  # per 30 s chunk of the batch's longest clip
     # a batch's static cache holds at least this many 30 s chunks (its longest clip's, if more);
-    # no more than that: a decode step reads the whole cache
+    # no more than that: a step reads the whole cache (up to twice what is in use with attention_window)
     max_chunks: int = 1
     # what compiled_step compiles: "layers" (one graph shared by the decoder layers: a small
     # cold start), "step" (the whole step), or "auto": layers under a CUDA graph, else step

@@ -43,6 +43,9 @@ PATCHES = {
     "packed_linears": "on the CPU in float32, every linear layer of the decoder and the output projection one "
     "oneDNN product over its weight reordered once at load, opaque to the compiler (off: nn.Linear through the "
     "wheel's BLAS, MKL on x86; inert on CUDA and in other dtypes)",
+    "attention_window": "a decode step attends the cache slots in use: windows doubling from 128 slots to the "
+    "static cache's capacity, the smallest holding every slot written, each its own compiled step and CUDA graph, "
+    "all made in the warm-up (off: every step reads the whole capacity; inert without static_cache)",
     "compiled_step": "the decode step through torch.compile, whole (inert without static_cache)",
     "compiled_prefill": "the encoder's layers (one compiled function for all, as voxtral_patched's) and the "
     "prefill (whole, as the step) of short batches through torch.compile, one graph per batch shape compiled in "

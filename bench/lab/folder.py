@@ -70,13 +70,15 @@ def recorded_commands(out: Path, comments: bool = False) -> list[str]:
     return lines if comments else [line for line in lines if not line.lstrip().startswith("#")]
 
 
-def not_measured_lines(missing: list[tuple], planned: int) -> list[str]:
+def not_measured_lines(missing: list[tuple], planned: int, again: int = 0) -> list[str]:
     """A README's list of planned runs with no finished run, each (what it is, its folder[, why
     it is not done]), with why: the last line of its error.txt, else the why given, else that
-    it was not run yet."""
+    it was not run yet. `again` of them have a run in the tables, to be measured again."""
     if not missing:
         return []
-    lines = [f"Not measured (yet): {len(missing)} of the {planned} planned runs; tables leave out those not run.", ""]
+    kept = f", {again} of them in the tables from a run to be measured again (why, below)" if again else ""
+    head = f"Not measured (yet): {len(missing)} of the {planned} planned runs{kept}; tables leave out those not run."
+    lines = [head, ""]
     for what, folder, *given in missing:
         error = folder / "error.txt"
         why = error.read_text().strip().splitlines()[-1] if error.exists() else (given or ["not run yet"])[0]

@@ -5,8 +5,9 @@ a patch removed, profiled or not), each measured by the same runner as `python -
 into `<out>/runs/<dataset>/<label>_b<batch>/`. A point whose folder holds a summary.json
 is kept, so the same command run again (on the next lease of a GPU host, with the folder
 carried over) measures only what is missing; a folder left half-measured is measured
-again from scratch, since timings from two machines or two sessions must not mix. A finished
-run of another lease measured again is kept (bench.lab.leases: how far leases differ).
+again from scratch, since timings from two machines or two sessions must not mix; so is a
+finished run of older code (bench changed its engine, or timing, since: bench.engines._history).
+A finished run of another lease measured again is kept (bench.lab.leases: how far leases differ).
 `<out>/device.json` records the hardware and its measured copy bandwidth once.
 """
 
@@ -55,6 +56,9 @@ class Point:
         folder = self.folder(out)
         if not (folder / "summary.json").exists():
             return "not run yet" if not folder.exists() else "measured only in part"
+        older = _older_code(out, folder, self.engine)
+        if older:
+            return older
         if not self.profile:
             return None
         if not (folder / "profile.md").exists():
@@ -69,6 +73,20 @@ class Point:
         from bench.pipeline.runner import run
 
         run(point_config(self, settings), folder)
+
+
+def _older_code(out: Path, folder: Path, engine: str) -> str | None:
+    """Why a finished run no longer measures today's engine: bench changed the engine, or how
+    passes are timed, since the version that measured it (None: it did not)."""
+    from bench import __version__
+    from bench.engines._history import changes_to, measured_version
+    from bench.lab.leases import recorded_environment, stated_environment
+
+    version = measured_version(stated_environment(out, folder, recorded_environment(folder)))
+    changes = changes_to(engine, version, __version__)
+    if not changes:
+        return None
+    return f"measured by bench {version}, before {len(changes)} change(s) to {engine} or to timing since"
 
 
 POINT_FIELDS = {f.name for f in dataclasses.fields(Point)}

@@ -139,8 +139,9 @@ def _phases(runs: list[Run]) -> pd.DataFrame:
 def _ablation_lines(runs: list[Run], ablated: list[Run], ablation: dict) -> list[str]:
     """The engine's runs with all patches on (from the ladder's own) and with each one off."""
     engine, model, dataset = ablation["engine"], ablation["model"], ablation["dataset"]
-    patches = set(engine_class(engine).PATCHES)
     same = [r for r in runs if (r.summary.engine, r.summary.model, r.summary.dataset.name) == (engine, model, dataset)]
+    # the patches the engine had when measured (its all-on runs'): one added since is not "removed"
+    patches = set().union(*(s.summary.patches for s in same)) if same else set(engine_class(engine).PATCHES)
     rows = []
     for run in same + ablated:
         s, step = run.summary, run.summary.decode_step_seconds

@@ -121,7 +121,8 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
         return "not run yet"
 
     missing = [(p.title, p.folder(out), why(p)) for p in plan if not is_done(p, out)]
-    return not_measured_lines(missing, len(plan))
+    again = sum(isinstance(p, Point) and (p.folder(out) / "summary.json").exists() for p in plan if not is_done(p, out))
+    return not_measured_lines(missing, len(plan), again)
 
 
 # Accuracy others published for the folder's models (kept by hand, with its source and date):
@@ -246,14 +247,14 @@ def _intro_lines(out: Path, runs, summary: Summary, plan: list[Point], verdict: 
 def _speed_section(out: Path) -> tuple[list[str], pd.DataFrame | None]:
     """The speed, ablation and ceiling tables (written beside the README) as README lines, and
     each engine's step against its ceiling (and roofline) per batch size for the verdict (None without a device
-    record, an ablation or a ceiling): the speed table's, where bench measured the ceilings in the
+    record, a speed run or a ceiling): the speed table's, where bench measured the ceilings in the
     folder (ceilings.json, on the lease of the runs that need them), so the verdict and the speed
     table show one figure; else gemv_ceiling.txt's."""
     from bench.lab import evidence
     from bench.lab.speed import write_tables
 
     speed = measured_speed_points(out)
-    if not (out / DEVICE_FILE).exists() or not any(p.without for p in speed):
+    if not (out / DEVICE_FILE).exists() or not speed:
         return [], None
     lines = ["## Decode bandwidth and the patch ablation (synthetic 30 s clips)", ""]
     for name, text in write_tables(out, speed).items():  # each table one level down, under its own title

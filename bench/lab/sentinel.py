@@ -73,16 +73,9 @@ class Movement:
 def changes_between(engine: str, earlier: str | None, later: str | None) -> int:
     """How many of bench.engines._history's changes to the engine (or to timing) lie between two
     bench versions: a point measured by both moved with those as well as with the lease."""
-    from packaging.version import Version
+    from bench.engines._history import changes_to
 
-    from bench.engines._history import changes_since
-
-    if not earlier or not later:
-        return 0
-    return sum(
-        1 for c in changes_since(earlier)
-        if Version(c.version) <= Version(later) and (c.what == "timing" or c.what.split(":")[0] == engine)
-    )  # fmt: skip
+    return len(changes_to(engine, earlier, later))
 
 
 def _runs_by_lease(by_lease: dict[str, Path]):

@@ -18,12 +18,13 @@ tensors it captured, so between batches they are reset in place, never replaced.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 import torch
 
+from bench.engines._fast import windows
 from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
 from bench.pipeline.clock import Clock
@@ -64,6 +65,7 @@ class DecodeOptions:
     compiled_prefill: bool  # the prefill through torch.compile, one graph per batch shape (needs them too)
     graph: bool  # the step captured as a CUDA graph (needs the static cache, and CUDA)
     compile_scope: str | None  # "layers" (one compiled layer for all), "step" (the whole step), None
+    window: bool = False  # attention_window: a step attends the slots in use (needs the static cache)
 
     @classmethod
     def from_patches(cls, on: set[str], device: torch.device, scope: str) -> DecodeOptions:
@@ -83,6 +85,7 @@ class DecodeOptions:
             compiled_prefill=static and "compiled_prefill" in on,
             graph=graph,
             compile_scope=str(scope) if compiled else None,
+            window=static and "attention_window" in on,
         )
 
 
@@ -92,7 +95,8 @@ class ShapeState:
 
     cache: object = None
     valid: torch.Tensor | None = None  # valid[b, j]: row b may attend key j
-    graph: Callable | None = None  # the captured step's replay
+    graphs: dict = field(default_factory=dict)  # attention window (None: the capacity) -> captured step's replay
+    warmed: bool = False  # every window this shape can reach made (attention_window)
 
 
 class FastDecoder:
@@ -119,6 +123,7 @@ class FastDecoder:
         self.cache_len = 0
         self.captures = 0
         self.cache_in_use = None
+        self.window = windows.Window()  # attention_window: the slots a step's attention reads
         # the prefill is launch-bound at small batch (hundreds of small kernels for a few ms of
         # work): compiled_prefill fuses it, one graph per prompt shape, compiled in the warm-up.
         # Per layer, as the step under a graph, so the cold start compiles one layer more; whole
@@ -146,10 +151,12 @@ class FastDecoder:
         if not self.options.static_cache:
             self.cache_in_use = self.model.new_cache(None)
         elif self.state.cache is None:
-            self.state.cache, self.state.graph = self.model.new_cache(self.cache_len), None
+            self.state.cache, self.state.graphs = self.model.new_cache(self.cache_len), {}
             # allocated now rather than at its first write: a compiled prefill then sees the same
             # (initialised) cache at every batch, not a fresh one at the first and a recompile after
             self.model.initialize(self.state.cache, rows, dtype)
+            if self.options.window:
+                windows.install(self.model.self_attention_layers(self.state.cache), self.window)
             self.cache_in_use = self.state.cache
         else:
             self.state.cache.reset()  # zeroes in place: a captured graph still points at it
@@ -162,7 +169,7 @@ class FastDecoder:
         if buffer is None or buffer.shape != (rows, kv_len):
             buffer = torch.zeros(rows, kv_len, dtype=torch.bool, device=self.device)
             if self.options.static_cache:
-                self.state.valid, self.state.graph = buffer, None
+                self.state.valid, self.state.graphs = buffer, {}
         return buffer.zero_()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -186,6 +193,8 @@ class FastDecoder:
         position = positions[:, -1:] + 1
         takes_slot = self.model.takes_cache_position
 
+        self.window.size = None  # the prefill reads the whole cache, its mask built by the model for it
+        sizes = windows.window_sizes(kv_len, length + 1) if options.window else [kv_len]
         with clock.phase("prefill"):
             # the 2D mask lets the model build the prefill mask exactly as generate does
             slots = torch.arange(length, device=device) if takes_slot else None
@@ -202,7 +211,6 @@ class FastDecoder:
                 self.on_token(token)
 
         with clock.phase("decode"):
-            step_fn = None
             finished = FinishedFlag(self.device) if options.lagged_eos else None
             if finished:
                 finished.copy(unfinished)  # after the prefill's token
@@ -211,11 +219,13 @@ class FastDecoder:
                     break  # read back after every step, as generate does: the GPU waits for it
                 cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
                 valid[:, length + step - 1] = True
+                size = windows.size_for(length + step, sizes)  # slots written after this step's write
+                if options.window:
+                    self.window.size = size
                 if options.graph:
-                    step_fn = step_fn or self._graph_step(token, position, cache_position)
-                    logits = step_fn(token, position, cache_position)
+                    logits = self._graph_step(token, position, cache_position, size)(token, position, cache_position)
                 else:
-                    attended = valid[:, : kv_len if options.static_cache else length + step]
+                    attended = valid[:, : size if options.static_cache else length + step]
                     logits = self.step(token, position, cache_position, attended)
                 token = self.pick(logits, step, targets, unfinished)
                 out[:, step] = token
@@ -227,7 +237,27 @@ class FastDecoder:
                     finished.copy(unfinished)
                     if finished.all_done_before_this_step():
                         break  # this step was the one extra: its tokens are all padding
+            if options.window and not self.state.warmed:  # this shape's first batch: the warm-up
+                self._make_windows(token, position, sizes)
         return out
+
+    def _make_windows(self, token, position, sizes: list[int]) -> None:
+        """Compile (and capture) the step at every window of this shape a later batch may reach,
+        so none is made while a pass is timed. Each runs once on this batch's last token; what
+        it writes lands in slot 0 of a cache the next batch resets."""
+        compiles = self.options.compiled or self.options.graph
+        for size in sizes if compiles else []:
+            for layer in self.model.self_attention_layers(self.state.cache):
+                layer.cumulative_length.zero_()
+            cache_position = (
+                torch.zeros(1, dtype=torch.long, device=self.device) if self.model.takes_cache_position else None
+            )
+            self.window.size = size
+            if self.options.graph:
+                self._graph_step(token, position, cache_position, size)
+            else:
+                self.step(token, position, cache_position, self.state.valid[:, :size])
+        self.state.warmed = True
 
     def pick(self, logits, step: int, targets, unfinished) -> torch.Tensor:
         """Greedy choice as generate makes it, with length matching; finished rows emit padding."""
@@ -254,13 +284,14 @@ class FastDecoder:
         embed = self.model.embed(token[:, None])
         return self.model.forward(embed, valid[:, None, None, :], position, cache_position, self.cache_in_use)
 
-    def _graph_step(self, token, position, cache_position):
-        """Capture the decode step on CUDA once per shape; each replay reads and writes fixed buffers."""
-        if self.state.graph is not None:
-            return self.state.graph
+    def _graph_step(self, token, position, cache_position, size: int):
+        """Capture the decode step on CUDA once per shape and attention window (`size` slots:
+        the capacity without attention_window); each replay reads and writes fixed buffers."""
+        if size in self.state.graphs:
+            return self.state.graphs[size]
         static_token, static_position = token.clone(), position.clone()
         static_cache_position = cache_position.clone() if cache_position is not None else None
-        valid = self.state.valid
+        valid = self.state.valid[:, :size]  # a view: the graph reads the buffer the loop writes
 
         def step():
             return self.step(static_token, static_position, static_cache_position, valid)
@@ -287,6 +318,6 @@ class FastDecoder:
             graph.replay()
             return static_logits
 
-        self.state.graph = replay
+        self.state.graphs[size] = replay
         self.captures += 1
         return replay
