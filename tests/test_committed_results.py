@@ -338,3 +338,13 @@ def test_the_times_and_disk_the_readme_and_docs_give_are_the_newcomers():
     assert "RTFx 33.3 [14.85, 48.37]" in measured and "RTFx 33.3 [14.85, 48.37]" in setup
     table = measured.split("| step |")[1].split("\n\n")[0]
     assert "| step |" + table in (REPO_DIR / "docs" / "install.md").read_text()
+
+
+def test_the_capacity_figures_in_the_docs_are_the_measured_ones():
+    page = (REPO_DIR / "docs" / "fast-paths.md").read_text()
+    section = page.split("### What a step reads")[1].split("\n## ")[0]
+    tables = (REPO_DIR / "results" / "capacity" / "cpu" / "README.md").read_text()
+    quoted = {n for n in _numbers(section) if "." in n or int(n.replace(",", "")) >= 100}
+    assert {"1.34", "2.00", "0.879", "4,391"} <= quoted  # the pattern finds them
+    missing = sorted(quoted - _numbers(tables))
+    assert not missing, f"figures in docs/fast-paths.md that results/capacity/cpu does not show: {missing}"

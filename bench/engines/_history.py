@@ -56,6 +56,10 @@ CHANGES = (
     Change("0.4.0", "voxtral_patched: grouped_attention (new)", "a decode step's attention reads each key-value head "
            "once; before, the compiled step copied every layer's keys and values once per query head each step",
            "80f6603"),
+    Change("0.4.0", "voxtral_patched: attention_window (new)", "a decode step attends the cache slots in use, in "
+           "windows doubling from 128 slots; before, every step read the static cache's whole capacity", "1c893c6"),
+    Change("0.4.0", "whisper_patched: attention_window (new)", "a decode step's self-attention attends the cache "
+           "slots in use, in windows doubling from 128 slots; before, every step read the whole capacity", "1c893c6"),
 )  # fmt: skip
 
 

@@ -7,7 +7,9 @@ reads the whole capacity costs what the cache could hold, not what it holds; one
 what is in use costs the same at any capacity. Each row here is one engine built at one
 capacity (engine.max_new_tokens), fed the same clips with the same forced transcript lengths
 (length-matched decoding), warmed once, then timed: milliseconds per decode step, the median
-over passes. Random weights; on the CPU at tiny scale by default, where it takes minutes.
+over passes, then over builds (each row built --builds times, in rounds: a build moves a
+step by more than its passes do; the spread is half the range over builds). Random weights;
+on the CPU at tiny scale by default, where it takes minutes.
 
     python -m bench.capacity                                 # every faster path, tiny, CPU
     python -m bench.capacity --without attention_window       # the same with a patch off
@@ -29,7 +31,7 @@ from bench.lab.grid import compose
 from bench.pipeline.clock import Clock
 
 BUDGETS = (100, 1000, 4000)  # engine.max_new_tokens: the cache's capacity grows with it
-TOKENS = (16, 64, 160)  # each clip's forced transcript length: the cache's content grows with it
+TOKENS = (32, 160, 400)  # each clip's forced transcript length: the cache's content grows with it
 
 
 def build(engine: str, scale: str, device: str, max_new_tokens: int, without: str | None):
@@ -61,22 +63,38 @@ def ms_per_step(engine, rows: int, tokens: int, passes: int) -> tuple[float, int
     return statistics.median(times), content
 
 
-def measure(engines, scale: str, device: str, rows: int, passes: int, without: str | None) -> pd.DataFrame:
-    rows_out = []
+def _configs(engines, without: str | None) -> list[tuple[str, str, int, int]]:
+    """(engine, what varies, max_new_tokens, tokens) of every row, in the table's order."""
+    configs = []
     for name in engines:
         if without and without not in engine_class(name).PATCHES:
             continue
-        for budget in BUDGETS:  # capacity grows, content fixed
+        configs += [(name, "capacity", budget, TOKENS[0]) for budget in BUDGETS]  # capacity grows, content fixed
+        configs += [(name, "content", BUDGETS[-1], tokens) for tokens in TOKENS]  # capacity fixed, content grows
+    return configs
+
+
+def measure(engines, scale: str, device: str, rows: int, passes: int, without: str | None, builds: int) -> pd.DataFrame:
+    """Each row built `builds` times, every row once per round (a build's memory and compiled
+    code move a step by more than its passes do): its median over builds, and their spread."""
+    configs = _configs(engines, without)
+    times: dict[tuple, list[float]] = {config: [] for config in configs}
+    cells: dict[tuple, tuple[int, int]] = {}
+    for _ in range(builds):
+        for config in configs:
+            name, _, budget, tokens = config
             engine = build(name, scale, device, budget, without)
-            ms, content = ms_per_step(engine, rows, TOKENS[0], passes)
-            rows_out.append({"engine": name, "vary": "capacity", "capacity": engine.decoder.cache_len,
-                             "content": content, "ms/step": ms})  # fmt: skip
-        engine = build(name, scale, device, BUDGETS[-1], without)  # capacity fixed, content grows
-        for tokens in TOKENS:
             ms, content = ms_per_step(engine, rows, tokens, passes)
-            rows_out.append({"engine": name, "vary": "content", "capacity": engine.decoder.cache_len,
-                             "content": content, "ms/step": ms})  # fmt: skip
-    frame = pd.DataFrame(rows_out)
+            times[config].append(ms)
+            cells[config] = engine.decoder.cache_len, content
+    table = []
+    for config in configs:
+        name, vary, _, _ = config
+        median = statistics.median(times[config])
+        spread = (max(times[config]) - min(times[config])) / median
+        table.append({"engine": name, "vary": vary, "capacity": cells[config][0], "content": cells[config][1],
+                      "ms/step": median, "spread over builds": f"±{50 * spread:.1f}%"})  # fmt: skip
+    frame = pd.DataFrame(table)
     first = frame.groupby(["engine", "vary"])["ms/step"].transform("first")
     frame["vs first row"] = frame["ms/step"] / first
     return frame
@@ -88,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="tiny", choices=["tiny", "full"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rows", type=int, default=4, help="clips per batch (default 4)")
-    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--passes", type=int, default=5, help="timed calls per build (after one untimed)")
+    parser.add_argument("--builds", type=int, default=3, help="times each row's engine is built and timed")
     parser.add_argument("--without", default=None, help="a patch switched off in every row")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    frame = measure(args.engines, args.scale, args.device, args.rows, args.passes, args.without)
+    frame = measure(args.engines, args.scale, args.device, args.rows, args.passes, args.without, args.builds)
     setting = f"every patch on but {args.without}" if args.without else "every patch on"
-    print(f"# Decode step against the static cache: {args.scale} scale, {args.device}, {args.rows} rows, {setting}\n")
+    print(f"# Decode step against the static cache: {args.scale} scale, {args.device}, {args.rows} rows, {setting}; "
+          f"{args.builds} builds of {args.passes} timed calls\n")  # fmt: skip
     print(markdown(frame))
     return 0
