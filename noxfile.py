@@ -221,7 +221,7 @@ def lease_rehearsal(session):
 # Both fast paths where the verdict is decided, against their limits (issue 48): profiled, with
 # the ceilings and rooflines bench.reference measures after its runs.
 LIMIT_PLAN = ["--engines", "voxtral_patched", "whisper_patched", "--datasets", "synthetic", "--ablation-batch-sizes",
-              "--quiet"]  # fmt: skip
+              "--load-concurrency", "--quiet"]  # fmt: skip
 
 
 @nox.session(python=False)
@@ -239,7 +239,7 @@ def gpu_limit(session):
     probe = [python, "-c", "import torch; print(torch.cuda.is_available())"]
     cuda = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == "True"
     sizes = ["--batch-sizes", "1", "32"] if cuda else ["--scale", "tiny", "--device", "cpu", "--batch-sizes", "1",
-                                                      "2", "--min-clips", "2", "--repeats", "2"]  # fmt: skip
+                                                      "2", "--min-clips", "2", "--repeats", "3"]  # fmt: skip
     _run(session, "-m", "bench.reference", "--out", out, *LIMIT_PLAN, *sizes, *session.posargs[1:], env=OFFLINE)
     with open(os.path.join(out, "speed.csv")) as table:
         speed = list(csv.DictReader(table))
