@@ -60,3 +60,39 @@ def test_the_check_names_a_module_that_does_not_import_and_a_folder_too_big_to_c
     assert problems[0].startswith("no_such_module_here does not import: ModuleNotFoundError")
     assert problems[1] == f"{tmp_path} holds 65.0 MiB of wheels: over the 64 MiB one call carries"
     assert len(problems) == 2
+
+
+def test_a_host_package_too_old_for_a_carried_one_is_carried_with_what_the_newer_one_needs():
+    """The 2026-12-04 lease: the image's huggingface-hub 1.33 failed transformers 5.25's
+    >=2.4.0,<3.0 and stopped bench at import; it ran once these were carried by hand."""
+    from bench.lab.wheelhouse import ALWAYS_CARRY, GPU_IMAGE_VERSIONS, NEVER_CARRIED, host_packages
+
+    have = host_packages(None)
+    assert have["huggingface-hub"] == GPU_IMAGE_VERSIONS["huggingface-hub"] == "1.33.0"
+    kept = []
+    packages = missing_packages("bench", have, "3.12", ALWAYS_CARRY, kept)
+    assert packages["transformers"] == "5.25.0" and packages["huggingface-hub"] == version("huggingface-hub") == "2.4.0"
+    carried_by_hand = ("httpx2", "httpcore2", "truststore", "click", "idna", "anyio", "h11")
+    assert {name: packages.get(name) for name in carried_by_hand} == {name: version(name) for name in carried_by_hand}
+    # never imported offline, though huggingface-hub asks for it on x86-64
+    assert "hf-xet" in NEVER_CARRIED and "hf-xet" not in packages
+    # a host version that meets every requirement stays the host's (tokenizers 0.23.2); numpy 2.5.2 fails
+    # mistral-common's bound but stays too, and that is said: the host's torch was built against it
+    assert "tokenizers" not in packages and "numpy" not in packages and "torch" not in packages
+    assert set(kept) == {
+        'numpy 2.5.2 on the host fails numpy<2.4,>=1.25; python_version <= "3.12": kept (KEPT_ON_HOST)'
+    }
+    # as the wheelhouse of the lease chose (names only, transformers treated as missing): no hub
+    assert "huggingface-hub" not in missing_packages("bench", set(have) - {"transformers"}, "3.12")
+
+
+def test_a_freeze_of_the_host_gives_every_version(tmp_path):
+    from bench.lab.wheelhouse import ALWAYS_CARRY, host_packages
+
+    freeze = tmp_path / "freeze.txt"
+    freeze.write_text("huggingface-hub==2.4.0\nclick==8.5.1\nregex==2024.1.1\nlocal-pkg @ file:///x\n")
+    have = host_packages(freeze)
+    assert have == {"huggingface-hub": "2.4.0", "click": "8.5.1", "regex": "2024.1.1", "local-pkg": None}
+    packages = missing_packages("bench", have, "3.12", ALWAYS_CARRY)
+    assert "huggingface-hub" not in packages and "click" not in packages  # new enough
+    assert packages["regex"] == version("regex")  # transformers 5.25 needs regex>=2025.10.22

@@ -3,7 +3,9 @@
 A lent GPU machine has PyTorch, transformers, pandas and much else, but not all of
 bench's dependencies, and it cannot reach a registry. This walks bench's dependency tree
 as installed here (so the host gets the versions CI tested), drops what the host already
-has (except transformers, whose internals bench's Voxtral engines use), and fetches a
+has where its version meets what asks for it (missing_packages: transformers is carried
+whatever the host has, since bench's Voxtral engines use its internals, and so is a host
+package whose version fails a requirement, with what the newer one needs), and fetches a
 wheel of each remaining package for the host's Python and platform.
 Source-only packages (openai-whisper, antlr4-python3-runtime) are built into wheels here;
 both are pure Python, so a wheel built here runs there.
@@ -85,17 +87,54 @@ def target_environment(python: str) -> dict[str, str]:
     }
 
 
-def missing_packages(root: str, have: set[str], python: str) -> dict[str, str]:
-    """{name: version installed here} for root's dependency tree, less what the host has."""
+# Never carried: what an offline run never imports (each with why), so the wheels leave room
+# for a compile cache in the 64 MiB one device call carries.
+NEVER_CARRIED = {"hf-xet": "huggingface_hub's download accelerator: an offline run downloads nothing"}
+# Kept as the host has them even where a requirement's bound fails (said, not carried): the
+# host's CUDA build of torch, and what its compiled extensions were built against. On the
+# 2026-12-04 lease bench ran with the image's numpy 2.5.2, outside mistral-common's <2.4.
+KEPT_ON_HOST = ("torch", "numpy", "triton")
+
+
+def _host_satisfies(requirement: Requirement, version: str | None, strict: bool) -> bool:
+    """Whether the host's copy meets a requirement: by its version where known; where not (the
+    image's list names most packages without one), only if the requirement sets no bound, when
+    `strict`, else assumed (a package the host lacks was tested against the image's copies)."""
+    if version is not None:
+        return requirement.specifier.contains(version, prereleases=True)
+    return not strict or not str(requirement.specifier)
+
+
+def missing_packages(
+    root: str, have, python: str, always: tuple[str, ...] = (), kept: list[str] | None = None
+) -> dict[str, str]:
+    """{name: version installed here} for root's dependency tree, less what the host has and
+    satisfies. `have`: the host's packages, {name: version or None} (a set: versions unknown).
+
+    A package the host has is carried when its version fails a requirement (huggingface-hub
+    1.33 on the image, where transformers 5.25 needs >=2.4), or when it is in `always`. Such an
+    upgrade's own requirements are held strictly: a host package they bound whose version is
+    unknown is carried too (the upgraded package was tested with the copies here, not with
+    the image's). NEVER_CARRIED is left out, with what only it requires; KEPT_ON_HOST stays the
+    host's, each failed bound said in `kept`."""
+    have = dict.fromkeys(have) if not isinstance(have, dict) else have
+    always = {canonicalize_name(name) for name in always}
     environment = target_environment(python)
     found: dict[str, str] = {}
-    todo = [(Requirement(r), "") for r in distribution(root).requires or []]
+    todo = [(Requirement(r), "", False) for r in distribution(root).requires or []]
     while todo:
-        requirement, extra = todo.pop()
+        requirement, extra, strict = todo.pop()
         if requirement.marker and not requirement.marker.evaluate(environment | {"extra": extra}):
             continue
         name = canonicalize_name(requirement.name)
-        if name in have:
+        if name in NEVER_CARRIED:
+            continue
+        upgrade = name in always or (name in have and not _host_satisfies(requirement, have[name], strict))
+        if upgrade and name in KEPT_ON_HOST:
+            if kept is not None and have.get(name):
+                kept.append(f"{name} {have[name]} on the host fails {requirement}: kept (KEPT_ON_HOST)")
+            continue
+        if name in have and not upgrade:
             continue
         try:
             dist = distribution(name)
@@ -106,8 +145,22 @@ def missing_packages(root: str, have: set[str], python: str) -> dict[str, str]:
             found[name] = dist.version
             extras = ["", *extras]
         # a package's base requirements once, then those of each extra asked for
-        todo += [(Requirement(r), e) for r in dist.requires or [] for e in extras]
+        todo += [(Requirement(r), e, strict or upgrade) for r in dist.requires or [] for e in extras]
     return dict(sorted(found.items()))
+
+
+def host_packages(freeze: Path | None) -> dict[str, str | None]:
+    """The host's packages with their versions where known: a `pip freeze` of it, else the lent
+    GPU image's list with the versions its page gives."""
+    if freeze is None:
+        return dict.fromkeys(canonicalize_name(n) for n in GPU_IMAGE_PACKAGES) | {
+            canonicalize_name(n): v for n, v in GPU_IMAGE_VERSIONS.items()
+        }
+    packages = {}
+    for line in filter(None, (line.strip() for line in freeze.read_text().splitlines())):
+        name, _, version = line.partition("==")
+        packages[canonicalize_name(name.split(" @ ")[0])] = version or None
+    return packages
 
 
 def host_requirements(root: str, have: set[str], python: str, versions: dict[str, str]) -> list[str]:
@@ -178,24 +231,26 @@ def main(argv: list[str] | None = None) -> int | None:
         problems = check(args.out)
         print("\n".join(f"bench.wheelhouse: {p}" for p in problems) or f"{len(PLAN_MODULES)} plan modules import")
         return 1 if problems else 0
-    have = (
-        {canonicalize_name(line.split("==")[0].split(" @ ")[0]) for line in args.have.read_text().split() if line}
-        if args.have
-        else {canonicalize_name(n) for n in GPU_IMAGE_PACKAGES}
-    )
+    have = host_packages(args.have)
     args.out.mkdir(parents=True, exist_ok=True)
     # the copied tree has no .git: runs there read the commit from this stamp (bench.host.environment)
     stamp = write_source_stamp(args.out / "source.json")
     print(f"source: {stamp['git_commit'] if stamp else 'not a git checkout: runs there will name no commit'}")
-    host = host_requirements("bench", have, args.python, {} if args.have else GPU_IMAGE_VERSIONS)
+    host = host_requirements("bench", set(have), args.python, {} if args.have else GPU_IMAGE_VERSIONS)
     (args.out / HOST_REQUIREMENTS).write_text("\n".join(host) + "\n")
-    have -= set(ALWAYS_CARRY)
-    packages = missing_packages("bench", have, args.python)
+    kept: list[str] = []
+    packages = missing_packages("bench", have, args.python, ALWAYS_CARRY, kept)
+    for line in sorted(set(kept)):
+        print(f"bench.wheelhouse: {line}")
     for name, version in packages.items():
         print(f"{name}=={version}")
         fetch(name, version, args.out, args.python)
     size = wheels_mib(args.out)
     print(f"{len(packages)} packages -> {args.out} ({size:.1f} MiB); what the host has: {args.out / HOST_REQUIREMENTS}")
+    print(
+        f"left out (never imported offline): {', '.join(NEVER_CARRIED)}; {CARRY_LIMIT_MIB - size:.1f} MiB of the "
+        f"{CARRY_LIMIT_MIB} MiB one device call carries left for a compile cache"
+    )
     if size > CARRY_LIMIT_MIB:
         print(f"bench.wheelhouse: over the {CARRY_LIMIT_MIB} MiB one device call carries", file=sys.stderr)
         return 1
