@@ -80,7 +80,8 @@ def rtf_samples(processing_s, audio_s, passes, resamples: int, rng, picks=None) 
     processing_s, audio_s, passes = np.asarray(processing_s, float), np.asarray(audio_s, float), np.asarray(passes)
     per_pass = pass_rtfs(processing_s, audio_s, passes)
     if per_pass.size > 1:
-        return np.exp(t_draws(np.log(per_pass)[:, None], resamples, rng)[:, 0])
+        with np.errstate(over="ignore"):  # a t draw of few passes can leave float range: +inf, far in the tail
+            return np.exp(t_draws(np.log(per_pass)[:, None], resamples, rng)[:, 0])
     picks = _batch_picks(passes, resamples, rng) if picks is None else picks
     return processing_s[picks[0]].sum(axis=1) / audio_s[picks[0]].sum(axis=1)
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from bench import stats
 from bench.engines.base import share_tokens, split_into_windows
 from bench.stats import _t_quantile, percentiles, ratio_ci, t_draws, tells_apart
 
@@ -152,3 +153,17 @@ def test_the_docs_table_of_what_runs_tell_apart_is_the_code_s():
 
     page = (Path(__file__).parents[1] / "docs" / "statistics.md").read_text()
     assert resolution_table() in page
+
+
+def test_two_passes_far_apart_draw_into_an_infinite_tail_without_a_warning():
+    """A t draw of one degree of freedom reaches past float range (RTF 0 or +inf): part of the
+    tail, never of the 95% interval, and no RuntimeWarning on the user's screen."""
+    import warnings
+
+    processing, audio, passes = np.array([1.0, 1.0, 3.0, 3.0]), np.full(4, 10.0), np.array([0, 0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        draws = stats.rtf_samples(processing, audio, passes, stats.SPEED_DRAWS, np.random.default_rng(0))
+    assert np.isinf(draws).any() or (draws == 0).any()  # this seed reaches the tail
+    low, high = np.percentile(draws, [2.5, 97.5])
+    assert 0 < low < high < np.inf

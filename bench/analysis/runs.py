@@ -216,7 +216,8 @@ def joint_rtf_samples(
     pass_counts = {len(np.unique(_passes(f))) for f in frames}
     if in_turns and len(pass_counts) == 1 and pass_counts != {1}:
         per_pass = np.stack([_pass_rtfs(f) for f in frames], axis=1)
-        draws = np.exp(stats.t_draws(np.log(per_pass), resamples, rng))
+        with np.errstate(over="ignore"):  # as stats.rtf_samples: a draw past float range is +inf, far in the tail
+            draws = np.exp(stats.t_draws(np.log(per_pass), resamples, rng))
         return [draws[:, i] for i in range(len(frames))]
     if pass_counts == {1} and len({_batch_sequence(f) for f in frames}) == 1:
         draw = rng.integers(0, len(frames[0]), size=(resamples, len(frames[0])))
@@ -236,5 +237,6 @@ def speed_ratio(a: Run, b: Run, seed: int = 0) -> tuple[float, float, float]:
     recommendation, a reference folder's ratios."""
     frames, in_turns = [b.batches, a.batches], measured_in_turns(a, b)
     b_rtf, a_rtf = joint_rtf_samples(frames, stats.SPEED_DRAWS, np.random.default_rng(seed), in_turns)
-    low, high = np.percentile(b_rtf / a_rtf, [2.5, 97.5])
+    with np.errstate(divide="ignore", over="ignore"):  # an infinite draw (above) gives a ratio of 0 or inf
+        low, high = np.percentile(b_rtf / a_rtf, [2.5, 97.5])
     return b.summary.rtf / a.summary.rtf, float(low), float(high)
