@@ -332,15 +332,21 @@ def test_reference_command_end_to_end_and_report_rewrites_the_same_files(tmp_pat
     assert f"Energy (J/audio h): {CPU_NOTE}." in readme  # the folder's device.json: no counter on a CPU
     assert "### voxtral_patched, 8 requests a level, synthetic_librispeech_like" in readme
 
-    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    def tables():  # every file but the minutes table, which gains a row a call
+        return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith("minutes.")}
+
+    files, calls = tables(), (out / "minutes.csv").read_text().splitlines()
+    assert [line.split(",")[1] for line in calls] == ["points", "1", "6"]  # the cut call, then the rest
     again = subprocess.run(command, capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600)
     assert again.returncode == 0 and "7 of 7 points already measured" in again.stdout
+    assert (out / "minutes.csv").read_text().splitlines()[:3] == calls  # and a row of 0 points
+    assert (out / "minutes.csv").read_text().splitlines()[3].split(",")[1] == "0"
     report = subprocess.run(
         [sys.executable, "-m", "bench.report", "--reference", str(out)],
         capture_output=True, text=True, env=offline_env, cwd=REPO_DIR, timeout=600,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+    assert tables() == files
 
 
 def test_readme_lists_planned_runs_that_are_missing_and_why(tmp_path):

@@ -170,16 +170,26 @@ def test_where_the_minutes_of_the_measured_points_went(tmp_path):
     point = Point("synthetic", "voxtral_patched", 1)
     make_run(point.folder(tmp_path), engine="voxtral_patched")
     summary = point.folder(tmp_path) / "summary.json"
-    timings = {"load_seconds": 12.0, "cold_start_seconds": 30.0, "repeat_processing_seconds": [4.0, 4.0, 4.0]}
+    timings = {"load_seconds": 12.0, "cold_start_seconds": 30.0, "repeat_processing_seconds": [4.0, 4.0, 4.0],
+               "profile": {"seconds": 3.0}}  # fmt: skip
     summary.write_text(json.dumps(json.loads(summary.read_text()) | timings))
     assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) is None  # no wall time
     (point.folder(tmp_path) / grid.POINT_FILE).write_text(json.dumps({**vars(point), "seconds": 60.0}))
     assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) == (
         "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), first warm-up batch "
-        "0.50 (50%), timed passes 0.20 (20%), the rest 0.10 (10%)."
+        "0.50 (50%), timed passes 0.20 (20%), profiles 0.05 (5%), the rest 0.05 (5%)."
     )
     with_start = budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path), started=9.0)
-    assert with_start.endswith("the rest 0.10 (10%). Before the first point, the process's start: 0.15 min.")
+    assert with_start.endswith("the rest 0.05 (5%). Before the first point, the process's start: 0.15 min.")
+    # each call a row of the folder's minutes table: 12 s timed of 60 + 9 + 3 (ceilings) + 6 (tables) = 78 s
+    parts = budget.minute_parts([point], tmp_path, budget.point_seconds(tmp_path))
+    budget.record_call(tmp_path, parts, 9.0, {"ceilings": 3.0, "tables": 6.0}, 1)
+    text = budget.record_call(tmp_path, parts | {"timed passes": 60.0, "engine load": 0.0}, None, {}, 1)
+    rows = (tmp_path / budget.MINUTES_FILE).read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("call (UTC),points,process start,engine load,")
+    shares = [line.rsplit("|", 2)[1].strip() for line in text.splitlines() if line.startswith("| 20")]
+    # 12 s of 78: below the 40% goal; then 60 s of the second call's 60 + 30 + 3 + 3 = 96 s: above it
+    assert shares == ["15% (below the goal)", "62% (meets the goal)"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the process start is read from Linux's /proc")

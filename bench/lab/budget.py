@@ -142,19 +142,18 @@ def process_seconds() -> float | None:
         return None
 
 
-def where_minutes_went(points: list[Point], out: Path, known, started: float | None = None) -> str | None:
-    """Where the measured points' wall minutes went, from their point.json and run summaries:
+def minute_parts(points: list[Point], out: Path, known) -> dict[str, float] | None:
+    """Seconds of the measured points' wall time by part, from their point.json and summaries:
     loading the engine (weights built or read), the first warm-up batch (compiles and captures
-    happen there), the timed passes, and the rest (configuration, dataset, the other warm-up
-    shapes, a profile, the run's tables and folder); and, given `started` (process_seconds before
-    the first point), the process's start. None where no point recorded its wall time (`known`:
-    point_seconds)."""
+    happen there), the timed passes, the profiles, the load stage, and the rest (configuration,
+    dataset, the other warm-up shapes, the run's tables and folder). None where no point
+    recorded its wall time (`known`: point_seconds)."""
     from bench.pipeline.record import Summary
 
     walls = [(p, known[p][0]) for p in points if p in known and known[p][1]]
     if not walls:
         return None
-    parts = {"engine load": 0.0, "first warm-up batch": 0.0, "timed passes": 0.0}
+    parts = {"engine load": 0.0, "first warm-up batch": 0.0, "timed passes": 0.0, "profiles": 0.0}
     for point, seconds in walls:
         if not isinstance(point, Point):  # a load point: a server's start and its levels, one part
             parts["load stage"] = parts.get("load stage", 0.0) + seconds
@@ -163,8 +162,59 @@ def where_minutes_went(points: list[Point], out: Path, known, started: float | N
         parts["engine load"] += s.load_seconds or 0.0
         parts["first warm-up batch"] += s.cold_start_seconds or 0.0
         parts["timed passes"] += sum(s.repeat_processing_seconds) or (s.repeats or 1) * (s.processing_seconds or 0.0)
-    wall = sum(seconds for _, seconds in walls)
-    parts["the rest"] = wall - sum(parts.values())
+        parts["profiles"] += (s.profile or {}).get("seconds") or 0.0
+    parts["the rest"] = sum(seconds for _, seconds in walls) - sum(parts.values())
+    return parts
+
+
+def where_minutes_went(points: list[Point], out: Path, known, started: float | None = None) -> str | None:
+    """The measured points' wall minutes by part (minute_parts), and given `started`
+    (process_seconds before the first point) the process's start."""
+    parts = minute_parts(points, out, known)
+    if parts is None:
+        return None
+    wall = sum(parts.values())
     shares = ", ".join(f"{name} {seconds / 60:.2f} ({100 * seconds / wall:.0f}%)" for name, seconds in parts.items())
     start = "" if started is None else f" Before the first point, the process's start: {started / 60:.2f} min."
-    return f"Where the minutes of {len(walls)} point(s) went: {wall / 60:.2f} min in all: {shares}.{start}"
+    n = sum(1 for p in points if p in known and known[p][1])
+    return f"Where the minutes of {n} point(s) went: {wall / 60:.2f} min in all: {shares}.{start}"
+
+
+MINUTES_FILE = "minutes.csv"
+TIMED_GOAL = 0.40  # the share of a call's minutes a lease should spend in timed passes (issue 49)
+
+
+def record_call(out: Path, parts: dict[str, float], started: float | None, after: dict[str, float], points: int) -> str:
+    """Add this call's minutes to the folder's minutes.csv (a row a call of bench.reference:
+    the process's start, each part of its points, what came after them) and write minutes.md,
+    the table with each call's share of timed passes against TIMED_GOAL; returns its text."""
+    import csv
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from bench.analysis.table import markdown
+
+    row = {"call (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "points": points,
+           "process start": started or 0.0, **parts, **after}  # fmt: skip
+    path = out / MINUTES_FILE
+    rows = list(csv.DictReader(path.open())) if path.exists() else []
+    rows.append({k: f"{v:.2f}" if isinstance(v, float) else v for k, v in row.items()})
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    table = pd.read_csv(path)
+    parts_columns = [c for c in table.columns if c not in ("call (UTC)", "points")]
+    table[parts_columns] = table[parts_columns].fillna(0.0)  # a part a call did not have (a load stage)
+    wall = table[parts_columns].sum(axis=1)
+    shown = table[["call (UTC)", "points"]].assign(**{c: table[c] / 60 for c in parts_columns}, minutes=wall / 60)
+    share = table.get("timed passes", 0.0) / wall
+    shown["timed share"] = [f"{100 * x:.0f}% ({'meets' if x >= TIMED_GOAL else 'below'} the goal)" for x in share]
+    lines = ["# Where each call's minutes went", "",
+             f"Minutes per part, a row a call of bench.reference (seconds in {MINUTES_FILE}); the goal: timed passes "
+             f"at least {100 * TIMED_GOAL:.0f}% of a call.", "", markdown(shown)]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    (out / "minutes.md").write_text(text)
+    return text

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from bench.engines import accept_former_name, current_name, engine_names
@@ -129,15 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     started = budget.process_seconds()
     left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, budget.folder_estimate(args.out))
     now = budget.point_seconds(args.out)  # with this call's points
-    went = budget.where_minutes_went(
-        [p for p in points if p not in known and is_done(p, args.out)], args.out, now, started
-    )
+    # measured by this call: new, or measured again (their seconds changed)
+    measured = [p for p in points if is_done(p, args.out) and p in now and known.get(p) != now[p]]
+    went = budget.where_minutes_went(measured, args.out, now, started)
     if went:
         print(went)
     # the ceilings of what was measured, even when the budget ran out first: seconds, on this lease
+    began = time.perf_counter()
     speed.measure_ceilings(args.out, [p for p in points if isinstance(p, Point)])
+    after = {"ceilings": time.perf_counter() - began}
+    if not left:
+        began = time.perf_counter()
+        print(write_folder(args.out))
+        after["tables"] = time.perf_counter() - began
+    parts = budget.minute_parts(measured, args.out, now) or {}
+    budget.record_call(args.out, parts, started, after, len(measured))
     if left:
         print("\n".join(budget.left_lines(left, now, list(STAGES), stage)))
         return INCOMPLETE
-    print(write_folder(args.out))
     return 0
