@@ -188,7 +188,6 @@ def record_call(out: Path, parts: dict[str, float], started: float | None, after
     """Add this call's minutes to the folder's minutes.csv (a row a call of bench.reference:
     the process's start, each part of its points, what came after them) and write minutes.md,
     the table with each call's share of timed passes against TIMED_GOAL; returns its text."""
-    import csv
     from datetime import UTC, datetime
 
     import pandas as pd
@@ -198,14 +197,10 @@ def record_call(out: Path, parts: dict[str, float], started: float | None, after
     row = {"call (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), "points": points,
            "process start": started or 0.0, **parts, **after}  # fmt: skip
     path = out / MINUTES_FILE
-    rows = list(csv.DictReader(path.open())) if path.exists() else []
-    rows.append({k: f"{v:.2f}" if isinstance(v, float) else v for k, v in row.items()})
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    table = pd.read_csv(path)
+    table = pd.DataFrame([row])
+    if path.exists():  # a part this call had and an earlier one did not (a load stage) is a new column
+        table = pd.concat([pd.read_csv(path), table], ignore_index=True)
+    table.to_csv(path, index=False, float_format="%.2f")
     parts_columns = [c for c in table.columns if c not in ("call (UTC)", "points")]
     table[parts_columns] = table[parts_columns].fillna(0.0)  # a part a call did not have (a load stage)
     wall = table[parts_columns].sum(axis=1)

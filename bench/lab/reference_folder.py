@@ -120,8 +120,9 @@ def missing_lines(out: Path, plan: list[Point]) -> list[str]:
             return f"{p.not_done_because(out)}: its run, in the tables below, is measured again whole on the next call"
         return "not run yet"
 
-    missing = [(p.title, p.folder(out), why(p)) for p in plan if not is_done(p, out)]
-    again = sum(isinstance(p, Point) and (p.folder(out) / "summary.json").exists() for p in plan if not is_done(p, out))
+    undone = [p for p in plan if not is_done(p, out)]
+    missing = [(p.title, p.folder(out), why(p)) for p in undone]
+    again = sum(isinstance(p, Point) and (p.folder(out) / "summary.json").exists() for p in undone)
     return not_measured_lines(missing, len(plan), again)
 
 

@@ -71,6 +71,11 @@ def _architecture(folder: Path) -> dict:
     return OmegaConf.to_container(arch)
 
 
+def decoder_shape(point: Point, out: Path):
+    """The decoder the point's run streamed, as its engine declares it for the run's architecture."""
+    return engine_class(point.engine).decoder_shape(_architecture(point.folder(out)))
+
+
 def finished(point: Point, out: Path) -> Summary:
     summary = summary_if_done(point, out)
     if summary is None:
@@ -89,7 +94,7 @@ def measure_ceilings(out: Path, points: list[Point]) -> None:
         if p.without or not streams_a_decoder(p.engine) or summary_if_done(p, out) is None:
             continue
         summary = finished(p, out)
-        shape = engine_class(p.engine).decoder_shape(_architecture(p.folder(out)))
+        shape = decoder_shape(p, out)
         device, dtype = torch.device(summary.device), DTYPES[summary.dtype]
         ceiling.record(out, summary.model, summary.scale, shape, summary.batch_size, device, dtype)
 
@@ -97,8 +102,7 @@ def measure_ceilings(out: Path, points: list[Point]) -> None:
 def weight_bytes(point: Point, out: Path) -> float:
     """Bytes of decoder weights a decode step of this run reads (no KV cache)."""
     summary = finished(point, out)
-    shape = engine_class(point.engine).decoder_shape(_architecture(point.folder(out)))
-    return shape.weight_values() * (4 if summary.dtype == "float32" else 2)
+    return decoder_shape(point, out).weight_values() * (4 if summary.dtype == "float32" else 2)
 
 
 SPEED_COLUMNS = {  # table_row's name -> the speed table's
@@ -107,38 +111,30 @@ SPEED_COLUMNS = {  # table_row's name -> the speed table's
 }  # fmt: skip
 
 
-def step_bytes(point: Point, out: Path) -> float | None:
+def step_bytes(summary: Summary, engine, shape) -> float | None:
     """Bytes a decode step of this run must read (DecoderShape.step_bytes): the weights, and the
     keys and values in use at the mean context of its clips' decode steps (its prompt, then half
     its tokens) over every row of the batch; None for a run that counted no decode steps."""
-    summary = finished(point, out)
     if not (summary.decode_step_seconds and summary.decode_steps):
         return None
-    engine = engine_class(point.engine)
     clips = max(1, summary.n_utterances)
     mean_clip = round(summary.audio_seconds / clips * SAMPLE_RATE)
     context = engine.context_tokens(mean_clip, summary.dataset.language or "en") + summary.n_tokens / clips / 2
-    shape = engine.decoder_shape(_architecture(point.folder(out)))
     return shape.step_bytes(summary.batch_size, context, 4 if summary.dtype == "float32" else 2)
-
-
-def limit_cells(point: Point, out: Path, ms_per_step: float | None, n_bytes: float | None) -> dict:
-    """The step against the folder's ceiling and roofline (bench.lab.ceiling), where measured."""
-    summary = finished(point, out)
-    shape = engine_class(point.engine).decoder_shape(_architecture(point.folder(out)))
-    return ceiling.step_limits(ceiling.read(out), summary, shape, ms_per_step, n_bytes)
 
 
 def bandwidth_row(point: Point, out: Path, copy_bw: float) -> dict:
     summary = finished(point, out)
     cells = table_row(summary)
     row = {"engine": point.label, **{name: cells[key] for key, name in SPEED_COLUMNS.items()}}
-    n_bytes = step_bytes(point, out)
+    shape = decoder_shape(point, out)
+    n_bytes = step_bytes(summary, engine_class(point.engine), shape)
     step_s = summary.decode_step_seconds
     row["decode GB/s"] = n_bytes / step_s / 1e9 if n_bytes else None
     row["% of copy BW"] = 100 * n_bytes / step_s / copy_bw if n_bytes else None
-    if ceiling.read(out):  # measured in the same folder: the step against the practical limit and the bound
-        row |= limit_cells(point, out, cells["ms/step"], n_bytes)
+    ceilings = ceiling.read(out)
+    if ceilings:  # measured in the same folder: the step against the practical limit and the bound
+        row |= ceiling.step_limits(ceilings, summary, shape, cells["ms/step"], n_bytes)
     row |= {"cold start s": cells["cold start s"], "compile cache": compile_cache_cell(summary)}
     row["peak GiB"] = cells["peak GiB"]
     return row

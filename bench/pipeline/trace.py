@@ -6,7 +6,7 @@ charged to the phase whose range holds its start. Per phase:
 
 - wall_ms: the phase's host-side duration;
 - device_ms: on CUDA, the summed duration of the kernels and copies launched from it (see
-  _device_ms for how a kernel finds the phase that launched it);
+  _device_work for how a kernel finds the phase that launched it);
 - kernels: on CUDA, kernel launches (cudaLaunchKernel and friends; one cudaGraphLaunch
   counts as one); on the CPU, innermost aten operators, the CPU's unit of work;
 - device_kernels: on CUDA, the kernels the GPU ran for the phase, each kernel of a replayed
@@ -104,8 +104,8 @@ def batch_device_ms(events) -> float:
     return sum((e.time_range.end - e.time_range.start) / 1e3 for e in events if _is_device_work(e))
 
 
-def _device_ms(events, owned, phases) -> tuple[dict[str, float], float]:
-    """Device time per phase, and of the whole batch.
+def _device_work(events, owned, phases) -> tuple[dict[str, float], dict[str, int]]:
+    """Device time per phase, and the kernels the GPU ran per phase (a graph replay's each).
 
     Each kernel, copy or memset is charged to the phase whose host range holds the runtime
     call that launched it (cudaLaunchKernel, cudaMemcpyAsync, cudaGraphLaunch...): the call
@@ -113,17 +113,16 @@ def _device_ms(events, owned, phases) -> tuple[dict[str, float], float]:
     whose kernels have no operator around their launch. Work whose launch lay outside every
     phase goes to OUTSIDE, so the phases and OUTSIDE add up to the batch's device time.
     """
-    by_phase = dict.fromkeys([*phases, OUTSIDE], 0.0)
-    total = 0.0
+    ms_by_phase = dict.fromkeys([*phases, OUTSIDE], 0.0)
+    kernels = dict.fromkeys([*phases, OUTSIDE], 0)
     for event, phase in device_work_by_phase(events, owned):
-        ms = (event.time_range.end - event.time_range.start) / 1e3
-        by_phase[phase] += ms
-        total += ms
-    return by_phase, total
+        ms_by_phase[phase] += (event.time_range.end - event.time_range.start) / 1e3
+        kernels[phase] += _is_kernel(event)
+    return ms_by_phase, kernels
 
 
 def device_work_by_phase(events, owned) -> list[tuple[object, str]]:
-    """Each kernel, copy or memset the GPU ran, with the phase that launched it (_device_ms)."""
+    """Each kernel, copy or memset the GPU ran, with the phase that launched it (_device_work)."""
     call_phase = {event.id: phase for event, phase in owned if _is_device_work_call(event.name)}
     return [(e, call_phase.get(e.id, OUTSIDE)) for e in events if _is_device_work(e)]
 
@@ -172,15 +171,12 @@ def phase_table(events, cuda: bool, decode_steps: int) -> pd.DataFrame:
     for name, low, high in ranges:
         stats[name]["wall_ms"] += (high - low) / 1e3
     owned = _host_events_by_phase(events, ranges)
-    device_ms, _ = _device_ms(events, owned, list(stats))
+    device_ms, device_kernels = _device_work(events, owned, list(stats))
     if cuda and device_ms[OUTSIDE] > 0:
         stats[OUTSIDE] = _empty_row()
     for name in stats:
         stats[name]["device_ms"] = device_ms[name]
-    if cuda:  # kernels the GPU ran, a graph replay's each counted (launches count a replay once)
-        for event, phase in device_work_by_phase(events, owned):
-            if _is_kernel(event) and phase in stats:
-                stats[phase]["device_kernels"] += 1
+        stats[name]["device_kernels"] = device_kernels[name]  # a graph replay's each (launches count it once)
     for event, phase in owned:
         row = stats[phase]
         if _is_sync(event):

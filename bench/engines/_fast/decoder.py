@@ -95,7 +95,7 @@ class ShapeState:
 
     cache: object = None
     valid: torch.Tensor | None = None  # valid[b, j]: row b may attend key j
-    graphs: dict = field(default_factory=dict)  # attention window (None: the capacity) -> captured step's replay
+    graphs: dict = field(default_factory=dict)  # attention window (slots; the capacity without the patch) -> replay
     warmed: bool = False  # every window this shape can reach made (attention_window)
 
 
