@@ -13,7 +13,7 @@ from run_folders import make_run
 import bench.pipeline.runner
 from bench.analysis.runs import load_runs
 from bench.config import REPO_DIR
-from bench.engines import engine_class
+from bench.engines import _history, engine_class
 from bench.engines.voxtral_patched import PATCHES
 from bench.host.energy import CPU_NOTE
 from bench.lab import grid
@@ -50,6 +50,23 @@ def _cfg(point):
     from types import SimpleNamespace
 
     return SimpleNamespace(run=SimpleNamespace(batch_size=point.batch_size), profile=point.profile)
+
+
+def test_a_run_of_older_code_is_measured_again_one_of_today_s_is_kept(tmp_path, fake_runner):
+    """bench 0.3.0 ran voxtral_patched before 0.4.0 added grouped_attention and attention_window
+    (bench.engines._history); nothing of voxtral_stock or of timing changed since 0.2.0."""
+    calls, _ = fake_runner
+    older, current = Point("synthetic", "voxtral_patched", 1), Point("synthetic", "voxtral_stock", 1)
+    for point in (older, current):
+        point.folder(tmp_path).mkdir(parents=True)
+        (point.folder(tmp_path) / "summary.json").write_text(json.dumps({"environment": {"bench": "0.3.0"}}))
+    changes = len([c for c in _history.CHANGES if c.version == "0.4.0" and c.what.startswith("voxtral_patched")])
+    assert changes == 2 and current.done(tmp_path)  # grouped_attention, attention_window
+    assert older.not_done_because(tmp_path) == (
+        f"measured by bench 0.3.0, before {changes} change(s) to voxtral_patched or to timing since"
+    )
+    measure([older, current], tmp_path, Settings())
+    assert calls == [older.folder(tmp_path)]
 
 
 def test_measure_keeps_finished_points_and_remeasures_half_measured_ones(tmp_path, fake_runner):
