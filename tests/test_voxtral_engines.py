@@ -202,3 +202,18 @@ def test_the_compile_engines_count_the_cuda_graphs_reduce_overhead_records():
     engine.row_buckets = [1, 2, 4]
     assert [engine.batch_shape([16_000] * n) for n in (1, 2, 3, 4)] == [1, 2, 4, 4]
     assert len(engine.padded([np.zeros(16_000)] * 3)) == 4
+
+
+def test_the_tokenizer_folder_a_process_writes_is_gone_when_it_exits():
+    """The Voxtral-layout tekken.json is written to a temporary folder per process (11 MB): left
+    behind, every run and test process added one to /tmp."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from bench.engines._voxtral import local_processor, local_tokenizer_dir; local_processor(); " \
+           "print(local_tokenizer_dir())"  # fmt: skip
+    said = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    folder = Path(said.strip())
+    assert folder.name.startswith("bench-voxtral-tokenizer-")  # the folder it used, now removed
+    assert not folder.exists()

@@ -55,6 +55,32 @@ def test_the_same_seed_gives_the_same_weights_in_both_layouts():
         assert torch.equal(held[key], value), key
 
 
+def test_the_converted_model_draws_nothing_of_its_own_and_keeps_its_tie():
+    """hf_model builds transformers' model without storage and hands it the source's tensors: it
+    calls no initialiser (each would draw values only to be overwritten), leaves nothing on the
+    meta device, and its output projection is the token embedding itself (one tensor, as tied)."""
+    from unittest import mock
+
+    cfg = compose_config("engine=whisper_hf", WHISPER, "model.weights=random", "model.scale=tiny")
+    engine = tiny_engine("whisper_hf", WHISPER)
+    drawn = []  # the shapes of tensors with storage that normal_ filled
+    real = torch.nn.init.normal_
+
+    def normal_(tensor, *args, **kwargs):
+        if not tensor.is_meta:
+            drawn.append(tuple(tensor.shape))
+        return real(tensor, *args, **kwargs)
+
+    with mock.patch.object(torch.nn.init, "normal_", normal_):
+        wh.openai_model(cfg.model, engine.architecture, torch.device("cpu"))
+        source_draws, drawn[:] = list(drawn), []
+        model = wh.hf_model(cfg.model, engine.architecture, torch.device("cpu"), torch.float32)
+    assert source_draws  # the source's own embeddings: the count is live
+    assert drawn == source_draws  # transformers' layers, which normal_ initialises, add none
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert model.proj_out.weight is model.model.decoder.embed_tokens.weight
+
+
 def test_a_name_openai_whisper_does_not_have_is_refused():
     from bench.errors import BenchError
 

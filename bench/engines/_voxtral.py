@@ -9,7 +9,9 @@ needs no download and tokenises exactly as the real processor lays prompts out.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 from functools import cache
 from pathlib import Path
 
@@ -60,6 +62,8 @@ def local_tokenizer_dir() -> Path:
         "transcription_format": "instruct",
     }
     folder = Path(tempfile.mkdtemp(prefix="bench-voxtral-tokenizer-"))
+    # 11 MB a process: left behind, every run and test process added a folder to /tmp
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     (folder / "tekken.json").write_text(json.dumps(data))
     return folder
 
