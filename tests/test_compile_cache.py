@@ -48,4 +48,9 @@ def test_a_graph_is_built_into_the_cache_given_then_read_back_from_it(tmp_path, 
     ],
 )  # fmt: skip
 def test_the_compile_cache_cell_says_what_the_cache_gave_the_cold_start(report, cell):
-    assert compile_cache_cell(SimpleNamespace(engine_report=report)) == cell
+    assert compile_cache_cell(SimpleNamespace(engine_report=report, compile_seconds=None)) == cell
+
+
+def test_the_cell_gives_the_seconds_spent_compiling_where_the_run_recorded_them():
+    counted = {"inductor_graphs_read_from_cache": 2, "inductor_graphs_built": 1}
+    assert compile_cache_cell(SimpleNamespace(engine_report=counted, compile_seconds=41.26)) == "2 of 3 read, 41.3 s"

@@ -170,15 +170,27 @@ def test_where_the_minutes_of_the_measured_points_went(tmp_path):
     point = Point("synthetic", "voxtral_patched", 1)
     make_run(point.folder(tmp_path), engine="voxtral_patched")
     summary = point.folder(tmp_path) / "summary.json"
+    # a run measured before the warm-up was split: its first warm-up batch, whole
     timings = {"load_seconds": 12.0, "cold_start_seconds": 30.0, "repeat_processing_seconds": [4.0, 4.0, 4.0],
                "profile": {"seconds": 3.0}}  # fmt: skip
     summary.write_text(json.dumps(json.loads(summary.read_text()) | timings))
     assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) is None  # no wall time
     (point.folder(tmp_path) / grid.POINT_FILE).write_text(json.dumps({**vars(point), "seconds": 60.0}))
     assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) == (
-        "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), first warm-up batch "
-        "0.50 (50%), timed passes 0.20 (20%), profiles 0.05 (5%), the rest 0.05 (5%)."
+        "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), compile 0.00 (0%), "
+        "capture 0.00 (0%), warm-up, the rest 0.50 (50%), timed passes 0.20 (20%), profiles 0.05 (5%), "
+        "the rest 0.05 (5%)."
     )
+    # one measured since: its warm-up batches (33 s, the first 30 of them) split into 18 s of
+    # compiles, 6 s of captures and the rest; the rest of the point shrinks by the 3 s more warm-up
+    split = {"warmup_seconds": 33.0, "compile_seconds": 18.0, "capture_seconds": 6.0}
+    summary.write_text(json.dumps(json.loads(summary.read_text()) | split))
+    assert budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path)) == (
+        "Where the minutes of 1 point(s) went: 1.00 min in all: engine load 0.20 (20%), compile 0.30 (30%), "
+        "capture 0.10 (10%), warm-up, the rest 0.15 (15%), timed passes 0.20 (20%), profiles 0.05 (5%), "
+        "the rest 0.00 (0%)."
+    )
+    summary.write_text(json.dumps(json.loads(summary.read_text()) | timings | dict.fromkeys(split)))
     with_start = budget.where_minutes_went([point], tmp_path, budget.point_seconds(tmp_path), started=9.0)
     assert with_start.endswith("the rest 0.05 (5%). Before the first point, the process's start: 0.15 min.")
     # each call a row of the folder's minutes table: 12 s timed of 60 + 9 + 3 (ceilings) + 6 (tables) = 78 s

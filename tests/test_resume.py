@@ -17,7 +17,7 @@ from bench.data import Failure
 from bench.engines.base import Transcript
 from bench.errors import BenchError
 from bench.pipeline import progress
-from bench.pipeline.measure import BatchRecord, Measurement
+from bench.pipeline.measurement import BatchRecord, Measurement
 from bench.pipeline.progress import Saver
 
 N_CLIPS = 40

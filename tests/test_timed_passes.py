@@ -64,6 +64,9 @@ def test_every_batch_shape_is_prepared_before_the_timed_passes(name, long_then_s
     batches = pd.read_parquet(tmp_path / "batches.parquet")
     assert summary.compiles_while_timed == 0 and summary.captures_while_timed == 0
     assert (batches.compiles == 0).all() and (batches.captures == 0).all()
+    if captures:  # its cold start split: compiles and (emulated) captures, within the warm-up's seconds
+        assert summary.compile_seconds > 0 and summary.capture_seconds > 0
+        assert summary.compile_seconds + summary.capture_seconds <= summary.warmup_seconds
     if name in ("voxtral_compile", "whisper_compile"):  # one shape for the run: the most rows, the longest clip
         report = summary.engine_report
         assert report["recompiles"] == 0 and report["padded_rows"] == 4 and summary.shape_warmup_batches == 0
@@ -159,4 +162,48 @@ def test_dynamo_s_recompile_limit_reached_is_counted():
         engine = fake_engine(kind=CompilingEngine)
         m = measure(engine, _clips(7), RunConfig(batch_size=3, warmup_batches=1, progress=False))
     assert m.recompile_limit_hits == 1  # the second shape (1 row) ran eager
+    torch._dynamo.reset()
+
+
+def test_a_cold_start_is_split_into_compiles_captures_and_the_rest():
+    """The warm-up's seconds, and within them torch.compile's compiles (torch's own timing) and the
+    engine's captures (what capture_seconds grew by): each counted where it happened, none of
+    it while timed."""
+    import time
+
+    import torch
+    from fake_engine import ShapeEngine, fake_engine
+
+    from bench.config import RunConfig
+    from bench.pipeline.measure import measure
+
+    def rows_squared(x):
+        return (x * x).sum()
+
+    compiled = torch.compile(rows_squared, backend="eager", dynamic=False)
+
+    class ColdEngine(ShapeEngine):
+        """Compiles and "captures" (0.2 s each) at each new row count; the capture's seconds as an
+        engine counts them."""
+
+        captured_seconds = 0.0
+
+        def transcribe(self, audios, target_tokens, clock):
+            compiled(torch.zeros(len(audios)))
+            if len(audios) not in self.graphs:
+                time.sleep(0.2)
+                self.captured_seconds += 0.2
+            return super().transcribe(audios, target_tokens, clock)
+
+        def capture_seconds(self):
+            return self.captured_seconds
+
+    torch._dynamo.reset()
+    engine = fake_engine(kind=ColdEngine)
+    m = measure(engine, _clips(7), RunConfig(batch_size=3, warmup_batches=1, repeats=2, progress=False))
+    assert _timed_captures(m) == [0] * 6  # two shapes (3 rows, 1 row), both in the warm-up
+    assert m.capture_s == pytest.approx(0.4)  # both, and nothing of the timed passes
+    assert m.compile_s > 0  # two graphs compiled, timed by torch
+    assert m.compile_s + m.capture_s <= m.warmup_s  # within the warm-up batches (the first and the 1-row shape's)
+    assert m.warmup_s >= m.cold_start_s + 0.2  # the shape's warm-up counted too, not only the first batch
     torch._dynamo.reset()

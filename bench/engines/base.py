@@ -200,6 +200,12 @@ class Engine(ABC):
         """CUDA graphs this engine has captured so far (measure checks none is captured while timing)."""
         return 0
 
+    def capture_seconds(self) -> float:
+        """Seconds this engine has spent capturing CUDA graphs of its own so far, compiles inside
+        excluded (counted apart: compile_seconds). Graphs recorded inside a compiled function
+        (torch.compile's reduce-overhead mode) are not told apart from its other work: 0 there."""
+        return 0.0
+
     def plan(self, batches: list[list[int]]) -> None:
         """Told, before the warm-up, every batch the run will time (each clip's length in
         samples), so an engine that compiles or captures per shape can fix its shapes for
@@ -243,6 +249,15 @@ def compiled_graphs() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
+
+
+def compile_seconds() -> float:
+    """Seconds torch.compile has spent compiling in this process so far, any engine's: Dynamo's
+    tracing and Inductor's code generation and builds, also of a graph read back from its
+    on-disk cache (torch's own timing of each compile, which a warm-up's wall time includes)."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    return float(sum(compilation_time_metrics.get("_compile.compile_inner", [])))
 
 
 def recompile_limit_hits() -> int:

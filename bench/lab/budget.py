@@ -144,23 +144,29 @@ def process_seconds() -> float | None:
 
 def minute_parts(points: list[Point], out: Path, known) -> dict[str, float] | None:
     """Seconds of the measured points' wall time by part, from their point.json and summaries:
-    loading the engine (weights built or read), the first warm-up batch (compiles and captures
-    happen there), the timed passes, the profiles, the load stage, and the rest (configuration,
-    dataset, the other warm-up shapes, the run's tables and folder). None where no point
-    recorded its wall time (`known`: point_seconds)."""
+    loading the engine (weights built or read), the warm-up batches split into torch.compile's
+    compiles, the engine's own CUDA graph captures and the rest of them (a run measured before
+    that split was recorded: its first warm-up batch, whole), the timed passes, the profiles,
+    the load stage, and the rest (configuration, dataset, the run's tables and folder). None
+    where no point recorded its wall time (`known`: point_seconds)."""
     from bench.pipeline.record import Summary
 
     walls = [(p, known[p][0]) for p in points if p in known and known[p][1]]
     if not walls:
         return None
-    parts = {"engine load": 0.0, "first warm-up batch": 0.0, "timed passes": 0.0, "profiles": 0.0}
+    parts = {"engine load": 0.0, "compile": 0.0, "capture": 0.0, "warm-up, the rest": 0.0, "timed passes": 0.0,
+             "profiles": 0.0}  # fmt: skip
     for point, seconds in walls:
         if not isinstance(point, Point):  # a load point: a server's start and its levels, one part
             parts["load stage"] = parts.get("load stage", 0.0) + seconds
             continue
         s = Summary.read(point.folder(out))
         parts["engine load"] += s.load_seconds or 0.0
-        parts["first warm-up batch"] += s.cold_start_seconds or 0.0
+        compiling, capturing = s.compile_seconds or 0.0, s.capture_seconds or 0.0
+        parts["compile"] += compiling
+        parts["capture"] += capturing
+        warmup = s.warmup_seconds if s.warmup_seconds is not None else s.cold_start_seconds
+        parts["warm-up, the rest"] += (warmup or 0.0) - compiling - capturing
         parts["timed passes"] += sum(s.repeat_processing_seconds) or (s.repeats or 1) * (s.processing_seconds or 0.0)
         parts["profiles"] += (s.profile or {}).get("seconds") or 0.0
     parts["the rest"] = sum(seconds for _, seconds in walls) - sum(parts.values())

@@ -106,20 +106,23 @@ def ceiling_lines(out: Path, frame: pd.DataFrame | None) -> list[str]:
 
 def compile_cache_cell(summary: Summary) -> str | None:
     """What Inductor's on-disk cache gave the run's cold start (a graph read back from it costs
-    seconds less than one built): "R of N read" where the run counted its compiles; for a run
+    seconds less than one built): "R of N read" where the run counted its compiles, with the
+    seconds its warm-up spent compiling where it recorded them ("R of N read, S s"); for a run
     measured before those were counted, what the cache held at load ("empty": every compile
     was built; "held N": some may have been read back); None where Inductor compiled nothing."""
     report = summary.engine_report or {}
     if "inductor_graphs_read_from_cache" in report:
         read, built = report["inductor_graphs_read_from_cache"], report["inductor_graphs_built"]
-        return f"{read} of {read + built} read" if read + built else None
+        seconds = f", {summary.compile_seconds:.1f} s" if summary.compile_seconds is not None else ""
+        return f"{read} of {read + built} read{seconds}" if read + built else None
     held = report.get("inductor_cached_graphs_at_load")
     return None if held is None else "empty" if held == 0 else f"held {held}"
 
 
 COMPILE_CACHE_NOTE = (
     "compile cache: what Inductor's on-disk cache gave the cold start of a run that compiles: "
-    '"R of N read" (R of its N graphs read back, the rest built), or for a run measured before '
+    '"R of N read, S s" (R of its N graphs read back, the rest built; S: the seconds its warm-up spent '
+    "compiling, read-back graphs included, where the run recorded them), or for a run measured before "
     'those were counted what the cache held at load ("empty": every graph built; "held N": some '
     "may have been read back). A graph read back costs seconds less than one built, so cold starts "
     "compare only between runs with the same cache state; RTFx, measured after the cold start, did not "

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bench.engines import accept_former_name, current_name, engine_names
 from bench.lab import budget, leases, reference_folder, sentinel, speed
+from bench.lab.carried_cache import carried
 from bench.lab.folder import record_command, recorded_commands
 from bench.lab.grid import Point, Settings, add_arguments, is_done, measure
 from bench.lab.load_stage import LEVELS
@@ -128,17 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     record_command(args.out, "bench.reference", argv)
     started = budget.process_seconds()
-    left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, budget.folder_estimate(args.out))
-    now = budget.point_seconds(args.out)  # with this call's points
-    # measured by this call: new, or measured again (their seconds changed)
-    measured = [p for p in points if is_done(p, args.out) and p in now and known.get(p) != now[p]]
-    went = budget.where_minutes_went(measured, args.out, now, started)
-    if went:
-        print(went)
-    # the ceilings of what was measured, even when the budget ran out first: seconds, on this lease
-    began = time.perf_counter()
-    speed.measure_ceilings(args.out, [p for p in points if isinstance(p, Point)])
-    after = {"ceilings": time.perf_counter() - began}
+    with carried(args.compile_cache) as cache_seconds:  # an earlier lease's compiles read back, this one's kept
+        estimate = budget.folder_estimate(args.out)
+        left = measure(points, args.out, Settings.from_args(args), args.budget_minutes, estimate)
+        now = budget.point_seconds(args.out)  # with this call's points
+        # measured by this call: new, or measured again (their seconds changed)
+        measured = [p for p in points if is_done(p, args.out) and p in now and known.get(p) != now[p]]
+        went = budget.where_minutes_went(measured, args.out, now, started)
+        if went:
+            print(went)
+        # the ceilings of what was measured, even when the budget ran out first: seconds, on this lease
+        began = time.perf_counter()
+        speed.measure_ceilings(args.out, [p for p in points if isinstance(p, Point)])
+        ceilings = time.perf_counter() - began
+    after = {"ceilings": ceilings, "compile cache carried": cache_seconds[0]}
     if not left:
         began = time.perf_counter()
         print(write_folder(args.out))

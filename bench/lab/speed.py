@@ -40,6 +40,7 @@ from bench.analysis.table import markdown
 from bench.data.audio import SAMPLE_RATE
 from bench.engines import accept_former_name, current_name, engine_class, engine_names
 from bench.lab import ceiling
+from bench.lab.carried_cache import carried
 from bench.lab.evidence import COMPILE_CACHE_NOTE, compile_cache_cell, ordered_phase_frame, phase_means
 from bench.lab.folder import DEVICE_FILE, record_command
 from bench.lab.grid import Point, Settings, add_arguments, measure, measured_points, model_family, summary_if_done
@@ -322,9 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         record_command(out, "bench.speed", [*argv, *([] if args.out else ["--out", str(out)])])
         settings = Settings.from_args(args, model=args.model, clip_seconds=args.clip_seconds)
-        if measure(points, out, settings, args.budget_minutes):
-            return INCOMPLETE
-        measure_ceilings(out, points)
+        with carried(args.compile_cache):  # an earlier lease's compiles read back, this one's kept
+            if measure(points, out, settings, args.budget_minutes):
+                return INCOMPLETE
+            measure_ceilings(out, points)
     print("\n".join(write_tables(out, points).values()))
     print(f"run folders and tables: {out}")
     return 0

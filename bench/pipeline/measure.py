@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
@@ -24,51 +23,13 @@ from tqdm import tqdm
 from bench.config import RunConfig
 from bench.data import Failure, Utterance
 from bench.data.audio import SAMPLE_RATE
-from bench.engines.base import Engine, Transcript, compiled_graphs, recompile_limit_hits
+from bench.engines.base import Engine, Transcript, compile_seconds, compiled_graphs, recompile_limit_hits
 from bench.errors import BenchError
 from bench.host.energy import energy_counter
 from bench.pipeline.clock import Clock, synchronize
+from bench.pipeline.measurement import BatchRecord, Measurement
 
 LONG_FORM_S = 30.0  # longer clips need several 30 s windows: long-form
-
-
-@dataclass
-class BatchRecord:
-    repeat: int
-    index: int
-    ids: list[str]
-    audio_s: float
-    processing_s: float
-    model_s: float
-    n_tokens: int
-    phases: dict[str, float]
-    counts: dict[str, int] = field(default_factory=dict)
-    long_form: bool = False
-    energy_j: float | None = None  # the GPU board's, where it has a counter
-    # what else used the machine meanwhile (bench.host.busy.COLUMNS; empty off Linux and in older runs)
-    host_use: dict[str, float | None] = field(default_factory=dict)
-
-
-@dataclass
-class Measurement:
-    load_s: float
-    cold_start_s: float | None
-    cold_start_counted: bool  # no warm-up: the cold batch is also a timed batch
-    batches: list[BatchRecord] = field(default_factory=list)
-    transcripts: dict[str, Transcript] = field(default_factory=dict)  # from the first pass
-    latency_s: dict[str, float] = field(default_factory=dict)  # its batch's time, first pass
-    target_tokens: dict[str, int] | None = None
-    failures: list[Failure] = field(default_factory=list)
-    peak_memory_bytes: int | None = None
-    # on a CPU: the process's peak resident set, load included (one engine per process only)
-    peak_resident_bytes: int | None = None
-    done: list[list[int]] = field(default_factory=list)  # [repeat, index] of finished batches
-    oom_splits: list[dict] = field(default_factory=list)  # batches halved after running out of memory
-    shape_warmups: int = 0  # untimed batches run for a batch shape no earlier call had run at
-    recompile_limit_hits: int = 0  # Dynamo's recompile limit reached in one of this engine's calls
-
-    resumed: list[dict] = field(default_factory=list)  # later sessions: load, cold start, batches done before
-    energy_note: str | None = None  # why no batch has an energy figure (no GPU counter)
 
 
 def is_long_form(utterance: Utterance) -> bool:
@@ -111,6 +72,8 @@ class _Session:
         self.warm: list[set] = [set() for _ in engines]
         self.shape_warmups = [0] * len(engines)
         self.limit_hits = [0] * len(engines)
+        self.compile_s = [0.0] * len(engines)  # in each engine's calls
+        self.capture_s = [0.0] * len(engines)
 
     def stage(self, what: str, batches: int) -> None:
         """A progress bar per stage, the warm-up's apart: its batches compile and capture, and
@@ -127,12 +90,15 @@ class _Session:
     def _transcribe(self, k: int, batch: list[Utterance], clock: Clock) -> list[Transcript]:
         """The engine's call; its shape is warm afterwards, and a recompile limit it reached is counted."""
         targets, shape, hits = self.targets[k], self._shape(k, batch), recompile_limit_hits()
+        compiling, capturing = compile_seconds(), self.engines[k].capture_seconds()
         try:
             out = self.engines[k].transcribe(
                 [u.audio for u in batch], [targets[u.id] for u in batch] if targets else None, clock
             )
         finally:
             self.limit_hits[k] += recompile_limit_hits() - hits
+            self.compile_s[k] += compile_seconds() - compiling
+            self.capture_s[k] += self.engines[k].capture_seconds() - capturing
         if shape is not None:
             self.warm[k].add(shape)
         return out
@@ -247,6 +213,7 @@ def measure_side_by_side(
             for _ in session.attempt(k, batch, None, f"warm-up batch {i}"):
                 pass
             session.bar.update()
+            results[k].warmup_s += time.perf_counter() - start
             if i == 0:
                 _set_cold_start(results[k], time.perf_counter() - start, prior)
     for k in range(len(engines)):
@@ -255,6 +222,7 @@ def measure_side_by_side(
             for _ in session.attempt(k, batch, None, f"warm-up batch for shape {i}"):
                 pass
             session.bar.update()
+            results[k].warmup_s += time.perf_counter() - start
             if i == 0 and not warmup:  # no plain warm-up: this was the engine's first call
                 _set_cold_start(results[k], time.perf_counter() - start, prior)
     if not prior:
@@ -278,6 +246,8 @@ def measure_side_by_side(
     for k, result in enumerate(results):
         result.shape_warmups += len(shape_warmups[k]) + session.shape_warmups[k]
         result.recompile_limit_hits += session.limit_hits[k]
+        result.compile_s += session.compile_s[k]
+        result.capture_s += session.capture_s[k]
     if device.type == "cuda":
         for result in results:
             result.peak_memory_bytes = max(result.peak_memory_bytes or 0, torch.cuda.max_memory_allocated(device))

@@ -29,7 +29,7 @@ from pathlib import Path
 from bench.data import Failure
 from bench.engines.base import Transcript
 from bench.errors import BenchError
-from bench.pipeline.measure import BatchRecord, Measurement
+from bench.pipeline.measurement import BatchRecord, Measurement
 from bench.pipeline.results import write_json
 
 FILE = "progress.json"

@@ -78,6 +78,11 @@ class Summary:
     load_seconds: float | None = None
     cold_start_seconds: float | None = None
     cold_start_counted: bool | None = None
+    # the warm-up batches' seconds, and torch.compile's and the engine's CUDA graph captures within
+    # them (bench.pipeline.measure; None in runs measured before they were recorded)
+    warmup_seconds: float | None = None
+    compile_seconds: float | None = None
+    capture_seconds: float | None = None
     latency_p50: float | None = None
     latency_p90: float | None = None
     latency_p99: float | None = None
@@ -163,7 +168,8 @@ _WRITE_ORDER = (
     "shape_warmup_batches", "resumed",
     "resume_sessions", "by_form", "long_form_threshold_seconds", "audio_seconds", "processing_seconds",
     "model_seconds", "rtf", "rtfx", "rtfx_ci", "rtfx_ci_method", "repeat_processing_seconds", "load_seconds",
-    "cold_start_seconds", "cold_start_counted", "latency_p50", "latency_p90", "latency_p99", "n_tokens",
+    "cold_start_seconds", "cold_start_counted", "warmup_seconds", "compile_seconds", "capture_seconds",
+    "latency_p50", "latency_p90", "latency_p99", "n_tokens",
     "decode_tokens_per_s", "decode_steps", "decode_step_seconds", "decode_phase", "peak_gpu_memory_bytes",
     "peak_resident_memory_bytes",
     "energy_j_per_audio_hour", "energy_note", "host_load", "gpu_hourly_price", "cost_per_1000_audio_hours",

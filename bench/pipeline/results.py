@@ -16,7 +16,8 @@ from bench.data.utterance import reference_warning
 from bench.host.busy import host_load
 from bench.host.energy import joules_per_audio_hour
 from bench.pipeline.cells import cost_interval, cost_per_audio_hours
-from bench.pipeline.measure import LONG_FORM_S, Measurement, is_long_form
+from bench.pipeline.measure import LONG_FORM_S, is_long_form
+from bench.pipeline.measurement import Measurement
 from bench.pipeline.record import BatchRow, Summary, batch_frame
 from bench.stats import PASS_METHOD, percentiles, ratio_ci
 from bench.wer import UtteranceErrors, corpus_errors, utterance_errors
@@ -158,6 +159,9 @@ def summarize(
             "load_seconds": m.load_s,
             "cold_start_seconds": m.cold_start_s,
             "cold_start_counted": m.cold_start_counted,
+            "warmup_seconds": m.warmup_s,
+            "compile_seconds": m.compile_s,
+            "capture_seconds": m.capture_s,
             "latency_p50": latency["p50"],
             "latency_p90": latency["p90"],
             "latency_p99": latency["p99"],

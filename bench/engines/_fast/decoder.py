@@ -17,6 +17,7 @@ tensors it captured, so between batches they are reset in place, never replaced.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,7 +28,8 @@ import torch
 from bench.engines._fast import windows
 from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
-from bench.pipeline.clock import Clock
+from bench.engines.base import compile_seconds
+from bench.pipeline.clock import Clock, synchronize
 
 
 class CompileScope(StrEnum):
@@ -122,6 +124,7 @@ class FastDecoder:
         self.state = ShapeState()
         self.cache_len = 0
         self.captures = 0
+        self.capture_seconds = 0.0  # spent capturing graphs, the compiles inside them excluded
         self.cache_in_use = None
         self.window = windows.Window()  # attention_window: the slots a step's attention reads
         # the prefill is launch-bound at small batch (hundreds of small kernels for a few ms of
@@ -289,6 +292,7 @@ class FastDecoder:
         the capacity without attention_window); each replay reads and writes fixed buffers."""
         if size in self.state.graphs:
             return self.state.graphs[size]
+        began, compiling = time.perf_counter(), compile_seconds()
         static_token, static_position = token.clone(), position.clone()
         static_cache_position = cache_position.clone() if cache_position is not None else None
         valid = self.state.valid[:, :size]  # a view: the graph reads the buffer the loop writes
@@ -320,4 +324,6 @@ class FastDecoder:
 
         self.state.graphs[size] = replay
         self.captures += 1
+        synchronize(self.device)  # the side stream's run and the capture done: their time, not the next step's
+        self.capture_seconds += time.perf_counter() - began - (compile_seconds() - compiling)
         return replay

@@ -47,6 +47,9 @@ class FastDecodeEngine:
     def graph_captures(self) -> int:
         return self.decoder.captures
 
+    def capture_seconds(self) -> float:
+        return self.decoder.capture_seconds
+
     def stream_to(self, listener) -> None:
         self.decoder.on_token = listener
 
