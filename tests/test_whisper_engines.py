@@ -123,6 +123,28 @@ def test_the_cuda_graph_path_emulated_on_the_cpu(batch_size, expected, sample, m
     assert emulation.captures == 5 and emulation.replays > len(sample)
 
 
+@pytest.mark.slow
+def test_one_compiled_function_serves_every_decoder_layer(sample):
+    """compile_scope=layers (the scope a CUDA graph gets): the decoder's layers through one
+    compiled function, the index by which Whisper's attention reads the encoder-decoder cache
+    kept out of the compiled code. Twice the layers, the same graphs; openai_whisper's tokens."""
+    short = [u for u in sample if len(u.audio) <= LONG_FORM]
+    graphs = {}
+    for layers in (2, 4):
+        torch._dynamo.reset()
+        depth = f"model.tiny.n_text_layer={layers}"
+        reference = tiny_engine("openai_whisper", WHISPER, depth)
+        targets = {u.id: reference.count_target_tokens(u.reference) for u in short}
+        want = run_clips(reference, short, 4, targets)
+        engine = tiny_engine("whisper_patched", WHISPER, depth, "engine.compile_scope=layers")
+        assert_same(run_clips(engine, short, 4, targets), want, short)
+        graphs[layers] = engine.report()["graphs_compiled"]
+        assert engine.report()["compiled_scope"] == "layers"
+    # per batch shape: the decode step at each of its 2 attention windows and the prefill, and
+    # the encoder's layers (one more for the last batch's 3 rows)
+    assert graphs[2] == graphs[4] > 0
+
+
 def test_the_device_log_mel_is_openai_whispers(sample):
     from whisper.audio import log_mel_spectrogram
 

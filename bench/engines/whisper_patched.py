@@ -4,11 +4,12 @@ It runs transformers' WhisperForConditionalGeneration modules (encoder, decoder 
 output projection) with the same glue as voxtral_patched, from the same core
 (bench/engines/_fast): a static self-attention cache per batch shape with the
 cross-attention's keys and values computed once per batch beside it, the greedy loop with
-end-of-sequence read back a step late, the whole decode step compiled and captured as a
-CUDA graph. What is Whisper's is here: log-mel on the device, the encoder, the prompt and
-openai-whisper's decoding rules (the tokens suppressed). Each entry of PATCHES can be
-switched off; with a patch off that step runs as whisper_hf runs it. On the same weights it
-decodes openai_whisper's tokens (the tests check every patch on and each off alone).
+end-of-sequence read back a step late, the decode step compiled (one function for every
+decoder layer under a CUDA graph) and captured as a CUDA graph. What is Whisper's is here:
+log-mel on the device, the encoder, the prompt and openai-whisper's decoding rules (the
+tokens suppressed). Each entry of PATCHES can be switched off; with a patch off that step
+runs as whisper_hf runs it. On the same weights it decodes openai_whisper's tokens (the
+tests check every patch on and each off alone, and each compile scope).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _whisper as wh
-from bench.engines._fast.decoder import DecodeOptions, FastDecoder
+from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
 from bench.engines._fast.engine import FastDecodeEngine
 from bench.engines._fast.fusion import fuse_self_attention
 from bench.engines._fast.layers import CompiledLayers
@@ -46,10 +47,13 @@ PATCHES = {
     "attention_window": "a decode step attends the cache slots in use: windows doubling from 128 slots to the "
     "static cache's capacity, the smallest holding every slot written, each its own compiled step and CUDA graph, "
     "all made in the warm-up (off: every step reads the whole capacity; inert without static_cache)",
-    "compiled_step": "the decode step through torch.compile, whole (inert without static_cache)",
+    "compiled_step": "the decode step through torch.compile: under a CUDA graph one compiled function for every "
+    "decoder layer (engine.compile_scope, as voxtral_patched's), elsewhere the whole step (inert without "
+    "static_cache)",
     "compiled_prefill": "the encoder's layers (one compiled function for all, as voxtral_patched's) and the "
-    "prefill (whole, as the step) of short batches through torch.compile, one graph per batch shape compiled in "
-    "the warm-up (a long clip's windows, whose prompts vary, run as shipped; inert without static_cache)",
+    "prefill (per layer or whole, as the step) of short batches through torch.compile, one graph per batch shape "
+    "compiled in the warm-up (a long clip's windows, whose prompts vary, run as shipped; inert without "
+    "static_cache)",
     "cuda_graph": "on CUDA, the decode step captured once as a CUDA graph and replayed (inert without "
     "static_cache, and on the CPU)",
 }
@@ -61,6 +65,10 @@ class Config(EngineConfig):
     family: str = "whisper"
     patches: list[str] = field(default_factory=lambda: list(PATCHES))
     max_new_tokens: int = 224  # per 30 s window (half Whisper's 448-token context, as openai-whisper)
+    # what compiled_step compiles, as voxtral_patched's: "layers" (one graph shared by the decoder
+    # layers: a small cold start), "step" (the whole step), or "auto": layers under a CUDA graph,
+    # else step
+    compile_scope: CompileScope = CompileScope.auto
 
 
 class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
@@ -99,14 +107,13 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
 
     def make_decoder(self, cuda_graph: bool) -> FastDecoder:
         """The fast-decode core around Whisper's decoder (cuda_graph: whether graphs can be
-        captured here, as on a CUDA device). The whole step is compiled: a per-layer view of an
-        encoder-decoder cache is not written."""
+        captured here, as on a CUDA device)."""
         config = self.model.config
         lm = TransformersEncoderDecoder(
             self.model.model.decoder, self.model.proj_out, config, encoder_positions=config.max_source_positions
         )
         device = torch.device("cuda") if cuda_graph else torch.device("cpu")
-        options = DecodeOptions.from_patches(self.on, device, "step")
+        options = DecodeOptions.from_patches(self.on, device, self.engine_cfg.compile_scope)
         eot = self.tokenizer.eot
         return FastDecoder(lm, options, self.device, eos=eot, pad=eot, logit_filter=self._suppress)
 

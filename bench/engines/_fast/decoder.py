@@ -52,6 +52,8 @@ class DecoderModel(Protocol):
 
     def initialize(self, cache, rows: int, dtype: torch.dtype) -> None: ...  # allocate a static cache now
 
+    def layer_view(self, layer, cache, index: int): ...  # with: the cache as one decoder layer sees it (layers)
+
     takes_cache_position: bool  # older transformers want the write slot; newer caches track it
     layers: object  # the decoder layers, for compiling one of them for all (None: no one-layer cache view)
     cache_keyword: str
@@ -134,7 +136,7 @@ class FastDecoder:
         per_layer = model.layers is not None and options.compile_scope != "step"
         self.prefill_per_layer = options.compiled_prefill and per_layer
         if options.compile_scope == "layers" or self.prefill_per_layer:
-            self.compiled_layers = CompiledLayers(model.layers, model.cache_keyword)
+            self.compiled_layers = CompiledLayers(model.layers, model.cache_keyword, model.layer_view)
         if options.compile_scope == "step":
             self._compiled_step = torch.compile(self._step_forward, dynamic=False)
         whole = options.compiled_prefill and not per_layer

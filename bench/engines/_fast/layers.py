@@ -20,6 +20,7 @@ for the audio encoder's layers. Outside `compiled()` the layers run as shipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import partial
 
@@ -36,6 +37,11 @@ class OneLayerCache:
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         return self.layer.update(key_states, value_states, *args, **kwargs)
+
+
+@contextmanager
+def one_layer_view(layer, cache, index: int):
+    yield OneLayerCache(cache.layers[index])
 
 
 def _run_layer(layer: nn.Module, hidden_states: torch.Tensor, args: tuple, kwargs: dict):
@@ -61,8 +67,12 @@ class CompiledLayers:
     shipped. `cache_keyword` is the name this transformers gives a decoder layer's cache
     argument ("cache", or "past_key_values" before 5.24); None for an encoder's layers."""
 
-    def __init__(self, layers, cache_keyword: str | None = None):
+    def __init__(self, layers, cache_keyword: str | None = None, layer_view: Callable | None = None):
+        """layer_view(layer, cache, index): a context manager giving the cache as layer `index`
+        sees it, for the compiled call (default: OneLayerCache over cache.layers[index], a
+        decoder-only model's static cache)."""
         self.cache_keyword = cache_keyword
+        self.layer_view = layer_view or one_layer_view
         self.active = False
         # Dynamo keeps its graphs per code object, and every stack shares _run_layer's: one graph
         # per (layer class, input shape) of a run (decode, prefill and encoder shapes for each
@@ -77,9 +87,10 @@ class CompiledLayers:
         if not self.active:
             return type(layer).forward(layer, hidden_states, *args, **kwargs)
         cache = kwargs.get(self.cache_keyword) if self.cache_keyword else None
-        if cache is not None:
-            kwargs = {**kwargs, self.cache_keyword: OneLayerCache(cache.layers[index])}
-        return self.layer_fn(layer, hidden_states, args, kwargs)
+        if cache is None:
+            return self.layer_fn(layer, hidden_states, args, kwargs)
+        with self.layer_view(layer, cache, index) as view:
+            return self.layer_fn(layer, hidden_states, args, {**kwargs, self.cache_keyword: view})
 
     @contextmanager
     def compiled(self):

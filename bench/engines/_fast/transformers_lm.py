@@ -8,6 +8,7 @@ position's logits, its token embedding, and its static or dynamic KV cache.
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 
 import torch
 
@@ -51,6 +52,11 @@ class TransformersLM:
     def self_attention_layers(self, cache) -> list:
         return cache.layers
 
+    def layer_view(self, layer, cache, index: int):
+        from bench.engines._fast.layers import one_layer_view
+
+        return one_layer_view(layer, cache, index)
+
     def _heads(self) -> tuple[int, int]:
         config = self.text_config
         heads = getattr(config, "num_key_value_heads", None) or config.decoder_attention_heads
@@ -77,9 +83,6 @@ class TransformersEncoderDecoder(TransformersLM):
     def __init__(self, decoder: torch.nn.Module, proj_out: torch.nn.Module, config, encoder_positions: int):
         super().__init__(decoder, proj_out, decoder.embed_tokens, config)
         self.encoder_positions = encoder_positions
-        # its layers take the encoder-decoder cache whole (is_updated, both halves by layer
-        # index): no one-layer view is written for it, so it compiles whole, never per layer
-        self.layers = None
         self.encoder_states: torch.Tensor | None = None  # this batch's, set before it decodes
 
     def forward(self, embeds, attention_mask, positions, cache_position, cache) -> torch.Tensor:
@@ -99,6 +102,25 @@ class TransformersEncoderDecoder(TransformersLM):
     def self_attention_layers(self, cache) -> list:
         return cache.self_attention_cache.layers
 
+    @contextmanager
+    def layer_view(self, layer, cache, index: int):
+        """The encoder-decoder cache as layer `index` sees it. Whether its cross-attention's keys
+        and values are already written is read here, outside the compiled layer, and marked
+        as written: the call this view is for writes them, at the prefill. Whisper's
+        cross-attention also indexes the cache's layers with its own layer_idx, which Dynamo
+        would take as a constant of the graph (a graph per layer): through the view any index
+        reads this layer's part, so the layer's indices read 0 for the call."""
+        written = bool(cache.is_updated.get(index, False))
+        cache.is_updated[index] = True
+        indices = {m: m.layer_idx for m in layer.modules() if isinstance(getattr(m, "layer_idx", None), int)}
+        try:
+            for attention in indices:
+                attention.layer_idx = 0
+            yield one_layer_encoder_decoder_cache(cache, index, written)
+        finally:
+            for attention, layer_idx in indices.items():
+                attention.layer_idx = layer_idx
+
     def initialize(self, cache, rows: int, dtype: torch.dtype) -> None:
         for part in (cache.self_attention_cache, cache.cross_attention_cache):
             super().initialize(part, rows, dtype)
@@ -116,3 +138,55 @@ class TransformersEncoderDecoder(TransformersLM):
             StaticCache(config=config, max_cache_len=max_len),
             StaticCache(config=config, max_cache_len=self.encoder_positions),
         )
+
+
+class _Held:
+    """One cache layer under any index: what `cache.layers[i]` reads in the layer's code."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __getitem__(self, index):
+        return self.layer
+
+
+class _CrossHalf:
+    """The cross-attention half of one layer's view: its keys and values by any index, and
+    their one write (at the prefill)."""
+
+    def __init__(self, layer):
+        self.layers = _Held(layer)
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        return self.layers.layer.update(key_states, value_states, *args, **kwargs)
+
+
+class _Written:
+    """is_updated as one layer sees it: the flag read before the call; what the layer sets is
+    already set on the whole cache (layer_view)."""
+
+    def __init__(self, written: bool):
+        self.written = written
+
+    def get(self, index, default=None):
+        return self.written
+
+    def __setitem__(self, index, value):
+        pass
+
+
+def one_layer_encoder_decoder_cache(cache, index: int, written: bool):
+    """An encoder-decoder cache as one decoder layer sees it, whichever layer index the
+    attention passes along (Whisper's reads both halves and is_updated by its own index): the
+    index never reaches compiled code, so one compiled function serves every layer. An
+    EncoderDecoderCache, as the attention checks, made without its constructor: nothing is
+    allocated, each half is that layer's part of the whole cache."""
+    from transformers import EncoderDecoderCache
+
+    from bench.engines._fast.layers import OneLayerCache
+
+    view = EncoderDecoderCache.__new__(EncoderDecoderCache)
+    view.self_attention_cache = OneLayerCache(cache.self_attention_cache.layers[index])
+    view.cross_attention_cache = _CrossHalf(cache.cross_attention_cache.layers[index])
+    view.is_updated = _Written(written)
+    return view
