@@ -1,3 +1,3 @@
 """bench: measures speech-to-text engines for real-time factor and word error rate."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

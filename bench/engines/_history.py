@@ -60,6 +60,9 @@ CHANGES = (
            "windows doubling from 128 slots; before, every step read the static cache's whole capacity", "1c893c6"),
     Change("0.4.0", "whisper_patched: attention_window (new)", "a decode step's self-attention attends the cache "
            "slots in use, in windows doubling from 128 slots; before, every step read the whole capacity", "1c893c6"),
+    Change("0.5.0", "whisper_patched: compiled_step", "under a CUDA graph one compiled function for every decoder "
+           "layer, the prefill's per layer too (engine.compile_scope auto, as voxtral_patched's); before, the whole "
+           "step and prefill compiled for each shape and attention window", "8a574a4"),
 )  # fmt: skip
 
 
