@@ -218,6 +218,61 @@ def lease_rehearsal(session):
         session.log(f"| {way} | {calls} | {points} | {wall / 60:.2f} | {wall / 60 / points:.3f} | {first / 60:.2f} |")
 
 
+# The verdict stage of a lease (issue 49): every random-weight engine at batch 1 and a larger
+# batch on the synthetic clips, both fast paths profiled, their ceilings, at tiny scale on the CPU.
+VERDICT_PLAN = ["--scale", "tiny", "--device", "cpu", "--datasets", "synthetic", "--batch-sizes", "1", "2",
+                "--ablation-batch-sizes", "--load-concurrency", "--repeats", "3", "--min-clips", "4",
+                "--quiet"]  # fmt: skip
+VERDICT_REHEARSAL = "results/rehearsal/cpu_verdict"
+
+
+@nox.session(python=False)
+def verdict_rehearsal(session):
+    """The verdict stage measured as two leases of a GPU host would, at tiny scale on the CPU:
+    lease 1 into a fresh folder with an empty compile cache, lease 2 into another fresh folder
+    (a new machine) carrying only lease 1's archive of the cache (bench.lab.carried_cache).
+    Each call's minutes table (minutes.md: compile, capture, warm-up, timed passes, ...) is
+    copied to OUT/lease-N/ (default results/rehearsal/cpu_verdict; the run folders stay in the
+    session's tmp), with OUT/README.md: points, minutes and points per minute of each lease.
+    About 4 minutes on 2 cores: nox -s verdict_rehearsal -- [OUT]"""
+    import csv
+    import subprocess
+
+    out = session.posargs[0] if session.posargs else VERDICT_REHEARSAL
+    root, python = _fresh_tmp(session, "verdict"), _shared(session)
+    rows = []
+    for lease in (1, 2):
+        folder, cache = os.path.join(root, f"lease-{lease}"), os.path.join(root, f"cache-{lease}", "inductor")
+        os.makedirs(os.path.dirname(cache))
+        if lease == 2:  # a new machine: nothing of lease 1 but its archive
+            shutil.copy(os.path.join(root, "cache-1", "inductor.tar.xz"), cache + ".tar.xz")
+        command = [python, "-m", "bench.reference", "--out", folder, *VERDICT_PLAN, "--compile-cache", cache]
+        done = subprocess.run(command, env={**os.environ, **OFFLINE}, capture_output=True, text=True)
+        said = [line for line in done.stdout.splitlines()
+                if line.startswith(("Where the minutes", "compile cache: ")) and "Inductor's" not in line]  # fmt: skip
+        session.log(f"lease {lease}: exit {done.returncode}; " + " ".join(said))
+        if done.returncode != 0:
+            session.error(done.stdout[-2000:] + done.stderr[-2000:])
+        kept = os.path.join(out, f"lease-{lease}")
+        os.makedirs(kept, exist_ok=True)
+        for name in ("minutes.md", "minutes.csv", "commands.txt", "device.json"):
+            shutil.copy(os.path.join(folder, name), kept)
+        with open(os.path.join(folder, "minutes.csv")) as table:
+            call = list(csv.DictReader(table))[-1]
+        minutes = sum(float(v) for k, v in call.items() if k not in ("call (UTC)", "points")) / 60
+        points, compiled, timed = int(call["points"]), float(call["compile"]) / 60, float(call["timed passes"]) / 60
+        rows.append(f"| {lease} | {points} | {minutes:.2f} | {points / minutes:.1f} | {compiled:.2f} | "
+                    f"{100 * timed / minutes:.0f}% |")  # fmt: skip
+    lines = ["# The verdict stage at tiny scale on the CPU, as two leases", "",
+             f"`nox -s verdict_rehearsal` (bench.reference {' '.join(VERDICT_PLAN)}): lease 1 with an empty compile "
+             "cache, lease 2 on a fresh folder carrying only lease 1's archive of it. Each lease's minutes table is "
+             "in lease-N/minutes.md.", "",
+             "| lease | points | minutes | points per minute | compile, minutes | timed share |",
+             "|---|---|---|---|---|---|", *rows]  # fmt: skip
+    Path(out, "README.md").write_text("\n".join(lines) + "\n")
+    session.log("\n".join(lines))
+
+
 # Both fast paths where the verdict is decided, against their limits (issue 48): profiled, with
 # the ceilings and rooflines bench.reference measures after its runs.
 LIMIT_PLAN = ["--engines", "voxtral_patched", "whisper_patched", "--datasets", "synthetic", "--ablation-batch-sizes",
