@@ -134,6 +134,12 @@ class ServeConfig:
     # other names a client may send as `model` for the one model served (OpenAI's clients send
     # whisper-1 by default); None: whisper-1 for a Whisper engine, none for another
     model_aliases: list[str] | None = None
+    # slow clients (bench.online.limits): a request's headers must be in within header_timeout_s
+    # of the connection opening, its body within body_timeout_s of them (408 past either); a
+    # stop (SIGINT, SIGTERM) answers what was accepted for at most stop_timeout_s
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    stop_timeout_s: float = 60.0
 
 
 @dataclass

@@ -8,12 +8,16 @@ shells out to ffmpeg. soundfile reads WAV/FLAC/OGG/MP3 from bytes with libsndfil
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 SAMPLE_RATE = 16_000
+# the lowest sample rate a header may claim: below it no speech is carried, and a header that
+# says 27 Hz makes a 93 KB WAV last half an hour (and decode to that many 16 kHz samples)
+MIN_SAMPLE_RATE = 4_000
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -29,6 +33,13 @@ class AudioTooLong(ValueError):
     """The audio lasts longer than the caller allows (bench.serve's serve.max_audio_seconds)."""
 
 
+def decode_error(err: Exception) -> str:
+    """A decoding error in a sentence: its first line, with libsndfile's name for the bytes it
+    was given (an object's address) said as "the audio bytes"."""
+    message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the audio bytes", str(err).split("\n")[0])
+    return f"{type(err).__name__}: {message}"
+
+
 def decode_audio(data: bytes | None = None, path: str | None = None, max_seconds: float | None = None) -> np.ndarray:
     """Decode encoded audio given as bytes (preferred) or a file path. With max_seconds, audio
     longer than that raises AudioTooLong without being decoded whole: refused from the length
@@ -42,6 +53,8 @@ def decode_audio(data: bytes | None = None, path: str | None = None, max_seconds
         return to_mono_16k(samples, rate)
     with sf.SoundFile(source) as f:
         rate, limit = f.samplerate, int(max_seconds * f.samplerate)
+        if rate < MIN_SAMPLE_RATE:
+            raise ValueError(f"the header says {rate} samples a second, under the {MIN_SAMPLE_RATE:,} speech needs")
         if 0 < f.frames < 2**62 and f.frames > limit:  # a known length (libsndfile: 0 or huge if unknown)
             raise AudioTooLong(f"the audio lasts {f.frames / rate:.1f} s, over the {max_seconds:g} s allowed")
         samples = f.read(limit + 1, dtype="float32", always_2d=False)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 
 from tqdm import tqdm
 
 from bench.config import DatasetConfig
-from bench.data.audio import decode_audio
+from bench.data.audio import decode_audio, decode_error
 from bench.data.utterance import Failure, Utterance, audio_problem
 from bench.errors import BenchError
 
@@ -100,6 +99,5 @@ def _decode(audio: dict | None) -> tuple[object, str | None]:
     try:
         samples = decode_audio(data, None if data is not None else path)
     except Exception as err:  # libsndfile's errors for corrupt, truncated or unknown formats, and I/O
-        message = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the audio bytes", str(err).split("\n")[0])
-        return None, f"undecodable audio ({type(err).__name__}: {message})"
+        return None, f"undecodable audio ({decode_error(err)})"
     return samples, audio_problem(samples)

@@ -121,10 +121,11 @@ class OpenAIWhisper(wh.WhisperEngine):
     @torch.inference_mode()
     def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock):
         windows = split_into_windows(audio)
-        features = self._encode(windows, clock)  # the encoder does not see text: all windows at once
 
+        # each window encoded when its turn comes, as openai-whisper's transcribe does: a step is
+        # one window's work, and the clip holds one window's encoding at a time
         def decode(j: int, targets: list[int] | None, prompt: list[int]) -> Transcript:
-            (result,) = self._decode(features[j : j + 1], targets, clock, prompt=prompt)
+            (result,) = self._decode(self._encode([windows[j]], clock), targets, clock, prompt=prompt)
             return Transcript(result.text.strip(), len(result.tokens), list(result.tokens))
 
         return (yield from self._windows_in_turn(windows, target, decode))

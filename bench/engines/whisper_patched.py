@@ -34,7 +34,8 @@ from bench.pipeline.clock import Clock
 PATCHES = {
     "device_features": "log-mel computed on the device for the whole batch at once (off: transformers' feature "
     "extractor on the host, as whisper_hf)",
-    "batched_encoder": "every window of the batch through the encoder in one call (off: one call per window)",
+    "batched_encoder": "every clip of a short batch through the encoder in one call (off: one call per clip; a "
+    "long clip's windows are encoded one per step either way)",
     "static_cache": "a preallocated static self-attention cache reused across batches (off: a DynamicCache)",
     "sync_free_loop": "end-of-sequence copied to host memory after each step without blocking, and read one "
     "step later: the GPU never waits for the check, and a finished batch runs one step more at most (off: read "
@@ -194,12 +195,14 @@ class WhisperPatched(FastDecodeEngine, wh.WhisperEngine):
     @torch.inference_mode()
     def long_form_steps(self, audio: np.ndarray, target: int | None, clock: Clock):
         windows = split_into_windows(audio)
-        features = self._encode(windows, clock)  # the encoder does not see text: all windows at once
 
+        # each window encoded when its turn comes: a step (what bench.serve runs between other
+        # batches) is one window's work, and the clip holds one window's encoding at a time
         def decode(j: int, targets: list[int] | None, prompt: list[int]) -> Transcript:
+            encoded = self._encode([windows[j]], clock)
             if self.decoder.options.static_cache:  # each window: other batches may run between them
                 self.decoder.use_shape(1, self.n_text_ctx)
-            return self._transcripts(self._decode(features[j : j + 1], targets, prompt, clock), clock)[0]
+            return self._transcripts(self._decode(encoded, targets, prompt, clock), clock)[0]
 
         return (yield from self._windows_in_turn(windows, target, decode))
 

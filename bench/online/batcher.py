@@ -41,6 +41,7 @@ class Job:
     stream: asyncio.Queue | None = None  # text deltas as decoded, then END
     arrived: float = field(default_factory=time.monotonic)
     streamed: str = ""  # the text sent to the client so far: a retry sends only what follows it
+    dropped: bool = False  # its client hung up: its place is freed, its answer thrown away
 
     @property
     def chunks(self) -> int:
@@ -85,6 +86,19 @@ class Batcher:
             self.pending += 1
             self._cv.notify()
         return True
+
+    def drop(self, job: Job) -> None:
+        """The job's client has gone: out of the queue if it has not started (its batch never
+        holds it), else its answer thrown away when its batch ends; either way its place in
+        max_queue is freed now. Called on the server's event loop, which owns job.done."""
+        with self._cv:
+            if job.dropped:
+                return
+            job.dropped = True
+            if job in self._queue:
+                self._queue.remove(job)
+            self.pending -= 1
+        job.done.cancel()  # nothing waits for it now: _settle leaves a cancelled future alone
 
     def close(self) -> None:
         """Finish every accepted job, then stop the engine thread."""
@@ -171,7 +185,7 @@ class Batcher:
 
     def _answered(self, jobs: list[Job]) -> None:
         with self._cv:
-            self.pending -= len(jobs)
+            self.pending -= sum(1 for job in jobs if not job.dropped)  # a dropped job's place was freed then
 
 
 def token_targets(engine: Engine, lengths: list[int], tokens_per_second: float) -> list[int] | None:

@@ -36,6 +36,8 @@ from bench.errors import BenchError
 from bench.online.load_folder import LEVEL_FILE, load_table, read_records, write_level
 from bench.online.metrics import COMPILES, GRAPH_CAPTURES, batch_sizes, gauge, samples
 
+CLIENT_GAVE_UP = 499  # a request this client timed out on (--timeout), as bench.serve counts a client that left
+
 
 def wav_bytes(audio: np.ndarray) -> bytes:
     """The clip as a 32-bit float WAV: the server decodes exactly the samples offline runs use."""
@@ -46,6 +48,8 @@ def wav_bytes(audio: np.ndarray) -> bytes:
 
 async def send(client, url: str, model: str | None, audio: bytes, stream: bool, timeout: float) -> dict:
     """One request: status, text, error, latency and (streaming) time to first text."""
+    import httpx
+
     data = {"response_format": "json", "stream": "true" if stream else "false", **({"model": model} if model else {})}
     files = {"file": ("clip.wav", audio, "audio/wav")}
     start = time.perf_counter()
@@ -61,7 +65,9 @@ async def send(client, url: str, model: str | None, audio: bytes, stream: bool, 
             else:
                 record["text"] = json.loads(await response.aread())["text"]
     except Exception as err:  # noqa: BLE001 - a refused connection or a timeout is a result too
-        record["error"] = f"{type(err).__name__}: {err}".splitlines()[0]
+        if isinstance(err, httpx.TimeoutException):  # this client gave up: counted apart, as the server counts it
+            record["status"] = CLIENT_GAVE_UP
+        record["error"] = f"{type(err).__name__}: {err}".splitlines()[0] or f"{type(err).__name__} after {timeout:g} s"
     record["latency_s"] = time.perf_counter() - start
     return record
 

@@ -32,17 +32,28 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from bench.data.audio import SAMPLE_RATE, AudioTooLong, decode_audio
+from bench.data.audio import SAMPLE_RATE, AudioTooLong, decode_audio, decode_error
 from bench.data.utterance import audio_problem
 from bench.engines.base import compiled_graphs
 from bench.errors import BenchError
 from bench.online.batcher import END, Batcher, Job
+from bench.online.limits import (
+    FIELD_BYTES,
+    FORM_OVERHEAD,
+    BodyTooLarge,
+    BodyTooSlow,
+    LimitedBody,
+    TimedHeaders,
+    client_gone,
+    quoted,
+)
 from bench.online.metrics import ServerMetrics
 from bench.online.warmup import warm_every_shape
 
 FORMATS = ("json", "text")
 WHISPER_ALIASES = ["whisper-1"]  # what OpenAI's clients send as the model by default
 ROUTE = "/v1/audio/transcriptions"
+CLIENT_GONE = 499  # nginx's "client closed request": counted apart in /metrics, never sent
 
 
 def model_aliases(cfg) -> list[str]:
@@ -136,19 +147,28 @@ class _Requests:
         serve, cfg = self.serve, self.cfg
         if int(http.headers.get("content-length") or 0) > self.limit + 2**16:  # the form's own bytes besides
             return self.too_big()
-        kind = http.headers.get("content-type", "").split(";")[0].strip()
+        content_type = http.headers.get("content-type", "")
+        kind = content_type.split(";")[0].strip()
         if kind != "multipart/form-data":
-            return _error(400, f"the body is {kind or 'untyped'}: send a multipart/form-data form, the audio "
-                               "in its field 'file'")  # fmt: skip
+            return _error(400, f"the body is {quoted(kind) if kind else 'untyped'}: send a multipart/form-data "
+                               "form, the audio in its field 'file'")  # fmt: skip
+        # counted as it streams in, whether or not a Content-Length said how much would come
+        body = LimitedBody(http.receive, self.limit + FORM_OVERHEAD, serve.body_timeout_s)
         try:
-            form = await http.form(max_files=1, max_part_size=self.limit + 1)
-        except Exception as err:  # noqa: BLE001 - a malformed or oversized form
+            form = await Request(http.scope, body).form(max_files=1, max_part_size=FIELD_BYTES)
+        except BodyTooLarge:
+            return self.too_big()
+        except BodyTooSlow:
+            return _error(408, f"the body was not all in within {serve.body_timeout_s:g} s (serve.body_timeout_s)")
+        except Exception as err:  # noqa: BLE001 - a malformed form, or a field over FIELD_BYTES
             detail = str(getattr(err, "detail", err))
             if "exceeded maximum size" in detail:
-                return self.too_big()
+                return _error(413, f"a form field other than 'file' is over {FIELD_BYTES // 1024} KB")
             if "too many files" in detail.lower():
                 return _error(400, "the form holds more than one file: send one, in the field 'file'")
-            return _error(400, f"could not read the form: {detail}")
+            return _error(400, f"could not read the form: {quoted(detail)}")
+        if not body.closed(content_type):
+            return _error(400, "the form is cut off: its closing boundary never came (an interrupted upload?)")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             return _error(400, "no audio: send it as the multipart field 'file'")
@@ -160,20 +180,21 @@ class _Requests:
         model = form.get("model")
         if model and model not in self.served:
             names = ", ".join(repr(n) for n in [cfg.model.name, *self.aliases])
-            return _error(404, f"model {model!r} is not served here; this server serves {names} (serve.model_aliases)")
+            return _error(404, f"model {quoted(model)} is not served here; this server serves {names} "
+                               "(serve.model_aliases)")  # fmt: skip
         language = form.get("language")
         if language and language != cfg.dataset.language:
-            return _error(400, f"language {language!r}: this server transcribes {cfg.dataset.language!r}")
+            return _error(400, f"language {quoted(language)}: this server transcribes {cfg.dataset.language!r}")
         response_format = form.get("response_format") or "json"
         if response_format not in FORMATS:
-            return _error(400, f"response_format {response_format!r}: use json or text")
+            return _error(400, f"response_format {quoted(response_format)}: use json or text")
         stream = str(form.get("stream") or "false").lower() == "true"
         try:
             audio = await run_in_threadpool(decode_audio, data, None, serve.max_audio_seconds)
         except AudioTooLong as err:
             return _error(413, f"{err} (serve.max_audio_seconds)")
         except Exception as err:  # noqa: BLE001 - whatever soundfile makes of the bytes
-            return _error(400, f"could not decode the audio: {type(err).__name__}: {err}".splitlines()[0])
+            return _error(400, f"could not decode the audio: {decode_error(err)}")
         if problem := audio_problem(audio):
             return _error(400, f"unusable audio: {problem}")
         loop = asyncio.get_running_loop()
@@ -183,8 +204,16 @@ class _Requests:
                           {"Retry-After": "1"})  # fmt: skip
         if stream:
             return StreamingResponse(self._events(job), media_type="text/event-stream")
+        gone = asyncio.ensure_future(client_gone(http.receive))
         try:
-            transcript = await job.done
+            await asyncio.wait({job.done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not job.done.done():  # the client hung up first: its place is freed, its answer never computed or sent
+            self.batcher.drop(job)
+            return Response(status_code=CLIENT_GONE)
+        try:
+            transcript = job.done.result()
         except Exception as err:  # noqa: BLE001 - the engine failed on this clip
             return _error(500, f"the engine failed: {type(err).__name__}: {err}".splitlines()[0])
         seconds = len(audio) / SAMPLE_RATE
@@ -207,6 +236,8 @@ class _Requests:
             yield f"data: {json.dumps({'type': 'transcript.text.done', 'text': transcript.text})}\n\n"
             yield "data: [DONE]\n\n"
         finally:
+            if not job.done.done():  # the client hung up mid-stream: its place freed, its batch not awaited
+                self.batcher.drop(job)
             self.metrics.latency.observe(time.monotonic() - job.arrived)
 
 
@@ -227,6 +258,14 @@ def load_engine(cfg):
     engine.load()
     warm_every_shape(engine, cfg.run.batch_size, cfg.serve.max_audio_seconds, cfg.serve.random_tokens_per_second)
     return engine
+
+
+def uvicorn_config(app, serve, port: int | None = None) -> uvicorn.Config:
+    """How uvicorn serves the app: bench's HTTP/1.1 protocol (a deadline for a request's headers),
+    and a stop that answers what was accepted for at most serve.stop_timeout_s."""
+    TimedHeaders.header_timeout_s = serve.header_timeout_s
+    return uvicorn.Config(app, host=serve.host, port=serve.port if port is None else port, log_level="warning",
+                          http=TimedHeaders, timeout_graceful_shutdown=serve.stop_timeout_s)  # fmt: skip
 
 
 class GracefulServer(uvicorn.Server):
@@ -291,7 +330,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench.serve: {cfg.engine.name} ({cfg.model.name}, {cfg.model.weights} weights) on {engine.device}, "
           f"batches of up to {cfg.run.batch_size} (wait {serve.max_wait_ms:g} ms), at most {serve.max_queue} "
           f"queued; http://{serve.host}:{serve.port}/v1/audio/transcriptions", flush=True)  # fmt: skip
-    config = uvicorn.Config(app, host=serve.host, port=serve.port, log_level="warning", timeout_graceful_shutdown=None)
-    GracefulServer(config).run()
+    GracefulServer(uvicorn_config(app, serve)).run()
     print("bench.serve: stopped after answering every accepted request", flush=True)
     return 0

@@ -1,0 +1,99 @@
+"""python -m bench.lab.short_behind_long: how long a short request waits behind a long clip.
+
+bench.serve runs a long clip as steps (a 30 s window each) and other batches between them, so
+a short request that comes while a long clip runs should wait about one window's work, not
+the whole clip. This starts bench.serve (--serve, as bench.load takes it), and for each long
+clip (noise, silence, a silent FLAC of 29 minutes) sends it, waits until its batch has begun
+(the server's batch count), sends a 2 s clip, and times that short request; then the long
+clip's own answer. It prints one table (docs/serving.md quotes it):
+
+    python -m bench.lab.short_behind_long --serve "engine=whisper_patched model=whisper_tiny_en run.batch_size=4"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import soundfile as sf
+
+ROUTE = "/v1/audio/transcriptions"
+CASES = {  # name: (seconds, kind)
+    "10 min of noise": (600, "noise"),
+    "10 min of silence": (600, "silence"),
+    "29 min of silence (FLAC)": (1740, "silence"),
+}
+
+
+def clip(seconds: float, kind: str, seed: int = 0) -> bytes:
+    samples = int(seconds * 16_000)
+    if kind == "noise":
+        audio = np.random.default_rng(seed).normal(0, 0.05, samples).astype(np.float32)
+    else:
+        audio = np.zeros(samples, np.float32)
+    out = io.BytesIO()
+    sf.write(out, audio, 16_000, format="FLAC" if seconds > 60 else "WAV")
+    return out.getvalue()
+
+
+def batches_begun(metrics: str) -> float:
+    """The server's count of batches it has started (its batch-size histogram's count)."""
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("bench_batch_size_count"))
+
+
+async def one_case(url: str, long_clip: bytes, short_clip: bytes) -> tuple[float, float]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=3600) as client:
+        post = lambda data: client.post(f"{url}{ROUTE}", files={"file": ("a.flac", data)})  # noqa: E731
+        before = batches_begun((await client.get(f"{url}/metrics")).text)
+        began = time.perf_counter()
+        long_request = asyncio.create_task(post(long_clip))
+        while batches_begun((await client.get(f"{url}/metrics")).text) <= before:  # the long clip's batch begun
+            await asyncio.sleep(0.02)
+        sent = time.perf_counter()
+        short = await post(short_clip)
+        waited = time.perf_counter() - sent
+        answered = await long_request
+        assert short.status_code == 200 and answered.status_code == 200, (short.text, answered.text)
+        return waited, time.perf_counter() - began
+
+
+def whisper_faster_path() -> str:
+    """The faster path of a Whisper engine: the engine that decodes a long clip in windows, fast."""
+    from bench.engines import engine_config_classes, faster_paths
+
+    return next(name for name in sorted(faster_paths()) if engine_config_classes()[name].family == "whisper")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.online.serve_process import served
+
+    parser = argparse.ArgumentParser(prog="python -m bench.lab.short_behind_long", description=__doc__.split("\n")[0])
+    default = f"engine={whisper_faster_path()} model=whisper_tiny_en run.batch_size=4 serve.max_queue=32"
+    parser.add_argument("--serve", default=default, help="bench.serve's settings (default: Whisper's faster path)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    short_clip = clip(2, "noise", seed=1)
+    rows = []
+    with served(SimpleNamespace(url=None, serve=args.serve)) as url:
+        alone, _ = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # a short clip behind a short one
+        rows.append(("2 s of noise (a short clip)", 2, alone, None))
+        for name, (seconds, kind) in CASES.items():
+            waited, long_s = asyncio.run(one_case(url, clip(seconds, kind), short_clip))
+            rows.append((name, seconds, waited, long_s))
+    print(f"bench.serve {args.serve}: a 2 s request sent once the long clip's batch had begun")
+    print()
+    print("| long clip | seconds | the short request's wait, s | the long clip's answer, s |")
+    print("|---|---|---|---|")
+    for name, seconds, waited, long_s in rows:
+        print(f"| {name} | {seconds} | {waited:.2f} | {'' if long_s is None else f'{long_s:.1f}'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

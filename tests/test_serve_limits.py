@@ -1,0 +1,249 @@
+"""bench.serve's limits against hostile clients (the hostile-traffic suite, with
+test_serve_hostile.py): a long clip holds a short request for one window's work at most; size
+limits hold however the body arrives; errors quote a short prefix of what they refuse; slow
+clients get 408; clients that hang up free their place and are counted apart (499)."""
+
+import asyncio
+import select
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from test_batcher import ScriptedEngine, clip
+from test_serve_hostile import TINY, encoded, noise
+
+from bench.lab.grid import compose
+from bench.online import server
+from bench.online.metrics import samples
+from bench.online.serve_process import free_port, wait_until_healthy
+from bench.pipeline.clock import Clock
+
+ROUTE = "/v1/audio/transcriptions"
+LIMITS = ["serve.max_upload_mb=1", "serve.header_timeout_s=0.5", "serve.body_timeout_s=1"]
+
+
+def scripted_app(engine=None, *more):
+    cfg = compose(["engine=openai_whisper", *TINY, "run.batch_size=4", *LIMITS, *more])
+    return server.create_app(engine or ScriptedEngine(), cfg, {"hardware": "test"}), cfg
+
+
+@contextmanager
+def serving(app, header_timeout_s: float = 0.5):
+    """The app over real HTTP in a thread, as bench.serve's main serves it (server.uvicorn_config)."""
+    port = free_port()
+    cfg = compose(["engine=openai_whisper", *TINY, f"serve.header_timeout_s={header_timeout_s}"])
+    http = uvicorn.Server(server.uvicorn_config(app, cfg.serve, port))
+    thread = threading.Thread(target=http.run, daemon=True)
+    thread.start()
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60)
+        yield port
+    finally:
+        http.should_exit = True
+        thread.join(60)
+
+
+def _answer(sock: socket.socket, within_s: float) -> bytes:
+    """What the server sends until it closes the connection (or within_s passes)."""
+    sock.settimeout(within_s)
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except TimeoutError:
+        pass
+    return got
+
+
+# -- a long clip holds a short request for one window's work at most ------------------------------
+@pytest.mark.parametrize("name", ["whisper_patched", "openai_whisper"])
+def test_a_long_clip_is_encoded_one_window_per_step(name):
+    """bench.serve runs other batches between a long clip's steps: each step must be one
+    window's work. Both engines encoded all of a clip's windows before its first pause (a
+    29-minute file held a short request 47 s on the 2-core CPU)."""
+    from conftest import tiny_engine
+
+    engine = tiny_engine(name, "model=whisper_large_v3")
+    encoded_per_step, step = [], [0]
+    encode = engine._encode
+
+    def counting_encode(windows, *args, **kwargs):
+        encoded_per_step.append((step[0], len(windows)))
+        return encode(windows, *args, **kwargs)
+
+    engine._encode = counting_encode
+    audio = noise(100)  # four windows
+    steps = engine.transcribe_steps([audio], [12], Clock(engine.device))
+    with pytest.raises(StopIteration):
+        while True:
+            next(steps)
+            step[0] += 1
+    assert encoded_per_step == [(0, 1), (1, 1), (2, 1), (3, 1)]
+
+
+# -- sizes, however the body arrives ---------------------------------------------------------------
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_all_sent():
+    """No Content-Length (chunked): the server counts the body as it comes and answers 413 once it
+    passes the limit (1 MB here); it read all of a 300 MB chunked upload before."""
+    app, _ = scripted_app()
+    boundary = "b0undary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode()  # fmt: skip
+    with serving(app) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST {ROUTE} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: "
+                     f"multipart/form-data; boundary={boundary}\r\n\r\n".encode())  # fmt: skip
+        sent, chunk, answered_at = 0, head + bytes(64 * 1024), None
+        sock.settimeout(5)
+        try:
+            while sent < 8 * 2**20:  # 8 MB offered
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                sent += len(chunk)
+                chunk = bytes(64 * 1024)
+                if answered_at is None and select.select([sock], [], [], 0.01)[0]:
+                    answered_at = sent  # the answer is there to read
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed
+        answer = _answer(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"the upload is over 1 MB" in answer
+    # answered once the limit was passed, not after the whole body (what follows is discarded as it comes)
+    assert answered_at is not None and answered_at < 2 * 2**20
+
+
+def test_a_field_other_than_the_file_is_held_to_64_kb_and_the_error_quotes_a_prefix():
+    """A text field was held to the upload's limit (12 of 20 MB each, chunked, were answered 200:
+    the chunked test holds the total); a 20 MB model name came back whole in its 404."""
+    app, _ = scripted_app()
+    with TestClient(app) as client:
+        wav = {"file": ("a.wav", encoded(noise(1)), "audio/wav")}
+        field = client.post(ROUTE, files=wav, data={"prompt": "x" * 200_000})  # 200 KB, under the 1 MB upload
+        assert field.status_code == 413 and "a form field other than 'file' is over 64 KB" in field.text
+        model = client.post(ROUTE, files=wav, data={"model": "m" * 50_000})
+        assert model.status_code == 404 and len(model.content) < 1000
+        assert "'" + "m" * 40 + "'... (50,000 characters) is not served here" in model.json()["error"]["message"]
+        language = client.post(ROUTE, files=wav, data={"language": "l" * 50_000})
+        assert language.status_code == 400 and len(language.content) < 1000 and "(50,000 characters)" in language.text
+        garbage = client.post(ROUTE, files={"file": ("a.wav", b"not audio at all " * 50, "audio/wav")})
+        message = garbage.json()["error"]["message"]
+        assert garbage.status_code == 400 and "the audio bytes" in message and " at 0x" not in message
+
+
+def test_a_form_cut_off_before_its_end_is_told_so():
+    app, _ = scripted_app()
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode() + encoded(noise(1))[:5000]  # fmt: skip
+    with TestClient(app) as client:
+        cut = client.post(ROUTE, content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert cut.status_code == 400 and "the form is cut off" in cut.json()["error"]["message"]
+
+
+def test_a_header_that_claims_an_impossible_rate_is_refused():
+    """A 93 KB WAV whose header says 27 samples a second lasts 1,778 s: it was accepted and
+    decoded to 28 million 16 kHz samples."""
+    app, _ = scripted_app(None, "serve.max_audio_seconds=1800")
+    with TestClient(app) as client:
+        lying = client.post(ROUTE, files={"file": ("a.wav", encoded(noise(3)[:46_000], rate=27), "audio/wav")})
+    assert lying.status_code == 400 and "the header says 27 samples a second" in lying.json()["error"]["message"]
+
+
+# -- slow clients ----------------------------------------------------------------------------------
+def test_half_sent_headers_get_408_and_the_connection_closed():
+    app, _ = scripted_app()
+    with serving(app, header_timeout_s=0.5) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST {ROUTE} HTTP/1.1\r\nHost: x\r\nContent-Ty".encode())
+        began = time.monotonic()
+        answer = _answer(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 408") and b"serve.header_timeout_s" in answer
+    assert 0.4 < time.monotonic() - began < 5  # closed at the deadline, not held open
+
+
+def test_a_body_sent_too_slowly_gets_408():
+    app, _ = scripted_app()
+    with serving(app, header_timeout_s=5) as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST {ROUTE} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nContent-Type: "
+                     "multipart/form-data; boundary=b\r\n\r\n--b\r\n".encode())  # fmt: skip
+        began = time.monotonic()
+        for _ in range(30):  # 10 bytes a second: never done within serve.body_timeout_s (1 s)
+            try:
+                sock.sendall(b"x" * 10)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.1)
+            if time.monotonic() - began > 2.5:
+                break
+        answer = _answer(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 408") and b"serve.body_timeout_s" in answer
+
+
+# -- clients that leave ----------------------------------------------------------------------------
+def test_clients_that_hang_up_free_their_place_and_are_counted_499():
+    """Three requests behind a long clip whose first window the test holds: their clients give
+    up after 0.3 s. Their places are freed (pending back to the long clip alone) while the
+    engine is still busy, and /metrics counts them as 499, not 200."""
+    engine = ScriptedEngine(window_s=0.0)
+    engine.go_on.clear()
+    app, _ = scripted_app(engine, "serve.max_audio_seconds=600")
+
+    async def abandon(port):
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=30) as client:
+            long_request = asyncio.create_task(
+                client.post(f"{url}{ROUTE}", files={"file": ("a.flac", encoded(clip(90, 1), kind="FLAC"))})
+            )
+            assert await asyncio.to_thread(engine.in_long.wait, 30)
+            async with httpx.AsyncClient(timeout=0.3) as impatient:
+                for mark in (2, 3, 4):
+                    with pytest.raises(httpx.TimeoutException):
+                        await impatient.post(f"{url}{ROUTE}", files={"file": ("a.wav", encoded(clip(1, mark)))})
+            deadline, pending = time.monotonic() + 5, None
+            while pending != 1 and time.monotonic() < deadline:
+                pending = (await client.get(f"{url}/health")).json()["pending"]
+                await asyncio.sleep(0.05)
+            scrape = samples((await client.get(f"{url}/metrics")).text)
+            engine.go_on.set()
+            answered = await long_request
+            return pending, scrape, answered
+
+    with serving(app) as port:
+        pending, scrape, answered = asyncio.run(abandon(port))
+    assert pending == 1  # the long clip alone: the three abandoned requests no longer hold places
+    assert scrape[("bench_requests_total", (("status", "499"),))] == 3
+    assert ("bench_requests_total", (("status", "200"),)) not in scrape
+    assert answered.status_code == 200 and answered.json()["text"] == "clip 1"
+    assert [entry for entry in engine.log if entry[0] == "batch"] == []  # none of them ever ran
+    assert np.all([entry[1] == 1 for entry in engine.log])
+
+
+def test_bench_load_counts_a_request_it_gave_up_on_as_499():
+    """The load generator's side: a request past --timeout is its own status in the tables, not a 0."""
+    from bench.online.load import send
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+
+        async def one():
+            async with httpx.AsyncClient() as client:
+                return await send(client, f"http://127.0.0.1:{port}{ROUTE}", None, encoded(noise(1)), False, 0.3)
+
+        record = asyncio.run(one())
+    assert record["status"] == 499 and "Timeout" in record["error"]
+
+
+def test_the_wait_benchmark_reads_the_batches_a_server_has_begun():
+    """bench.lab.short_behind_long sends the short clip once the long clip's batch has begun: the
+    count it reads from /metrics is the server's count of batches."""
+    from bench.lab.short_behind_long import batches_begun
+    from bench.online.metrics import ServerMetrics
+
+    metrics = ServerMetrics(4, lambda: 0, lambda: 0, lambda: 0)
+    assert batches_begun(metrics.text().decode()) == 0
+    for size in (1, 3, 4):
+        metrics.batch_size.observe(size)
+    assert batches_begun(metrics.text().decode()) == 3
