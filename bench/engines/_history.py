@@ -63,6 +63,10 @@ CHANGES = (
     Change("0.5.0", "whisper_patched: compiled_step", "under a CUDA graph one compiled function for every decoder "
            "layer, the prefill's per layer too (engine.compile_scope auto, as voxtral_patched's); before, the whole "
            "step and prefill compiled for each shape and attention window", "8a574a4"),
+    Change("0.5.0", "whisper_patched: batched_encoder", "a long clip's 30 s windows are encoded one per window, "
+           "when its turn comes; before, all of a clip's windows in one encoder call first", "cc0946b"),
+    Change("0.5.0", "openai_whisper", "a long clip's 30 s windows are encoded one per window, as openai-whisper's "
+           "transcribe does; before, all of a clip's windows in one encoder call first", "cc0946b"),
 )  # fmt: skip
 
 
