@@ -247,3 +247,58 @@ def test_the_wait_benchmark_reads_the_batches_a_server_has_begun():
     for size in (1, 3, 4):
         metrics.batch_size.observe(size)
     assert batches_begun(metrics.text().decode()) == 3
+
+
+def test_pending_never_counts_a_request_whose_answer_is_being_sent():
+    """/health's pending read one too many while an answer was sent: the engine thread freed the
+    place after handing the answer to the event loop. The test holds the batcher's lock on the
+    loop's thread while the answer arrives, so an engine thread that frees the place itself
+    cannot have done so yet; the place must be free when the answer is."""
+    from test_batcher import _submit
+
+    from bench.online.batcher import Batcher
+
+    engine = ScriptedEngine()
+    inside, go = threading.Event(), threading.Event()
+    transcribe_steps = engine.transcribe_steps
+
+    def held_steps(audios, targets, clock):
+        inside.set()
+        assert go.wait(30)
+        return (yield from transcribe_steps(audios, targets, clock))
+
+    engine.transcribe_steps = held_steps
+    batcher = Batcher(engine, batch_size=1, max_wait_s=0.0, max_queue=4, tokens_per_second=3.5)
+
+    async def scenario():
+        (job,) = await _submit(batcher, [clip(1, 7)])
+        batcher.start()
+        assert await asyncio.to_thread(inside.wait, 30)
+        with batcher._cv:  # reentrant on this thread: the loop's own settling may take it
+            go.set()
+            transcript = await asyncio.wait_for(job.done, 30)
+            return transcript.text, batcher.pending
+
+    text, pending = asyncio.run(scenario())
+    batcher.close()
+    assert text == "clip 7" and pending == 0
+
+
+def test_a_stop_is_bounded_with_a_slow_client_in_flight():
+    """SIGTERM with a body trickling in: the server waited for that client (62.8 s); now the stop
+    answers what was accepted for at most serve.stop_timeout_s (1 s here)."""
+    app, cfg = scripted_app(None, "serve.body_timeout_s=60", "serve.stop_timeout_s=1")
+    port = free_port()
+    http = uvicorn.Server(server.uvicorn_config(app, cfg.serve, port))
+    thread = threading.Thread(target=http.run, daemon=True)
+    thread.start()
+    wait_until_healthy(f"http://127.0.0.1:{port}", timeout=60)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST {ROUTE} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nContent-Type: "
+                     "multipart/form-data; boundary=b\r\n\r\n--b\r\n".encode())  # fmt: skip
+        time.sleep(0.3)
+        began = time.monotonic()
+        http.should_exit = True  # what SIGTERM sets
+        thread.join(20)
+        stopped = time.monotonic() - began
+    assert not thread.is_alive() and stopped < 5

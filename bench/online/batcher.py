@@ -41,7 +41,7 @@ class Job:
     stream: asyncio.Queue | None = None  # text deltas as decoded, then END
     arrived: float = field(default_factory=time.monotonic)
     streamed: str = ""  # the text sent to the client so far: a retry sends only what follows it
-    dropped: bool = False  # its client hung up: its place is freed, its answer thrown away
+    released: bool = False  # its place in max_queue freed: answered, or its client hung up (its answer thrown away)
 
     @property
     def chunks(self) -> int:
@@ -92,13 +92,13 @@ class Batcher:
         holds it), else its answer thrown away when its batch ends; either way its place in
         max_queue is freed now. Called on the server's event loop, which owns job.done."""
         with self._cv:
-            if job.dropped:
+            if job.released:
                 return
-            job.dropped = True
+            job.released = True
             if job in self._queue:
                 self._queue.remove(job)
             self.pending -= 1
-        job.done.cancel()  # nothing waits for it now: _settle leaves a cancelled future alone
+        job.done.cancel()  # nothing waits for it now
 
     def close(self) -> None:
         """Finish every accepted job, then stop the engine thread."""
@@ -165,13 +165,11 @@ class Batcher:
             next(batch.steps)
         except StopIteration as finished:
             for job, transcript in zip(batch.jobs, finished.value, strict=True):
-                _settle(job, transcript)
-            self._answered(batch.jobs)
+                self._settle(job, transcript)
             return
         except Exception as err:  # noqa: BLE001 - answered to the client; the server goes on
             if len(batch.jobs) == 1:
-                _settle(batch.jobs[0], error=err)
-                self._answered(batch.jobs)
+                self._settle(batch.jobs[0], error=err)
                 return
             alone = [self._start([job]) for job in batch.jobs]  # so a bad clip fails only its own request
             with self._cv:
@@ -183,9 +181,24 @@ class Batcher:
         with self._cv:
             self._running.append(batch)
 
-    def _answered(self, jobs: list[Job]) -> None:
-        with self._cv:
-            self.pending -= sum(1 for job in jobs if not job.dropped)  # a dropped job's place was freed then
+    def _settle(self, job: Job, transcript: Transcript | None = None, error: Exception | None = None) -> None:
+        """Answer the job on its event loop, its place freed there in the same step: pending never
+        counts a request whose answer is already being sent (a dropped job's place was freed then)."""
+
+        def settle():
+            with self._cv:
+                if job.released:  # its client left: its place was freed then, its future cancelled
+                    return
+                job.released = True
+                self.pending -= 1
+            if error is not None:
+                job.done.set_exception(error)
+            else:
+                job.done.set_result(transcript)
+            if job.stream is not None:
+                job.stream.put_nowait(END)
+
+        job.loop.call_soon_threadsafe(settle)
 
 
 def token_targets(engine: Engine, lengths: list[int], tokens_per_second: float) -> list[int] | None:
@@ -216,17 +229,3 @@ class _Deltas:
             if text.startswith(job.streamed) and len(text) > len(job.streamed) and "\ufffd" not in text:
                 job.loop.call_soon_threadsafe(job.stream.put_nowait, text[len(job.streamed) :])
                 job.streamed = text
-
-
-def _settle(job: Job, transcript: Transcript | None = None, error: Exception | None = None) -> None:
-    def settle():
-        if job.done.done():  # the client went away
-            return
-        if error is not None:
-            job.done.set_exception(error)
-        else:
-            job.done.set_result(transcript)
-        if job.stream is not None:
-            job.stream.put_nowait(END)
-
-    job.loop.call_soon_threadsafe(settle)
