@@ -124,8 +124,8 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
     async def transcriptions(http: Request):
         arrived = time.monotonic()
         response = await request.answer(http, arrived)
-        metrics.requests.labels(str(response.status_code)).inc()
-        if not isinstance(response, StreamingResponse):  # a stream observes its latency at its end
+        if not isinstance(response, StreamingResponse):  # a stream is counted, and timed, at its end
+            metrics.requests.labels(str(response.status_code)).inc()
             metrics.latency.observe(time.monotonic() - arrived)
         return response
 
@@ -223,21 +223,26 @@ class _Requests:
         return JSONResponse({"text": transcript.text, "usage": {"type": "duration", "seconds": seconds}})
 
     async def _events(self, job: Job):
-        """Server-sent events as OpenAI streams a transcription: text deltas, then the whole text."""
+        """Server-sent events as OpenAI streams a transcription: text deltas, then the whole text.
+        Counted at its end: 200 once whole, 500 after an error event, 499 if the client left."""
+        status = CLIENT_GONE
         try:
             while (delta := await job.stream.get()) is not END:
                 yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
             try:
                 transcript = await job.done
             except Exception as err:  # noqa: BLE001
+                status = 500
                 yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(err), 'code': 500}})}\n\n"
                 return
             self.metrics.audio.inc(len(job.audio) / SAMPLE_RATE)
             yield f"data: {json.dumps({'type': 'transcript.text.done', 'text': transcript.text})}\n\n"
             yield "data: [DONE]\n\n"
+            status = 200
         finally:
             if not job.done.done():  # the client hung up mid-stream: its place freed, its batch not awaited
                 self.batcher.drop(job)
+            self.metrics.requests.labels(str(status)).inc()
             self.metrics.latency.observe(time.monotonic() - job.arrived)
 
 
