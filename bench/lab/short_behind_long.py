@@ -5,7 +5,8 @@ a short request that comes while a long clip runs should wait about one window's
 the whole clip. This starts bench.serve (--serve, as bench.load takes it), and for each long
 clip (noise, silence, a silent FLAC of 29 minutes) sends it, waits until its batch has begun
 (the server's batch count), sends a 2 s clip, and times that short request; then the long
-clip's own answer. It prints one table (docs/serving.md quotes it):
+clip's own answer, and the server's peak resident memory so far (Linux's VmHWM: a case that
+holds more than the ones before raises it). It prints one table (docs/serving.md quotes it):
 
     python -m bench.lab.short_behind_long --serve "engine=whisper_patched model=whisper_tiny_en run.batch_size=4"
 """
@@ -15,9 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import shlex
+import subprocess
 import sys
 import time
-from types import SimpleNamespace
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -71,27 +75,60 @@ def whisper_faster_path() -> str:
     return next(name for name in sorted(faster_paths()) if engine_config_classes()[name].family == "whisper")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from bench.online.serve_process import served
+def peak_gb(pid: int) -> float | None:
+    """The process's peak resident memory so far, from Linux's /proc (None elsewhere)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return kib / 2**20
 
+
+@contextmanager
+def served(settings: str):
+    """A bench.serve process on a free port: its URL and process id."""
+    from bench.online.serve_process import free_port, stop, wait_until_healthy
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "bench.serve",
+        *shlex.split(settings),
+        "serve.host=127.0.0.1",
+        f"serve.port={port}",
+    ]
+    process = subprocess.Popen(command)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process)
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        stop(process)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lab.short_behind_long", description=__doc__.split("\n")[0])
     default = f"engine={whisper_faster_path()} model=whisper_tiny_en run.batch_size=4 serve.max_queue=32"
     parser.add_argument("--serve", default=default, help="bench.serve's settings (default: Whisper's faster path)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     short_clip = clip(2, "noise", seed=1)
     rows = []
-    with served(SimpleNamespace(url=None, serve=args.serve)) as url:
+    with served(args.serve) as (url, pid):
         alone, _ = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # a short clip behind a short one
-        rows.append(("2 s of noise (a short clip)", 2, alone, None))
+        rows.append(("2 s of noise (a short clip)", 2, alone, None, peak_gb(pid)))
         for name, (seconds, kind) in CASES.items():
             waited, long_s = asyncio.run(one_case(url, clip(seconds, kind), short_clip))
-            rows.append((name, seconds, waited, long_s))
+            rows.append((name, seconds, waited, long_s, peak_gb(pid)))
     print(f"bench.serve {args.serve}: a 2 s request sent once the long clip's batch had begun")
     print()
-    print("| long clip | seconds | the short request's wait, s | the long clip's answer, s |")
-    print("|---|---|---|---|")
-    for name, seconds, waited, long_s in rows:
-        print(f"| {name} | {seconds} | {waited:.2f} | {'' if long_s is None else f'{long_s:.1f}'} |")
+    columns = ["long clip", "seconds", "the short request's wait, s", "the long clip's answer, s",
+               "server's peak memory so far, GiB"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|")
+    for name, seconds, waited, long_s, peak in rows:
+        answer = "" if long_s is None else f"{long_s:.1f}"
+        print(f"| {name} | {seconds} | {waited:.2f} | {answer} | {'n/a' if peak is None else f'{peak:.2f}'} |")
     return 0
 
 
