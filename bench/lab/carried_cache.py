@@ -21,6 +21,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import accumulate
 from pathlib import Path
 
 SUFFIX = ".tar.xz"
@@ -79,9 +80,7 @@ def write(cache: Path, limit_mib: float) -> str:
     kept, left = len(entries), 0
     if len(data) > limit:
         sizes = [len(_compressed(cache, files)) for _, files in entries]
-        kept = 0
-        while kept < len(entries) and sum(sizes[: kept + 1]) <= limit:
-            kept += 1
+        kept = sum(1 for total in accumulate(sizes) if total <= limit)  # the newest that fit, apart
         data = _compressed(cache, [p for _, files in entries[:kept] for p in files])
         while len(data) > limit and kept:  # together larger than apart (rare): one fewer
             kept -= 1

@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import shlex
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,36 +82,17 @@ def peak_gb(pid: int) -> float | None:
     return kib / 2**20
 
 
-@contextmanager
-def served(settings: str):
-    """A bench.serve process on a free port: its URL and process id."""
-    from bench.online.serve_process import free_port, stop, wait_until_healthy
-
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "bench.serve",
-        *shlex.split(settings),
-        "serve.host=127.0.0.1",
-        f"serve.port={port}",
-    ]
-    process = subprocess.Popen(command)
-    try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", process)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        stop(process)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from bench.online.serve_process import started
+
     parser = argparse.ArgumentParser(prog="python -m bench.lab.short_behind_long", description=__doc__.split("\n")[0])
     default = f"engine={whisper_faster_path()} model=whisper_tiny_en run.batch_size=4 serve.max_queue=32"
     parser.add_argument("--serve", default=default, help="bench.serve's settings (default: Whisper's faster path)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     short_clip = clip(2, "noise", seed=1)
     rows = []
-    with served(args.serve) as (url, pid):
+    with started(args.serve) as (url, process):
+        pid = process.pid
         alone, _ = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # a short clip behind a short one
         rows.append(("2 s of noise (a short clip)", 2, alone, None, peak_gb(pid)))
         for name, (seconds, kind) in CASES.items():

@@ -4,7 +4,7 @@
   of many fields stops at the limit; nothing over it is read whole into memory or written to a
   temporary file first. A field other than the file is a name or a flag: FIELD_BYTES at most.
 - Time: a request's headers must be in within serve.header_timeout_s of the connection's
-  first byte (uvicorn waits for them forever), its body within serve.body_timeout_s of the
+  opening (uvicorn waits for them forever), its body within serve.body_timeout_s of the
   headers; past either, the client gets 408 and the connection is closed.
 - Echoes: an error quotes at most QUOTED characters of what it refuses.
 - A client that hangs up while its request waits: the server hears it (ASGI's disconnect) and

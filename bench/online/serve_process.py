@@ -50,17 +50,15 @@ def stop(process: subprocess.Popen) -> int:
 
 
 @contextmanager
-def served(args):
-    """The URL to load: args.url as given, or that of a bench.serve started with args.serve."""
-    if args.url:
-        yield args.url
-        return
+def started(settings: str):
+    """A bench.serve process with these settings on a free local port, healthy: its URL and
+    the process (stopped on exit)."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "bench.serve",
-        *shlex.split(args.serve),
+        *shlex.split(settings),
         "serve.host=127.0.0.1",
         f"serve.port={port}",
     ]
@@ -68,6 +66,16 @@ def served(args):
     process = subprocess.Popen(command, env=os.environ.copy())
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         stop(process)
+
+
+@contextmanager
+def served(args):
+    """The URL to load: args.url as given, or that of a bench.serve started with args.serve."""
+    if args.url:
+        yield args.url
+        return
+    with started(args.serve) as (url, _):
+        yield url

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import torch
 
+from bench.engines._fast.layers import OneLayerCache, one_layer_view
+
 
 def cache_kwarg_names(language_model: torch.nn.Module) -> tuple[str, str | None]:
     """The keywords this transformers' language model takes for the KV cache and its write slot.
@@ -53,8 +55,6 @@ class TransformersLM:
         return cache.layers
 
     def layer_view(self, layer, cache, index: int):
-        from bench.engines._fast.layers import one_layer_view
-
         return one_layer_view(layer, cache, index)
 
     def _heads(self) -> tuple[int, int]:
@@ -182,8 +182,6 @@ def one_layer_encoder_decoder_cache(cache, index: int, written: bool):
     EncoderDecoderCache, as the attention checks, made without its constructor: nothing is
     allocated, each half is that layer's part of the whole cache."""
     from transformers import EncoderDecoderCache
-
-    from bench.engines._fast.layers import OneLayerCache
 
     view = EncoderDecoderCache.__new__(EncoderDecoderCache)
     view.self_attention_cache = OneLayerCache(cache.self_attention_cache.layers[index])
