@@ -198,12 +198,16 @@ def test_a_cold_start_is_split_into_compiles_captures_and_the_rest():
         def capture_seconds(self):
             return self.captured_seconds
 
+    from bench.engines.base import compile_seconds
+
     torch._dynamo.reset()
     engine = fake_engine(kind=ColdEngine)
+    before = compile_seconds()
     m = measure(engine, _clips(7), RunConfig(batch_size=3, warmup_batches=1, repeats=2, progress=False))
     assert _timed_captures(m) == [0] * 6  # two shapes (3 rows, 1 row), both in the warm-up
     assert m.capture_s == pytest.approx(0.4)  # both, and nothing of the timed passes
     assert m.compile_s > 0  # two graphs compiled, timed by torch
+    assert m.compile_s == pytest.approx(compile_seconds() - before)  # every compile of the run, each once
     assert m.compile_s + m.capture_s <= m.warmup_s  # within the warm-up batches (the first and the 1-row shape's)
     assert m.warmup_s >= m.cold_start_s + 0.2  # the shape's warm-up counted too, not only the first batch
     torch._dynamo.reset()
