@@ -153,6 +153,19 @@ def test_a_header_that_claims_an_impossible_rate_is_refused():
     assert lying.status_code == 400 and "the header says 27 samples a second" in lying.json()["error"]["message"]
 
 
+def test_a_header_that_claims_more_audio_than_decodes_is_refused():
+    """An MP3 cut off in transit keeps its header's length (10 s) and decodes 1.8 s: it was
+    transcribed as if whole. The whole file, whose header is an estimate, still decodes."""
+    whole = encoded(noise(10), kind="MP3")
+    app, _ = scripted_app(None, "serve.max_audio_seconds=60")
+    with TestClient(app) as client:
+        cut = client.post(ROUTE, files={"file": ("a.mp3", whole[: len(whole) // 5], "audio/mpeg")})
+        kept = client.post(ROUTE, files={"file": ("a.mp3", whole, "audio/mpeg")})
+    message = cut.json()["error"]["message"]
+    assert cut.status_code == 400 and "the header says 10.0 s of audio, but only 1.8 s decode" in message
+    assert kept.status_code == 200
+
+
 # -- slow clients ----------------------------------------------------------------------------------
 def test_half_sent_headers_get_408_and_the_connection_closed():
     app, _ = scripted_app()

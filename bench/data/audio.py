@@ -33,6 +33,15 @@ class AudioTooLong(ValueError):
     """The audio lasts longer than the caller allows (bench.serve's serve.max_audio_seconds)."""
 
 
+class HeaderMismatch(ValueError):
+    """The length the container's header gives is not what decodes (a cut-off file, a lying header)."""
+
+
+# how far what decodes may stray from the length a header gives: an MP3's Xing count is an
+# estimate, off by an encoder's padding (a frame or two), never by a second
+HEADER_SLACK_S = 1.0
+
+
 def decode_error(err: Exception) -> str:
     """A decoding error in a sentence: its first line, with libsndfile's name for the bytes it
     was given (an object's address) said as "the audio bytes"."""
@@ -44,7 +53,9 @@ def decode_audio(data: bytes | None = None, path: str | None = None, max_seconds
     """Decode encoded audio given as bytes (preferred) or a file path. With max_seconds, audio
     longer than that raises AudioTooLong without being decoded whole: refused from the length
     the container's header gives, or, where the header gives none, once decoding reaches it
-    (a small file of hours of silence must not decode to gigabytes of samples)."""
+    (a small file of hours of silence must not decode to gigabytes of samples). A length the
+    header gives is then held to what decodes (HeaderMismatch past HEADER_SLACK_S either way):
+    a file cut off, or a header that understates its audio, never decodes past its claim."""
     source = io.BytesIO(data) if data is not None else path
     if source is None:
         raise ValueError("audio has neither bytes nor a path")
@@ -55,9 +66,18 @@ def decode_audio(data: bytes | None = None, path: str | None = None, max_seconds
         rate, limit = f.samplerate, int(max_seconds * f.samplerate)
         if rate < MIN_SAMPLE_RATE:
             raise ValueError(f"the header says {rate} samples a second, under the {MIN_SAMPLE_RATE:,} speech needs")
-        if 0 < f.frames < 2**62 and f.frames > limit:  # a known length (libsndfile: 0 or huge if unknown)
-            raise AudioTooLong(f"the audio lasts {f.frames / rate:.1f} s, over the {max_seconds:g} s allowed")
-        samples = f.read(limit + 1, dtype="float32", always_2d=False)
+        claimed = f.frames if 0 < f.frames < 2**62 else None  # libsndfile: 0 or huge if unknown
+        if claimed is not None and claimed > limit:
+            raise AudioTooLong(f"the audio lasts {claimed / rate:.1f} s, over the {max_seconds:g} s allowed")
+        slack = int(HEADER_SLACK_S * rate)
+        most = limit if claimed is None else min(limit, claimed + slack)  # never read past the claim
+        samples = f.read(most + 1, dtype="float32", always_2d=False)
+    if claimed is not None and abs(len(samples) - claimed) > slack:
+        said = "more than" if len(samples) > claimed else "only"
+        raise HeaderMismatch(
+            f"the header says {claimed / rate:.1f} s of audio, but {said} {len(samples) / rate:.1f} s decode"
+            + (" (the file is cut off?)" if len(samples) < claimed else "")
+        )
     if len(samples) > limit:
         raise AudioTooLong(f"the audio lasts over {max_seconds:g} s, the most allowed")
     return to_mono_16k(samples, rate)
