@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from test_batcher import ScriptedEngine, clip
 from test_serve_hostile import TINY, encoded, noise
 
+from bench.engines.base import run_to_end
 from bench.lab.grid import compose
 from bench.online import server
 from bench.online.metrics import samples
@@ -319,3 +320,107 @@ def test_a_stop_is_bounded_with_a_slow_client_in_flight():
         thread.join(20)
         stopped = time.monotonic() - began
     assert not thread.is_alive() and stopped < 5
+
+
+# -- a long Voxtral clip: one sequence, paused at every decode step --------------------------------
+NOT_COMPILED = "engine.patches=[" + ",".join(
+    ["device_features", "batched_encoder", "merge_no_sync", "static_cache", "sync_free_loop",
+     "fused_projections", "grouped_attention", "packed_linears", "attention_window", "cuda_graph"]) + "]"  # fmt: skip
+
+
+def _in_turns(engine, batches: dict[str, tuple], start_after: dict[str, int], work) -> tuple[dict, dict]:
+    """Step batches as bench.serve's engine thread does, one step each per round; batch k starts
+    once the first batch has taken start_after[k] steps (or has ended). Each batch's transcripts, and the work
+    (work(clock): a count that grows as a batch decodes) each of its steps did."""
+    clocks = {name: Clock(engine.device) for name in batches}
+    running, taken, results = {}, {name: [] for name in batches}, {}
+    first = next(iter(batches))
+    while len(results) < len(batches):
+        for name, (audios, targets) in batches.items():
+            due = len(taken[first]) >= start_after.get(name, 0) or first in results
+            if name not in running and name not in results and due:
+                running[name] = engine.transcribe_steps(audios, targets, clocks[name])
+        for name, steps in list(running.items()):
+            before = work(clocks[name])
+            try:
+                next(steps)
+            except StopIteration as done:
+                results[name] = [t.tokens for t in done.value]
+                del running[name]
+            taken[name].append(work(clocks[name]) - before)
+    return results, taken
+
+
+LONG_SHORT = {"long": (45, 1, 40), "same shape": (50, 2, 30), "short": (3, 3, 8)}  # seconds, seed, tokens
+
+
+def _alone_and_in_turns(engine, work):
+    batches = {name: ([noise(seconds, seed)], [tokens]) for name, (seconds, seed, tokens) in LONG_SHORT.items()}
+    clock = Clock(engine.device)
+    alone = {name: [t.tokens for t in engine.transcribe(a, t, clock)] for name, (a, t) in batches.items()}
+    return alone, *_in_turns(engine, batches, {"same shape": 3, "short": 5}, work)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "cuda-graph-emulated"])
+def test_a_long_voxtral_clip_pauses_at_every_decode_step_and_keeps_its_tokens(graph, monkeypatch):
+    """Voxtral decodes a long clip's transcript as one sequence (thousands of steps for half an
+    hour), and voxtral_patched decoded it whole in one step: a short request waited for all of
+    it. Now each step of a long batch is at most one decode step, and batches run between them
+    (a short one, and one of the long clip's own shape, which must wait for its cache) leave
+    every batch's tokens as it decodes them alone."""
+    from conftest import tiny_engine
+
+    engine = tiny_engine("voxtral_patched", NOT_COMPILED)
+    if graph:
+        from cuda_graph_emulation import Emulation
+
+        Emulation(engine, monkeypatch)
+    assert engine.batch_shape([45 * 16_000]) == engine.batch_shape([50 * 16_000])
+    alone, together, taken = _alone_and_in_turns(engine, lambda clock: clock.counts.get("decode_steps", 0))
+    assert together == alone
+    assert max(taken["long"]) == 1 and sum(taken["long"]) >= 40  # every decode step its own step
+    assert taken["long"][:2] == [0, 0]  # the encoder, then the prefill, each a step
+    assert len(taken["short"]) == 1  # a batch of short clips: one unit
+
+
+def test_stock_voxtral_pauses_inside_generate_after_every_token():
+    """voxtral_stock decodes through transformers' generate, which bench cannot step; it runs on
+    a helper thread that hands control back after each token (bench.engines._paused_call), so
+    each step of a long batch is one language-model call, and the batches run between keep
+    their tokens."""
+    from conftest import tiny_engine
+
+    engine = tiny_engine("voxtral_stock")
+    calls = [0]
+    engine.model.model.language_model.register_forward_hook(lambda *args: calls.__setitem__(0, calls[0] + 1))
+    alone, together, taken = _alone_and_in_turns(engine, lambda clock: calls[0])
+    assert together == alone
+    assert max(taken["long"]) == 1 and sum(taken["long"]) >= 40  # the prefill, then each token
+    assert len(taken["short"]) == 1 and taken["short"][0] >= 8
+
+
+def test_a_paused_call_abandoned_mid_way_ends_its_thread():
+    """A batch whose steps are dropped (the server stopping) must not leave generate blocked on
+    its helper thread, holding its memory: it is cancelled at its next pause."""
+    from bench.engines._paused_call import Cancelled, paused_call
+
+    reached = []
+
+    def call(pause):
+        try:
+            for k in range(100):
+                reached.append(k)
+                pause()
+        except Cancelled:
+            reached.append("cancelled")
+            raise
+        return "whole"
+
+    steps = paused_call(call)
+    next(steps), next(steps)
+    threads = {t.name for t in threading.enumerate()}
+    assert "bench-paused-call" in threads
+    steps.close()
+    assert reached == [0, 1, "cancelled"]
+    assert "bench-paused-call" not in {t.name for t in threading.enumerate()}
+    assert run_to_end(paused_call(lambda pause: [pause() for _ in range(3)] and "whole")) == "whole"

@@ -36,6 +36,10 @@ class Config(StockConfig):
 class VoxtralCompile(CompiledGenerate, VoxtralStock):
     PHASES = CompiledGenerate.PHASES
     phase_hooks = False
+    # one static cache for the run, which generate keeps in the model and resets at each call,
+    # and every batch padded to its one shape: a batch run inside another's generate would
+    # reset the cache that one is decoding with. A long clip is one step here (docs/serving.md)
+    PAUSES_IN_GENERATE = False
 
     def load(self) -> None:
         super().load()

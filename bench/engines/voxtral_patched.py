@@ -30,7 +30,7 @@ from bench.engines._fast.grouped_attention import use_grouped_attention
 from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import generated_lengths
 from bench.engines._fast.transformers_lm import TransformersLM
-from bench.engines.base import Transcript
+from bench.engines.base import Transcript, run_to_end
 from bench.pipeline.clock import Clock
 
 PATCHES = {
@@ -235,8 +235,17 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
                 embeds = embeds.masked_scatter(mask, audio_embeds.to(embeds.device, embeds.dtype))
         return embeds
 
-    @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
+        return run_to_end(self._steps(audios, target_tokens, clock, pause=False))
+
+    def transcribe_steps(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock):
+        """A batch holding a clip over 30 s pauses after its encoder, after its prefill and after
+        every decode step (its transcript is one sequence, however long: a 29-minute clip decodes
+        thousands of steps); a batch of short clips is one unit, as it is for Whisper."""
+        return self._steps(audios, target_tokens, clock, pause=any(vox.n_chunks(a) > 1 for a in audios))
+
+    @torch.inference_mode()
+    def _steps(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock, pause: bool):
         budget = vox.token_budget(self.engine_cfg.max_new_tokens, audios, target_tokens)
         rows = len(audios)
         if "static_cache" in self.on:
@@ -244,14 +253,17 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
             # graph are reused; padding rows' output is dropped
             padded, chunks = self.batch_shape([len(a) for a in audios])[:2]
             self.rows_for[chunks] = padded  # without a plan: at least as many rows as before
-            # a cache holds the prompt and token budget of that many chunks, no more: a step reads all of it
-            self.decoder.use_shape(padded, vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens))
             audios = list(audios) + [audios[-1]] * (padded - rows)
             if target_tokens is not None:
                 target_tokens = list(target_tokens) + [target_tokens[-1]] * (padded - rows)
         ids, mask, features = self._inputs(audios, clock)
         embeds = self._embeddings(ids, features, clock)
-        tokens = self.decoder.generate(embeds, mask, target_tokens, budget, clock)
+        if pause:
+            yield  # the encoder's work done; the prefill is the next step
+        if "static_cache" in self.on:
+            # a cache holds the prompt and token budget of that many chunks, no more: a step reads all of it
+            self.decoder.use_shape(padded, vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens))
+        tokens = yield from self.decoder.generate_steps(embeds, mask, target_tokens, budget, clock, pause=pause)
         with clock.phase("detokenise"):
             tokens = tokens[:rows]
             lengths = generated_lengths(tokens, vox.EOS)

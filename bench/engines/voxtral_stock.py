@@ -18,6 +18,7 @@ import torch
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
 from bench.engines._fast.lengths import generated_lengths, length_matching_processor
+from bench.engines._paused_call import pause_each_token, paused_call
 from bench.engines.base import Transcript
 from bench.pipeline.clock import Clock
 
@@ -32,6 +33,9 @@ class Config(EngineConfig):
 class VoxtralStock(vox.VoxtralEngine):
     PHASES = ("features", "h2d", "encode", "merge", "prefill", "decode", "detokenise")
     phase_hooks = True
+    # bench.serve may run other batches inside a long clip's generate (see transcribe_steps):
+    # nothing a batch holds mid-generate is shared with another here (a DynamicCache each)
+    PAUSES_IN_GENERATE = True
 
     def load(self) -> None:
         self.processor = vox.load_processor(self.model_cfg)
@@ -79,8 +83,19 @@ class VoxtralStock(vox.VoxtralEngine):
     def generate_kwargs(self, batch_rows: int) -> dict:
         return {}
 
-    @torch.inference_mode()
     def transcribe(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock) -> list[Transcript]:
+        return self._transcribe(audios, target_tokens, clock, pause=None)
+
+    def transcribe_steps(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock):
+        """A batch holding a clip over 30 s pauses after every token generate makes (its
+        transcript is one sequence, however long), generate running on a helper thread
+        (bench.engines._paused_call); a batch of short clips is one unit, as for Whisper."""
+        if not self.PAUSES_IN_GENERATE or all(vox.n_chunks(a) == 1 for a in audios):
+            return (yield from super().transcribe_steps(audios, target_tokens, clock))
+        return (yield from paused_call(lambda pause: self._transcribe(audios, target_tokens, clock, pause)))
+
+    @torch.inference_mode()
+    def _transcribe(self, audios, target_tokens: list[int] | None, clock: Clock, pause) -> list[Transcript]:
         budget = vox.token_budget(self.engine_cfg.max_new_tokens, audios, target_tokens)
         audios, rows = self.pad_batch(list(audios))
         with clock.phase("features"):
@@ -94,6 +109,7 @@ class VoxtralStock(vox.VoxtralEngine):
             padded_targets = target_tokens + [target_tokens[-1]] * (len(audios) - rows)
             processors.append(length_matching_processor(padded_targets, prompt_length, vox.EOS, self.device))
         self._clock, self._seen_prefill = clock, False
+        criteria = [pause_each_token(self._keeping_phase_marks(pause))] if pause else None
         try:
             with clock.phase("generate") if not self.phase_hooks else _nothing():
                 out = self.model.generate(
@@ -102,6 +118,7 @@ class VoxtralStock(vox.VoxtralEngine):
                     do_sample=False,
                     num_beams=1,
                     logits_processor=processors or None,
+                    stopping_criteria=criteria,
                     **self.generate_kwargs(len(audios)),
                 )
             clock.end("decode")
@@ -114,6 +131,17 @@ class VoxtralStock(vox.VoxtralEngine):
             texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         ids = new_tokens.tolist()
         return [Transcript(text.strip(), n, ids[i][:n]) for i, (text, n) in enumerate(zip(texts, lengths, strict=True))]
+
+    def _keeping_phase_marks(self, pause):
+        """pause, this batch's phase marks (the hooks' clock) put back after it: a batch run in
+        the pause marks its own."""
+
+        def paused() -> None:
+            marks = self._clock, self._seen_prefill
+            pause()
+            self._clock, self._seen_prefill = marks
+
+        return paused
 
     def pad_batch(self, audios: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
         """Stock runs batches as they come; voxtral_compile pads them to one shape."""

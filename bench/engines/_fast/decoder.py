@@ -18,7 +18,8 @@ tensors it captured, so between batches they are reset in place, never replaced.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -28,7 +29,7 @@ import torch
 from bench.engines._fast import windows
 from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
-from bench.engines.base import compile_seconds
+from bench.engines.base import compile_seconds, run_to_end
 from bench.pipeline.clock import Clock, synchronize
 
 
@@ -101,6 +102,7 @@ class ShapeState:
     valid: torch.Tensor | None = None  # valid[b, j]: row b may attend key j
     graphs: dict = field(default_factory=dict)  # attention window (slots; the capacity without the patch) -> replay
     warmed: bool = False  # every window this shape can reach made (attention_window)
+    held: bool = False  # a batch paused mid-decode holds the cache: another of this shape waits
 
 
 class FastDecoder:
@@ -184,8 +186,42 @@ class FastDecoder:
         """Greedy tokens (rows x budget, padding after each row's end-of-sequence). A caller whose
         prompt lengths vary within one batch shape (Whisper's long-form windows) says
         compile_prefill=False, so no prompt shape is compiled while a pass is timed."""
+        return run_to_end(self.generate_steps(embeds, mask, target_tokens, budget, clock, compile_prefill))
+
+    def generate_steps(
+        self,
+        embeds,
+        mask,
+        target_tokens: list[int] | None,
+        budget: int,
+        clock: Clock,
+        compile_prefill: bool = True,
+        pause: bool = False,
+    ) -> Generator[None, None, torch.Tensor]:
+        """generate, as a generator. With pause, it yields after the prefill and after every decode
+        step, so bench.serve runs other batches between the steps of a long transcript; the batch
+        keeps its shape's cache meanwhile, and another batch of that shape waits (yields) until
+        it is done. After each pause it takes its own shape and cache back, whatever ran between."""
+        state, cache_len = self.state, self.cache_len
+        while state.held:  # reached only while another batch of this shape is paused mid-decode
+            yield
+        self._resume(state, cache_len, None)
+        state.held = pause and self.options.static_cache
+        try:
+            return (yield from self._decode(embeds, mask, target_tokens, budget, clock, compile_prefill, pause))
+        finally:
+            state.held = False
+
+    def _resume(self, state: ShapeState, cache_len: int, cache) -> None:
+        """This batch's shape, and its cache, back in use after a pause."""
+        self.state, self.cache_len = state, cache_len
+        if cache is not None:
+            self.cache_in_use = cache
+
+    def _decode(self, embeds, mask, target_tokens, budget: int, clock: Clock, compile_prefill: bool, pause: bool):
         rows, length = mask.shape
         device, options = self.device, self.options
+        state, cache_len = self.state, self.cache_len
         kv_len = self.cache_len if options.static_cache else length + budget
         valid = self._valid(rows, kv_len)
         valid[:, :length] = mask.bool()
@@ -215,34 +251,41 @@ class FastDecoder:
             if self.on_token:
                 self.on_token(token)
 
-        with clock.phase("decode"):
-            finished = FinishedFlag(self.device) if options.lagged_eos else None
-            if finished:
-                finished.copy(unfinished)  # after the prefill's token
+        finished = FinishedFlag(self.device) if options.lagged_eos else None
+        if finished:
+            finished.copy(unfinished)  # after the prefill's token
+        # one decode phase for the loop; a phase per step when it pauses (none spans a pause)
+        with nullcontext() if pause else clock.phase("decode"):
             for step in range(1, budget):
-                if not finished and not bool(unfinished.any()):
-                    break  # read back after every step, as generate does: the GPU waits for it
-                cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
-                valid[:, length + step - 1] = True
-                size = windows.size_for(length + step, sizes)  # slots written after this step's write
-                if options.window:
-                    self.window.size = size
-                if options.graph:
-                    logits = self._graph_step(token, position, cache_position, size)(token, position, cache_position)
-                else:
-                    attended = valid[:, : size if options.static_cache else length + step]
-                    logits = self.step(token, position, cache_position, attended)
-                token = self.pick(logits, step, targets, unfinished)
-                out[:, step] = token
-                if self.on_token:
-                    self.on_token(token)
-                position = position + 1
-                clock.count("decode_steps", 1)
-                if finished:
-                    finished.copy(unfinished)
-                    if finished.all_done_before_this_step():
-                        break  # this step was the one extra: its tokens are all padding
-            if options.window and not self.state.warmed:  # this shape's first batch: the warm-up
+                if pause:
+                    yield
+                    self._resume(state, cache_len, cache)
+                with clock.phase("decode") if pause else nullcontext():
+                    if not finished and not bool(unfinished.any()):
+                        break  # read back after every step, as generate does: the GPU waits for it
+                    cache_position = torch.full((1,), length + step - 1, device=device) if takes_slot else None
+                    valid[:, length + step - 1] = True
+                    size = windows.size_for(length + step, sizes)  # slots written after this step's write
+                    if options.window:
+                        self.window.size = size
+                    if options.graph:
+                        replay = self._graph_step(token, position, cache_position, size)
+                        logits = replay(token, position, cache_position)
+                    else:
+                        attended = valid[:, : size if options.static_cache else length + step]
+                        logits = self.step(token, position, cache_position, attended)
+                    token = self.pick(logits, step, targets, unfinished)
+                    out[:, step] = token
+                    if self.on_token:
+                        self.on_token(token)
+                    position = position + 1
+                    clock.count("decode_steps", 1)
+                    if finished:
+                        finished.copy(unfinished)
+                        if finished.all_done_before_this_step():
+                            break  # this step was the one extra: its tokens are all padding
+        if options.window and not self.state.warmed:  # this shape's first batch: the warm-up
+            with clock.phase("decode"):
                 self._make_windows(token, position, sizes)
         return out
 
