@@ -5,8 +5,9 @@ a short request that comes while a long clip runs should wait about one window's
 the whole clip. This starts bench.serve (--serve, as bench.load takes it), and for each long
 clip (noise, silence, a silent FLAC of 29 minutes) sends it, waits until its batch has begun
 (the server's batch count), sends a 2 s clip, and times that short request; then the long
-clip's own answer, and the server's peak resident memory so far (Linux's VmHWM: a case that
-holds more than the ones before raises it). It prints one table (docs/serving.md quotes it):
+clip's own answer, the graphs the server compiled meanwhile (a wait that holds a compile is
+not the engine's step), and the server's peak resident memory so far (Linux's VmHWM: a case
+that holds more than the ones before raises it). It prints one table (docs/serving.md quotes it):
 
     python -m bench.lab.short_behind_long --serve "engine=whisper_patched model=whisper_tiny_en run.batch_size=4"
 """
@@ -42,17 +43,25 @@ def clip(seconds: float, kind: str, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+def metric(metrics: str, name: str) -> float:
+    """A metric's value summed over its label sets, from the server's /metrics page."""
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))
+
+
 def batches_begun(metrics: str) -> float:
     """The server's count of batches it has started (its batch-size histogram's count)."""
-    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("bench_batch_size_count"))
+    return metric(metrics, "bench_batch_size_count")
 
 
-async def one_case(url: str, long_clip: bytes, short_clip: bytes) -> tuple[float, float]:
+async def one_case(url: str, long_clip: bytes, short_clip: bytes) -> tuple[float, float, int]:
+    """The short request's wait, the long clip's answer time, and the graphs the server
+    compiled meanwhile (a long clip of a new length meets a compile on some engines)."""
     import httpx
 
     async with httpx.AsyncClient(timeout=3600) as client:
         post = lambda data: client.post(f"{url}{ROUTE}", files={"file": ("a.flac", data)})  # noqa: E731
-        before = batches_begun((await client.get(f"{url}/metrics")).text)
+        metrics = (await client.get(f"{url}/metrics")).text
+        before, compiled = batches_begun(metrics), metric(metrics, "bench_compiles_after_startup")
         began = time.perf_counter()
         long_request = asyncio.create_task(post(long_clip))
         while batches_begun((await client.get(f"{url}/metrics")).text) <= before:  # the long clip's batch begun
@@ -62,7 +71,9 @@ async def one_case(url: str, long_clip: bytes, short_clip: bytes) -> tuple[float
         waited = time.perf_counter() - sent
         answered = await long_request
         assert short.status_code == 200 and answered.status_code == 200, (short.text, answered.text)
-        return waited, time.perf_counter() - began
+        answered_s = time.perf_counter() - began
+        compiled = metric((await client.get(f"{url}/metrics")).text, "bench_compiles_after_startup") - compiled
+        return waited, answered_s, int(compiled)
 
 
 def whisper_faster_path() -> str:
@@ -93,20 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with started(args.serve) as (url, process):
         pid = process.pid
-        alone, _ = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # a short clip behind a short one
-        rows.append(("2 s of noise (a short clip)", 2, alone, None, peak_gb(pid)))
+        alone, _, compiled = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # behind a short one
+        rows.append(("2 s of noise (a short clip)", 2, alone, None, compiled, peak_gb(pid)))
         for name, (seconds, kind) in CASES.items():
-            waited, long_s = asyncio.run(one_case(url, clip(seconds, kind), short_clip))
-            rows.append((name, seconds, waited, long_s, peak_gb(pid)))
+            waited, long_s, compiled = asyncio.run(one_case(url, clip(seconds, kind), short_clip))
+            rows.append((name, seconds, waited, long_s, compiled, peak_gb(pid)))
     print(f"bench.serve {args.serve}: a 2 s request sent once the long clip's batch had begun")
     print()
     columns = ["long clip", "seconds", "the short request's wait, s", "the long clip's answer, s",
-               "server's peak memory so far, GiB"]  # fmt: skip
+               "graphs compiled meanwhile", "server's peak memory so far, GiB"]  # fmt: skip
     print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|")
-    for name, seconds, waited, long_s, peak in rows:
+    print("|---" * len(columns) + "|")
+    for name, seconds, waited, long_s, compiled, peak in rows:
         answer = "" if long_s is None else f"{long_s:.1f}"
-        print(f"| {name} | {seconds} | {waited:.2f} | {answer} | {'n/a' if peak is None else f'{peak:.2f}'} |")
+        memory = "n/a" if peak is None else f"{peak:.2f}"
+        print(f"| {name} | {seconds} | {waited:.2f} | {answer} | {compiled} | {memory} |")
     return 0
 
 
