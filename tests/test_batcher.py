@@ -32,6 +32,7 @@ class ScriptedEngine:
 
     device, dtype, length_matched = torch.device("cpu"), torch.float32, False
     long_form_rows = None  # long clips batch together, up to batch_size
+    windows_long_clips = False  # a long clip reaches it decoded whole (its marks read its first sample)
 
     def __init__(self, bad: int | None = None, window_s: float = 0.0):
         self.window_s = window_s

@@ -33,11 +33,15 @@ class Failure:
 def audio_problem(audio: np.ndarray) -> str | None:
     """Why decoded audio cannot be transcribed meaningfully, or None. Silence is fine:
     it is valid input and an engine should answer it (with nothing, ideally)."""
-    if audio.size == 0:
+    return samples_problem(audio.size, int(np.count_nonzero(~np.isfinite(audio))))
+
+
+def samples_problem(samples: int, bad: int) -> str | None:
+    """audio_problem from counts: the samples, and those of them that are NaN or infinite."""
+    if samples == 0:
         return "zero-length audio (no samples)"
-    bad = int(np.count_nonzero(~np.isfinite(audio)))
     if bad:
-        return f"{bad} of {audio.size} samples are NaN or infinite"
+        return f"{bad} of {samples} samples are NaN or infinite"
     return None
 
 

@@ -25,7 +25,7 @@ import torch
 
 from bench.engines import _ct2_whisper as ct2
 from bench.engines._fast.lengths import generated_lengths
-from bench.engines.base import DecoderShape, Engine, Transcript, run_to_end, share_tokens
+from bench.engines.base import DecoderShape, Engine, Transcript, run_to_end, share_tokens, window_lengths
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 
@@ -204,6 +204,7 @@ class WhisperEngine(Engine):
     """What every Whisper engine declares: its decoder and its prompt."""
 
     long_form_rows = 1  # a long clip's windows are decoded in turn, one clip at a time
+    windows_long_clips = True  # each through split_into_windows, when its turn comes
 
     @classmethod
     def decoder_shape(cls, architecture: dict) -> DecoderShape:
@@ -259,7 +260,7 @@ class WhisperEngine(Engine):
         """A long clip's 30 s windows one after another, each conditioned on the tokens decoded
         before it, pausing between windows: decode(j, window j's token target or None, the
         tokens so far) gives window j's Transcript."""
-        targets = share_tokens(target, [len(w) for w in windows]) if target is not None else None
+        targets = share_tokens(target, window_lengths(windows)) if target is not None else None
         tokens: list[int] = []
         texts = []
         for j in range(len(windows)):

@@ -9,7 +9,7 @@ engines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Hashable
+from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,6 +98,9 @@ class Engine(ABC):
     # engine that decodes a long clip's windows one clip at a time gains nothing from a batch
     # of them, and the batch would hold each clip until the last one's windows are done
     long_form_rows: int | None = None
+    # it reads a clip over 30 s one 30 s window at a time (split_into_windows), so bench.serve may
+    # hand it such a clip as its bytes, decoded window by window (bench.data.streamed_audio)
+    windows_long_clips: bool = False
 
     @classmethod
     def decoder_shape(cls, architecture: dict) -> DecoderShape | None:
@@ -269,12 +272,20 @@ def recompile_limit_hits() -> int:
     return sum(n for message, n in counters["unimplemented"].items() if "recompile limit" in message.lower())
 
 
-def split_into_windows(audio: np.ndarray, seconds: float = 30.0) -> list[np.ndarray]:
-    """Cut audio into consecutive windows of at most `seconds` (long-form input)."""
+def split_into_windows(audio, seconds: float = 30.0) -> Sequence[np.ndarray]:
+    """Cut audio into consecutive windows of at most `seconds` (long-form input). A clip bench.serve
+    holds as its bytes (bench.data.streamed_audio) gives windows decoded as they are indexed."""
     size = int(seconds * SAMPLE_RATE)
+    if not isinstance(audio, np.ndarray):
+        return audio.windows(size)
     if len(audio) <= size:
         return [audio]
     return [audio[start : start + size] for start in range(0, len(audio), size)]
+
+
+def window_lengths(windows: Sequence[np.ndarray]) -> list[int]:
+    """The samples in each window, without decoding a streamed clip's windows to count them."""
+    return list(windows.lengths) if hasattr(windows, "lengths") else [len(w) for w in windows]
 
 
 def chunk_count(samples: int) -> int:

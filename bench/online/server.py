@@ -32,8 +32,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from bench.data.audio import SAMPLE_RATE, AudioTooLong, decode_audio, decode_error
-from bench.data.utterance import audio_problem
+from bench.data.audio import SAMPLE_RATE, AudioTooLong, decode_error
+from bench.data.streamed_audio import checked
 from bench.engines.base import compiled_graphs
 from bench.errors import BenchError
 from bench.online.batcher import END, Batcher, Job
@@ -139,6 +139,7 @@ class _Requests:
         self.cfg, self.serve, self.batcher, self.metrics = cfg, cfg.serve, batcher, metrics
         self.served, self.aliases = served, aliases
         self.limit = int(cfg.serve.max_upload_mb * 2**20)
+        self.keep_up_to = 30 * SAMPLE_RATE if batcher.engine.windows_long_clips else None  # samples held decoded
 
     def too_big(self) -> JSONResponse:
         return _error(413, f"the upload is over {self.serve.max_upload_mb:g} MB (serve.max_upload_mb)")
@@ -189,13 +190,13 @@ class _Requests:
         if response_format not in FORMATS:
             return _error(400, f"response_format {quoted(response_format)}: use json or text")
         stream = str(form.get("stream") or "false").lower() == "true"
-        try:
-            audio = await run_in_threadpool(decode_audio, data, None, serve.max_audio_seconds)
+        try:  # a long clip, for an engine that reads it a window at a time: its bytes (streamed_audio)
+            audio, problem = await run_in_threadpool(checked, data, serve.max_audio_seconds, self.keep_up_to)
         except AudioTooLong as err:
             return _error(413, f"{err} (serve.max_audio_seconds)")
         except Exception as err:  # noqa: BLE001 - whatever soundfile makes of the bytes
             return _error(400, f"could not decode the audio: {decode_error(err)}")
-        if problem := audio_problem(audio):
+        if problem:
             return _error(400, f"unusable audio: {problem}")
         loop = asyncio.get_running_loop()
         job = Job(audio, loop, loop.create_future(), asyncio.Queue() if stream else None, arrived=arrived)
