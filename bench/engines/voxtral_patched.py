@@ -23,12 +23,13 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
-from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
+from bench.engines._fast.decoder import FastDecoder
 from bench.engines._fast.engine import FastDecodeEngine
 from bench.engines._fast.fusion import fuse_projections
 from bench.engines._fast.grouped_attention import use_grouped_attention
 from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import generated_lengths
+from bench.engines._fast.options import CompileScope, DecodeOptions
 from bench.engines._fast.transformers_lm import TransformersLM
 from bench.engines.base import Transcript, run_to_end
 from bench.pipeline.clock import Clock

@@ -22,11 +22,12 @@ import torch
 
 from bench.config import EngineConfig
 from bench.engines import _whisper as wh
-from bench.engines._fast.decoder import CompileScope, DecodeOptions, FastDecoder
+from bench.engines._fast.decoder import FastDecoder
 from bench.engines._fast.engine import FastDecodeEngine
 from bench.engines._fast.fusion import fuse_self_attention
 from bench.engines._fast.layers import CompiledLayers
 from bench.engines._fast.lengths import check_budget
+from bench.engines._fast.options import CompileScope, DecodeOptions
 from bench.engines._fast.transformers_lm import TransformersEncoderDecoder
 from bench.engines.base import SAMPLE_RATE, Transcript, split_into_windows
 from bench.pipeline.clock import Clock

@@ -1,8 +1,9 @@
 """Greedy decoding around any decoder: static KV cache per batch shape, compiled step, CUDA graph.
 
-The model supplies a `DecoderModel`: `forward` (input embeddings, an attention mask, positions,
-the cache write slot, the cache -> float logits of the last position), `embed` (token ids ->
-embeddings) and `new_cache` (static, of a length, or dynamic). Everything else is here:
+The model supplies a `DecoderModel` (options.py): `forward` (input embeddings, an attention
+mask, positions, the cache write slot, the cache -> float logits of the last position), `embed`
+(token ids -> embeddings) and `new_cache` (static, of a length, or dynamic). Everything else is
+here:
 
     prefill: forward over the prompt, pick the first token
     decode:  per step, embed the last token, forward one position (or replay the captured
@@ -12,7 +13,9 @@ embeddings) and `new_cache` (static, of a length, or dynamic). Everything else i
 
 A static cache, its attention-mask buffer and its captured graph are made for each batch
 shape (rows, cache length) at its first batch and kept: a graph holds the addresses of the
-tensors it captured, so between batches they are reset in place, never replaced.
+tensors it captured, so between batches they are reset in place, never replaced. bench.serve
+may pause a batch between its steps (generate_steps) and run others: a paused batch keeps its
+shape's cache, and another batch of that shape waits until it is done.
 """
 
 from __future__ import annotations
@@ -21,77 +24,15 @@ import time
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
 
 import torch
 
 from bench.engines._fast import windows
 from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
+from bench.engines._fast.options import DecodeOptions, DecoderModel
 from bench.engines.base import compile_seconds, run_to_end
 from bench.pipeline.clock import Clock, synchronize
-
-
-class CompileScope(StrEnum):
-    """What compiled_step compiles: one decoder layer for all, the whole step, or "auto": layers
-    under a CUDA graph (whose replay runs no Python anyway), else the whole step."""
-
-    auto = "auto"
-    layers = "layers"
-    step = "step"
-
-
-class DecoderModel(Protocol):
-    def forward(self, embeds, attention_mask, positions, cache_position, cache) -> torch.Tensor: ...
-
-    def embed(self, token_ids: torch.Tensor) -> torch.Tensor: ...
-
-    def new_cache(self, max_len: int | None): ...  # None: a dynamic cache
-
-    def self_attention_layers(self, cache) -> list: ...  # the static layers a decode step writes
-
-    def initialize(self, cache, rows: int, dtype: torch.dtype) -> None: ...  # allocate a static cache now
-
-    def layer_view(self, layer, cache, index: int): ...  # with: the cache as one decoder layer sees it (layers)
-
-    takes_cache_position: bool  # older transformers want the write slot; newer caches track it
-    layers: object  # the decoder layers, for compiling one of them for all (None: no one-layer cache view)
-    cache_keyword: str
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """The patches that shape decoding, resolved once when the engine loads."""
-
-    static_cache: bool
-    lagged_eos: bool  # read end-of-sequence back a step late, never stalling (off: after every step, as generate)
-    compiled: bool  # the step through torch.compile (needs the static cache's fixed shapes)
-    compiled_prefill: bool  # the prefill through torch.compile, one graph per batch shape (needs them too)
-    graph: bool  # the step captured as a CUDA graph (needs the static cache, and CUDA)
-    compile_scope: str | None  # "layers" (one compiled layer for all), "step" (the whole step), None
-    window: bool = False  # attention_window: a step attends the slots in use (needs the static cache)
-
-    @classmethod
-    def from_patches(cls, on: set[str], device: torch.device, scope: str) -> DecodeOptions:
-        static = "static_cache" in on
-        graph = static and "cuda_graph" in on and device.type == "cuda"
-        compiled = static and "compiled_step" in on
-        if compiled and scope == "auto":
-            # A replayed graph runs none of the step's Python, so only the kernels count, and the
-            # decoder layers hold nearly all of them: one compiled layer for all keeps the fusion
-            # at a small cold start. Where the host runs every step, compiling it whole also
-            # removes the model's Python around the layers (mask, rotary tables).
-            scope = CompileScope.layers if graph else CompileScope.step
-        return cls(
-            static_cache=static,
-            lagged_eos="sync_free_loop" in on,
-            compiled=compiled,
-            compiled_prefill=static and "compiled_prefill" in on,
-            graph=graph,
-            compile_scope=str(scope) if compiled else None,
-            window=static and "attention_window" in on,
-        )
 
 
 @dataclass
