@@ -73,14 +73,14 @@ def test_compiled_prefill_runs_the_same_layer_function_at_the_prompts_shape(clip
     encoder_fn = engine.encoder_layers.layer_fn
     monkeypatch.setattr(engine.encoder_layers, "layer_fn", lambda *a: encoder_calls.append(1) or encoder_fn(*a))
     steps = decode(engine, clip)
-    prompt = calls[0]
-    # per layer the prefill, then each step; the graphs' warm-up steps and captures: two for each
-    # attention window (a 383-token prompt in 891 slots: windows of 512 and 891)
-    assert prompt > 1 and calls == [prompt] * LAYERS + [1] * LAYERS * (steps + 2 * 2)
+    # per layer each piece of the prefill (chunked_prefill: a 758-token prompt, two clips' 375 audio
+    # positions, as 246 and 512), then each step; the graphs' warm-up steps and captures: two for
+    # each attention window (the prompt in 1,766 slots: windows of 1,024 and 1,766)
+    assert calls == [246] * LAYERS + [512] * LAYERS + [1] * LAYERS * (steps + 2 * 2)
     assert len(encoder_calls) == engine.model.config.audio_config.num_hidden_layers
-    # one graph for the decoder layers' step per attention window, one for their prefill, one
-    # for the encoder's layers: four whatever the layer counts
-    assert engine.report()["graphs_compiled"] == 4
+    # one graph for the decoder layers' step per attention window, one for each prefill piece's
+    # shape, one for the encoder's layers: five whatever the layer counts
+    assert engine.report()["graphs_compiled"] == 5
 
 
 def test_without_a_graph_the_whole_step_is_compiled_once(clip, monkeypatch):
@@ -96,8 +96,9 @@ def test_where_the_step_compiles_whole_so_does_the_prefill(clip, monkeypatch):
     engine, calls = counted_engine(monkeypatch)  # every patch: compiled_prefill on, no graph
     decode(engine, clip)
     assert calls == [] and engine.report()["compiled_scope"] == "step"
-    # the step at each attention window (512 and 891 slots), the prefill, the encoder's layer
-    assert engine.report()["graphs_compiled"] == 4
+    # the step at each attention window (1,024 and 1,766 slots), the prefill at each of its two
+    # piece shapes (246 and 512 positions), the encoder's layer
+    assert engine.report()["graphs_compiled"] == 5
 
 
 def test_the_layers_scope_can_be_chosen_without_a_graph(clip, monkeypatch):

@@ -325,7 +325,8 @@ def test_a_stop_is_bounded_with_a_slow_client_in_flight():
 # -- a long Voxtral clip: one sequence, paused at every decode step --------------------------------
 NOT_COMPILED = "engine.patches=[" + ",".join(
     ["device_features", "batched_encoder", "merge_no_sync", "static_cache", "sync_free_loop",
-     "fused_projections", "grouped_attention", "packed_linears", "attention_window", "cuda_graph"]) + "]"  # fmt: skip
+     "fused_projections", "grouped_attention", "packed_linears", "attention_window", "chunked_prefill",
+     "cuda_graph"]) + "]"  # fmt: skip
 
 
 def _in_turns(engine, batches: dict[str, tuple], start_after: dict[str, int], work) -> tuple[dict, dict]:
@@ -361,13 +362,39 @@ def _alone_and_in_turns(engine, work):
     return alone, *_in_turns(engine, batches, {"same shape": 3, "short": 5}, work)
 
 
+def _counting_units(engine, monkeypatch):
+    """A count of voxtral_patched's units of work, as a clock's work: a chunk's log-mel, an audio
+    encoder call, a prefill forward (the whole prompt or a piece), a decode step."""
+    units = [0]
+
+    def counted(function):
+        def call(*args, **kwargs):
+            units[0] += 1
+            return function(*args, **kwargs)
+
+        return call
+
+    def counted_chunks(audio):
+        for chunk in log_mel_chunks(audio):
+            units[0] += 1
+            yield chunk
+
+    log_mel_chunks = engine.log_mel_chunks
+    monkeypatch.setattr(engine, "log_mel_chunks", counted_chunks)
+    monkeypatch.setattr(engine.decoder, "_prefill_part", counted(engine.decoder._prefill_part))
+    engine.model.model.audio_tower.register_forward_hook(lambda *args: units.__setitem__(0, units[0] + 1))
+    return lambda clock: units[0] + clock.counts.get("decode_steps", 0)
+
+
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "cuda-graph-emulated"])
-def test_a_long_voxtral_clip_pauses_at_every_decode_step_and_keeps_its_tokens(graph, monkeypatch):
+def test_a_long_voxtral_clip_pauses_after_every_unit_of_work_and_keeps_its_tokens(graph, monkeypatch):
     """Voxtral decodes a long clip's transcript as one sequence (thousands of steps for half an
     hour), and voxtral_patched decoded it whole in one step: a short request waited for all of
-    it. Now each step of a long batch is at most one decode step, and batches run between them
-    (a short one, and one of the long clip's own shape, which must wait for its cache) leave
-    every batch's tokens as it decodes them alone."""
+    it; then its first two steps still covered the whole clip (every chunk's log-mel and encoder,
+    then the whole prompt's prefill: 22 s of a 29-minute clip on the 2-core CPU). Now each step
+    of a long batch is one chunk's log-mel, one chunk's encoder, one piece of its prefill or one
+    decode step, and batches run between them (a short one, and one of the long clip's own
+    shape, which must wait for its cache) leave every batch's tokens as it decodes them alone."""
     from conftest import tiny_engine
 
     engine = tiny_engine("voxtral_patched", NOT_COMPILED)
@@ -376,11 +403,14 @@ def test_a_long_voxtral_clip_pauses_at_every_decode_step_and_keeps_its_tokens(gr
 
         Emulation(engine, monkeypatch)
     assert engine.batch_shape([45 * 16_000]) == engine.batch_shape([50 * 16_000])
-    alone, together, taken = _alone_and_in_turns(engine, lambda clock: clock.counts.get("decode_steps", 0))
+    assert engine.context_tokens(45 * 16_000) == 758  # 2 x 375 audio positions: pieces of 246 and 512
+    work = _counting_units(engine, monkeypatch)
+    alone, together, taken = _alone_and_in_turns(engine, work)
     assert together == alone
-    assert max(taken["long"]) == 1 and sum(taken["long"]) >= 40  # every decode step its own step
-    assert taken["long"][:2] == [0, 0]  # the encoder, then the prefill, each a step
-    assert len(taken["short"]) == 1  # a batch of short clips: one unit
+    # 2 log-mel chunks, 2 encoder calls, 2 prefill pieces, then a decode step each
+    assert max(taken["long"]) == 1 and sum(taken["long"]) >= 6 + 40
+    assert taken["long"][:6] == [1] * 6
+    assert len(taken["short"]) == 1 and taken["short"][0] >= 3 + 8  # a batch of short clips: one unit
 
 
 def test_stock_voxtral_pauses_inside_generate_after_every_token():

@@ -6,6 +6,7 @@ Tiny scale, float32, CPU, every clip of the sample dataset, batch 1 and batch 4.
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from conftest import compose_config, tiny_engine
@@ -13,6 +14,7 @@ from engine_runs import CPU, assert_same_logits, chunk_counts, run_clips
 
 from bench.data import load_utterances
 from bench.engines import _voxtral as vox
+from bench.engines._fast.prefill_pieces import piece_bounds
 from bench.engines._fast.transformers_lm import cache_kwarg_names
 from bench.engines._fast.windows import window_sizes
 from bench.engines.voxtral_patched import PATCHES
@@ -64,14 +66,19 @@ def most_graphs(engine, sample, batch_size) -> int:
         return 0
     prompt_shapes = {shape[:2] for shape in shapes}
     assert len(prompt_shapes) == chunk_counts(sample)
-    encoder_shapes = len({shape[2] for shape in shapes}) if options.compiled_prefill else 0
+    encoder_shapes = len({shape[3] for shape in shapes}) if options.compiled_prefill else 0
+    # a prefill shape per prompt; in pieces, two: its first (what does not fill a whole piece) and a piece
+    prefill_shapes = 0
+    for _, _, prompt_chunks in {shape[:3] for shape in shapes} if options.compiled_prefill else []:
+        prompt = vox.VoxtralEngine.context_tokens(prompt_chunks * vox.CHUNK_SAMPLES)
+        prefill_shapes += len({end - start for start, end in piece_bounds(prompt, options.prefill_piece)})
     # a compiled step per attention window a shape can reach (one: the capacity, without the patch)
     steps = 0
     for _, chunks in prompt_shapes:
         capacity = vox.static_cache_len(chunks, engine.engine_cfg.max_new_tokens)
         prompt = vox.VoxtralEngine.context_tokens(chunks * vox.CHUNK_SAMPLES)
         steps += len(window_sizes(capacity, prompt + 1)) if options.window else 1
-    return steps * options.compiled + len(prompt_shapes) * options.compiled_prefill + encoder_shapes
+    return steps * options.compiled + prefill_shapes + encoder_shapes
 
 
 def test_the_default_config_switches_every_patch_on():
@@ -178,9 +185,50 @@ def test_with_a_larger_cache_each_prompt_length_is_a_shape_of_its_own(monkeypatc
     engine = tiny_engine("voxtral_patched", "engine.max_chunks=2", f"engine.patches=[{patches}]")
     one_chunk, two_chunks = [10 * 16_000], [40 * 16_000]
     assert engine.batch_shape(one_chunk) != engine.batch_shape(two_chunks)
-    # the plan makes room in Dynamo's limit for a prefill, a step and an encoder graph per shape
+    # the plan makes room in Dynamo's limit for two prefill graphs, a step and an encoder graph per shape
     monkeypatch.setattr(layers, "RECOMPILE_FLOOR", 1)
     with torch._dynamo.config.patch(recompile_limit=1, accumulated_recompile_limit=1):  # restored after
         engine.plan([one_chunk, two_chunks, [5 * 16_000, 70 * 16_000]])
-        assert torch._dynamo.config.recompile_limit == 3 * 3
-        assert torch._dynamo.config.accumulated_recompile_limit == 2 * 3 * 3
+        assert torch._dynamo.config.recompile_limit == 4 * 3
+        assert torch._dynamo.config.accumulated_recompile_limit == 2 * 4 * 3
+
+
+def test_a_long_prompt_is_prefilled_in_pieces_with_the_tokens_of_one_forward():
+    """chunked_prefill: a prompt over 512 positions is prefilled 512 at a time (one forward holds
+    its attention's scores for every prompt position over the cache: quadratic in the clip), each
+    piece attending what the pieces before it wrote. The tokens equal one forward's: a clip of
+    three chunks alone, and beside a shorter clip whose left padding fills its first piece."""
+    eager = [p for p in PATCHES if p not in ("compiled_step", "compiled_prefill", "chunked_prefill")]
+    whole = tiny_engine("voxtral_patched", f"engine.patches=[{','.join(eager)}]")
+    pieces = tiny_engine("voxtral_patched", f"engine.patches=[{','.join([*eager, 'chunked_prefill'])}]")
+    rng = np.random.default_rng(5)
+    long, short = (rng.normal(0, 0.05, seconds * 16_000).astype(np.float32) for seconds in (70, 35))
+    queries = []
+    attention = pieces.model.model.language_model.layers[0].self_attn
+    attention.register_forward_hook(lambda module, args, kwargs, out: queries.append(kwargs["hidden_states"].shape[1]),
+                                    with_kwargs=True)  # fmt: skip
+    for audios, targets in (([long], [30]), ([short, long], [20, 30])):
+        queries.clear()
+        expected = [t.tokens for t in whole.transcribe(audios, targets, Clock(CPU))]
+        got = [t.tokens for t in pieces.transcribe(audios, targets, Clock(CPU))]
+        assert got == expected
+        # 3 x 375 audio positions and the prompt's 8 others: 1,133, what does not fill a piece first
+        assert queries[:4] == [109, 512, 512, 1]
+    assert pieces.max_cache_len == whole.max_cache_len  # no slot more
+
+
+def test_a_piece_attends_the_prompt_up_to_each_position_and_padding_only_itself():
+    """The mask of a chunked prefill's piece: a real position attends the prompt's slots up to
+    its own, as one forward's causal mask; a padding position (left padding) attends itself
+    alone, so no softmax row is empty (NaN on some attention kernels; torch's CPU kernel gives 0)."""
+    from bench.engines._fast.prefill_pieces import piece_mask
+
+    valid = torch.zeros(2, 10, dtype=torch.bool)
+    valid[0, 5:8] = True  # a shorter prompt: 5 slots of left padding
+    valid[1, 0:8] = True
+    got = piece_mask(valid, 4, 8)
+    assert got.shape == (2, 1, 4, 10)
+    causal = torch.arange(10)[None, :] <= torch.arange(4, 8)[:, None]
+    assert torch.equal(got[1, 0], causal & valid[1])
+    assert torch.equal(got[0, 0, 1:], (causal & valid[0])[1:])  # slots 5 to 7: the prompt up to each
+    assert got[0, 0, 0].tolist() == [k == 4 for k in range(10)]  # slot 4, padding: itself alone

@@ -15,6 +15,7 @@ the tests).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -56,6 +57,10 @@ PATCHES = {
     "attention_window": "a decode step attends the cache slots in use: windows doubling from 128 slots to the "
     "static cache's capacity, the smallest holding every slot written, each its own compiled step and CUDA graph, "
     "all made in the warm-up (off: every step reads the whole capacity; inert without static_cache)",
+    "chunked_prefill": "a prompt over 512 positions (a clip over 30 s) prefilled 512 at a time (what does not "
+    "fill a whole piece first), each piece attending the cache the pieces before it wrote: the prefill's attention "
+    "holds a piece's scores over the cache, not the whole prompt's (quadratic in the clip's length), and bench.serve "
+    "runs other batches between the pieces (off: the whole prompt in one forward, as stock)",
     "compiled_step": "the decode step through torch.compile, which fuses its many small kernels (norms, rotary, "
     "residuals): under a CUDA graph only its decoder layers, through one compiled function shared by all, so the "
     "cold start compiles one layer; where the host runs every step (CPU, cuda_graph off) the whole step, which also "
@@ -177,21 +182,29 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
     # -- inputs -----------------------------------------------------------------------
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """One clip -> (chunks, 128, 3000), as the processor computes it (Whisper's recipe)."""
+        return scaled(list(self.log_mel_chunks(audio)))
+
+    def log_mel_chunks(self, audio: torch.Tensor) -> Iterator[torch.Tensor]:
+        """One clip's log10 mel power a 30 s chunk at a time, (128, 3000) each, before the floor
+        (scaled): the values of one STFT over the whole clip, as the processor computes it. A
+        chunk's frames read the samples on either side of it, as the whole clip's centred frames
+        do (its ends reflected, as torch.stft centres)."""
         # Stock writes the clip as 16-bit WAV and reads it back. Keep that quantisation as
         # the libsndfile in soundfile's wheels does it (scale 32768, round down, clip), so
         # features and tokens stay identical; a test checks it against the processor.
         audio = (torch.floor(audio.double() * 32768).clamp(-32768, 32767) / 32768).float()
-        chunks = vox.n_chunks(audio)
+        chunks, half = vox.n_chunks(audio), self.n_fft // 2
         audio = torch.nn.functional.pad(audio, (0, chunks * vox.CHUNK_SAMPLES - audio.shape[0]))
-        stft = torch.stft(audio, self.n_fft, self.hop, window=self.window, return_complex=True)
-        power = (stft[..., :-1].abs() ** 2).contiguous()
-        log_spec = torch.clamp(self.mel_filters.T @ power, min=1e-10).log10()
-        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)  # floor relative to the whole clip
-        log_spec = (log_spec + 4.0) / 4.0
-        return log_spec.reshape(log_spec.shape[0], chunks, -1).transpose(0, 1)
+        audio = torch.nn.functional.pad(audio[None, None], (half, half), mode="reflect")[0, 0]
+        for k in range(chunks):
+            part = audio[k * vox.CHUNK_SAMPLES : (k + 1) * vox.CHUNK_SAMPLES + 2 * half]
+            stft = torch.stft(part, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
+            power = (stft[..., :-1].abs() ** 2).contiguous()  # 3000 frames: the next chunk's first is not ours
+            yield torch.clamp(self.mel_filters.T @ power, min=1e-10).log10()
 
-    def _inputs(self, audios: list[np.ndarray], clock: Clock):
-        """Prompt ids, attention mask and features on the device."""
+    def _inputs(self, audios: list[np.ndarray], clock: Clock, pause: bool):
+        """Prompt ids, attention mask and features on the device (with pause: a step per chunk of
+        device_features' log-mel)."""
         if "device_features" not in self.on:
             with clock.phase("features"):
                 inputs = vox.transcription_request(self.processor, audios, self.language, self.model_cfg.id)
@@ -208,19 +221,40 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
             ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
             mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
             waves = [torch.from_numpy(a).to(self.device, non_blocking=True) for a in audios]
-        with clock.phase("features"):
-            features = torch.cat([self.log_mel(w) for w in waves]).to(self.dtype)
-        return ids, mask, features
+        if not pause:
+            with clock.phase("features"):
+                return ids, mask, torch.cat([self.log_mel(w) for w in waves]).to(self.dtype)
+        clips = []
+        for wave in waves:
+            parts, spectra = self.log_mel_chunks(wave), []
+            for _ in range(vox.n_chunks(wave)):
+                with clock.phase("features"):
+                    spectra.append(next(parts))
+                yield
+            with clock.phase("features"):
+                clips.append(scaled(spectra))
+        return ids, mask, torch.cat(clips).to(self.dtype)
 
     # -- encoder and merge ------------------------------------------------------------
-    def _embeddings(self, ids: torch.Tensor, features: torch.Tensor, clock: Clock) -> torch.Tensor:
+    def _encoded(self, features: torch.Tensor, clock: Clock, pause: bool):
+        """The audio encoder's output for every chunk: in one call (batched_encoder), else, and
+        with pause, a chunk per call (a step each with pause)."""
+        encoder = self.model.model.audio_tower
+        compiled = self.encoder_layers.compiled if self.encoder_layers else nullcontext
+        if "batched_encoder" in self.on and not pause:
+            with clock.phase("encode"), compiled():
+                return encoder(features).last_hidden_state
+        hidden = []
+        for chunk in features:
+            with clock.phase("encode"), compiled():
+                hidden.append(encoder(chunk[None]).last_hidden_state)
+            if pause:
+                yield
+        return torch.cat(hidden)
+
+    def _embeddings(self, ids: torch.Tensor, features: torch.Tensor, clock: Clock, pause: bool):
         inner = self.model.model
-        encoder = inner.audio_tower
-        with clock.phase("encode"), self.encoder_layers.compiled() if self.encoder_layers else nullcontext():
-            if "batched_encoder" in self.on:
-                hidden = encoder(features).last_hidden_state
-            else:
-                hidden = torch.cat([encoder(f[None]).last_hidden_state for f in features])
+        hidden = yield from self._encoded(features, clock, pause)
         with clock.phase("merge"):
             audio_embeds = inner.multi_modal_projector(hidden.reshape(-1, inner.config.audio_config.intermediate_size))
             embeds = inner.get_input_embeddings()(ids)
@@ -240,9 +274,10 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
         return run_to_end(self._steps(audios, target_tokens, clock, pause=False))
 
     def transcribe_steps(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock):
-        """A batch holding a clip over 30 s pauses after its encoder, after its prefill and after
-        every decode step (its transcript is one sequence, however long: a 29-minute clip decodes
-        thousands of steps); a batch of short clips is one unit, as it is for Whisper."""
+        """A batch holding a clip over 30 s pauses after each chunk's log-mel, after each chunk's
+        encoder, after each piece of its prefill (chunked_prefill) and after every decode step (its
+        transcript is one sequence, however long: a 29-minute clip decodes thousands of steps); a
+        batch of short clips is one unit, as it is for Whisper."""
         return self._steps(audios, target_tokens, clock, pause=any(vox.n_chunks(a) > 1 for a in audios))
 
     @torch.inference_mode()
@@ -257,10 +292,8 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
             audios = list(audios) + [audios[-1]] * (padded - rows)
             if target_tokens is not None:
                 target_tokens = list(target_tokens) + [target_tokens[-1]] * (padded - rows)
-        ids, mask, features = self._inputs(audios, clock)
-        embeds = self._embeddings(ids, features, clock)
-        if pause:
-            yield  # the encoder's work done; the prefill is the next step
+        ids, mask, features = yield from self._inputs(audios, clock, pause)
+        embeds = yield from self._embeddings(ids, features, clock, pause)
         if "static_cache" in self.on:
             # a cache holds the prompt and token budget of that many chunks, no more: a step reads all of it
             self.decoder.use_shape(padded, vox.static_cache_len(chunks, self.engine_cfg.max_new_tokens))
@@ -282,6 +315,13 @@ class VoxtralPatched(FastDecodeEngine, vox.VoxtralEngine):
     def report(self) -> dict:
         static = self.decoder.options.static_cache
         return self.decode_report() | {"static_cache_len": self.max_cache_len if static else None}
+
+
+def scaled(log_spectra: list[torch.Tensor]) -> torch.Tensor:
+    """A clip's log-mel chunks (log_mel_chunks) floored 8 below the whole clip's peak and scaled
+    as Whisper's recipe: (chunks, 128, 3000)."""
+    log_spec = torch.stack(log_spectra)
+    return (torch.maximum(log_spec, log_spec.max() - 8.0) + 4.0) / 4.0
 
 
 ENGINE = VoxtralPatched

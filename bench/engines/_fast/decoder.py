@@ -5,7 +5,8 @@ mask, positions, the cache write slot, the cache -> float logits of the last pos
 (token ids -> embeddings) and `new_cache` (static, of a length, or dynamic). Everything else is
 here:
 
-    prefill: forward over the prompt, pick the first token
+    prefill: forward over the prompt (chunked_prefill: a long one a piece at a time,
+             prefill_pieces.py), pick the first token
     decode:  per step, embed the last token, forward one position (or replay the captured
              graph of that), pick the next token; then read back whether every row had
              finished one step earlier (sync_free_loop: copied to host memory without
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench.engines._fast import prefill_pieces as pieces
 from bench.engines._fast import windows
 from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
@@ -139,10 +141,11 @@ class FastDecoder:
         compile_prefill: bool = True,
         pause: bool = False,
     ) -> Generator[None, None, torch.Tensor]:
-        """generate, as a generator. With pause, it yields after the prefill and after every decode
-        step, so bench.serve runs other batches between the steps of a long transcript; the batch
-        keeps its shape's cache meanwhile, and another batch of that shape waits (yields) until
-        it is done. After each pause it takes its own shape and cache back, whatever ran between."""
+        """generate, as a generator. With pause, it yields between the pieces of a chunked
+        prefill, after the prefill and after every decode step, so bench.serve runs other batches
+        between the steps of a long transcript; the batch keeps its shape's cache meanwhile, and
+        another batch of that shape waits (yields) until it is done. After each pause it takes
+        its own shape and cache back, whatever ran between."""
         state, cache_len = self.state, self.cache_len
         while state.held:  # reached only while another batch of this shape is paused mid-decode
             yield
@@ -160,8 +163,9 @@ class FastDecoder:
             self.cache_in_use = cache
 
     def _decode(self, embeds, mask, target_tokens, budget: int, clock: Clock, compile_prefill: bool, pause: bool):
+        options = self.options
         rows, length = mask.shape
-        device, options = self.device, self.options
+        device = self.device
         state, cache_len = self.state, self.cache_len
         kv_len = self.cache_len if options.static_cache else length + budget
         valid = self._valid(rows, kv_len)
@@ -175,18 +179,15 @@ class FastDecoder:
         position = positions[:, -1:] + 1
         takes_slot = self.model.takes_cache_position
 
-        self.window.size = None  # the prefill reads the whole cache, its mask built by the model for it
+        self.window.size = None  # the prefill reads the whole cache
         sizes = windows.window_sizes(kv_len, length + 1) if options.window else [kv_len]
+        for start, end in pieces.piece_bounds(length, options.prefill_piece):
+            if pause and start:  # between the pieces of a long prompt
+                yield
+                self._resume(state, cache_len, cache)
+            with clock.phase("prefill"):
+                logits = self._prefill_part(embeds, mask, positions, valid, start, end, cache, compile_prefill)
         with clock.phase("prefill"):
-            # the 2D mask lets the model build the prefill mask exactly as generate does
-            slots = torch.arange(length, device=device) if takes_slot else None
-            if not compile_prefill:
-                logits = self.model.forward(embeds, mask, positions, slots, cache)
-            elif self.prefill_per_layer:
-                with self.compiled_layers.compiled():
-                    logits = self.model.forward(embeds, mask, positions, slots, cache)
-            else:
-                logits = self._prefill(embeds, mask, positions, slots, cache)
             token = self.pick(logits, 0, targets, unfinished)
             out[:, 0] = token
             if self.on_token:
@@ -229,6 +230,23 @@ class FastDecoder:
             with clock.phase("decode"):
                 self._make_windows(token, position, sizes)
         return out
+
+    def _prefill_part(self, embeds, mask, positions, valid, start: int, end: int, cache, compiled: bool):
+        """The forward over prompt positions start..end. The whole prompt passes its 2D mask, from
+        which the model builds the prefill mask exactly as generate does; a piece passes its own
+        (prefill_pieces.piece_mask)."""
+        attention = mask if (start, end) == (0, mask.shape[1]) else pieces.piece_mask(valid, start, end)
+        slots = torch.arange(start, end, device=self.device) if self.model.takes_cache_position else None
+        # a copy: a view into the whole prompt's rows keeps their stride (contiguous() keeps it too at one
+        # row), where the layers after the first see their own output's: a compiled layer recompiled
+        piece = embeds[:, start:end].clone(memory_format=torch.contiguous_format)
+        args = (piece, attention, positions[:, start:end], slots, cache)
+        if not compiled:
+            return self.model.forward(*args)
+        if self.prefill_per_layer:
+            with self.compiled_layers.compiled():
+                return self.model.forward(*args)
+        return self._prefill(*args)
 
     def _make_windows(self, token, position, sizes: list[int]) -> None:
         """Compile (and capture) the step at every window of this shape a later batch may reach,

@@ -48,9 +48,12 @@ class DecodeOptions:
     graph: bool  # the step captured as a CUDA graph (needs the static cache, and CUDA)
     compile_scope: str | None  # "layers" (one compiled layer for all), "step" (the whole step), None
     window: bool = False  # attention_window: a step attends the slots in use (needs the static cache)
+    # chunked_prefill: a prompt longer than this many positions is prefilled this many at a time
+    # (None: whole; prefill_pieces.py)
+    prefill_piece: int | None = None
 
     @classmethod
-    def from_patches(cls, on: set[str], device: torch.device, scope: str) -> DecodeOptions:
+    def from_patches(cls, on: set[str], device: torch.device, scope: str, prefill_piece: int = 512) -> DecodeOptions:
         static = "static_cache" in on
         graph = static and "cuda_graph" in on and device.type == "cuda"
         compiled = static and "compiled_step" in on
@@ -68,4 +71,5 @@ class DecodeOptions:
             graph=graph,
             compile_scope=str(scope) if compiled else None,
             window=static and "attention_window" in on,
+            prefill_piece=prefill_piece if static and "chunked_prefill" in on else None,
         )
