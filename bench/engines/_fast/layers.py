@@ -49,7 +49,8 @@ def _run_layer(layer: nn.Module, hidden_states: torch.Tensor, args: tuple, kwarg
 
 
 RECOMPILE_FLOOR = 64  # graphs one compiled function may hold before Dynamo stops compiling it
-GRAPHS_PER_SHAPE = 4  # per batch shape at most: the decode step's, the prefill's two (chunked_prefill) and the encoder's
+# per batch shape at most: the decode step's, the prefill's two (chunked_prefill) and the encoder's
+GRAPHS_PER_SHAPE = 4
 
 
 def allow_recompiles(graphs: int) -> None:
