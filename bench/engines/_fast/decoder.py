@@ -163,9 +163,8 @@ class FastDecoder:
             self.cache_in_use = cache
 
     def _decode(self, embeds, mask, target_tokens, budget: int, clock: Clock, compile_prefill: bool, pause: bool):
-        options = self.options
         rows, length = mask.shape
-        device = self.device
+        device, options = self.device, self.options
         state, cache_len = self.state, self.cache_len
         kv_len = self.cache_len if options.static_cache else length + budget
         valid = self._valid(rows, kv_len)
@@ -235,12 +234,14 @@ class FastDecoder:
         """The forward over prompt positions start..end. The whole prompt passes its 2D mask, from
         which the model builds the prefill mask exactly as generate does; a piece passes its own
         (prefill_pieces.piece_mask)."""
-        attention = mask if (start, end) == (0, mask.shape[1]) else pieces.piece_mask(valid, start, end)
         slots = torch.arange(start, end, device=self.device) if self.model.takes_cache_position else None
-        # a copy: a view into the whole prompt's rows keeps their stride (contiguous() keeps it too at one
-        # row), where the layers after the first see their own output's: a compiled layer recompiled
-        piece = embeds[:, start:end].clone(memory_format=torch.contiguous_format)
-        args = (piece, attention, positions[:, start:end], slots, cache)
+        if (start, end) == (0, mask.shape[1]):
+            args = (embeds, mask, positions, slots, cache)
+        else:
+            # a copy: a view into the whole prompt's rows keeps their stride (contiguous() keeps it too at
+            # one row), where the layers after the first see their own output's: a compiled layer recompiled
+            piece = embeds[:, start:end].clone(memory_format=torch.contiguous_format)
+            args = (piece, pieces.piece_mask(valid, start, end), positions[:, start:end], slots, cache)
         if not compiled:
             return self.model.forward(*args)
         if self.prefill_per_layer:
