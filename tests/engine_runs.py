@@ -8,6 +8,14 @@ from bench.pipeline.measure import make_batches
 CPU = torch.device("cpu")
 
 
+def ablation_cases(patches) -> list[tuple[str | None, int]]:
+    """(patch off, batch size) for a patched engine's token tests: every patch on at batch 1 and
+    4, each off alone at batch 4, whose padded rows (clips of other lengths, other chunk counts)
+    reach what batch 1 reaches and the masks it does not. Each off alone at batch 1 as well
+    added a case per patch (30 to 100 s each on a 2-core CPU) that reached no path of its own."""
+    return [(None, 1), (None, 4), *((patch, 4) for patch in patches)]
+
+
 def run_clips(engine, sample, batch_size, targets):
     """Each clip's tokens, and the logits the engine chose them from, step by step (None for a
     clip decoded apart from its batch).

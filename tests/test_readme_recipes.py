@@ -72,7 +72,7 @@ def test_recipe_3_serve_and_load(tmp_path, env):
     process = subprocess.Popen(["bash", "-c", f"exec {serve}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)  # fmt: skip
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", process, timeout=300)
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, timeout=900)  # a cold compile cache
         from bench.data import load_utterances
         from bench.lab.grid import compose
         from bench.online.load import wav_bytes

@@ -450,7 +450,11 @@ def test_a_paused_call_abandoned_mid_way_ends_its_thread():
     next(steps), next(steps)
     threads = {t.name for t in threading.enumerate()}
     assert "bench-paused-call" in threads
-    steps.close()
+    # closed on another thread: a close that waited for the call forever would hang the test
+    closer = threading.Thread(target=steps.close, daemon=True)
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive(), "closing the steps did not end the call: its thread still blocks"
     assert reached == [0, 1, "cancelled"]
     assert "bench-paused-call" not in {t.name for t in threading.enumerate()}
     assert run_to_end(paused_call(lambda pause: [pause() for _ in range(3)] and "whole")) == "whole"

@@ -12,7 +12,7 @@ from test_serve_hostile import TINY, noise
 
 from bench.data.audio import BLOCK_FRAMES, HeaderMismatch, decode_audio
 from bench.data.streamed_audio import StreamedAudio, checked
-from bench.engines.base import split_into_windows
+from bench.engines.base import split_into_windows, window_lengths
 from bench.lab.grid import compose
 from bench.online import server
 from bench.pipeline.clock import Clock
@@ -36,6 +36,10 @@ def test_a_long_clip_is_held_as_its_bytes_and_its_windows_are_decode_audios(rate
     assert not [v for v in vars(audio).values() if isinstance(v, np.ndarray) and v.size > WINDOW]
     windows = split_into_windows(audio)
     assert windows.lengths == [WINDOW, WINDOW, WINDOW, len(whole) - 3 * WINDOW]
+    decode = audio.samples_between
+    audio.samples_between = lambda *_: pytest.fail("a window was decoded to count its samples")
+    assert window_lengths(windows) == windows.lengths  # read from the windows, none decoded
+    audio.samples_between = decode
     for j in [0, 1, 2, 3, 1]:  # in order, then back (a batch retried clip by clip starts again)
         assert np.array_equal(windows[j], whole[j * WINDOW : (j + 1) * WINDOW])
         assert audio._held.size <= BLOCK_FRAMES * 3  # what is decoded ahead of the next window: about a block

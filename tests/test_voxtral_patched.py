@@ -1,7 +1,8 @@
 """voxtral_patched gives voxtral_stock's tokens, and its logits at every step up to float32
-noise: all patches on, each one off alone, and the CUDA graph path emulated on the CPU.
+noise: all patches on (batch 1 and 4), each one off alone (batch 4), and the CUDA graph path
+emulated on the CPU.
 
-Tiny scale, float32, CPU, every clip of the sample dataset, batch 1 and batch 4.
+Tiny scale, float32, CPU, every clip of the sample dataset.
 """
 
 import warnings
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config, tiny_engine
-from engine_runs import CPU, assert_same_logits, chunk_counts, run_clips
+from engine_runs import CPU, ablation_cases, assert_same_logits, chunk_counts, run_clips
 
 from bench.data import load_utterances
 from bench.engines import _voxtral as vox
@@ -40,8 +41,7 @@ def expected(stock, sample):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch_size", [1, 4])
-@pytest.mark.parametrize("off", [None, *PATCHES])
+@pytest.mark.parametrize(("off", "batch_size"), ablation_cases(PATCHES))
 def test_tokens_equal_stock(off, batch_size, expected, sample):
     targets, stock = expected
     patches = [p for p in PATCHES if p != off]

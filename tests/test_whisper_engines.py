@@ -1,12 +1,12 @@
 """whisper_hf, whisper_compile and whisper_patched decode openai_whisper's tokens from the same
 weights, with its logits at every step: every clip of the sample dataset (short and long form),
-batch 1 and 4, every whisper_patched patch on and each off alone, its CUDA graph path
+batch 1 and 4, every whisper_patched patch on (and each off alone, batch 4), its CUDA graph path
 emulated on the CPU. Tiny scale, float32, CPU."""
 
 import pytest
 import torch
 from conftest import compose_config, tiny_engine
-from engine_runs import run_clips
+from engine_runs import ablation_cases, run_clips
 
 from bench.data import load_utterances
 from bench.engines import _whisper as wh
@@ -98,8 +98,7 @@ def test_transformers_generate_decodes_openai_whispers_tokens(name, batch_size, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch_size", [1, 4])
-@pytest.mark.parametrize("off", [None, *PATCHES])
+@pytest.mark.parametrize(("off", "batch_size"), ablation_cases(PATCHES))
 def test_the_fast_path_decodes_openai_whispers_tokens(off, batch_size, expected, sample):
     targets, want = expected
     patches = [p for p in PATCHES if p != off]

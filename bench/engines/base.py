@@ -17,6 +17,7 @@ import torch
 
 from bench.config import EngineConfig, ModelConfig
 from bench.data.audio import SAMPLE_RATE
+from bench.data.streamed_audio import StreamedWindows
 from bench.errors import BenchError
 from bench.pipeline.clock import Clock
 
@@ -285,7 +286,7 @@ def split_into_windows(audio, seconds: float = 30.0) -> Sequence[np.ndarray]:
 
 def window_lengths(windows: Sequence[np.ndarray]) -> list[int]:
     """The samples in each window, without decoding a streamed clip's windows to count them."""
-    return list(windows.lengths) if hasattr(windows, "lengths") else [len(w) for w in windows]
+    return list(windows.lengths) if isinstance(windows, StreamedWindows) else [len(w) for w in windows]
 
 
 def chunk_count(samples: int) -> int:

@@ -262,7 +262,8 @@ def load_engine(cfg):
         print(f"bench.serve: {offline}", file=sys.stderr)
     engine = engine_class(cfg.engine.name)(cfg.engine, cfg.model, device, dtype, cfg.dataset.language)
     engine.load()
-    warm_every_shape(engine, cfg.run.batch_size, cfg.serve.max_audio_seconds, cfg.serve.random_tokens_per_second)
+    say = lambda line: print(f"bench.serve: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    warm_every_shape(engine, cfg.run.batch_size, cfg.serve.max_audio_seconds, cfg.serve.random_tokens_per_second, say)
     return engine
 
 

@@ -12,6 +12,9 @@ clip of three chunks or more: /metrics and /v1/models count those compiles.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from bench.data.audio import SAMPLE_RATE
@@ -50,14 +53,27 @@ def row_buckets(batch_size: int) -> list[int]:
     return sorted({*(2**k for k in range(batch_size.bit_length()) if 2**k < batch_size), batch_size})
 
 
-def warm_every_shape(engine: Engine, batch_size: int, max_audio_seconds: float, tokens_per_second: float) -> int:
-    """Plan and run the serving shapes; the number of batches run."""
+def warm_every_shape(
+    engine: Engine,
+    batch_size: int,
+    max_audio_seconds: float,
+    tokens_per_second: float,
+    say: Callable[[str], None] | None = None,
+) -> int:
+    """Plan and run the serving shapes; the number of batches run. `say` gets a line before the
+    warm-up and after each batch: with a cold compile cache it takes minutes on a CPU, before
+    which /health does not answer."""
+    say = say or (lambda line: None)
     engine.row_buckets = row_buckets(batch_size)
     batches = serving_batches(batch_size, max_audio_seconds)
     engine.plan(batches)
     noise = np.random.default_rng(0).normal(0, 0.01, max(batches[-1])).astype(np.float32)
     runs = batches_to_run(engine, batches)
-    for lengths in runs:
+    say(f"warming up: {len(runs)} batch(es), one per shape the batcher can form, before /health answers")
+    for done, lengths in enumerate(runs, 1):
+        began = time.perf_counter()
         targets = token_targets(engine, lengths, tokens_per_second)
         engine.transcribe([noise[:n] for n in lengths], targets, Clock(engine.device))
+        took, seconds = time.perf_counter() - began, lengths[0] / SAMPLE_RATE
+        say(f"warm-up {done}/{len(runs)}: {len(lengths)} clip(s) of {seconds:g} s in {took:.1f} s")
     return len(runs)
