@@ -186,3 +186,26 @@ def test_long_clips_share_a_batch_only_up_to_the_engines_long_form_rows():
         texts = queued_then_run(batcher, [clip(45, 1), clip(45, 2), clip(1, 3), clip(45, 4)])
         assert texts == ["clip 1", "clip 2", "clip 3", "clip 4"]
     assert started == {None: [[1, 2, 4], [3]], 1: [[1], [2], [3], [4]]}
+
+
+class SettingsSeen(ScriptedEngine):
+    """Records the torch settings its steps run with, on the engine thread."""
+
+    def transcribe_steps(self, audios, targets, clock):
+        self.seen = (torch._dynamo.config.recompile_limit, torch.get_num_threads())
+        return (yield from super().transcribe_steps(audios, targets, clock))
+
+
+def test_the_engine_thread_runs_with_the_compile_settings_and_thread_count_of_the_warm_up():
+    """torch.compile's config overrides and the intra-op thread count are per thread: a plain
+    thread started at the defaults (a recompile limit of 8, past which a served shape ran eager
+    without a word)."""
+    engine, threads = SettingsSeen(), torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        with torch._dynamo.config.patch(recompile_limit=77):  # as an engine's plan raises it
+            batcher = Batcher(engine, batch_size=2, max_wait_s=0.0, max_queue=16, tokens_per_second=3.5)
+        assert queued_then_run(batcher, [clip(2, 1)]) == ["clip 1"]
+        assert engine.seen == (77, 1 if threads > 1 else 2)
+    finally:
+        torch.set_num_threads(threads)

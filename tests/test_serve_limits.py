@@ -432,6 +432,8 @@ def test_stock_voxtral_pauses_inside_generate_after_every_token():
 def test_a_paused_call_abandoned_mid_way_ends_its_thread():
     """A batch whose steps are dropped (the server stopping) must not leave generate blocked on
     its helper thread, holding its memory: it is cancelled at its next pause."""
+    import torch
+
     from bench.engines._paused_call import Cancelled, paused_call
 
     reached = []
@@ -458,3 +460,7 @@ def test_a_paused_call_abandoned_mid_way_ends_its_thread():
     assert reached == [0, 1, "cancelled"]
     assert "bench-paused-call" not in {t.name for t in threading.enumerate()}
     assert run_to_end(paused_call(lambda pause: [pause() for _ in range(3)] and "whole")) == "whole"
+    # the call's thread runs with the caller's compile settings (per thread in torch): at the
+    # default recompile limit, voxtral_stock's generate would run eager past 8 shapes
+    with torch._dynamo.config.patch(recompile_limit=77):
+        assert run_to_end(paused_call(lambda pause: pause() or torch._dynamo.config.recompile_limit)) == 77

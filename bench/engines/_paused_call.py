@@ -19,6 +19,8 @@ from collections.abc import Callable, Generator
 
 import torch
 
+from bench.engines._engine_thread import engine_thread
+
 
 class Cancelled(Exception):
     """Raised inside the call at a pause once its steps were abandoned."""
@@ -42,12 +44,11 @@ class _Handoff:
 def paused_call(call: Callable[[Callable[[], None]], object]) -> Generator[None, None, object]:
     """call(pause) as a generator: each pause() the call makes is a yield, and the generator
     returns what the call returns (or raises what it raises). The call runs on a helper thread
-    with the caller's torch thread count (read per thread) and inference mode."""
+    with the caller's torch thread count, compile settings (_engine_thread) and inference mode."""
     handoff, outcome = _Handoff(), {}
-    threads, inference = torch.get_num_threads(), torch.is_inference_mode_enabled()
+    inference = torch.is_inference_mode_enabled()
 
     def run() -> None:
-        torch.set_num_threads(threads)
         handoff.to_call.acquire()  # the caller's first step
         try:
             with torch.inference_mode(inference):
@@ -58,7 +59,7 @@ def paused_call(call: Callable[[Callable[[], None]], object]) -> Generator[None,
             handoff.done = True
             handoff.to_caller.release()
 
-    helper = threading.Thread(target=run, name="bench-paused-call", daemon=True)
+    helper = engine_thread(run, "bench-paused-call")  # the caller's thread count and compile settings
     helper.start()
     try:
         while True:

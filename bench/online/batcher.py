@@ -24,9 +24,9 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from bench.data.audio import SAMPLE_RATE
+from bench.engines._engine_thread import engine_thread
 from bench.engines.base import Engine, Transcript, chunk_count
 from bench.pipeline.clock import Clock
 
@@ -69,10 +69,8 @@ class Batcher:
         self._new_turn = True  # whose turn is next: a new batch (when one is ready) or a running one
         self._cv = threading.Condition()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="bench-engine", daemon=True)
-        # torch's intra-op thread count is read per thread (OpenMP), and torch.compile guards on it:
-        # the engine thread takes the count the warm-up ran with, or a request meets a recompile
-        self._torch_threads = torch.get_num_threads()
+        # the engine's thread count and compile settings, as its warm-up ran with (_engine_thread)
+        self._thread = engine_thread(self._run, "bench-engine")
 
     def start(self) -> None:
         self._thread.start()
@@ -142,7 +140,6 @@ class Batcher:
                 self._cv.wait(self._queue[0].arrived + self.max_wait_s - time.monotonic() if self._queue else None)
 
     def _run(self) -> None:
-        torch.set_num_threads(self._torch_threads)
         while (turn := self._next_turn()) is not None:
             new, round_ = turn
             for batch in [self._start(new)] if new else round_:
