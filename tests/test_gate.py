@@ -318,6 +318,23 @@ def test_gate_power_counts_the_runs_each_slowdown_fails(tmp_path, capsys):
     assert "The gate catches a slowdown of" in out.read_text()
 
 
+def test_gate_power_pairs_gates_every_run_against_every_other(tmp_path):
+    """--pairs: each ordered pair of runs is one comparison, the first as the baseline. Three runs
+    of the same speed-up and one 20% lower: 12 comparisons, and without a slowdown exactly the 3
+    with the low run as candidate against another fail (as baseline it makes the others faster)."""
+    from bench.analysis.gate_power import main as power_main
+
+    runs = [tmp_path / f"run{seed}" for seed in range(4)]
+    for folder, seed in zip(runs, range(4), strict=True):
+        paired_runs(folder, speedup=2.4 if seed == 3 else 3.0, drift=0.1, seed=seed)
+    out = tmp_path / "power.md"
+    assert power_main(["--pairs", "--ratios-only", "--out", str(out), *map(str, runs)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in out.read_text().splitlines() if line.startswith("| ")}
+    assert "| 0 | 12 | 3 | 0.250 |" in rows["0"] and "| 50 | 12 | 12 | 1.00 |" in rows["50"]
+    assert "with none, it failed 3 of 12." in out.read_text()
+    assert power_main(["--pairs", "--ratios-only", str(runs[0])]) == 2  # one run makes no pair
+
+
 def _load_run(folder, latency: float, seed: int):
     """A bench.load-like folder: 200 answered requests around `latency` seconds (2% noise)."""
     import json

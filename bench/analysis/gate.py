@@ -15,7 +15,8 @@ Two checks, each on the raw per-batch timings kept in every run folder:
 - Same-run ratios (every faster path's speed-up over its stock engine, best measured in turns
   with run.paired_with, the two drawn jointly pass by pass so common drift cancels): a
   regression is a 95% interval of candidate / baseline ratio wholly below 1 - --ratio-threshold.
-  Ratios hold across machines of a kind: a CI runner of other hardware gates them (--ratios-only).
+  A speed-up moves with the machine too (docs/gate.md): measure its baseline on the runner
+  that gates (--ratios-only skips the absolute RTF check and its fingerprint).
 - p90 latency against the baseline, for bench.load runs (bench.analysis.gate_latency).
 
 Runs that compiled or captured while a pass was timed are refused (--allow-compiles to gate
@@ -123,6 +124,14 @@ def _rtf(raw: dict) -> float:
 def write_baseline(
     runs: list[Run], out: Path, pairs: tuple[str, ...] | None = None, allow_compiles: bool = False
 ) -> dict:
+    """baseline_of(runs) written to `out` as JSON."""
+    baseline = baseline_of(runs, pairs, allow_compiles)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(baseline, indent=1) + "\n")
+    return baseline
+
+
+def baseline_of(runs: list[Run], pairs: tuple[str, ...] | None = None, allow_compiles: bool = False) -> dict:
     """A baseline from `runs`; repeated runs of one measurement (same key, or same ratio
     group) are pooled batch by batch into one entry."""
     refuse_compiled(runs, allow_compiles)
@@ -157,7 +166,7 @@ def write_baseline(
                 "denominator": denominator,
             }
         )
-    baseline = {
+    return {
         "hardware": hardware[0],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": runs[0].summary.environment.get("git_commit"),
@@ -175,9 +184,6 @@ def write_baseline(
         "ratios": entries,
         "busy_host": busy_notes([run.summary for run in runs]),  # its runs timed on a busy host, if any
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(baseline, indent=1) + "\n")
-    return baseline
 
 
 def busy_lines(candidate: list[Run], baseline: dict) -> list[str]:
@@ -304,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratio-threshold", type=float, default=0.10, help="allowed loss of a same-run speed-up")
     parser.add_argument("--latency-threshold", type=float, default=0.10, help="allowed p90 latency rise (load runs)")
     parser.add_argument("--ratio", action="append", help="numerator/denominator engines (repeatable)")
-    parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (any hardware)")
+    parser.add_argument("--ratios-only", action="store_true", help="gate same-run ratios only (no hardware check)")
     parser.add_argument("--force", action="store_true", help="compare absolute RTF across hardware anyway")
     parser.add_argument(
         "--allow-compiles", action="store_true", help="gate on runs that compiled or captured while timed"
