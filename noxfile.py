@@ -339,7 +339,7 @@ def gpu_host_rehearsal(session):
 
 # The CI smoke benchmark: patched and stock Voxtral at tiny scale, measured in turns batch by
 # batch (run.paired_with) so the machine's drift cancels in their speed-up, which is what the
-# gate checks. About 80 s on a 2-core CPU.
+# gate checks. About 35 s on a 2-core CPU with a warm compile cache.
 SMOKE_RUN = [
     "engine=voxtral_patched",
     "run.paired_with=[voxtral_stock]",
@@ -386,7 +386,7 @@ def _reference_tree(session) -> str:
 @nox.session(python=False)
 def gate(session):
     """CI smoke gate: the same-run patched/stock speed-up of this tree against GATE_REFERENCE's,
-    both measured here, one smoke run each (nox -s gate, about 3 minutes)."""
+    both measured here, one smoke run each (nox -s gate, about a minute with a warm compile cache)."""
     (reference,) = _smoke(session, "smoke-reference", source=_reference_tree(session))
     baseline = os.path.join(session.create_tmp(), "reference.json")
     _run(session, "-m", "bench.gate", "--write-baseline", reference, "--out", baseline)
@@ -399,7 +399,7 @@ def gate_power(session):
     """The smallest slowdown the CI gate catches in 95% of comparisons on this machine, measured:
     fresh smoke runs of this tree (BENCH_POWER_RUNS, default 12), every ordered pair gated one
     against the other as the gate compares the reference with a change, with every slowdown of
-    bench.gate_power injected into voxtral_patched (about 17 min on 2 cores)."""
+    bench.gate_power injected into voxtral_patched (about 7 min on 2 cores)."""
     runs = _smoke(session, *(f"smoke-power-{i}" for i in range(int(os.environ.get("BENCH_POWER_RUNS", "12")))))
     out = ["--out", CI_POWER] if not session.posargs else []  # the committed table is of the plain smoke run
     _run(session, "-m", "bench.gate_power", "--pairs", "--ratios-only", *out, *runs)

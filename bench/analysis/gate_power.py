@@ -47,9 +47,8 @@ def slowed(runs: list[Run], engines: set[str], slowdown: float) -> list[Run]:
     return out
 
 
-def run_pairs(measurements: list[list[Run]], pairs: tuple[str, ...] | None = None) -> list[tuple[dict, list[Run]]]:
+def run_pairs(baselines: list[dict], measurements: list[list[Run]]) -> list[tuple[dict, list[Run]]]:
     """Every ordered pair of measurements as (baseline of the first, the second)."""
-    baselines = [json.loads(json.dumps(baseline_of(runs, pairs))) for runs in measurements]  # as read from a file
     return [(baselines[i], measurements[j]) for i, j in itertools.permutations(range(len(measurements)), 2)]
 
 
@@ -95,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         measurements = [load_runs([folder]) for folder in args.runs]
+        # each run as a baseline, as read from a file: its speed-ups, and with --pairs its comparisons
+        baselines = [json.loads(json.dumps(baseline_of(runs))) for runs in measurements]
         if args.pairs:
             if len(measurements) < 2:
                 raise BenchError("--pairs needs at least two runs")
-            comparisons = run_pairs(measurements)
+            comparisons = run_pairs(baselines, measurements)
         else:
             comparisons = [(json.loads(args.baseline.read_text()), runs) for runs in measurements]
         table = power_table(
@@ -118,9 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if smallest is not None
         else f"No slowdown up to {table['slowdown %'].max()}% is caught in 95% of comparisons"
     ) + (f"; with none, it failed {false_alarms} of {len(comparisons)}." if false_alarms is not None else ".")
-    speedups = sorted(
-        entry["ratio"] for runs in measurements for entry in baseline_of(runs, default_ratios())["ratios"]
-    )
+    speedups = sorted(entry["ratio"] for baseline in baselines for entry in baseline["ratios"])
     spread = (
         f" Their speed-ups ({len(speedups)}, one per run and ratio) run from {speedups[0]:.3g} to {speedups[-1]:.3g}, "
         f"median {statistics.median(speedups):.3g}."
