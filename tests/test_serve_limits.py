@@ -167,6 +167,30 @@ def test_a_header_that_claims_more_audio_than_decodes_is_refused():
     assert kept.status_code == 200
 
 
+def test_voxtral_compile_refuses_a_clip_over_its_static_cache_before_queueing_it():
+    """voxtral_compile decodes every batch in one static cache sized at start-up (2 chunks: the
+    warm-up's 31 s clips); a longer clip was queued, failed inside the engine and got a 500
+    ("needs 20 chunks of 30 s"). It is refused with 413 and the reason, the engine never called,
+    and /v1/models says the longest clip served."""
+    from conftest import tiny_engine
+
+    from bench.online.warmup import serving_batches
+
+    engine = tiny_engine("voxtral_compile")
+    engine.plan(serving_batches(4, 1800))  # as the warm-up plans it (its compile is not needed here)
+    ran = []
+    engine.transcribe_steps = lambda *args: ran.append(args)
+    cfg = compose(["engine=voxtral_compile", "model=voxtral_mini_3b", "model.weights=random", "model.scale=tiny",
+                   "device=cpu", "run.batch_size=4", "serve.max_audio_seconds=1800"])  # fmt: skip
+    with TestClient(server.create_app(engine, cfg, {"hardware": "test"})) as client:
+        longest = client.get("/v1/models").json()["data"][0]["bench"]["max_audio_seconds"]
+        refused = client.post(ROUTE, files={"file": ("a.wav", encoded(noise(61)), "audio/wav")})
+    assert longest == 60
+    assert refused.status_code == 413 and not ran
+    message = refused.json()["error"]["message"]
+    assert message.startswith("the audio lasts 61.0 s, over the 60 s allowed (voxtral_compile decodes every batch")
+
+
 # -- slow clients ----------------------------------------------------------------------------------
 def test_half_sent_headers_get_408_and_the_connection_closed():
     app, _ = scripted_app()
@@ -413,20 +437,65 @@ def test_a_long_voxtral_clip_pauses_after_every_unit_of_work_and_keeps_its_token
     assert len(taken["short"]) == 1 and taken["short"][0] >= 3 + 8  # a batch of short clips: one unit
 
 
-def test_stock_voxtral_pauses_inside_generate_after_every_token():
+def test_stock_voxtral_pauses_inside_generate_after_every_layer_of_its_first_token_and_every_token():
     """voxtral_stock decodes through transformers' generate, which bench cannot step; it runs on
-    a helper thread that hands control back after each token (bench.engines._paused_call), so
-    each step of a long batch is one language-model call, and the batches run between keep
-    their tokens."""
+    a helper thread that hands control back after each token (bench.engines._paused_call). Its
+    first token was one step: the audio encoder over every chunk and the prefill of the whole
+    prompt (with the processor's features, 5.04 s for a 29-minute clip on the 2-core CPU). Now
+    it pauses after each layer of both (2 each at tiny scale), so each step of a long batch is
+    one layer's work or one token's, and the batches run between keep their tokens."""
     from conftest import tiny_engine
 
     engine = tiny_engine("voxtral_stock")
     calls = [0]
-    engine.model.model.language_model.register_forward_hook(lambda *args: calls.__setitem__(0, calls[0] + 1))
+
+    def count(module, args, output) -> None:
+        calls[0] += 1
+
+    inner = engine.model.model
+    for layer in inner.audio_tower.layers:
+        layer.register_forward_hook(count)  # every chunk of the batch through one layer
+    for layer in inner.language_model.layers:  # the prefill's layers, each over the whole prompt
+        layer.register_forward_hook(
+            lambda module, args, output: count(module, args, output) if args[0].shape[1] > 1 else None
+        )
+    inner.language_model.register_forward_hook(  # a decode step: one position through every layer
+        lambda module, args, output: count(module, args, output) if output.last_hidden_state.shape[1] == 1 else None
+    )
     alone, together, taken = _alone_and_in_turns(engine, lambda clock: calls[0])
     assert together == alone
-    assert max(taken["long"]) == 1 and sum(taken["long"]) >= 40  # the prefill, then each token
-    assert len(taken["short"]) == 1 and taken["short"][0] >= 8
+    assert max(taken["long"]) == 1  # a whole first token would be 4 units: 2 encoder layers, 2 prefill
+    assert sum(taken["long"]) >= 2 + 2 + 39  # then each token after the prefill's
+    assert len(taken["short"]) == 1 and taken["short"][0] >= 2 + 2 + 7  # short clips: one unit
+
+
+def test_stock_voxtral_computes_a_long_clips_features_beside_other_batches():
+    """The processor's work for a long clip (host only: 4 s for 29 minutes on this CPU) runs on
+    a thread of its own (bench.engines._paused_call.beside): the engine thread steps other
+    batches meanwhile. Here the long clip's processor is held until a short batch has run on
+    the engine thread; were the processor on the engine thread, its first step would never return."""
+    from conftest import tiny_engine
+
+    from bench.engines.voxtral_stock import VoxtralStock
+
+    engine = tiny_engine("voxtral_stock")
+    long_clip, short_clip = noise(45, 1), noise(3, 3)
+    alone = [t.tokens for t in engine.transcribe([long_clip], [12], Clock(engine.device))]
+    released, prepared_on = threading.Event(), []
+
+    def held_prepare(audios):
+        if len(audios[0]) > 30 * 16_000:
+            prepared_on.append(threading.current_thread().name)
+            assert released.wait(60), "the short batch never ran while the long clip's features were held"
+        return VoxtralStock.prepare(engine, audios)
+
+    engine.prepare = held_prepare
+    steps = engine.transcribe_steps([long_clip], [12], Clock(engine.device))
+    next(steps)  # the processor has begun on its own thread; the step returns
+    short = engine.transcribe([short_clip], [8], Clock(engine.device))
+    released.set()
+    assert [t.tokens for t in run_to_end(steps)] == alone
+    assert prepared_on == ["bench-beside"] and len(short[0].tokens) == 8
 
 
 def test_a_paused_call_abandoned_mid_way_ends_its_thread():

@@ -10,12 +10,18 @@ device is ordered as if one thread ran it all.
 
 A step abandoned (the generator closed before the call ends) cancels the call at its next
 pause, so the helper thread and what it holds never outlive the batch.
+
+`generate` calls its criteria only between tokens, so its first token (the audio encoder over
+every chunk and the prefill of the whole prompt: seconds for half an hour of audio) would be
+one step; pause_after_layers adds a pause after each layer of a stack while the call runs.
+Host work that touches no device (a processor turning a clip into features) needs no turn at
+all: beside() runs it on a thread of its own while the caller's thread runs other batches.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 
 import torch
 
@@ -89,3 +95,41 @@ def pause_each_token(pause: Callable[[], None]):
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return PauseEachToken()
+
+
+def pause_after_layers(layers: Iterable[torch.nn.Module], pause: Callable[[], None], when=None) -> list:
+    """Forward hooks that pause (see paused_call) after each of these layers runs on this thread,
+    when(its input) says so (always, without when): other threads' calls through the same layers,
+    batches run in a pause among them, pass straight on. The hooks' handles: remove them when
+    the call ends. They change nothing the layers compute."""
+    owner = threading.get_ident()
+
+    def hook(module, args, output) -> None:
+        if threading.get_ident() == owner and (when is None or when(args[0])):
+            pause()
+
+    return [layer.register_forward_hook(hook) for layer in layers]
+
+
+def beside(call: Callable[[], object], poll_s: float = 0.02) -> Generator[None, None, object]:
+    """call() as steps, run on a thread of its own (the caller's torch thread count and compile
+    settings) while the caller's thread takes other turns: each step waits up to poll_s for it,
+    so a batch started meanwhile waits at most that. For host work only: what it queued on a
+    device would not be ordered with the caller's. Steps abandoned leave the work to end on its
+    own thread, its result dropped."""
+    finished, outcome = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as err:  # noqa: BLE001 - raised again on the caller's thread
+            outcome["error"] = err
+        finally:
+            finished.set()
+
+    engine_thread(run, "bench-beside").start()
+    while not finished.wait(poll_s):
+        yield
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -216,6 +216,11 @@ class Engine(ABC):
         the run (pad to the largest, size a cache for the longest). Most engines need nothing."""
         return None
 
+    def longest_clip(self) -> tuple[float, str] | None:
+        """The longest clip in seconds this engine can take once planned, and why (None: any).
+        bench.serve refuses a longer one with 413 before it is queued."""
+        return None
+
     def padded_rows(self, planned: int, rows: int) -> int:
         """The rows a batch of `rows` clips runs as (see row_buckets), `planned` the plan's most."""
         if self.row_buckets is None:

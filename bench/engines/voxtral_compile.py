@@ -65,6 +65,14 @@ class VoxtralCompile(CompiledGenerate, VoxtralStock):
             )
         return self.padded(audios), len(audios)
 
+    def longest_clip(self) -> tuple[float, str] | None:
+        if self.chunks is None:
+            return None
+        return self.chunks * vox.CHUNK_SAMPLES / vox.SAMPLE_RATE, (
+            f"voxtral_compile decodes every batch in one static cache of {self.chunks} chunks of 30 s "
+            "(engine.max_chunks raises it; each batch then reads all of it)"
+        )
+
     @property
     def max_cache_len(self) -> int | None:
         return None if self.chunks is None else vox.static_cache_len(self.chunks, self.engine_cfg.max_new_tokens)

@@ -18,7 +18,7 @@ import torch
 from bench.config import EngineConfig
 from bench.engines import _voxtral as vox
 from bench.engines._fast.lengths import generated_lengths, length_matching_processor
-from bench.engines._paused_call import pause_each_token, paused_call
+from bench.engines._paused_call import beside, pause_after_layers, pause_each_token, paused_call
 from bench.engines.base import Transcript
 from bench.pipeline.clock import Clock
 
@@ -87,19 +87,37 @@ class VoxtralStock(vox.VoxtralEngine):
         return self._transcribe(audios, target_tokens, clock, pause=None)
 
     def transcribe_steps(self, audios: list[np.ndarray], target_tokens: list[int] | None, clock: Clock):
-        """A batch holding a clip over 30 s pauses after every token generate makes (its
-        transcript is one sequence, however long), generate running on a helper thread
-        (bench.engines._paused_call); a batch of short clips is one unit, as for Whisper."""
+        """A batch holding a clip over 30 s is run as steps: the processor's work (host only) on a
+        thread of its own while other batches run, then generate on a helper thread
+        (bench.engines._paused_call) that pauses after each layer of the audio encoder and of the
+        prefill, and after every token (a transcript is one sequence, however long). A batch of
+        short clips is one unit, as for Whisper."""
         if not self.PAUSES_IN_GENERATE or all(vox.n_chunks(a) == 1 for a in audios):
             return (yield from super().transcribe_steps(audios, target_tokens, clock))
-        return (yield from paused_call(lambda pause: self._transcribe(audios, target_tokens, clock, pause)))
+        with clock.phase("features"):
+            inputs = yield from beside(lambda: self.prepare(audios))
+        return (yield from paused_call(lambda pause: self._transcribe(audios, target_tokens, clock, pause, inputs)))
+
+    def _pauses_in_first_token(self, pause) -> list:
+        """Pauses after each audio encoder layer (every chunk of the batch through it) and each
+        language-model layer of the prefill (the whole prompt through it): the first token's work,
+        seconds for half an hour of audio, in as many steps as the two stacks have layers."""
+        inner = self.model.model
+        encoder = pause_after_layers(inner.audio_tower.layers, pause)
+        prefill = pause_after_layers(inner.language_model.layers, pause, when=lambda hidden: hidden.shape[1] > 1)
+        return encoder + prefill
 
     @torch.inference_mode()
-    def _transcribe(self, audios, target_tokens: list[int] | None, clock: Clock, pause) -> list[Transcript]:
+    def _transcribe(
+        self, audios, target_tokens: list[int] | None, clock: Clock, pause, inputs=None
+    ) -> list[Transcript]:
+        """inputs: the processor's, when prepared already (transcribe_steps, where pad_batch pads
+        nothing: voxtral_compile does not pause)."""
         budget = vox.token_budget(self.engine_cfg.max_new_tokens, audios, target_tokens)
         audios, rows = self.pad_batch(list(audios))
-        with clock.phase("features"):
-            inputs = self.prepare(audios)
+        if inputs is None:
+            with clock.phase("features"):
+                inputs = self.prepare(audios)
         with clock.phase("h2d"):
             inputs = inputs.to(self.device)
             inputs["input_features"] = inputs["input_features"].to(self.dtype)
@@ -109,7 +127,9 @@ class VoxtralStock(vox.VoxtralEngine):
             padded_targets = target_tokens + [target_tokens[-1]] * (len(audios) - rows)
             processors.append(length_matching_processor(padded_targets, prompt_length, vox.EOS, self.device))
         self._clock, self._seen_prefill = clock, False
-        criteria = [pause_each_token(self._keeping_phase_marks(pause))] if pause else None
+        if pause:
+            pause = self._keeping_phase_marks(pause)
+        criteria, hooks = ([pause_each_token(pause)], self._pauses_in_first_token(pause)) if pause else (None, [])
         try:
             with clock.phase("generate") if not self.phase_hooks else _nothing():
                 out = self.model.generate(
@@ -124,6 +144,8 @@ class VoxtralStock(vox.VoxtralEngine):
             clock.end("decode")
         finally:
             self._clock = None
+            for hook in hooks:
+                hook.remove()
         clock.count("decode_steps", max(0, out.shape[1] - prompt_length - 1))  # after the prefill's token
         with clock.phase("detokenise"):
             new_tokens = out[:rows, prompt_length:]

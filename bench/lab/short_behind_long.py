@@ -7,7 +7,11 @@ clip (noise, silence, a silent FLAC of 29 minutes) sends it, waits until its bat
 (the server's batch count), sends a 2 s clip, and times that short request; then the long
 clip's own answer, the graphs the server compiled meanwhile (a wait that holds a compile is
 not the engine's step), and the server's peak resident memory so far (Linux's VmHWM: a case
-that holds more than the ones before raises it). It prints one table (docs/serving.md quotes it):
+that holds more than the ones before raises it). With --keep-sending S, short requests go on
+being sent one after another for S seconds from the first: their longest wait is the wait
+behind the long clip's longest step in that span, wherever it falls (the first short request
+meets only its first steps; a long clip's heavy steps, its encoder and prefill, come early).
+It prints one table (docs/serving.md quotes it):
 
     python -m bench.lab.short_behind_long --serve "engine=whisper_patched model=whisper_tiny_en run.batch_size=4"
 """
@@ -53,9 +57,11 @@ def batches_begun(metrics: str) -> float:
     return metric(metrics, "bench_batch_size_count")
 
 
-async def one_case(url: str, long_clip: bytes, short_clip: bytes) -> tuple[float, float, int]:
-    """The short request's wait, the long clip's answer time, and the graphs the server
-    compiled meanwhile (a long clip of a new length meets a compile on some engines)."""
+async def one_case(url: str, long_clip: bytes, short_clip: bytes, keep_sending: float = 0.0):
+    """The short request's wait, the long clip's answer time, the graphs the server compiled
+    meanwhile (a long clip of a new length meets a compile on some engines), and with
+    keep_sending (seconds) the waits of the short requests sent one after another after the
+    first for that long, while the long clip was not yet answered."""
     import httpx
 
     async with httpx.AsyncClient(timeout=3600) as client:
@@ -68,12 +74,16 @@ async def one_case(url: str, long_clip: bytes, short_clip: bytes) -> tuple[float
             await asyncio.sleep(0.02)
         sent = time.perf_counter()
         short = await post(short_clip)
-        waited = time.perf_counter() - sent
+        waited, later, first_sent = time.perf_counter() - sent, [], sent
+        while time.perf_counter() < first_sent + keep_sending and not long_request.done():
+            sent = time.perf_counter()
+            assert (await post(short_clip)).status_code == 200
+            later.append(time.perf_counter() - sent)
         answered = await long_request
         assert short.status_code == 200 and answered.status_code == 200, (short.text, answered.text)
         answered_s = time.perf_counter() - began
         compiled = metric((await client.get(f"{url}/metrics")).text, "bench_compiles_after_startup") - compiled
-        return waited, answered_s, int(compiled)
+        return waited, answered_s, int(compiled), later
 
 
 def whisper_faster_path() -> str:
@@ -99,26 +109,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lab.short_behind_long", description=__doc__.split("\n")[0])
     default = f"engine={whisper_faster_path()} model=whisper_tiny_en run.batch_size=4 serve.max_queue=32"
     parser.add_argument("--serve", default=default, help="bench.serve's settings (default: Whisper's faster path)")
+    parser.add_argument(
+        "--keep-sending",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="send short requests one after another for S seconds from the first (while the long clip runs)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     short_clip = clip(2, "noise", seed=1)
     rows = []
     with started(args.serve) as (url, process):
         pid = process.pid
-        alone, _, compiled = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # behind a short one
-        rows.append(("2 s of noise (a short clip)", 2, alone, None, compiled, peak_gb(pid)))
+        alone, _, compiled, _ = asyncio.run(one_case(url, clip(2, "noise", seed=2), short_clip))  # behind a short one
+        rows.append(("2 s of noise (a short clip)", 2, alone, None, compiled, peak_gb(pid), []))
         for name, (seconds, kind) in CASES.items():
-            waited, long_s, compiled = asyncio.run(one_case(url, clip(seconds, kind), short_clip))
-            rows.append((name, seconds, waited, long_s, compiled, peak_gb(pid)))
-    print(f"bench.serve {args.serve}: a 2 s request sent once the long clip's batch had begun")
+            waited, long_s, compiled, later = asyncio.run(
+                one_case(url, clip(seconds, kind), short_clip, args.keep_sending)
+            )
+            rows.append((name, seconds, waited, long_s, compiled, peak_gb(pid), later))
+    sending = f", then 2 s requests one after another for {args.keep_sending:g} s" if args.keep_sending else ""
+    print(f"bench.serve {args.serve}: a 2 s request sent once the long clip's batch had begun{sending}")
     print()
     columns = ["long clip", "seconds", "the short request's wait, s", "the long clip's answer, s",
                "graphs compiled meanwhile", "server's peak memory so far, GiB"]  # fmt: skip
+    if args.keep_sending:
+        columns += ["short requests after it", "their median wait, s", "their longest wait, s"]
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
-    for name, seconds, waited, long_s, compiled, peak in rows:
+    for name, seconds, waited, long_s, compiled, peak, later in rows:
         answer = "" if long_s is None else f"{long_s:.1f}"
         memory = "n/a" if peak is None else f"{peak:.2f}"
-        print(f"| {name} | {seconds} | {waited:.2f} | {answer} | {compiled} | {memory} |")
+        cells = [name, seconds, f"{waited:.2f}", answer, compiled, memory]
+        if args.keep_sending:
+            cells += [len(later), *(["", ""] if not later else [f"{np.median(later):.2f}", f"{max(later):.2f}"])]
+        print("| " + " | ".join(map(str, cells)) + " |")
     return 0
 
 

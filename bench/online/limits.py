@@ -6,6 +6,8 @@
 - Time: a request's headers must be in within serve.header_timeout_s of the connection's
   opening (uvicorn waits for them forever), its body within serve.body_timeout_s of the
   headers; past either, the client gets 408 and the connection is closed.
+- Length: a clip over serve.max_audio_seconds, or over what the warm engine takes (longest_served),
+  is refused with 413 before it is queued.
 - Echoes: an error quotes at most QUOTED characters of what it refuses.
 - A client that hangs up while its request waits: the server hears it (ASGI's disconnect) and
   drops the request from the queue, or from its answer if its batch already runs.
@@ -22,6 +24,16 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 FIELD_BYTES = 64 * 1024  # a form field that is not the file
 FORM_OVERHEAD = 64 * 1024  # a form's boundaries and part headers besides its file and fields
 QUOTED = 40  # characters of a refused value an error quotes
+
+
+def longest_served(cfg, engine) -> tuple[float, str]:
+    """The longest clip served and what sets it: serve.max_audio_seconds, or less where the warm
+    engine takes no longer one (voxtral_compile's one static cache), refused before it is queued
+    rather than failed inside the engine."""
+    limit = engine.longest_clip()
+    if limit and limit[0] < cfg.serve.max_audio_seconds:
+        return limit
+    return cfg.serve.max_audio_seconds, "serve.max_audio_seconds"
 
 
 class BodyTooLarge(Exception):

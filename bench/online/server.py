@@ -45,6 +45,7 @@ from bench.online.limits import (
     LimitedBody,
     TimedHeaders,
     client_gone,
+    longest_served,
     quoted,
 )
 from bench.online.metrics import ServerMetrics
@@ -112,7 +113,7 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
     async def models():
         bench = {"engine": cfg.engine.name, "weights": cfg.model.weights, "scale": cfg.model.scale,
                  "batch_size": cfg.run.batch_size, "max_wait_ms": serve.max_wait_ms,
-                 "max_audio_seconds": serve.max_audio_seconds, "dtype": str(engine.dtype),
+                 "max_audio_seconds": request.max_seconds, "dtype": str(engine.dtype),
                  "compiles_after_startup": compiles(), "graph_captures_after_startup": captures(),
                  "hardware": environment.get("hardware"), "environment": environment}  # fmt: skip
         card = {"id": cfg.model.name, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "bench": bench}
@@ -140,6 +141,7 @@ class _Requests:
         self.served, self.aliases = served, aliases
         self.limit = int(cfg.serve.max_upload_mb * 2**20)
         self.keep_up_to = 30 * SAMPLE_RATE if batcher.engine.windows_long_clips else None  # samples held decoded
+        self.max_seconds, self.too_long = longest_served(cfg, batcher.engine)
 
     def too_big(self) -> JSONResponse:
         return _error(413, f"the upload is over {self.serve.max_upload_mb:g} MB (serve.max_upload_mb)")
@@ -191,9 +193,9 @@ class _Requests:
             return _error(400, f"response_format {quoted(response_format)}: use json or text")
         stream = str(form.get("stream") or "false").lower() == "true"
         try:  # a long clip, for an engine that reads it a window at a time: its bytes (streamed_audio)
-            audio, problem = await run_in_threadpool(checked, data, serve.max_audio_seconds, self.keep_up_to)
+            audio, problem = await run_in_threadpool(checked, data, self.max_seconds, self.keep_up_to)
         except AudioTooLong as err:
-            return _error(413, f"{err} (serve.max_audio_seconds)")
+            return _error(413, f"{err} ({self.too_long})")
         except Exception as err:  # noqa: BLE001 - whatever soundfile makes of the bytes
             return _error(400, f"could not decode the audio: {decode_error(err)}")
         if problem:
@@ -264,6 +266,8 @@ def load_engine(cfg):
     engine.load()
     say = lambda line: print(f"bench.serve: {line}", file=sys.stderr, flush=True)  # noqa: E731
     warm_every_shape(engine, cfg.run.batch_size, cfg.serve.max_audio_seconds, cfg.serve.random_tokens_per_second, say)
+    if (longest := longest_served(cfg, engine))[1] != "serve.max_audio_seconds":
+        say(f"clips over {longest[0]:g} s are refused (413): {longest[1]}")
     return engine
 
 
