@@ -157,8 +157,12 @@ class FastDecoder:
             state.held = False
 
     def _resume(self, state: ShapeState, cache_len: int, cache) -> None:
-        """This batch's shape, and its cache, back in use after a pause."""
+        """This batch's shape, and its cache, back in use after a pause, its attention reading the
+        whole cache: a batch run in the pause left the window at its own last step's (a prefill
+        piece then read that many slots: bench.serve answered a long clip 500), and a decode
+        step sets its own."""
         self.state, self.cache_len = state, cache_len
+        self.window.size = None
         if cache is not None:
             self.cache_in_use = cache
 
