@@ -45,6 +45,9 @@ class ScriptedEngine:
     def graph_captures(self):
         return 0
 
+    def uncompiled_decodes(self):
+        return 0
+
     def longest_clip(self):
         return None  # any length (bench.serve's serve.max_audio_seconds decides)
 

@@ -246,6 +246,32 @@ def test_the_load_table_is_written_again_from_its_run_folders_and_quoted_in_the_
     assert {"16.9", "20.7", "0.656", "10.3", "0.0469", "30.9"} <= figures <= _numbers(table)
 
 
+def test_the_load_table_shows_uncompiled_decodes_where_a_server_counted_them(tmp_path):
+    """Runs of a bench.serve that counts decodes at shapes its warm-up did not make get a column of
+    them, n/a for a level whose server did not say; the committed runs, from before it counted
+    them, get none (above)."""
+    import json
+
+    from bench.online.load_folder import load_table
+
+    folders = []
+    for level, uncompiled in ((1, 0), (4, 2), (16, None)):
+        folder = tmp_path / f"c{level}"
+        shutil.copytree(REPO_DIR / ONLINE / f"c{level}", folder)
+        if uncompiled is not None:
+            summary = json.loads((folder / "summary.json").read_text())
+            summary["online"]["uncompiled_decodes_after_startup"] = uncompiled
+            (folder / "summary.json").write_text(json.dumps(summary))
+        folders.append(folder)
+    server = load_table(folders).split("What the server did")[1]
+    assert (
+        "| concurrency | batches by size | compiles after start-up | graph captures after start-up | "
+        "uncompiled decodes after start-up |" in server
+    )
+    assert "| 1 | 1: 64 | 0 | 0 | 0 |" in server and "| 4 | 1: 24, 2: 2, 3: 12 | 0 | 0 | 2 |" in server
+    assert "| 16 | 1: 13, 2: 1, 4: 1, 5: 1, 8: 5 | 0 | 0 | n/a |" in server
+
+
 LADDER = Path("results/real_weights/cpu_ladder")
 
 

@@ -106,6 +106,7 @@ def test_load_at_concurrency_1_4_16_matches_the_offline_engine(patched_server, o
         sizes = {int(k): n for k, n in online["batch_sizes"].items()}
         assert sum(size * n for size, n in sizes.items()) == 16 and max(sizes) <= min(level, 4)
         assert online["compiles_after_startup"] == 0 and online["graph_captures_after_startup"] == 0
+        assert online["uncompiled_decodes_after_startup"] == 0  # every shape met was warmed: none ran slower
         # throughput: wall time over answered audio, its rows summing to the wall time
         batches = pd.read_parquet(folder / "batches.parquet")
         assert batches.audio_s.sum() == pytest.approx(rows.duration_s.sum())

@@ -284,7 +284,7 @@ def test_the_wait_benchmark_reads_the_batches_a_server_has_begun():
     from bench.lab.short_behind_long import batches_begun
     from bench.online.metrics import ServerMetrics
 
-    metrics = ServerMetrics(4, lambda: 0, lambda: 0, lambda: 0)
+    metrics = ServerMetrics(4, lambda: 0, lambda: 0, lambda: 0, lambda: 0)
     assert batches_begun(metrics.text().decode()) == 0
     for size in (1, 3, 4):
         metrics.batch_size.observe(size)

@@ -12,7 +12,7 @@ class RowBucketedEngine:
     length_matched, device, row_buckets = False, torch.device("cpu"), None
 
     def __init__(self):
-        self.ran = []
+        self.ran, self.warm_after = [], None  # warm_after: batches run when told to compile no more
 
     def plan(self, batches):
         self.planned = batches
@@ -22,7 +22,11 @@ class RowBucketedEngine:
         return rows, 1 + lengths[0] // (30 * 16_000)
 
     def transcribe(self, audio, targets, clock):
+        assert self.warm_after is None, "a batch of the warm-up ran after it said it was done"
         self.ran.append([len(clip) for clip in audio])
+
+    def warm_shapes_only(self):
+        self.warm_after = len(self.ran)
 
 
 def test_the_warm_up_runs_one_batch_per_shape_and_says_each():
@@ -32,6 +36,7 @@ def test_the_warm_up_runs_one_batch_per_shape_and_says_each():
     one, long = 16_000, 31 * 16_000
     assert engine.ran == [[one], [one] * 2, [one] * 3, [long], [long] * 2, [long] * 3]
     assert ran == 6 and len(lines) == 7
+    assert engine.warm_after == 6  # compiles stop once every shape is made, not before
     assert lines[0].startswith("warming up: 6 batch(es)")
     assert lines[1].startswith("warm-up 1/6: 1 clip(s) of 1 s in ")
     assert lines[6].startswith("warm-up 6/6: 3 clip(s) of 31 s in ")

@@ -221,6 +221,16 @@ class Engine(ABC):
         bench.serve refuses a longer one with 413 before it is queued."""
         return None
 
+    def warm_shapes_only(self) -> None:
+        """From now on compile and capture nothing: a batch at a shape not made so far runs
+        uncompiled (bench.serve after its warm-up, where a request would wait for the compile).
+        Only an engine that compiles per shape has anything to do."""
+        return None
+
+    def uncompiled_decodes(self) -> int:
+        """Decodes run uncompiled since warm_shapes_only, at shapes the warm-up did not make."""
+        return 0
+
     def padded_rows(self, planned: int, rows: int) -> int:
         """The rows a batch of `rows` clips runs as (see row_buckets), `planned` the plan's most."""
         if self.row_buckets is None:

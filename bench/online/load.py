@@ -34,7 +34,7 @@ import soundfile as sf
 from bench.data.audio import SAMPLE_RATE
 from bench.errors import BenchError
 from bench.online.load_folder import LEVEL_FILE, load_table, read_records, write_level
-from bench.online.metrics import COMPILES, GRAPH_CAPTURES, batch_sizes, gauge, samples
+from bench.online.metrics import COMPILES, GRAPH_CAPTURES, UNCOMPILED, batch_sizes, gauge, samples
 
 CLIENT_GAVE_UP = 499  # a request this client timed out on (--timeout), as bench.serve counts a client that left
 
@@ -114,11 +114,14 @@ def scrape(base_url: str) -> dict | None:
 
 def server_metrics(before: dict | None, after: dict | None) -> dict:
     """What the server says it did during a session: the batch sizes it formed, and its
-    compiles (and CUDA graph captures) since start-up; None where it does not say."""
+    compiles (and CUDA graph captures) since start-up, and the decodes it ran uncompiled at a shape
+    its warm-up did not make; None where it does not say."""
     if before is None or after is None:
-        return {"batch_sizes": None, "compiles_after_startup": None, "graph_captures_after_startup": None}
+        return {"batch_sizes": None, "compiles_after_startup": None, "graph_captures_after_startup": None,
+                "uncompiled_decodes_after_startup": None}  # fmt: skip
     return {"batch_sizes": batch_sizes(before, after), "compiles_after_startup": gauge(after, COMPILES),
-            "graph_captures_after_startup": gauge(after, GRAPH_CAPTURES)}  # fmt: skip
+            "graph_captures_after_startup": gauge(after, GRAPH_CAPTURES),
+            "uncompiled_decodes_after_startup": gauge(after, UNCOMPILED)}  # fmt: skip
 
 
 async def run_level(url, model, clips, level: int, args, folder: Path, done: set[int]) -> None:

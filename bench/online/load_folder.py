@@ -50,7 +50,7 @@ def read_records(folder: Path) -> list[dict]:
 
 def read_server_metrics(folder: Path) -> dict:
     """What the server's /metrics said of the level, over its sessions: the batches it formed
-    by size (summed), its compiles and graph captures after start-up (the last session's count:
+    by size (summed), its compiles, graph captures and uncompiled decodes after start-up (the last session's count:
     a server's counts since its own start). None where a session's server did not say."""
     said = [line["server_metrics"] for line in _lines(folder) if "server_metrics" in line]
     sizes = [s["batch_sizes"] for s in said]
@@ -63,7 +63,8 @@ def read_server_metrics(folder: Path) -> dict:
         total = dict(sorted(total.items()))
     last = said[-1] if said else {}
     return {"batch_sizes": total, "compiles_after_startup": last.get("compiles_after_startup"),
-            "graph_captures_after_startup": last.get("graph_captures_after_startup")}  # fmt: skip
+            "graph_captures_after_startup": last.get("graph_captures_after_startup"),
+            "uncompiled_decodes_after_startup": last.get("uncompiled_decodes_after_startup")}  # fmt: skip
 
 
 def ttft_note(ttft_count: int, answered: int, streamed: bool) -> str | None:
@@ -205,9 +206,11 @@ def load_table(folders: list[Path]) -> str:
             row[f"goodput (<= {good['slo_s']:g} s)"] = good["share"]
             row["goodput 95% CI"] = _interval(good["ci"])
         out.append(row | {"WER": s.wer})
-        server.append({"concurrency": s.batch_size, "batches by size": _sizes(o.get("batch_sizes")),
-                       "compiles after start-up": _or_na(o.get("compiles_after_startup")),
-                       "graph captures after start-up": _or_na(o.get("graph_captures_after_startup"))})  # fmt: skip
+        server.append({"concurrency": s.batch_size, "batches by size": _sizes(o.get("batch_sizes"))}
+                      | {f"{what} after start-up": _or_na(o.get(f"{what.replace(' ', '_')}_after_startup"))
+                         for what in ("compiles", "graph captures")}
+                      # a bench.serve from before 2026-12-07 does not count them: no column for none
+                      | {"uncompiled decodes after start-up": o.get("uncompiled_decodes_after_startup")})  # fmt: skip
         if o.get("ttft_note"):
             notes.setdefault(("TTFT", o["ttft_note"]), []).append(str(s.batch_size))
         if o.get("batch_sizes") is None:
@@ -218,7 +221,7 @@ def load_table(folders: list[Path]) -> str:
     by = _measured_by([Summary.read(f) for f in folders])
     lines = [f"Server hardware: {first.hardware}; measured by {by}.\n", markdown(pd.DataFrame(out))]
     lines += ["What the server did (its /metrics before and after each level: batches it ran, by clips per batch):\n",
-              markdown(pd.DataFrame(server))]  # fmt: skip
+              markdown(pd.DataFrame(_said_by_some(server, "uncompiled decodes after start-up")))]  # fmt: skip
     lines += [f"{what} at concurrency {', '.join(levels)}: {note}.\n" for (what, note), levels in notes.items()]
     return title + "\n".join(lines)
 
@@ -246,6 +249,13 @@ def _sizes(counts: dict | None) -> str:
     if counts is None:
         return "n/a"
     return ", ".join(f"{size}: {n}" for size, n in sorted((int(k), v) for k, v in counts.items())) or "none"
+
+
+def _said_by_some(rows: list[dict], column: str) -> list[dict]:
+    """The rows with `column` n/a where a level's server did not say it, or without it where none did."""
+    if all(row[column] is None for row in rows):
+        return [{k: v for k, v in row.items() if k != column} for row in rows]
+    return [row | {column: _or_na(row[column])} for row in rows]
 
 
 def _or_na(value):

@@ -1,6 +1,7 @@
 """bench.serve's /metrics (Prometheus' text format, through prometheus_client) and what
 bench.load reads back from it: the batch sizes the server formed during a level, and the
-compiles it made after start-up.
+compiles it made after start-up (none, where the engine runs a shape the warm-up did not
+make uncompiled: bench_uncompiled_decodes_after_startup counts those).
 
 Each app has a registry of its own (not prometheus_client's global one), so two servers in one
 process (the tests) count apart.
@@ -17,11 +18,12 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 BATCH_SIZE = "bench_batch_size"
 COMPILES = "bench_compiles_after_startup"
 GRAPH_CAPTURES = "bench_graph_captures_after_startup"
+UNCOMPILED = "bench_uncompiled_decodes_after_startup"
 
 
 class ServerMetrics:
     def __init__(self, batch_size: int, pending: Callable[[], int], compiles: Callable[[], int],
-                 graph_captures: Callable[[], int]):  # fmt: skip
+                 graph_captures: Callable[[], int], uncompiled: Callable[[], int]):  # fmt: skip
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("bench_requests", "Transcription requests answered, by HTTP status", ["status"],
                                 registry=registry)  # fmt: skip
@@ -38,6 +40,10 @@ class ServerMetrics:
         self.compiles.set_function(compiles)
         self.graph_captures = Gauge(GRAPH_CAPTURES, "CUDA graphs captured after the warm-up", registry=registry)
         self.graph_captures.set_function(graph_captures)
+        self.uncompiled = Gauge(UNCOMPILED, "Decodes run uncompiled after the warm-up, at a shape it did not make "
+                                "(a clip of a chunk count it did not meet): slower, but no request waits for a "
+                                "compile", registry=registry)  # fmt: skip
+        self.uncompiled.set_function(uncompiled)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

@@ -79,7 +79,7 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
     on_batch = lambda jobs: metrics.batch_size.observe(len(jobs))  # noqa: E731
     batcher = Batcher(engine, cfg.run.batch_size, serve.max_wait_ms / 1e3, serve.max_queue,
                       serve.random_tokens_per_second, on_batch)  # fmt: skip
-    metrics = ServerMetrics(cfg.run.batch_size, lambda: batcher.pending, compiles, captures)
+    metrics = ServerMetrics(cfg.run.batch_size, lambda: batcher.pending, compiles, captures, engine.uncompiled_decodes)
     aliases = [a for a in model_aliases(cfg) if a != cfg.model.name]
     request = _Requests(cfg, batcher, metrics, {cfg.model.name, str(cfg.model.id), *aliases}, aliases)
 
@@ -115,6 +115,7 @@ def create_app(engine, cfg, environment: dict) -> FastAPI:
                  "batch_size": cfg.run.batch_size, "max_wait_ms": serve.max_wait_ms,
                  "max_audio_seconds": request.max_seconds, "dtype": str(engine.dtype),
                  "compiles_after_startup": compiles(), "graph_captures_after_startup": captures(),
+                 "uncompiled_decodes_after_startup": engine.uncompiled_decodes(),
                  "hardware": environment.get("hardware"), "environment": environment}  # fmt: skip
         card = {"id": cfg.model.name, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "bench": bench}
         alias_cards = [{"id": alias, "object": "model", "owned_by": f"bench:{cfg.engine.name}", "root": cfg.model.name}

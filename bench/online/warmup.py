@@ -6,8 +6,12 @@ an engine that compiles per shape pads their rows to a power of two (row_buckets
 (one 30 s chunk) at every batch size, and long-form clips (two chunks: a Whisper engine's
 window-by-window path) at every batch size, are planned (Engine.plan, as an offline run plans
 its batches) and one batch per distinct Engine.batch_shape is run. An engine whose shape grows
-with every further chunk (Voxtral's static cache holds the longest clip) compiles again for a
-clip of three chunks or more: /metrics and /v1/models count those compiles.
+with every further chunk (Voxtral's static cache holds the longest clip) meets a new shape at a
+clip of three chunks or more. Compiling it while serving held every request behind it for the
+compile (seconds on a GPU, tens of seconds on a CPU, for each new chunk count), so after the
+warm-up the engine compiles and captures nothing (Engine.warm_shapes_only): such a clip runs
+uncompiled, slower itself, and a request behind it waits one uncompiled step. /metrics and
+/v1/models count those decodes, and any compile made after start-up.
 """
 
 from __future__ import annotations
@@ -76,4 +80,8 @@ def warm_every_shape(
         engine.transcribe([noise[:n] for n in lengths], targets, Clock(engine.device))
         took, seconds = time.perf_counter() - began, lengths[0] / SAMPLE_RATE
         say(f"warm-up {done}/{len(runs)}: {len(lengths)} clip(s) of {seconds:g} s in {took:.1f} s")
+    engine.warm_shapes_only()  # a compile now would hold every request behind it
+    if getattr(engine, "COMPILES", False):
+        say("from now on nothing is compiled: a batch at a shape the warm-up did not make (a clip of more "
+            "30 s chunks) runs uncompiled, counted in /metrics as bench_uncompiled_decodes_after_startup")  # fmt: skip
     return len(runs)

@@ -21,7 +21,6 @@ shape's cache, and another batch of that shape waits until it is done.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -29,12 +28,12 @@ from dataclasses import dataclass, field
 import torch
 
 from bench.engines._fast import prefill_pieces as pieces
-from bench.engines._fast import windows
+from bench.engines._fast import step_graph, windows
 from bench.engines._fast.end_of_sequence import FinishedFlag
 from bench.engines._fast.lengths import force_length
 from bench.engines._fast.options import DecodeOptions, DecoderModel
-from bench.engines.base import compile_seconds, run_to_end
-from bench.pipeline.clock import Clock, synchronize
+from bench.engines.base import run_to_end
+from bench.pipeline.clock import Clock
 
 
 @dataclass
@@ -46,6 +45,7 @@ class ShapeState:
     graphs: dict = field(default_factory=dict)  # attention window (slots; the capacity without the patch) -> replay
     warmed: bool = False  # every window this shape can reach made (attention_window)
     held: bool = False  # a batch paused mid-decode holds the cache: another of this shape waits
+    made: set = field(default_factory=set)  # ("prefill", positions) and ("step", window): compiled here
 
 
 class FastDecoder:
@@ -73,6 +73,10 @@ class FastDecoder:
         self.captures = 0
         self.capture_seconds = 0.0  # spent capturing graphs, the compiles inside them excluded
         self.cache_in_use = None
+        # bench.serve, after its warm-up: nothing more is compiled or captured, since a request waits
+        # while it is (seconds to minutes); a shape or window not made by then runs uncompiled
+        self.warm_only = False
+        self.uncompiled_decodes = 0  # decodes (a batch, a Whisper window) at a shape the warm-up did not make
         self.window = windows.Window()  # attention_window: the slots a step's attention reads
         # the prefill is launch-bound at small batch (hundreds of small kernels for a few ms of
         # work): compiled_prefill fuses it, one graph per prompt shape, compiled in the warm-up.
@@ -91,7 +95,23 @@ class FastDecoder:
     def use_shape(self, rows: int, cache_len: int) -> None:
         """The cache, mask buffer and graph of batches of this shape (made at its first batch)."""
         self.cache_len = cache_len
+        if self.warm_only and (rows, cache_len) not in self.shapes:
+            # run uncompiled, its cache dropped after it: no graph holds its address, and each such
+            # shape kept would hold a cache as long as its clip (gigabytes for half an hour on a GPU)
+            self.state = ShapeState()
+            self.uncompiled_decodes += 1
+            return
         self.state = self.shapes.setdefault((rows, cache_len), ShapeState())
+
+    def _may_compile(self, what: tuple) -> bool:
+        """Whether `what` of the current shape may run compiled (or captured): made before, or the
+        warm-up (warm_only off) is making it now."""
+        if what in self.state.made:
+            return True
+        if self.warm_only:
+            return False
+        self.state.made.add(what)
+        return True
 
     def forget_shapes(self) -> None:
         """Drop every cache and graph (after running out of memory: the halves get their own)."""
@@ -189,7 +209,9 @@ class FastDecoder:
                 yield
                 self._resume(state, cache_len, cache)
             with clock.phase("prefill"):
-                logits = self._prefill_part(embeds, mask, positions, valid, start, end, cache, compile_prefill)
+                whole = (start, end) == (0, length)  # the whole prompt's 2D mask, or a piece's
+                compiled = compile_prefill and self._may_compile(("prefill", end - start, whole))
+                logits = self._prefill_part(embeds, mask, positions, valid, start, end, cache, compiled)
         with clock.phase("prefill"):
             token = self.pick(logits, 0, targets, unfinished)
             out[:, 0] = token
@@ -213,12 +235,13 @@ class FastDecoder:
                     size = windows.size_for(length + step, sizes)  # slots written after this step's write
                     if options.window:
                         self.window.size = size
-                    if options.graph:
-                        replay = self._graph_step(token, position, cache_position, size)
+                    compiled = self._may_compile(("step", size))
+                    if options.graph and compiled:
+                        replay = step_graph.captured(self, token, position, cache_position, size)
                         logits = replay(token, position, cache_position)
                     else:
                         attended = valid[:, : size if options.static_cache else length + step]
-                        logits = self.step(token, position, cache_position, attended)
+                        logits = self.step(token, position, cache_position, attended, compiled)
                     token = self.pick(logits, step, targets, unfinished)
                     out[:, step] = token
                     if self.on_token:
@@ -229,7 +252,7 @@ class FastDecoder:
                         finished.copy(unfinished)
                         if finished.all_done_before_this_step():
                             break  # this step was the one extra: its tokens are all padding
-        if options.window and not self.state.warmed:  # this shape's first batch: the warm-up
+        if options.window and not self.state.warmed and not self.warm_only:  # this shape's first batch
             with clock.phase("decode"):
                 self._make_windows(token, position, sizes)
         return out
@@ -259,6 +282,7 @@ class FastDecoder:
         it writes lands in slot 0 of a cache the next batch resets."""
         compiles = self.options.compiled or self.options.graph
         for size in sizes if compiles else []:
+            self.state.made.add(("step", size))
             for layer in self.model.self_attention_layers(self.state.cache):
                 layer.cumulative_length.zero_()
             cache_position = (
@@ -266,7 +290,7 @@ class FastDecoder:
             )
             self.window.size = size
             if self.options.graph:
-                self._graph_step(token, position, cache_position, size)
+                step_graph.captured(self, token, position, cache_position, size)
             else:
                 self.step(token, position, cache_position, self.state.valid[:, :size])
         self.state.warmed = True
@@ -283,8 +307,10 @@ class FastDecoder:
         return token
 
     # -- one decode step ----------------------------------------------------------------------
-    def step(self, token, position, cache_position, valid) -> torch.Tensor:
+    def step(self, token, position, cache_position, valid, compiled: bool = True) -> torch.Tensor:
         args = (token, position, cache_position, valid)
+        if not compiled:
+            return self._step_forward(*args)
         if self.options.compile_scope == "layers":
             with self.compiled_layers.compiled():
                 return self._step_forward(*args)
@@ -295,44 +321,3 @@ class FastDecoder:
     def _step_forward(self, token, position, cache_position, valid) -> torch.Tensor:
         embed = self.model.embed(token[:, None])
         return self.model.forward(embed, valid[:, None, None, :], position, cache_position, self.cache_in_use)
-
-    def _graph_step(self, token, position, cache_position, size: int):
-        """Capture the decode step on CUDA once per shape and attention window (`size` slots:
-        the capacity without attention_window); each replay reads and writes fixed buffers."""
-        if size in self.state.graphs:
-            return self.state.graphs[size]
-        began, compiling = time.perf_counter(), compile_seconds()
-        static_token, static_position = token.clone(), position.clone()
-        static_cache_position = cache_position.clone() if cache_position is not None else None
-        valid = self.state.valid[:, :size]  # a view: the graph reads the buffer the loop writes
-
-        def step():
-            return self.step(static_token, static_position, static_cache_position, valid)
-
-        # Warm up on a side stream with the real first step's inputs. The static cache
-        # advances its own position counter (a device tensor) on every write, so step it
-        # back afterwards: the replay of this very step then writes the same slot again.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            step()
-        torch.cuda.current_stream().wait_stream(side)
-        for layer in self.model.self_attention_layers(self.state.cache):
-            layer.cumulative_length.sub_(1)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_logits = step()
-
-        def replay(token, position, cache_position):
-            static_token.copy_(token)
-            static_position.copy_(position)
-            if static_cache_position is not None:
-                static_cache_position.copy_(cache_position)
-            graph.replay()
-            return static_logits
-
-        self.state.graphs[size] = replay
-        self.captures += 1
-        synchronize(self.device)  # the side stream's run and the capture done: their time, not the next step's
-        self.capture_seconds += time.perf_counter() - began - (compile_seconds() - compiling)
-        return replay

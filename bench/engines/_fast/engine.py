@@ -50,6 +50,12 @@ class FastDecodeEngine:
     def capture_seconds(self) -> float:
         return self.decoder.capture_seconds
 
+    def warm_shapes_only(self) -> None:
+        self.decoder.warm_only = True
+
+    def uncompiled_decodes(self) -> int:
+        return self.decoder.uncompiled_decodes
+
     def stream_to(self, listener) -> None:
         self.decoder.on_token = listener
 
