@@ -4,6 +4,9 @@ compiled while serving, and every request behind it waited (6.8 to 13.1 s on the
 docs/serving.md). Such a clip now runs uncompiled, on a cache dropped after it, with the tokens
 the compiled path gives; a shape the warm-up made still runs compiled."""
 
+import gc
+import weakref
+
 import pytest
 from cuda_graph_emulation import Emulation
 from fastapi.testclient import TestClient
@@ -40,7 +43,15 @@ def test_a_shape_the_warm_up_did_not_make_is_not_captured_and_keeps_its_tokens(m
     assert captures > 0 and {rows for rows, _ in shapes} == {0, 1}  # 0: the one made at load, never run
 
     long = noise(THREE_CHUNKS, 4)
-    uncompiled = _tokens(engine, long, 30)
+    steps = engine.transcribe_steps([long], [30], Clock(engine.device))
+    for _ in range(12):  # 3 chunks' log-mel and encoder, 3 prefill pieces: into its decode
+        next(steps)
+    cache = engine.decoder.cache_in_use
+    assert all(cache is not state.cache for state in engine.decoder.shapes.values())
+    cache = weakref.ref(cache)
+    uncompiled = [t.tokens for t in run_to_end(steps)]
+    gc.collect()
+    assert cache() is None  # dropped as its batch ended, not kept for a next batch of its shape
     assert emulation.captures == captures and set(engine.decoder.shapes) == shapes
     assert engine.uncompiled_decodes() == 1
 

@@ -46,6 +46,7 @@ class ShapeState:
     warmed: bool = False  # every window this shape can reach made (attention_window)
     held: bool = False  # a batch paused mid-decode holds the cache: another of this shape waits
     made: set = field(default_factory=set)  # ("prefill", positions) and ("step", window): compiled here
+    kept: bool = True  # False: a shape met after the warm-up (warm_only), its cache dropped after its batch
 
 
 class FastDecoder:
@@ -98,7 +99,7 @@ class FastDecoder:
         if self.warm_only and (rows, cache_len) not in self.shapes:
             # run uncompiled, its cache dropped after it: no graph holds its address, and each such
             # shape kept would hold a cache as long as its clip (gigabytes for half an hour on a GPU)
-            self.state = ShapeState()
+            self.state = ShapeState(kept=False)
             self.uncompiled_decodes += 1
             return
         self.state = self.shapes.setdefault((rows, cache_len), ShapeState())
@@ -175,6 +176,10 @@ class FastDecoder:
             return (yield from self._decode(embeds, mask, target_tokens, budget, clock, compile_prefill, pause))
         finally:
             state.held = False
+            if not state.kept:  # made for this batch alone: its cache, as long as its clip, goes now
+                if self.cache_in_use is state.cache:
+                    self.cache_in_use = None
+                state.cache = state.valid = None
 
     def _resume(self, state: ShapeState, cache_len: int, cache) -> None:
         """This batch's shape, and its cache, back in use after a pause, its attention reading the
