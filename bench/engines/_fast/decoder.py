@@ -16,7 +16,9 @@ A static cache, its attention-mask buffer and its captured graph are made for ea
 shape (rows, cache length) at its first batch and kept: a graph holds the addresses of the
 tensors it captured, so between batches they are reset in place, never replaced. bench.serve
 may pause a batch between its steps (generate_steps) and run others: a paused batch keeps its
-shape's cache, and another batch of that shape waits until it is done.
+shape's cache, and another batch of that shape waits until it is done. After bench.serve's
+warm-up (warm_only) nothing more is compiled or captured: a shape, prefill piece or attention
+window not made by then runs uncompiled, a new shape on a cache dropped as its batch ends.
 """
 
 from __future__ import annotations
