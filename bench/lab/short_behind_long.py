@@ -68,9 +68,8 @@ def batches_begun(metrics: str) -> float:
 async def one_case(url: str, long_clip: bytes, short_clip: bytes, keep_sending: float = 0.0):
     """The short request's wait, the long clip's answer time, the graphs the server compiled and
     the decodes it ran uncompiled meanwhile (a long clip of a new length is a new shape on some
-    engines), and with
-    keep_sending (seconds) the waits of the short requests sent one after another after the
-    first for that long, while the long clip was not yet answered."""
+    engines), and with keep_sending (seconds) the waits of the short requests sent one after
+    another after the first for that long, while the long clip was not yet answered."""
     import httpx
 
     async with httpx.AsyncClient(timeout=3600) as client:

@@ -50,8 +50,9 @@ def read_records(folder: Path) -> list[dict]:
 
 def read_server_metrics(folder: Path) -> dict:
     """What the server's /metrics said of the level, over its sessions: the batches it formed
-    by size (summed), its compiles, graph captures and uncompiled decodes after start-up (the last session's count:
-    a server's counts since its own start). None where a session's server did not say."""
+    by size (summed), its compiles, graph captures and uncompiled decodes after start-up (the
+    last session's count: a server's counts since its own start). None where a session's server
+    did not say."""
     said = [line["server_metrics"] for line in _lines(folder) if "server_metrics" in line]
     sizes = [s["batch_sizes"] for s in said]
     total = None
@@ -206,11 +207,11 @@ def load_table(folders: list[Path]) -> str:
             row[f"goodput (<= {good['slo_s']:g} s)"] = good["share"]
             row["goodput 95% CI"] = _interval(good["ci"])
         out.append(row | {"WER": s.wer})
-        server.append({"concurrency": s.batch_size, "batches by size": _sizes(o.get("batch_sizes"))}
-                      | {f"{what} after start-up": _or_na(o.get(f"{what.replace(' ', '_')}_after_startup"))
-                         for what in ("compiles", "graph captures")}
-                      # a bench.serve from before 2026-12-07 does not count them: no column for none
-                      | {"uncompiled decodes after start-up": o.get("uncompiled_decodes_after_startup")})  # fmt: skip
+        server.append({"concurrency": s.batch_size, "batches by size": _sizes(o.get("batch_sizes")),
+                       "compiles after start-up": _or_na(o.get("compiles_after_startup")),
+                       "graph captures after start-up": _or_na(o.get("graph_captures_after_startup")),
+                       # None: a bench.serve from before 2026-12-07 did not count them (_said_by_some)
+                       "uncompiled decodes after start-up": o.get("uncompiled_decodes_after_startup")})  # fmt: skip
         if o.get("ttft_note"):
             notes.setdefault(("TTFT", o["ttft_note"]), []).append(str(s.batch_size))
         if o.get("batch_sizes") is None:
